@@ -1,0 +1,69 @@
+"""Audio extraction from MP4 and FLV, sans IO: bytes in, bytes out.
+
+    extractor = AudioExtractor(max_header=64 << 20)
+    for piece in body:
+        send(b"".join(extractor.feed(piece)))
+    send(b"".join(extractor.finish()))     # raises if the input was bad or short
+
+Errors are subclasses of ExtractError (see errors.py). The core knows no URL, header or socket.
+"""
+
+from . import detect as _detect
+from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, TruncatedInput, UnsupportedInput
+from .flv import FlvAudioFilter
+
+# Formats the core extracts today; the addon only announces extraction for these.
+SUPPORTED_FORMATS = frozenset({_detect.FLV})
+
+DEFAULT_MAX_HEADER = 64 << 20
+
+__all__ = [
+    "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "TruncatedInput",
+    "UnsupportedInput", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER",
+]
+
+
+class AudioExtractor:
+    """One per response: detects the container from the first bytes, then delegates to its filter."""
+
+    def __init__(self, max_header: int = DEFAULT_MAX_HEADER):
+        self.max_header = max_header
+        self._head = b""
+        self._impl = None
+
+    @property
+    def format(self) -> str | None:
+        """'flv' or 'mp4' once detected, else None."""
+        return self._impl.format if self._impl else None
+
+    @property
+    def bytes_in(self) -> int:
+        return self._impl.bytes_in if self._impl else len(self._head)
+
+    @property
+    def bytes_out(self) -> int:
+        return self._impl.bytes_out if self._impl else 0
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._impl.warnings if self._impl else []
+
+    def feed(self, data) -> list:
+        if self._impl:
+            return self._impl.feed(data)
+        self._head += data
+        kind = _detect.detect(self._head)
+        if kind is None:
+            return []
+        if kind not in SUPPORTED_FORMATS:
+            raise UnsupportedInput(f"{kind.upper()} audio extraction is not available in this version")
+        self._impl = FlvAudioFilter(self.max_header)
+        head, self._head = self._head, b""
+        return self._impl.feed(head)
+
+    def finish(self) -> list:
+        if not self._impl:
+            if not self._head:
+                raise TruncatedInput("the body is empty")
+            raise TruncatedInput(f"the body is only {len(self._head)} bytes, too short to be a media file")
+        return self._impl.finish()

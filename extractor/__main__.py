@@ -1,0 +1,85 @@
+"""python -m extractor IN OUT: extract the audio of an MP4 or FLV file; '-' for stdin or stdout.
+
+Exit status: 0 done, 1 the input could not be extracted (the reason is printed), 2 bad usage.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from . import DEFAULT_MAX_HEADER, AudioExtractor, ExtractError
+from .errors import human_size
+
+PIECE = 1 << 20
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal and the work is long."""
+
+    def __init__(self, total: int | None):
+        self.total = total
+        self.enabled = sys.stderr.isatty()
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2 or now - self.start < 1:
+            return
+        self.last = now
+        rate = done / (now - self.start)
+        if self.total:
+            filled = int(30 * done / self.total)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r[{bar}] {100 * done // self.total:3d}% {human_size(int(rate))}/s ")
+        else:
+            sys.stderr.write(f"\r{human_size(done)} read, {human_size(int(rate))}/s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and time.monotonic() - self.start >= 1:
+            sys.stderr.write("\n")
+
+
+def run(src, dst, max_header: int, total: int | None) -> AudioExtractor:
+    extractor = AudioExtractor(max_header=max_header)
+    progress = Progress(total)
+    try:
+        while piece := src.read(PIECE):
+            dst.write(b"".join(extractor.feed(piece)))
+            progress.update(extractor.bytes_in)
+        dst.write(b"".join(extractor.finish()))
+    finally:
+        progress.close()
+    return extractor
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m extractor", description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="MP4 or FLV file, or - for standard input")
+    parser.add_argument("output", help="where the audio goes, or - for standard output")
+    parser.add_argument("--max-header", type=int, default=DEFAULT_MAX_HEADER,
+                        help="most metadata bytes held in memory (default 64 MiB)")
+    args = parser.parse_args(argv)
+
+    src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    total = None if args.input == "-" else os.fstat(src.fileno()).st_size
+    dst = sys.stdout.buffer if args.output == "-" else open(args.output + ".part", "wb")
+    try:
+        extractor = run(src, dst, args.max_header, total)
+    except ExtractError as e:
+        print(f"extractor: {args.input}: {e}", file=sys.stderr)
+        if args.output != "-":
+            dst.close()
+            os.unlink(args.output + ".part")
+        return 1
+    if args.output != "-":
+        dst.close()
+        os.replace(args.output + ".part", args.output)
+    for warning in extractor.warnings:
+        print(f"extractor: {args.input}: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

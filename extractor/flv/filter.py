@@ -1,0 +1,157 @@
+"""The streaming FLV filter: header, then tag by tag, audio kept, video skipped without a copy.
+
+States, in the order the bytes arrive:
+  header    gather the 9-byte file header, emit an audio-only header
+  padding   skip whatever a data offset above 9 puts between the header and the first tag
+  unit      gather PreviousTagSize + tag header (15 bytes), decide what the tag is
+  copy      pass an audio tag's data through as zero-copy slices of the input
+  skip      step over a video (or unknown) tag's data without looking at it
+  script    gather a script tag whole (bounded by max_header) and rewrite onMetaData
+
+Each audio tag leaves with a PreviousTagSize we compute ourselves (inputs often carry wrong ones),
+sent as soon as the tag's data is in, so a live stream gets no added delay waiting for the next tag.
+"""
+
+from ..errors import LimitExceeded, MalformedInput, NoAudio, TruncatedInput, human_size
+from . import amf0, tags
+
+
+class FlvAudioFilter:
+    format = "flv"
+
+    def __init__(self, max_header: int = 64 << 20):
+        self.max_header = max_header
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.audio_tags = 0
+        self.dropped_tags = 0
+        self.warnings: list[str] = []
+        self._state = "header"
+        self._need = tags.FILE_HEADER_SIZE  # bytes the gathering states wait for
+        self._gathered = bytearray()
+        self._remaining = 0  # bytes left to copy or skip
+        self._trailer = b""  # PreviousTagSize to send after the tag being copied
+        self._tag_start = 0  # input offset of the current tag, for messages
+        self._script_rest = b""
+
+    # -- the sans-IO interface ------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list:
+        """Take the next piece of input; return the output pieces it completes (maybe none)."""
+        out: list = []
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        while pos < end:
+            if self._remaining:
+                n = min(self._remaining, end - pos)
+                if self._state == "copy":
+                    out.append(view[pos : pos + n])
+                elif self._state == "script":
+                    self._gathered += view[pos : pos + n]
+                pos += n
+                self._remaining -= n
+                if not self._remaining:
+                    self._tag_done(out)
+                continue
+            if self._gathered or end - pos < self._need:
+                take = min(self._need - len(self._gathered), end - pos)
+                self._gathered += view[pos : pos + take]
+                pos += take
+                if len(self._gathered) < self._need:
+                    break
+                unit, self._gathered = bytes(self._gathered), bytearray()
+                self._on_fixed(unit, 0, self.bytes_in + pos, out)
+            else:
+                start, pos = pos, pos + self._need
+                self._on_fixed(view, start, self.bytes_in + pos, out)
+        self.bytes_in += end
+        self._count(out)
+        return out
+
+    def finish(self) -> list:
+        """The input has ended: raise if it ended inside a tag."""
+        if self._state == "header":
+            raise TruncatedInput(f"input ends inside the FLV header ({len(self._gathered)} of 9 bytes)")
+        if self._remaining:
+            what = {"copy": "an audio tag", "skip": "a video tag", "script": "a script tag",
+                    "padding": "the padding after the header"}[self._state]
+            raise TruncatedInput(
+                f"input ends inside {what} that starts at byte {self._tag_start} "
+                f"({self._remaining} bytes missing)"
+            )
+        # Only the last PreviousTagSize (4 bytes) or nothing may follow the last tag.
+        if len(self._gathered) not in (0, tags.PREVIOUS_TAG_SIZE):
+            raise TruncatedInput(
+                f"input ends inside a tag header at byte {self.bytes_in - len(self._gathered)} "
+                f"({len(self._gathered)} of {tags.UNIT_SIZE} bytes)"
+            )
+        if not self.audio_tags:
+            raise NoAudio(f"the FLV has no audio tags ({self.dropped_tags} other tags dropped): nothing to extract")
+        return []
+
+    # -- states ---------------------------------------------------------------------------------
+
+    def _on_fixed(self, buf, pos: int, input_end: int, out: list) -> None:
+        """A gathering state has its bytes at buf[pos:pos+need], which end at input offset input_end."""
+        if self._state == "header":
+            version, data_offset = tags.parse_file_header(bytes(buf[pos : pos + tags.FILE_HEADER_SIZE]))
+            out.append(tags.build_file_header(version))
+            self._enter_unit()
+            if data_offset > tags.FILE_HEADER_SIZE:
+                self._state, self._remaining = "padding", data_offset - tags.FILE_HEADER_SIZE
+                self._tag_start = input_end
+            return
+        _, word, _ = tags.UNIT.unpack_from(buf, pos)
+        type_byte, size = word >> 24, word & 0xFFFFFF
+        self._tag_start = input_end - tags.TAG_HEADER_SIZE
+        if type_byte & 0xC0:
+            raise MalformedInput(
+                f"tag header with reserved bits set (type byte 0x{type_byte:02x}): not an FLV tag, "
+                f"or the stream lost its place"
+            )
+        tag_type = type_byte & 0x1F
+        if tag_type == tags.AUDIO:
+            out.append(buf[pos + tags.PREVIOUS_TAG_SIZE : pos + tags.UNIT_SIZE])
+            self._trailer = tags.previous_tag_size(size)
+            self._state, self._remaining = "copy", size
+            self.audio_tags += 1
+        elif tag_type == tags.SCRIPT:
+            if size > self.max_header:
+                raise LimitExceeded(
+                    f"script tag is {human_size(size)}, above the {human_size(self.max_header)} limit "
+                    f"(audio_only_max_header)"
+                )
+            self._script_rest = bytes(buf[pos + 8 : pos + tags.UNIT_SIZE])  # timestamp, stream id
+            self._state, self._remaining = "script", size
+        else:
+            self._state, self._remaining = "skip", size
+            self.dropped_tags += 1
+        if not size:
+            self._tag_done(out)
+
+    def _tag_done(self, out: list) -> None:
+        if self._state == "copy":
+            out.append(self._trailer)
+        elif self._state == "script":
+            self._emit_script(bytes(self._gathered), out)
+            self._gathered = bytearray()
+        self._enter_unit()
+
+    def _enter_unit(self) -> None:
+        self._state, self._need = "unit", tags.UNIT_SIZE
+
+    def _emit_script(self, data: bytes, out: list) -> None:
+        try:
+            data = amf0.rewrite_metadata(data)
+        except MalformedInput as e:
+            # Metadata is optional for playback: an unreadable script tag is dropped, not fatal.
+            self.warnings.append(f"script tag at byte {self._tag_start} dropped: {e}")
+            self.dropped_tags += 1
+            return
+        out.append(tags.tag_header(tags.SCRIPT, len(data), self._script_rest))
+        out.append(data)
+        out.append(tags.previous_tag_size(len(data)))
+
+    def _count(self, out: list) -> None:
+        for piece in out:
+            self.bytes_out += len(piece)
