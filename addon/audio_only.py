@@ -1,0 +1,295 @@
+"""mitmproxy addon: an audio-only edge. `video.flv?ali_audio_only=1` streams back only metadata and audio.
+
+    mitmdump -s addon/audio_only.py [--mode reverse:http://origin] [--set audio_only_domains=*.example.com]
+
+The extraction itself is the sans-IO core in `extractor/`; this file decides which requests and
+responses it applies to, edits the headers, wires a core object to `flow.response.stream`, logs, and
+turns a core error into an unclean end of the client's response.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import fnmatch
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.net.http import url
+from mitmproxy.proxy import mode_specs
+from mitmproxy.utils import human
+
+try:
+    import extractor
+except ImportError:  # run as `mitmdump -s addon/audio_only.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import extractor
+
+log = logging.getLogger(__name__)
+
+# Content types of the media we extract, and the generic ones for which the path's extension decides.
+MEDIA_TYPES = {
+    "video/mp4": "mp4", "audio/mp4": "mp4", "video/quicktime": "mp4", "video/x-m4v": "mp4",
+    "audio/x-m4a": "mp4", "video/x-f4v": "mp4",
+    "video/x-flv": "flv", "video/flv": "flv", "application/x-flv": "flv",
+}
+GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/x-octet-stream"}
+EXTENSIONS = {".mp4": "mp4", ".mov": "mp4", ".m4a": "mp4", ".m4v": "mp4", ".f4v": "mp4", ".flv": "flv"}
+OUTPUT_TYPES = {"mp4": "audio/mp4", "flv": "video/x-flv"}
+# Headers that describe the origin's bytes, not ours.
+DROPPED_RESPONSE_HEADERS = ("content-length", "accept-ranges", "content-range", "content-md5", "digest",
+                            "transfer-encoding")
+# Passthrough bodies at least this large (or of unknown size, when media) are streamed, not buffered.
+STREAM_PASSTHROUGH_ABOVE = 1 << 20
+HOST_PATTERN = re.compile(r"^[a-z0-9*?\[\]._:-]+$")
+META = "audio_only"  # flow.metadata key: the state of this feature for the flow
+
+
+def requested_format(flow: http.HTTPFlow) -> str | None:
+    """'mp4' or 'flv' when the response's type (or, for generic types, the path) says media."""
+    ctype = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in MEDIA_TYPES:
+        return MEDIA_TYPES[ctype]
+    if ctype in GENERIC_TYPES:
+        return EXTENSIONS.get(Path(flow.request.path.split("?")[0]).suffix.lower())
+    return None
+
+
+def split_param(path: str, name: str) -> tuple[str | None, str]:
+    """(the first raw value of query parameter `name` or None, the path with every `name` removed)."""
+    base, sep, query = path.partition("?")
+    if not sep:
+        return None, path
+    value, kept = None, []
+    for part in query.split("&"):
+        key, _, raw = part.partition("=")
+        if key == name:
+            value = raw if value is None else value
+        else:
+            kept.append(part)
+    return value, base + ("?" + "&".join(kept) if kept else "")
+
+
+def derived_etag(etag: str) -> str:
+    """An ETag for our bytes, distinct from the origin's but stable for the same origin version."""
+    weak, _, opaque = etag.rpartition('"')[0].partition('"')
+    if not opaque and not weak:
+        return ""
+    return f'{weak}"{opaque}-audio"'
+
+
+class ExtractionStream:
+    """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
+
+    def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int):
+        self.flow = flow
+        self.format = fmt
+        self.extractor = extractor.AudioExtractor(max_header=max_header)
+        self.started = time.monotonic()
+        self.failed = False
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        if self.failed:
+            return []  # swallow the rest of the origin's body; the client's response is already ending
+        try:
+            if data:
+                pieces = self.extractor.feed(data)
+                if self.extractor.format not in (None, self.format):
+                    raise extractor.UnsupportedInput(
+                        f"the origin announced {self.format.upper()} but the body is {self.extractor.format.upper()}"
+                    )
+            else:
+                pieces = self.extractor.finish()
+        except extractor.ExtractError as e:
+            self.abort(str(e))
+            return []
+        except Exception as e:  # a bug in the core must still end the response uncleanly
+            log.exception("audio-only: internal error")
+            self.abort(f"internal error: {e!r}")
+            return []
+        if not data:
+            self.log_done()
+        out = b"".join(pieces)
+        # Never hand mitmproxy an empty piece before the end: it would frame it as the last chunk.
+        return [out] if out else []
+
+    def summary(self) -> str:
+        x = self.extractor
+        saved = 1 - x.bytes_out / x.bytes_in if x.bytes_in else 0.0
+        return (f"{self.format}: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
+                f"{time.monotonic() - self.started:.2f}s")
+
+    def log_done(self) -> None:
+        for warning in self.extractor.warnings:
+            log.warning(f"audio-only: {self.flow.request.pretty_url}: {warning}")
+        log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary()}")
+
+    def abort(self, reason: str) -> None:
+        self.failed = True
+        self.flow.metadata.setdefault(META, {})["error"] = reason
+        self.flow.comment = f"audio-only: {reason}"
+        log.warning(f"audio-only: {self.flow.request.pretty_url}: {reason}; response ended uncleanly "
+                    f"({self.summary()})")
+        if self.flow.killable:
+            self.flow.kill()
+        close_server_connection(self.flow)
+
+
+def close_server_connection(flow: http.HTTPFlow) -> None:
+    """End the origin connection now, so the client's response ends now (a kill alone waits, #4711).
+
+    The server connection's reader task is cancelled; mitmproxy then sees the origin gone and, the
+    response having started, closes the client connection (HTTP/1.1) or resets the stream (HTTP/2).
+    """
+    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+    io = handler.transports.get(flow.server_conn) if handler else None
+    if io and io.handler:
+        io.handler.cancel()
+
+
+class AudioOnly:
+    def __init__(self):
+        self.patterns: list[str] = ["*"]
+        self.max_header = extractor.DEFAULT_MAX_HEADER
+        self.restores_host = False  # reverse mode: we keep the client's Host to match it, then rewrite
+
+    def load(self, loader):
+        loader.add_option(
+            "audio_only_param", str, "ali_audio_only",
+            "Query parameter that asks for audio only; only the value 1 turns it on.",
+        )
+        loader.add_option(
+            "audio_only_domains", collections.abc.Sequence[str], ["*"],
+            "Host patterns (the host the client asked for, e.g. *.example.com) on which audio "
+            "extraction is on. May be passed multiple times.",
+        )
+        loader.add_option(
+            "audio_only_max_header", str, "64m",
+            "Most metadata (MP4 moov, FLV script tag) one response may hold in memory, e.g. 64m.",
+        )
+        loader.add_option(
+            "audio_only_stream_passthrough", bool, True,
+            "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
+        )
+
+    def configure(self, updated):
+        if "audio_only_param" in updated and not ctx.options.audio_only_param:
+            raise exceptions.OptionsError("audio_only_param must not be empty")
+        if "audio_only_domains" in updated:
+            patterns = [p.strip().lower() for p in ctx.options.audio_only_domains]
+            for p in patterns:
+                if not HOST_PATTERN.match(p):
+                    raise exceptions.OptionsError(f"audio_only_domains: {p!r} is not a host pattern")
+            self.patterns = patterns
+        if "audio_only_max_header" in updated:
+            try:
+                size = human.parse_size(ctx.options.audio_only_max_header)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"audio_only_max_header: {e}") from None
+            if not size or size < 1024:
+                raise exceptions.OptionsError(
+                    f"audio_only_max_header: {ctx.options.audio_only_max_header!r} is below 1 KiB")
+            self.max_header = size
+        if "mode" in updated or "keep_host_header" in updated:
+            self._keep_client_host()
+
+    def _keep_client_host(self) -> None:
+        """In reverse mode mitmproxy replaces Host before any hook sees it; domain patterns need the
+        client's. So keep it (keep_host_header) and do mitmproxy's rewrite ourselves after matching."""
+        reverse = any(mode_specs.ProxyMode.parse(m).type_name == "reverse" for m in ctx.options.mode)
+        if not reverse:
+            self.restores_host = False
+        elif not ctx.options.keep_host_header:
+            self.restores_host = True
+            ctx.options.keep_host_header = True
+
+    def host_enabled(self, host: str) -> bool:
+        host = url.parse_authority(host, check=False)[0].lower() if host else ""
+        return any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        client_host = flow.request.host_header or flow.request.host
+        if self.restores_host and isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+            flow.request.host_header = url.hostport(flow.request.scheme, flow.request.host, flow.request.port)
+        value, stripped = split_param(flow.request.path, ctx.options.audio_only_param)
+        if value is None:
+            return
+        # The origin never sees our parameter, whatever its value.
+        flow.request.path = stripped
+        if value != "1" or not self.host_enabled(client_host):
+            return
+        flow.metadata[META] = {"requested": True}
+        # We extract from the whole file: a Range would give a slice of the video.
+        for name in ("range", "if-range"):
+            flow.request.headers.pop(name, None)
+        flow.request.headers["accept-encoding"] = "identity"
+        if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
+            flow.request.headers["if-none-match"] = inm.replace('-audio"', '"')
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        state = flow.metadata.get(META)
+        fmt = requested_format(flow)
+        if state and response.status_code == 304 and (etag := response.headers.get("etag")):
+            response.headers["etag"] = derived_etag(etag)
+        eligible = (
+            state is not None
+            and response.status_code == 200
+            and fmt in extractor.SUPPORTED_FORMATS
+            and response.headers.get("content-encoding", "identity").lower() == "identity"
+        )
+        if not eligible:
+            if state is not None:
+                state["passthrough"] = self.why_not(flow, fmt)
+                log.info(f"audio-only: {flow.request.pretty_url}: not extracted: {state['passthrough']}")
+            self.stream_passthrough(flow, fmt)
+            return
+        for name in DROPPED_RESPONSE_HEADERS:
+            response.headers.pop(name, None)
+        response.headers["content-type"] = OUTPUT_TYPES[fmt]
+        if etag := response.headers.get("etag"):
+            if new_etag := derived_etag(etag):
+                response.headers["etag"] = new_etag
+            else:
+                response.headers.pop("etag")
+        if flow.request.http_version == "HTTP/1.1":
+            # Only HTTP/1.1 has chunked framing; mitmproxy frames when this header says so.
+            response.headers["transfer-encoding"] = "chunked"
+        state["format"] = fmt
+        if flow.request.method.upper() == "HEAD":
+            return
+        response.stream = ExtractionStream(flow, fmt, self.max_header)
+
+    @staticmethod
+    def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:
+        response = flow.response
+        if response.status_code != 200:
+            return f"origin answered {response.status_code}"
+        if response.headers.get("content-encoding", "identity").lower() != "identity":
+            return f"origin body is {response.headers['content-encoding']}-encoded"
+        if fmt is None:
+            return f"content type {response.headers.get('content-type', '(none)')!r} is not MP4 or FLV"
+        return f"{fmt.upper()} extraction is not available in this version"
+
+    def stream_passthrough(self, flow: http.HTTPFlow, fmt: str | None) -> None:
+        """A CDN edge never holds a whole video in memory: stream what we pass on untouched."""
+        if not ctx.options.audio_only_stream_passthrough or flow.response.stream:
+            return
+        length = flow.response.headers.get("content-length", "")
+        big = int(length) > STREAM_PASSTHROUGH_ABOVE if length.isdigit() else False
+        media = fmt is not None or Path(flow.request.path.split("?")[0]).suffix.lower() in EXTENSIONS
+        if big or media:
+            flow.response.stream = True
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """Name our reason on the flow (mitmweb shows it), not just the connection's fate."""
+        state = flow.metadata.get(META)
+        if state and "error" in state:
+            flow.error.msg = f"audio-only: {state['error']}"
+
+
+addons = [AudioOnly()]

@@ -1,0 +1,145 @@
+"""A small origin server on 127.0.0.1 for the demo and the end-to-end tests.
+
+Serves files from one folder at /NAME. Query parameters shape the answer, so a test can ask for
+each origin behaviour through the proxy:
+  chunk=N      Transfer-Encoding: chunked, N bytes per chunk (default: Content-Length)
+  live=1       FLV paced in real time by tag timestamps, chunked, one chunk per tag
+  die=N        announce the full length, send N bytes, then drop the connection
+  status=N     answer N with a short HTML body
+  type=T       Content-Type T instead of the one guessed from the name
+  gzip=1       Content-Encoding: gzip
+Range requests get a 206 (so a test sees at once if a Range reached the origin).
+Every request's path and headers are recorded in `server.requests`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import struct
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+TYPES = {".flv": "video/x-flv", ".mp4": "video/mp4", ".m4a": "audio/mp4", ".mov": "video/quicktime"}
+
+
+def flv_tags(data: bytes):
+    """(timestamp ms, bytes) for the header and then each tag with its PreviousTagSize."""
+    offset = struct.unpack_from(">I", data, 5)[0] + 4
+    yield 0, data[:offset]
+    while offset + 11 <= len(data):
+        size = int.from_bytes(data[offset + 1 : offset + 4], "big")
+        ts = int.from_bytes(data[offset + 4 : offset + 7], "big") | data[offset + 7] << 24
+        end = offset + 11 + size + 4
+        yield ts, data[offset:end]
+        offset = end
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "Origin"
+
+    def log_message(self, *args):  # quiet: tests read server.requests instead
+        pass
+
+    def do_HEAD(self):
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False):
+        path, _, query = self.path.partition("?")
+        params = dict(urllib.parse.parse_qsl(query))
+        self.server.requests.append((self.command, self.path, dict(self.headers.items())))
+        if "status" in params:
+            return self.send_body(int(params["status"]), b"<html>no</html>", "text/html", head)
+        file = (self.server.root / urllib.parse.unquote(path.lstrip("/"))).resolve()
+        if self.server.root not in file.parents or not file.is_file():
+            return self.send_body(404, b"<html>not found</html>", "text/html", head)
+        data = file.read_bytes()
+        ctype = params.get("type", TYPES.get(file.suffix, "application/octet-stream"))
+        if params.get("live"):
+            return self.send_live(data, ctype)
+        if params.get("gzip"):
+            self.send_response(200)
+            body = gzip.compress(data)
+            self.send_header("Content-Encoding", "gzip")
+            return self.finish_body(body, ctype, head)
+        if (rng := self.headers.get("Range", "")).startswith("bytes="):
+            start, _, end = rng[6:].partition("-")
+            start, end = int(start or 0), int(end) if end else len(data) - 1
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            return self.finish_body(data[start : end + 1], ctype, head)
+        self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{len(data):x}-{int(file.stat().st_mtime):x}"')
+        if "chunk" in params:
+            return self.send_chunked(data, ctype, int(params["chunk"]), head)
+        if "die" in params:
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: int(params["die"])])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.finish_body(data, ctype, head)
+
+    def send_body(self, status: int, body: bytes, ctype: str, head: bool):
+        self.send_response(status)
+        self.finish_body(body, ctype, head)
+
+    def finish_body(self, body: bytes, ctype: str, head: bool):
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def send_chunked(self, data: bytes, ctype: str, size: int, head: bool):
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if head:
+            return
+        for i in range(0, len(data), size):
+            piece = data[i : i + size]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def send_live(self, data: bytes, ctype: str):
+        """Each tag leaves at its timestamp, as an encoder would push it."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        start = time.monotonic()
+        try:
+            for ts, piece in flv_tags(data):
+                if (delay := start + ts / 1000 - time.monotonic()) > 0:
+                    time.sleep(delay)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                self.server.sent.append((ts, time.monotonic()))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path, port: int = 0):
+        super().__init__(("127.0.0.1", port), Handler)
+        self.root = Path(root).resolve()
+        self.requests: list[tuple[str, str, dict]] = []
+        self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> "Origin":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
