@@ -4,7 +4,7 @@ Serves files from one folder at /NAME. Query parameters shape the answer, so a t
 each origin behaviour through the proxy:
   chunk=N      Transfer-Encoding: chunked, N bytes per chunk (default: Content-Length)
   live=1       FLV paced in real time by tag timestamps, chunked, one chunk per tag
-  die=N        announce the full length, send N bytes, then drop the connection
+  die=N        announce the full length (or chunked), send N bytes, then drop the connection
   status=N     answer N with a short HTML body
   type=T       Content-Type T instead of the one guessed from the name
   gzip=1       Content-Encoding: gzip
@@ -75,7 +75,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", f'"{len(data):x}-{int(file.stat().st_mtime):x}"')
         if "chunk" in params:
-            return self.send_chunked(data, ctype, int(params["chunk"]), head)
+            return self.send_chunked(data, ctype, int(params["chunk"]), head, int(params.get("die", len(data) + 1)))
         if "die" in params:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
@@ -97,16 +97,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def send_chunked(self, data: bytes, ctype: str, size: int, head: bool):
+    def send_chunked(self, data: bytes, ctype: str, size: int, head: bool, die: int):
+        """Chunks of `size`; after `die` bytes the connection drops with no last chunk."""
         self.send_header("Content-Type", ctype)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         if head:
             return
-        for i in range(0, len(data), size):
-            piece = data[i : i + size]
+        for i in range(0, min(len(data), die), size):
+            piece = data[i : min(i + size, die)]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-        self.wfile.write(b"0\r\n\r\n")
+        if die > len(data):
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.close_connection = True
 
     def send_live(self, data: bytes, ctype: str):
         """Each tag leaves at its timestamp, as an encoder would push it."""

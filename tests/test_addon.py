@@ -1,0 +1,109 @@
+"""The addon's decisions, with mitmproxy's own test helpers (no sockets)."""
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from addon.audio_only import AudioOnly, ExtractionStream, derived_etag, split_param
+
+
+@pytest.mark.parametrize("path,value,rest", [
+    ("/v.flv?ali_audio_only=1", "1", "/v.flv"),
+    ("/v.flv?a=1&ali_audio_only=01&b=2", "01", "/v.flv?a=1&b=2"),
+    ("/v.flv?ali_audio_only=&x", "", "/v.flv?x"),
+    ("/v.flv?ali_audio_only", "", "/v.flv"),
+    ("/v.flv?ali_audio_only=1&ali_audio_only=0", "1", "/v.flv"),
+    ("/v.flv?xali_audio_only=1", None, "/v.flv?xali_audio_only=1"),
+    ("/v.flv", None, "/v.flv"),
+])
+def test_split_param(path, value, rest):
+    assert split_param(path, "ali_audio_only") == (value, rest)
+
+
+@pytest.mark.parametrize("etag,new", [('"abc"', '"abc-audio"'), ('W/"abc"', 'W/"abc-audio"'), ("abc", "")])
+def test_derived_etag(etag, new):
+    assert derived_etag(etag) == new
+
+
+def flow_for(path: str, host: str = "example.com", ctype: str = "video/x-flv", http_version="HTTP/1.1"):
+    f = tflow.tflow(resp=tutils.tresp(headers=[(b"content-type", ctype.encode()), (b"content-length", b"1000"),
+                                                (b"accept-ranges", b"bytes"), (b"etag", b'"e1"')]))
+    f.request.path = path
+    f.request.host = host
+    f.request.headers["host"] = host
+    f.request.http_version = http_version
+    f.request.headers["range"] = "bytes=0-10"
+    return f
+
+
+def test_request_and_response_rules():
+    addon = AudioOnly()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, audio_only_domains=["*.example.com"])
+        f = flow_for("/v.flv?ali_audio_only=1", host="cdn.example.com")
+        addon.requestheaders(f)
+        assert f.request.path == "/v.flv" and "range" not in f.request.headers
+        addon.responseheaders(f)
+        h = f.response.headers
+        assert isinstance(f.response.stream, ExtractionStream)
+        assert h["transfer-encoding"] == "chunked" and "content-length" not in h and "accept-ranges" not in h
+        assert h["etag"] == '"e1-audio"'
+
+        other = flow_for("/v.flv?ali_audio_only=1", host="example.org")
+        addon.requestheaders(other)
+        assert other.request.path == "/v.flv" and "range" in other.request.headers
+        addon.responseheaders(other)
+        assert other.response.headers["content-length"] == "1000" and other.response.stream is True
+
+
+def test_http2_clients_get_no_transfer_encoding():
+    addon = AudioOnly()
+    with taddons.context(addon):
+        f = flow_for("/v.flv?ali_audio_only=1", http_version="HTTP/2.0")
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert "transfer-encoding" not in f.response.headers and callable(f.response.stream)
+
+
+@pytest.mark.parametrize("ctype,path,extracted", [
+    ("video/x-flv", "/a", True),
+    ("application/octet-stream", "/a.flv", True),
+    ("application/octet-stream", "/a.bin", False),
+    ("text/html", "/a.flv", False),
+    ("video/mp4", "/a.mp4", False),  # MP4 extraction is not in this version yet
+])
+def test_eligibility_by_type_and_extension(ctype, path, extracted):
+    addon = AudioOnly()
+    with taddons.context(addon):
+        f = flow_for(path + "?ali_audio_only=1", ctype=ctype)
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert callable(f.response.stream) == extracted
+
+
+def test_stream_failure_kills_the_flow_and_names_the_reason():
+    addon = AudioOnly()
+    with taddons.context(addon):
+        f = flow_for("/v.flv?ali_audio_only=1")
+        f.live = True
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert f.response.stream(b"<html>nope</html>") == []
+        assert f.error and f.error.msg == "Connection killed."
+        assert "neither FLV nor MP4" in f.comment and "neither FLV" in f.metadata["audio_only"]["error"]
+        assert f.response.stream(b"more") == [] and f.response.stream(b"") == []
+        addon.error(f)
+        assert f.error.msg.startswith("audio-only: body is neither")
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("audio_only_domains", ["exa mple.com"], "not a host pattern"),
+    ("audio_only_max_header", "lots", "audio_only_max_header"),
+    ("audio_only_max_header", "10", "below 1 KiB"),
+    ("audio_only_param", "", "must not be empty"),
+])
+def test_bad_options_are_refused(option, value, message):
+    addon = AudioOnly()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=message):
+            tctx.configure(addon, **{option: value})

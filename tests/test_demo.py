@@ -1,0 +1,37 @@
+"""scripts/serve with no arguments, as a new user would try it: the printed URL gives audio only."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import ROOT, streams
+
+pytestmark = pytest.mark.e2e
+
+
+def test_serve_demo_prints_a_url_that_gives_audio_only(tmp_path):
+    proc = subprocess.Popen([str(ROOT / "scripts" / "serve")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, lines = time.monotonic() + 120, []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            assert line, "serve exited:\n" + "".join(lines)
+            lines.append(line)
+            if m := re.search(r"curl -o audio.flv '([^']+)'", line):
+                break
+        else:
+            pytest.fail("no URL printed:\n" + "".join(lines))
+        r = subprocess.run(["curl", "-sS", "-o", "audio.flv", m.group(1)], cwd=tmp_path, timeout=60)
+        assert r.returncode == 0
+        assert [s["codec_type"] for s in streams(tmp_path / "audio.flv")] == ["audio"]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,184 @@
+"""Through a real mitmdump in front of a real origin on 127.0.0.1, reading what a client receives."""
+
+import gzip
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from conftest import Proxy
+from helpers import MEDIA, assert_same_audio, flv_tags, http_get
+from test_flv_core import extract
+
+pytestmark = pytest.mark.e2e
+FLV = "/h264_aac.flv"
+
+
+def core_output(name: str) -> bytes:
+    return extract((MEDIA / name).read_bytes())
+
+
+@pytest.mark.parametrize("name", ["h264_aac.flv", "flv1_mp3.flv", "h264_aac_keyframes.flv"])
+@pytest.mark.parametrize("origin_style", ["", "&chunk=997", "&chunk=65537", "&chunk=7"])
+def test_audio_only_through_the_proxy(proxy, name, origin_style, tmp_path):
+    reply = http_get(proxy.port, f"/{name}?ali_audio_only=1{origin_style}")
+    assert reply.status == 200 and reply.clean
+    assert reply.headers["transfer-encoding"] == "chunked"
+    assert reply.headers["content-type"] == "video/x-flv"
+    for absent in ("content-length", "accept-ranges"):
+        assert absent not in reply.headers
+    assert reply.headers["etag"].endswith('-audio"')
+    assert reply.body == core_output(name)
+    out = tmp_path / name
+    out.write_bytes(reply.body)
+    assert_same_audio(MEDIA / name, out)
+
+
+def test_the_origin_never_sees_the_parameter_or_the_range(proxy, origin):
+    reply = http_get(proxy.port, f"{FLV}?a=1&ali_audio_only=1&b=x%20y", headers={"Range": "bytes=0-99", "If-Range": '"x"'})
+    assert reply.status == 200 and reply.clean and reply.body == core_output("h264_aac.flv")
+    method, path, headers = origin.requests[-1]
+    assert path == f"{FLV}?a=1&b=x%20y"
+    assert not {"Range", "If-Range"} & set(headers)
+
+
+def test_one_log_line_per_extracted_response(proxy):
+    reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1&logline=1")
+    log = proxy.wait_for_log("logline=1 flv")
+    line = next(l for l in log.splitlines() if "logline=1 flv" in l)
+    assert f"{289581} bytes in, {len(reply.body)} out" in line and "saved" in line
+
+
+@pytest.mark.parametrize("value", [None, "0", "2", "true", "", "01"])
+def test_other_values_pass_the_origin_response_through_untouched(proxy, origin, value):
+    query = "" if value is None else f"?ali_audio_only={value}"
+    via_proxy = http_get(proxy.port, FLV + query)
+    direct = http_get(origin.server_address[1], FLV)
+    assert via_proxy.status == 200 and via_proxy.clean
+    assert via_proxy.body == direct.body == (MEDIA / "h264_aac.flv").read_bytes()
+    drop = lambda h: {k: v for k, v in h.items() if k not in ("date", "connection")}
+    assert drop(via_proxy.headers) == drop(direct.headers)
+    assert via_proxy.headers["content-length"] == "289581"
+
+
+def test_range_without_the_parameter_is_the_origins_206(proxy):
+    reply = http_get(proxy.port, FLV, headers={"Range": "bytes=0-99"})
+    assert reply.status == 206 and reply.body == (MEDIA / "h264_aac.flv").read_bytes()[:100]
+
+
+@pytest.mark.parametrize("status", [404, 503])
+def test_error_statuses_pass_through(proxy, status):
+    reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1&status={status}")
+    assert reply.status == status and reply.body == b"<html>no</html>" and reply.clean
+    assert reply.headers["content-length"] == "15"
+
+
+@pytest.mark.parametrize("query", ["type=text/html", "gzip=1"])
+def test_non_media_and_encoded_bodies_pass_through(proxy, query):
+    reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1&{query}")
+    assert reply.status == 200 and reply.clean and "content-length" in reply.headers
+    body = gzip.decompress(reply.body) if query == "gzip=1" else reply.body
+    assert body == (MEDIA / "h264_aac.flv").read_bytes()
+
+
+def test_head_gets_the_headers_a_get_gets(proxy):
+    reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1", method="HEAD")
+    assert reply.status == 200 and reply.body == b""
+    assert reply.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in reply.headers and reply.headers["content-type"] == "video/x-flv"
+
+
+@pytest.mark.parametrize("path,reason", [
+    ("/h264_aac.flv?ali_audio_only=1&die=100000", ""),
+    ("/h264_aac.flv?ali_audio_only=1&die=100000&chunk=1000", ""),
+    ("/truncated.flv?ali_audio_only=1", "input ends inside"),
+    ("/garbage.flv?ali_audio_only=1", "neither FLV nor MP4"),
+    ("/desync.flv?ali_audio_only=1", ""),
+    ("/video_only.flv?ali_audio_only=1", "no audio tags"),
+])
+def test_failures_end_the_response_uncleanly_and_the_next_request_works(proxy, path, reason):
+    start = time.monotonic()
+    reply = http_get(proxy.port, path, timeout=20)
+    assert reply.status == 200 and not reply.clean
+    assert time.monotonic() - start < 10  # ended, not left hanging until a timeout
+    if reason:
+        log = proxy.wait_for_log(reason)
+        assert any(reason in l and path.split("?")[0] in l and "ended uncleanly" in l for l in log.splitlines()), log
+    follow = http_get(proxy.port, f"{FLV}?ali_audio_only=1")
+    assert follow.clean and follow.body == core_output("h264_aac.flv")
+
+
+def test_live_flv_audio_arrives_as_it_is_sent(proxy, origin):
+    """The origin sends each tag at its timestamp; each audio tag must reach the client at once, not
+    when the next video tag, a 64 KiB piece or the end of the stream arrives."""
+    origin.sent.clear()
+    reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1&live=1", timeout=30)
+    assert reply.clean and reply.body == core_output("h264_aac.flv")
+    sent_at = {}
+    for ts, t in origin.sent:
+        sent_at.setdefault(ts, t)
+    delays, pos = [], 13
+    for chunk, arrived in zip(reply.chunks, reply.arrivals):
+        if chunk.startswith(b"FLV"):
+            chunk = chunk[13:]
+        for tag in flv_tags(b"FLV\x01\x04\x00\x00\x00\x09\x00\x00\x00\x00" + chunk)[1]:
+            if tag.type == 8:
+                delays.append(arrived - sent_at[tag.timestamp])
+    assert len(delays) > 200
+    print(f"\nlive FLV through the proxy: {len(delays)} audio tags, added latency median "
+          f"{statistics.median(delays) * 1000:.2f} ms, p95 {sorted(delays)[int(len(delays) * .95)] * 1000:.2f} ms, "
+          f"max {max(delays) * 1000:.2f} ms")
+    # Tags go out every ~23 ms; a proxy that held audio back until more input came would show
+    # delays of one tag interval or more on most tags.
+    assert statistics.median(delays) < 0.020
+
+
+@pytest.fixture(scope="module")
+def regular_proxy(origin, tmp_path_factory):
+    p = Proxy(tmp_path_factory.mktemp("log") / "regular.log", "--set", "audio_only_domains=localhost")
+    yield p
+    p.stop()
+
+
+def test_domains_in_regular_mode(regular_proxy, origin):
+    port = origin.server_address[1]
+    on = http_get(regular_proxy.port, f"http://localhost:{port}{FLV}?ali_audio_only=1", host=f"localhost:{port}")
+    off = http_get(regular_proxy.port, f"http://127.0.0.1:{port}{FLV}?ali_audio_only=1", host=f"127.0.0.1:{port}")
+    assert on.clean and on.body == core_output("h264_aac.flv")
+    assert off.clean and off.body == (MEDIA / "h264_aac.flv").read_bytes()
+    assert origin.requests[-1][1] == FLV  # the parameter is not forwarded, even where the feature is off
+
+
+@pytest.fixture(scope="module")
+def reverse_domain_proxy(origin, tmp_path_factory):
+    p = Proxy(tmp_path_factory.mktemp("log") / "reverse-domains.log", "--mode", f"reverse:{origin.url}",
+              "--set", "audio_only_domains=*.audio.test")
+    yield p
+    p.stop()
+
+
+def test_domains_in_reverse_mode_use_the_clients_host(reverse_domain_proxy, origin):
+    on = http_get(reverse_domain_proxy.port, f"{FLV}?ali_audio_only=1", host="cdn.audio.test")
+    assert on.clean and on.body == core_output("h264_aac.flv")
+    # mitmproxy's own Host rewrite toward the origin still happens.
+    assert origin.requests[-1][2]["Host"] == f"127.0.0.1:{origin.server_address[1]}"
+    off = http_get(reverse_domain_proxy.port, f"{FLV}?ali_audio_only=1", host="audio.test")
+    assert off.clean and off.body == (MEDIA / "h264_aac.flv").read_bytes()
+
+
+def curl_h2(port: int, path: str, out) -> tuple[int, str]:
+    r = subprocess.run(["curl", "-sk", "--http2", "-D", "-", "-o", str(out), f"https://127.0.0.1:{port}{path}"],
+                       capture_output=True, timeout=60)
+    return r.returncode, r.stdout.decode()
+
+
+def test_http2_client(proxy, tmp_path):
+    out = tmp_path / "h2.flv"
+    code, headers = curl_h2(proxy.port, f"{FLV}?ali_audio_only=1", out)
+    assert code == 0 and headers.startswith("HTTP/2 200")
+    assert "transfer-encoding" not in headers.lower() and "content-length" not in headers.lower()
+    assert out.read_bytes() == core_output("h264_aac.flv")
+    # A failure resets the stream: curl reports an HTTP/2 stream error (92), not a clean end.
+    code, _ = curl_h2(proxy.port, f"{FLV}?ali_audio_only=1&die=100000", tmp_path / "bad.flv")
+    assert code == 92

@@ -1,0 +1,72 @@
+"""Any input ends in output or an error of our hierarchy: never another exception, hang or blow-up."""
+
+import struct
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from extractor import AudioExtractor, ExtractError
+from flvgen import METADATA, amf_string, flv, small_flv, tag
+from helpers import MEDIA, flv_tags
+
+SEED = small_flv()
+REAL_HEAD = (MEDIA / "h264_aac_keyframes.flv").read_bytes()[:6000]
+
+
+def run_core(data: bytes, pieces: list[int], max_header: int = 1 << 16) -> bytes:
+    x = AudioExtractor(max_header=max_header)
+    out, pos = [], 0
+    try:
+        for n in pieces or [len(data)]:
+            out += x.feed(data[pos : pos + n])
+            pos += n
+        out += x.feed(data[pos:])
+        out += x.finish()
+    except ExtractError:
+        pass
+    out = b"".join(out)
+    # Memory and work stay bounded: the output never outgrows the input plus rewritten headers.
+    assert len(out) <= len(data) + 64
+    return out
+
+
+def no_video_in(out: bytes) -> None:
+    """Whatever came out before an error holds no video tag: walk the complete tags."""
+    if len(out) < 13:
+        return
+    pos = 13
+    while pos + 11 <= len(out):
+        assert out[pos] & 0x1F in (8, 18), f"tag type {out[pos]} at {pos}"
+        pos += 11 + int.from_bytes(out[pos + 1 : pos + 4], "big") + 4
+
+
+splits = st.lists(st.integers(min_value=1, max_value=300), max_size=8)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000), splits)
+def test_random_bytes(data, pieces):
+    run_core(data, pieces)
+    run_core(b"FLV\x01\x05\x00\x00\x00\x09" + data, pieces)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([SEED, REAL_HEAD]), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+       st.integers(0, 10**6), splits)
+def test_mutated_files(seed, flips, cut, pieces):
+    data = bytearray(seed)
+    for where, value in flips:
+        data[where % len(data)] = value
+    data = bytes(data[: max(1, cut % (len(data) + 1))])
+    no_video_in(run_core(data, pieces))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 0xFFFFFF))
+def test_hostile_metadata(payload, claimed):
+    """Script tags with random AMF0 and sizes that lie."""
+    body = amf_string("onMetaData") + payload
+    data = flv(tag(18, body), tag(8, b"\xaf\x01abc"))
+    run_core(data, [])
+    lying = bytearray(flv(tag(18, METADATA), tag(8, b"\xaf\x01abc")))
+    lying[14:17] = claimed.to_bytes(3, "big")
+    no_video_in(run_core(bytes(lying), [7, 100]))
