@@ -11,9 +11,11 @@ Errors are subclasses of ExtractError (see errors.py). The core knows no URL, he
 from . import detect as _detect
 from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, TruncatedInput, UnsupportedInput
 from .flv import FlvAudioFilter
+from .mp4 import Mp4AudioFilter
 
-# Formats the core extracts today; the addon only announces extraction for these.
-SUPPORTED_FORMATS = frozenset({_detect.FLV})
+FILTERS = {_detect.FLV: FlvAudioFilter, _detect.MP4: Mp4AudioFilter}
+# Formats the core extracts; the addon only announces extraction for these.
+SUPPORTED_FORMATS = frozenset(FILTERS)
 
 DEFAULT_MAX_HEADER = 64 << 20
 
@@ -55,9 +57,7 @@ class AudioExtractor:
         kind = _detect.detect(self._head)
         if kind is None:
             return []
-        if kind not in SUPPORTED_FORMATS:
-            raise UnsupportedInput(f"{kind.upper()} audio extraction is not available in this version")
-        self._impl = FlvAudioFilter(self.max_header)
+        self._impl = FILTERS[kind](self.max_header)
         head, self._head = self._head, b""
         return self._impl.feed(head)
 

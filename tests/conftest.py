@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import MEDIA, ROOT
+from mp4tools import to_64bit
 from origin import Origin
 
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
@@ -71,6 +72,9 @@ def media_root(tmp_path_factory) -> Path:
     data = (MEDIA / "h264_aac.flv").read_bytes()
     (root / "truncated.flv").write_bytes(data[: len(data) // 2 + 3])
     (root / "garbage.flv").write_bytes(b"<html>this is not a video</html>" * 100)
+    mp4 = (MEDIA / "h264_aac.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(mp4[: len(mp4) // 2])
+    (root / "wide.mp4").write_bytes(to_64bit(mp4))
     # 15 stray bytes in the middle: every tag after them is read out of place.
     (root / "desync.flv").write_bytes(data[:40000] + b"\xff" * 15 + data[40000:])
     return root

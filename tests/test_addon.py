@@ -56,6 +56,15 @@ def test_request_and_response_rules():
         assert other.response.headers["content-length"] == "1000" and other.response.stream is True
 
 
+def test_mp4_output_is_audio_mp4():
+    addon = AudioOnly()
+    with taddons.context(addon):
+        f = flow_for("/v.mp4?ali_audio_only=1", ctype="video/mp4")
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert f.response.headers["content-type"] == "audio/mp4"
+
+
 def test_http2_clients_get_no_transfer_encoding():
     addon = AudioOnly()
     with taddons.context(addon):
@@ -70,7 +79,9 @@ def test_http2_clients_get_no_transfer_encoding():
     ("application/octet-stream", "/a.flv", True),
     ("application/octet-stream", "/a.bin", False),
     ("text/html", "/a.flv", False),
-    ("video/mp4", "/a.mp4", False),  # MP4 extraction is not in this version yet
+    ("video/mp4", "/a", True),
+    ("application/octet-stream", "/a.m4a", True),
+    ("image/png", "/a.mp4", False),
 ])
 def test_eligibility_by_type_and_extension(ctype, path, extracted):
     addon = AudioOnly()

@@ -8,31 +8,34 @@ import time
 import pytest
 
 from conftest import Proxy
-from helpers import MEDIA, assert_same_audio, flv_tags, http_get
+from helpers import MEDIA, assert_same_audio, audio_packets, flv_tags, http_get
 from test_flv_core import extract
 
 pytestmark = pytest.mark.e2e
 FLV = "/h264_aac.flv"
 
 
-def core_output(name: str) -> bytes:
-    return extract((MEDIA / name).read_bytes())
+def core_output(name: str, root=MEDIA) -> bytes:
+    return extract((root / name).read_bytes())
 
 
-@pytest.mark.parametrize("name", ["h264_aac.flv", "flv1_mp3.flv", "h264_aac_keyframes.flv"])
+@pytest.mark.parametrize("name", ["h264_aac.flv", "flv1_mp3.flv", "h264_aac_keyframes.flv", "h264_aac.mp4",
+                                  "hevc_aac.mp4", "h264_opus.mp4", "two_audio.mp4", "wide.mp4", "audio_only.m4a"])
 @pytest.mark.parametrize("origin_style", ["", "&chunk=997", "&chunk=65537", "&chunk=7"])
-def test_audio_only_through_the_proxy(proxy, name, origin_style, tmp_path):
+def test_audio_only_through_the_proxy(proxy, media_root, name, origin_style, tmp_path):
     reply = http_get(proxy.port, f"/{name}?ali_audio_only=1{origin_style}")
     assert reply.status == 200 and reply.clean
     assert reply.headers["transfer-encoding"] == "chunked"
-    assert reply.headers["content-type"] == "video/x-flv"
+    assert reply.headers["content-type"] == ("video/x-flv" if name.endswith(".flv") else "audio/mp4")
     for absent in ("content-length", "accept-ranges"):
         assert absent not in reply.headers
     assert reply.headers["etag"].endswith('-audio"')
-    assert reply.body == core_output(name)
+    assert reply.body == core_output(name, media_root)
     out = tmp_path / name
     out.write_bytes(reply.body)
-    assert_same_audio(MEDIA / name, out)
+    assert_same_audio(media_root / name, out)
+    if name == "two_audio.mp4":
+        assert audio_packets(out, 1) == audio_packets(media_root / name, 1)
 
 
 def test_the_origin_never_sees_the_parameter_or_the_range(proxy, origin):
@@ -96,6 +99,10 @@ def test_head_gets_the_headers_a_get_gets(proxy):
     ("/garbage.flv?ali_audio_only=1", "neither FLV nor MP4"),
     ("/desync.flv?ali_audio_only=1", ""),
     ("/video_only.flv?ali_audio_only=1", "no audio tags"),
+    ("/video_only.mp4?ali_audio_only=1", "no audio track"),
+    ("/h264_aac.mp4?ali_audio_only=1&die=150000", ""),
+    ("/truncated.mp4?ali_audio_only=1", "input ends at byte"),
+    ("/h264_aac.flv?ali_audio_only=1&type=video/mp4", "announced MP4 but the body is FLV"),
 ])
 def test_failures_end_the_response_uncleanly_and_the_next_request_works(proxy, path, reason):
     start = time.monotonic()

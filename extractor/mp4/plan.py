@@ -1,0 +1,210 @@
+"""The output of an MP4: which tracks stay, the new moov, and the input byte ranges to copy.
+
+Output layout: the input's ftyp, a new moov holding only the audio traks, one mdat holding the audio
+chunks in input order. Boxes are rebuilt bottom-up only along the paths that change (moov > trak >
+mdia > minf > stbl > stco); everything else is copied as the input had it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ..errors import MalformedInput, NoAudio, UnsupportedInput
+from . import tables
+from .boxes import U32_MAX, Box, children, find, make_box, mdat_header
+
+AUDIO_HANDLER = b"soun"
+
+
+@dataclass
+class Track:
+    box: Box
+    track_id: int
+    handler: bytes
+    duration: int  # tkhd, in the movie timescale
+    offsets: list[int] = field(default_factory=list)  # input chunk offsets
+    sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    head: bytes  # ftyp + moov + mdat header: the first bytes out
+    ranges: list[tuple[int, int]]  # sorted, merged (start, end) input ranges that make up the mdat payload
+    audio_bytes: int
+    tracks: list[Track]
+    dropped: list[Track]
+
+
+def _payload(data, box: Box):
+    return data[box.payload : box.end]
+
+
+def _track(data, trak: Box) -> Track:
+    tkhd = find(data, trak, b"tkhd")
+    mdia = find(data, trak, b"mdia")
+    hdlr = find(data, mdia, b"hdlr") if mdia else None
+    if not tkhd or not hdlr:
+        raise MalformedInput(f"trak at byte {trak.start} has no {'tkhd' if not tkhd else 'mdia/hdlr'}")
+    p = _payload(data, tkhd)
+    if len(p) < 32 or len(_payload(data, hdlr)) < 12:
+        raise MalformedInput(f"tkhd or hdlr of the trak at byte {trak.start} is too short")
+    if p[0] == 1:
+        track_id, duration = struct.unpack_from(">I4xQ", p, 20)
+    else:
+        track_id, duration = struct.unpack_from(">I4xI", p, 12)
+    handler = bytes(_payload(data, hdlr)[8:12])
+    return Track(trak, track_id, handler, duration)
+
+
+def _stbl(data, trak: Box) -> Box:
+    box = trak
+    for kind in (b"mdia", b"minf", b"stbl"):
+        box = find(data, box, kind)
+        if box is None:
+            raise MalformedInput(f"audio trak at byte {trak.start} has no {kind.decode()}")
+    return box
+
+
+def _read_chunks(data, track: Track) -> None:
+    stbl = _stbl(data, track.box)
+    found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
+    if b"saio" in found:
+        raise UnsupportedInput(f"audio track {track.track_id} is encrypted (saio): not supported")
+    sizes_box = found.get(b"stsz") or found.get(b"stz2")
+    offsets_box = found.get(b"stco") or found.get(b"co64")
+    if not (sizes_box and offsets_box and b"stsc" in found):
+        raise MalformedInput(f"audio track {track.track_id} lacks stsz/stz2, stsc or stco/co64")
+    constant, count, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
+    offsets = tables.chunk_offsets(offsets_box.type, _payload(data, offsets_box))
+    firsts, per_chunk = tables.sample_to_chunk(_payload(data, found[b"stsc"]))
+    counts = tables.samples_per_chunk(firsts, per_chunk, len(offsets))
+    track.sizes = tables.chunk_sizes(counts, constant, sizes, count)
+    track.offsets = offsets.tolist()
+
+
+def _ranges(tracks: list[Track]) -> tuple[list[tuple[int, int]], dict[int, list[int]]]:
+    """Sorted, merged input ranges, and for each track where each of its chunks lands in the mdat payload."""
+    # Chunks are nearly always in order already; sorting sorted data is linear.
+    chunks = sorted(
+        (off, size, t, i)
+        for t, track in enumerate(tracks)
+        for i, (off, size) in enumerate(zip(track.offsets, track.sizes))
+    )
+    placed = {t: [0] * len(track.offsets) for t, track in enumerate(tracks)}
+    merged: list[tuple[int, int]] = []
+    out, prev_end = 0, 0
+    for off, size, t, i in chunks:
+        if off < prev_end:
+            raise MalformedInput(f"audio chunks overlap at byte {off} (the previous one ends at byte {prev_end})")
+        placed[t][i] = out
+        out += size
+        if merged and merged[-1][1] == off:
+            merged[-1] = (merged[-1][0], off + size)
+        elif size:
+            merged.append((off, off + size))
+        prev_end = max(prev_end, off + size)
+    return merged, placed
+
+
+def _tref(data, box: Box, kept_ids: set[int]) -> bytes | None:
+    """tref with the references to dropped tracks removed; None when nothing is left."""
+    parts = []
+    for ref in children(data, box.payload, box.end):
+        ids = struct.unpack(f">{(ref.size - ref.header) // 4}I", _payload(data, ref)[: (ref.size - ref.header) // 4 * 4])
+        ids = [i for i in ids if i in kept_ids]
+        if ids:
+            parts.append(make_box(ref.type, struct.pack(f">{len(ids)}I", *ids)))
+    return make_box(b"tref", b"".join(parts)) if parts else None
+
+
+def _rebuild(data, box: Box, visit) -> bytes:
+    """The container `box` with each child replaced by visit(child): bytes, or None to drop it."""
+    parts = (visit(child) for child in children(data, box.payload, box.end))
+    return make_box(box.type, b"".join(p for p in parts if p is not None))
+
+
+def _mvhd(data, box: Box, duration: int) -> bytes:
+    p = bytearray(_payload(data, box))
+    if p and p[0] == 1 and len(p) >= 32:
+        struct.pack_into(">Q", p, 24, duration)
+    elif len(p) >= 20:
+        struct.pack_into(">I", p, 16, min(duration, U32_MAX))
+    else:
+        raise MalformedInput(f"mvhd is {len(p)} bytes, too short")
+    return make_box(b"mvhd", bytes(p))
+
+
+def _moov(data, moov: Box, audio: list[Track], out_offsets: dict[int, list[int]], wide: bool) -> bytes:
+    """The output moov: audio traks with new chunk offsets; references to dropped tracks removed."""
+    kept_ids = {t.track_id for t in audio}
+    by_start = {t.box.start: n for n, t in enumerate(audio)}
+    duration = max(t.duration for t in audio)
+    offsets: list[int] = []  # those of the trak being rebuilt
+
+    def copy(b: Box):
+        return data[b.start : b.end]
+
+    def descend(kind: bytes, visit_children):
+        return lambda b: _rebuild(data, b, visit_children) if b.type == kind else copy(b)
+
+    def stbl_child(b: Box):
+        if b.type in (b"stco", b"co64"):
+            return make_box(b"co64" if wide else b"stco", tables.build_chunk_offsets(offsets, wide))
+        return copy(b)
+
+    trak_path = descend(b"mdia", descend(b"minf", descend(b"stbl", stbl_child)))
+
+    def trak_child(b: Box):
+        return _tref(data, b, kept_ids) if b.type == b"tref" else trak_path(b)
+
+    def trex_child(b: Box):
+        return None if b.type == b"trex" and _trex_track(data, b) not in kept_ids else copy(b)
+
+    def moov_child(b: Box):
+        if b.type == b"trak":
+            if b.start not in by_start:
+                return None
+            offsets[:] = out_offsets[by_start[b.start]]
+            return _rebuild(data, b, trak_child)
+        if b.type == b"mvhd":
+            return _mvhd(data, b, duration)
+        if b.type == b"iods":  # describes the video's elementary streams; players do without it
+            return None
+        if b.type == b"mvex":
+            return _rebuild(data, b, trex_child)
+        return copy(b)
+
+    return _rebuild(data, moov, moov_child)
+
+
+def _trex_track(data, box: Box) -> int:
+    p = _payload(data, box)
+    return struct.unpack_from(">I", p, 4)[0] if len(p) >= 8 else -1
+
+
+def plan(ftyp: bytes, moov_data, moov: Box) -> Plan:
+    """Plan the output from the moov (moov_data holds it, at moov.start) and the input's ftyp."""
+    tracks = [_track(moov_data, b) for b in children(moov_data, moov.payload, moov.end) if b.type == b"trak"]
+    audio = [t for t in tracks if t.handler == AUDIO_HANDLER]
+    dropped = [t for t in tracks if t.handler != AUDIO_HANDLER]
+    if not audio:
+        kinds = ", ".join(t.handler.decode("latin-1") for t in tracks) or "none"
+        raise NoAudio(f"the MP4 has no audio track (tracks: {kinds}): nothing to extract")
+    for t in audio:
+        _read_chunks(moov_data, t)
+    ranges, placed = _ranges(audio)
+    audio_bytes = sum(e - s for s, e in ranges)
+
+    # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
+    wide = False
+    for _ in range(2):
+        trial = _moov(moov_data, moov, audio, {n: [0] * len(t.offsets) for n, t in enumerate(audio)}, wide)
+        header = mdat_header(audio_bytes)
+        base = len(ftyp) + len(trial) + len(header)
+        if wide or base + audio_bytes <= U32_MAX:
+            break
+        wide = True
+    out_offsets = {n: [base + o for o in placed[n]] for n in placed}
+    moov_out = _moov(moov_data, moov, audio, out_offsets, wide)
+    return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped)
