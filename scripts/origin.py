@@ -9,7 +9,8 @@ each origin behaviour through the proxy:
   type=T       Content-Type T instead of the one guessed from the name
   gzip=1       Content-Encoding: gzip
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
-Every request's path and headers are recorded in `server.requests`.
+Every request's path and headers are recorded in `server.requests`. Bodies made on the fly (too big
+for a disk) are served from `server.virtual[path] = (size, pieces factory, content type)`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.requests.append((self.command, self.path, dict(self.headers.items())))
         if "status" in params:
             return self.send_body(int(params["status"]), b"<html>no</html>", "text/html", head)
+        if virtual := self.server.virtual.get(path):
+            return self.send_virtual(*virtual, head)
         file = (self.server.root / urllib.parse.unquote(path.lstrip("/"))).resolve()
         if self.server.root not in file.parents or not file.is_file():
             return self.send_body(404, b"<html>not found</html>", "text/html", head)
@@ -85,6 +88,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.finish_body(data, ctype, head)
+
+    def send_virtual(self, size: int, pieces, ctype: str, head: bool):
+        """A body made on the fly (never on disk), with its Content-Length."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if head:
+            return
+        try:
+            for piece in pieces():
+                self.wfile.write(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def send_body(self, status: int, body: bytes, ctype: str, head: bool):
         self.send_response(status)
@@ -139,6 +156,7 @@ class Origin(http.server.ThreadingHTTPServer):
         self.root = Path(root).resolve()
         self.requests: list[tuple[str, str, dict]] = []
         self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
+        self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type)
 
     @property
     def url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The suite's fuzzing budget; HYPOTHESIS_PROFILE=long scripts/test tests/test_fuzz.py hunts longer.
+settings.register_profile("suite", max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20000, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 from helpers import MEDIA, ROOT
 from mp4tools import to_64bit

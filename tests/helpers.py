@@ -82,46 +82,67 @@ class Reply:
     arrivals: list[float] = field(default_factory=list)  # monotonic time of each chunk
 
 
-def http_get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET",
-             timeout: float = 30, host: str = "127.0.0.1") -> Reply:
-    """One HTTP/1.1 request on a fresh connection to 127.0.0.1:port; reads until the body ends or the
-    connection closes, and says whether the end was clean."""
+def http_stream(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+                timeout: float = 30, host: str = "127.0.0.1"):
+    """One HTTP/1.1 request on a fresh connection to 127.0.0.1:port: (status, headers, body) where body
+    yields the body's pieces as they arrive and finally returns whether the body ended cleanly (a
+    terminating chunk, or all of Content-Length)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        reader = sock.makefile("rb")
-        status = int(reader.readline().split()[1])
-        hdrs: dict[str, str] = {}
-        while (line := reader.readline()) not in (b"\r\n", b""):
-            k, _, v = line.decode().partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        if method == "HEAD" or status in (204, 304):
-            return Reply(status, hdrs, b"", True)
-        if hdrs.get("transfer-encoding", "").lower() == "chunked":
-            return _read_chunked(reader, status, hdrs)
-        if "content-length" in hdrs:
-            body = reader.read(int(hdrs["content-length"]))
-            return Reply(status, hdrs, body, len(body) == int(hdrs["content-length"]))
-        body = reader.read()
-        return Reply(status, hdrs, body, True)
-    finally:
-        sock.close()
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    reader = sock.makefile("rb")
+    status = int(reader.readline().split()[1])
+    hdrs: dict[str, str] = {}
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        k, _, v = line.decode().partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+
+    def body():
+        try:
+            if method == "HEAD" or status in (204, 304):
+                return True
+            if hdrs.get("transfer-encoding", "").lower() == "chunked":
+                return (yield from _chunks(reader))
+            if "content-length" in hdrs:
+                left = int(hdrs["content-length"])
+                while left and (piece := reader.read(min(left, 1 << 20))):
+                    left -= len(piece)
+                    yield piece
+                return left == 0
+            while piece := reader.read(1 << 20):
+                yield piece
+            return True
+        finally:
+            sock.close()
+
+    return status, hdrs, body()
 
 
-def _read_chunked(reader, status, hdrs) -> Reply:
-    chunks, arrivals = [], []
+def _chunks(reader):
     while True:
         size_line = reader.readline()
         if not size_line.endswith(b"\r\n"):
-            return Reply(status, hdrs, b"".join(chunks), False, chunks, arrivals)
+            return False
         size = int(size_line.split(b";")[0], 16)
         if size == 0:
-            clean = reader.readline() == b"\r\n"
-            return Reply(status, hdrs, b"".join(chunks), clean, chunks, arrivals)
+            return reader.readline() == b"\r\n"
         chunk = reader.read(size)
         if len(chunk) < size or reader.read(2) != b"\r\n":
-            return Reply(status, hdrs, b"".join(chunks) + chunk, False, chunks, arrivals)
-        chunks.append(chunk)
-        arrivals.append(time.monotonic())
+            if chunk:
+                yield chunk
+            return False
+        yield chunk
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+             timeout: float = 30, host: str = "127.0.0.1") -> Reply:
+    """http_stream, with the whole body read; chunk arrival times are kept for latency checks."""
+    status, hdrs, body = http_stream(port, path, headers, method, timeout, host)
+    chunks, arrivals = [], []
+    while True:
+        try:
+            chunks.append(next(body))
+            arrivals.append(time.monotonic())
+        except StopIteration as end:
+            return Reply(status, hdrs, b"".join(chunks), end.value, chunks, arrivals)

@@ -7,10 +7,11 @@ import struct
 
 
 def boxes(data: bytes, start: int = 0, end: int | None = None):
-    """(type, start, header, size) of the boxes that fill data[start:end]."""
+    """(type, start, header, size) of the boxes that fill data[start:end]; a box may run past the end of
+    `data` when only the file's head is at hand."""
     end = len(data) if end is None else end
     pos = start
-    while pos < end:
+    while pos + 8 <= end:
         size, kind = struct.unpack_from(">I4s", data, pos)
         header = 8
         if size == 1:

@@ -27,3 +27,11 @@ def test_bad_input_exits_1_with_the_reason_and_leaves_no_file(tmp_path):
     r = subprocess.run(CLI + [str(MEDIA / "video_only.flv"), str(out)], cwd=ROOT, capture_output=True)
     assert r.returncode == 1 and b"no audio tags" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mp4_file_to_pipe(tmp_path):
+    r = subprocess.run(CLI + [str(MEDIA / "two_audio.mp4"), "-"], cwd=ROOT, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "a.mp4"
+    out.write_bytes(r.stdout)
+    assert_same_audio(MEDIA / "two_audio.mp4", out)

@@ -2,11 +2,11 @@
 
 import struct
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from extractor import AudioExtractor, ExtractError
 from flvgen import METADATA, amf_string, flv, small_flv, tag
-from helpers import MEDIA, flv_tags
+from helpers import MEDIA
 
 SEED = small_flv()
 REAL_HEAD = (MEDIA / "h264_aac_keyframes.flv").read_bytes()[:6000]
@@ -42,14 +42,14 @@ def no_video_in(out: bytes) -> None:
 splits = st.lists(st.integers(min_value=1, max_value=300), max_size=8)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None)
 @given(st.binary(max_size=2000), splits)
 def test_random_bytes(data, pieces):
     run_core(data, pieces)
     run_core(b"FLV\x01\x05\x00\x00\x00\x09" + data, pieces)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)
 @given(st.sampled_from([SEED, REAL_HEAD]), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
        st.integers(0, 10**6), splits)
 def test_mutated_files(seed, flips, cut, pieces):
@@ -60,7 +60,7 @@ def test_mutated_files(seed, flips, cut, pieces):
     no_video_in(run_core(data, pieces))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.binary(max_size=300), st.integers(0, 0xFFFFFF))
 def test_hostile_metadata(payload, claimed):
     """Script tags with random AMF0 and sizes that lie."""
@@ -70,3 +70,28 @@ def test_hostile_metadata(payload, claimed):
     lying = bytearray(flv(tag(18, METADATA), tag(8, b"\xaf\x01abc")))
     lying[14:17] = claimed.to_bytes(3, "big")
     no_video_in(run_core(bytes(lying), [7, 100]))
+
+
+TINY_MP4 = (MEDIA / "tiny.mp4").read_bytes()
+MOOV_END = TINY_MP4.index(b"mdat") - 4
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, MOOV_END - 1), st.integers(0, 255)), min_size=1, max_size=6),
+       st.integers(0, len(TINY_MP4)), splits)
+def test_mutated_mp4_moov(flips, cut, pieces):
+    """Flip bytes where the structure lives (box sizes, counts, offsets), then maybe cut the file."""
+    data = bytearray(TINY_MP4)
+    for where, value in flips:
+        data[where] = value
+    run_core(bytes(data[: max(1, cut)]), pieces)
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"ftyp", b"moov", b"trak", b"mdat", b"free", b"uuid", b"stco"]),
+                          st.sampled_from([0, 1, 7, 8, 16, 24, 100, 2**32 - 1]), st.binary(max_size=40)),
+                max_size=6), splits)
+def test_random_box_trees(items, pieces):
+    """Boxes with any size field (0 = to the end, 1 = largesize) and any payload."""
+    data = b"".join(struct.pack(">I4s", size, kind) + payload for kind, size, payload in items)
+    run_core(data, pieces)
