@@ -27,6 +27,8 @@ try:
 except ImportError:  # run as `mitmdump -s addon/audio_only.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import extractor
+from extractor.errors import human_size
+from extractor.spool import TempFileSpool
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,12 @@ def derived_etag(etag: str) -> str:
 class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
-    def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int):
+    def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int):
         self.flow = flow
         self.format = fmt
-        self.extractor = extractor.AudioExtractor(max_header=max_header)
+        self.extractor = extractor.AudioExtractor(
+            max_header=max_header, spool_factory=lambda start: TempFileSpool(start, spool_dir), max_spool=max_spool
+        )
         self.started = time.monotonic()
         self.failed = False
 
@@ -127,8 +131,13 @@ class ExtractionStream:
             log.warning(f"audio-only: {self.flow.request.pretty_url}: {warning}")
         log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary()}")
 
-    def abort(self, reason: str) -> None:
+    def release(self) -> None:
+        """The response is over one way or another: drop the spool, ignore what still comes."""
         self.failed = True
+        self.extractor.close()
+
+    def abort(self, reason: str) -> None:
+        self.release()
         self.flow.metadata.setdefault(META, {})["error"] = reason
         self.flow.comment = f"audio-only: {reason}"
         log.warning(f"audio-only: {self.flow.request.pretty_url}: {reason}; response ended uncleanly "
@@ -155,6 +164,7 @@ class AudioOnly:
     def __init__(self):
         self.patterns: list[str] = ["*"]
         self.max_header = extractor.DEFAULT_MAX_HEADER
+        self.max_spool = 4 << 30
         self.restores_host = False  # reverse mode: we keep the client's Host to match it, then rewrite
 
     def load(self, loader):
@@ -172,6 +182,15 @@ class AudioOnly:
             "Most metadata (MP4 moov, FLV script tag) one response may hold in memory, e.g. 64m.",
         )
         loader.add_option(
+            "audio_only_spool_dir", str, "",
+            "Folder for MP4 media data that arrives before its moov (moov at the end); empty: the "
+            "system's temporary folder. Spool files have no name on disk and vanish with the response.",
+        )
+        loader.add_option(
+            "audio_only_max_spool", str, "4g",
+            "Most media data one response may spool while waiting for a moov at the end, e.g. 4g; 0 refuses such files.",
+        )
+        loader.add_option(
             "audio_only_stream_passthrough", bool, True,
             "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
         )
@@ -186,16 +205,26 @@ class AudioOnly:
                     raise exceptions.OptionsError(f"audio_only_domains: {p!r} is not a host pattern")
             self.patterns = patterns
         if "audio_only_max_header" in updated:
-            try:
-                size = human.parse_size(ctx.options.audio_only_max_header)
-            except ValueError as e:
-                raise exceptions.OptionsError(f"audio_only_max_header: {e}") from None
-            if not size or size < 1024:
+            self.max_header = self._size("audio_only_max_header", minimum=1024)
+        if "audio_only_max_spool" in updated:
+            self.max_spool = self._size("audio_only_max_spool", minimum=0)
+        if "audio_only_spool_dir" in updated and ctx.options.audio_only_spool_dir:
+            if not Path(ctx.options.audio_only_spool_dir).is_dir():
                 raise exceptions.OptionsError(
-                    f"audio_only_max_header: {ctx.options.audio_only_max_header!r} is below 1 KiB")
-            self.max_header = size
+                    f"audio_only_spool_dir: {ctx.options.audio_only_spool_dir!r} is not a folder")
         if "mode" in updated or "keep_host_header" in updated:
             self._keep_client_host()
+
+    @staticmethod
+    def _size(option: str, minimum: int) -> int:
+        value = getattr(ctx.options, option)
+        try:
+            size = human.parse_size(value) or 0
+        except ValueError as e:
+            raise exceptions.OptionsError(f"{option}: {e}") from None
+        if size < minimum:
+            raise exceptions.OptionsError(f"{option}: {value!r} is below {human_size(minimum)}")
+        return size
 
     def _keep_client_host(self) -> None:
         """In reverse mode mitmproxy replaces Host before any hook sees it; domain patterns need the
@@ -262,7 +291,8 @@ class AudioOnly:
         state["format"] = fmt
         if flow.request.method.upper() == "HEAD":
             return
-        response.stream = ExtractionStream(flow, fmt, self.max_header)
+        response.stream = ExtractionStream(flow, fmt, self.max_header, ctx.options.audio_only_spool_dir or None,
+                                           self.max_spool)
 
     @staticmethod
     def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:
@@ -286,7 +316,10 @@ class AudioOnly:
             flow.response.stream = True
 
     def error(self, flow: http.HTTPFlow) -> None:
-        """Name our reason on the flow (mitmweb shows it), not just the connection's fate."""
+        """The response failed (our abort, the origin, or the client leaving): free what it held, and
+        name our reason on the flow (mitmweb shows it), not just the connection's fate."""
+        if flow.response and isinstance(flow.response.stream, ExtractionStream):
+            flow.response.stream.release()
         state = flow.metadata.get(META)
         if state and "error" in state:
             flow.error.msg = f"audio-only: {state['error']}"

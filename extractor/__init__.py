@@ -13,9 +13,8 @@ from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, Trunca
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
 
-FILTERS = {_detect.FLV: FlvAudioFilter, _detect.MP4: Mp4AudioFilter}
 # Formats the core extracts; the addon only announces extraction for these.
-SUPPORTED_FORMATS = frozenset(FILTERS)
+SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4})
 
 DEFAULT_MAX_HEADER = 64 << 20
 
@@ -26,10 +25,16 @@ __all__ = [
 
 
 class AudioExtractor:
-    """One per response: detects the container from the first bytes, then delegates to its filter."""
+    """One per response: detects the container from the first bytes, then delegates to its filter.
 
-    def __init__(self, max_header: int = DEFAULT_MAX_HEADER):
+    spool_factory(start_offset) -> Spool holds an MP4's media data that arrives before its moov, up to
+    max_spool bytes (see spool.py); without one, such files are refused.
+    """
+
+    def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0):
         self.max_header = max_header
+        self.spool_factory = spool_factory
+        self.max_spool = max_spool
         self._head = b""
         self._impl = None
 
@@ -57,9 +62,17 @@ class AudioExtractor:
         kind = _detect.detect(self._head)
         if kind is None:
             return []
-        self._impl = FILTERS[kind](self.max_header)
+        if kind == _detect.MP4:
+            self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool)
+        else:
+            self._impl = FlvAudioFilter(self.max_header)
         head, self._head = self._head, b""
         return self._impl.feed(head)
+
+    def close(self) -> None:
+        """Release what the filter holds outside memory (an MP4 spool); safe to call at any time."""
+        if isinstance(self._impl, Mp4AudioFilter):
+            self._impl.close()
 
     def finish(self) -> list:
         if not self._impl:

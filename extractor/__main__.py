@@ -10,6 +10,7 @@ import time
 
 from . import DEFAULT_MAX_HEADER, AudioExtractor, ExtractError
 from .errors import human_size
+from .spool import SourceFileSpool, TempFileSpool
 
 PIECE = 1 << 20
 
@@ -41,8 +42,16 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run(src, dst, max_header: int, total: int | None) -> AudioExtractor:
-    extractor = AudioExtractor(max_header=max_header)
+def spool_for(src):
+    """An MP4 whose moov comes last: a regular file is read again where the audio lies (no copy);
+    a pipe is kept in a temporary file."""
+    if os.path.isfile(f"/proc/self/fd/{src.fileno()}") or (src is not sys.stdin.buffer and src.seekable()):
+        return lambda start: SourceFileSpool(src)
+    return lambda start: TempFileSpool(start)
+
+
+def run(src, dst, max_header: int, total: int | None, max_spool: int) -> AudioExtractor:
+    extractor = AudioExtractor(max_header=max_header, spool_factory=spool_for(src), max_spool=max_spool)
     progress = Progress(total)
     try:
         while piece := src.read(PIECE):
@@ -50,6 +59,7 @@ def run(src, dst, max_header: int, total: int | None) -> AudioExtractor:
             progress.update(extractor.bytes_in)
         dst.write(b"".join(extractor.finish()))
     finally:
+        extractor.close()
         progress.close()
     return extractor
 
@@ -60,13 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", help="where the audio goes, or - for standard output")
     parser.add_argument("--max-header", type=int, default=DEFAULT_MAX_HEADER,
                         help="most metadata bytes held in memory (default 64 MiB)")
+    parser.add_argument("--max-spool", type=int, default=1 << 40,
+                        help="most media bytes kept while waiting for a moov at the end of a pipe")
     args = parser.parse_args(argv)
 
     src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     total = None if args.input == "-" else os.fstat(src.fileno()).st_size
     dst = sys.stdout.buffer if args.output == "-" else open(args.output + ".part", "wb")
     try:
-        extractor = run(src, dst, args.max_header, total)
+        extractor = run(src, dst, args.max_header, total, args.max_spool)
     except ExtractError as e:
         print(f"extractor: {args.input}: {e}", file=sys.stderr)
         if args.output != "-":

@@ -110,7 +110,9 @@ def test_stream_failure_kills_the_flow_and_names_the_reason():
 @pytest.mark.parametrize("option,value,message", [
     ("audio_only_domains", ["exa mple.com"], "not a host pattern"),
     ("audio_only_max_header", "lots", "audio_only_max_header"),
-    ("audio_only_max_header", "10", "below 1 KiB"),
+    ("audio_only_max_header", "10", "below 1.0 KiB"),
+    ("audio_only_max_spool", "-5", "audio_only_max_spool"),
+    ("audio_only_spool_dir", "/nonexistent/x", "not a folder"),
     ("audio_only_param", "", "must not be empty"),
 ])
 def test_bad_options_are_refused(option, value, message):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..errors import MalformedInput, NoAudio, UnsupportedInput
 from . import tables
 from .boxes import U32_MAX, Box, children, find, make_box, mdat_header
+from .fragmented import trex_defaults
 
 AUDIO_HANDLER = b"soun"
 
@@ -29,11 +30,17 @@ class Track:
 
 @dataclass
 class Plan:
-    head: bytes  # ftyp + moov + mdat header: the first bytes out
+    head: bytes  # ftyp + moov (+ mdat header when the moov has samples): the first bytes out
     ranges: list[tuple[int, int]]  # sorted, merged (start, end) input ranges that make up the mdat payload
     audio_bytes: int
     tracks: list[Track]
     dropped: list[Track]
+    fragmented: bool = False  # the moov has an mvex: moof fragments follow
+    trex: dict[int, int] = field(default_factory=dict)  # fragmented: track_ID -> default sample size
+
+    @property
+    def audio_ids(self) -> set[int]:
+        return {t.track_id for t in self.tracks}
 
 
 def _payload(data, box: Box):
@@ -207,4 +214,8 @@ def plan(ftyp: bytes, moov_data, moov: Box) -> Plan:
         wide = True
     out_offsets = {n: [base + o for o in placed[n]] for n in placed}
     moov_out = _moov(moov_data, moov, audio, out_offsets, wide)
-    return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped)
+    mvex = find(moov_data, moov, b"mvex")
+    if mvex and not ranges:
+        header = b""  # an init segment: the fragments that follow bring their own mdat
+    trex = trex_defaults(moov_data, mvex) if mvex else {}
+    return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped, mvex is not None, trex)

@@ -1,54 +1,78 @@
-"""The streaming MP4 filter for classic (non-fragmented) files whose moov comes before the media.
+"""The streaming MP4 filter: top-level boxes walked as they arrive, for every layout.
 
-Top-level boxes are walked as they arrive:
-  box     gather a box header (8, 16 or +16 for uuid)
-  keep    gather the ftyp (it is sent again as it was)
-  moov    gather the moov (bounded by max_header), plan, and send ftyp + new moov + mdat header
-  media   an mdat after the moov: send the planned audio ranges as zero-copy slices, skip the rest
-  skip    any other box: step over it
-Every audio range must lie inside an mdat; at the end every planned byte must have been sent, or
-the input was short and that is an error, not a short file.
+States:
+  box     gather a box header (8, 16, or +16 for uuid)
+  keep    gather the ftyp (sent again as it was)
+  moov    gather the moov (bounded by max_header), plan, send ftyp + new moov (+ mdat header)
+  moof    gather a moof (fragmented files), send the audio-only moof + its mdat header
+  media   an mdat whose audio ranges are known: send them as zero-copy slices, skip the rest
+  copy    a box passed on whole (styp, emsg, prft between fragments)
+  skip    any other box: step over it (free, wide, sidx, mfra...; an mdat before the moov is
+          skipped too, but the spool keeps it)
+
+Every byte that must be sent is an input range in one queue, filled by the moov's plan and by each
+moof; a range must lie inside an mdat. Media data before the moov goes to the spool the caller
+gave, and its audio is read back from there once the moov has said where it is. At the end every
+range must have been sent, or the input was short and that is an error, not a short file.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
+from .fragmented import rewrite_moof
 from .plan import Plan, plan
 
 TO_THE_END = -1  # a size-0 box: it runs to the end of the input
+PASSED_ON = {b"styp", b"emsg", b"prft"}  # small boxes between fragments that players may want
+REPLAY_PIECE = 1 << 20
 
 
 class Mp4AudioFilter:
     format = "mp4"
 
-    def __init__(self, max_header: int = 64 << 20):
+    def __init__(self, max_header: int = 64 << 20, spool_factory=None, max_spool: int = 0):
         self.max_header = max_header
+        self.spool_factory = spool_factory  # start offset -> Spool, for media data before the moov
+        self.max_spool = max_spool
         self.bytes_in = 0
         self.bytes_out = 0
         self.warnings: list[str] = []
         self.plan: Plan | None = None
+        self.fragments = 0  # moofs sent on
+        self.dropped_fragments = 0  # moofs with no audio
+        self.spooled = 0  # bytes written to the spool
         self._state = "box"
         self._gather = Gather()
         self._box: boxes.Box | None = None  # the top-level box being read
         self._remaining = 0  # payload bytes of it still to come (TO_THE_END: unknown)
-        self._held = bytearray()  # ftyp or moov being gathered
+        self._held = bytearray()  # ftyp, moov or moof being gathered
         self._ftyp = b""
-        self._next = 0  # index of the next planned range not wholly sent
+        self._pending: deque[tuple[int, int]] = deque()  # input ranges still to send, in order
+        self._early_mdats: list[tuple[int, int]] = []  # payload extents of mdats before the moov
+        self._spool = None
+
+    # -- the sans-IO interface ------------------------------------------------------------------
 
     def feed(self, data) -> list:
         out: list = []
         view = memoryview(data)
+        if self._spool is not None and self.plan is None:
+            self._spool_write(view)
         pos, end = 0, len(view)
         while pos < end:
             if self._state == "box":
-                pos = self._read_header(view, pos)
+                pos = self._read_header(view, pos, out)
                 continue
             n = end - pos if self._remaining == TO_THE_END else min(self._remaining, end - pos)
             if self._state == "media":
                 self._send(view, pos, n, out)
-            elif self._state in ("keep", "moov"):
+            elif self._state == "copy":
+                out.append(view[pos : pos + n])
+            elif self._state in ("keep", "moov", "moof"):
                 self._held += view[pos : pos + n]
             pos += n
             if self._remaining != TO_THE_END:
@@ -60,6 +84,18 @@ class Mp4AudioFilter:
         return out
 
     def finish(self) -> list:
+        try:
+            return self._finish()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the spool (also when the response is abandoned half way)."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def _finish(self) -> list:
         out: list = []
         if self._remaining == TO_THE_END:
             self._box_done(out)
@@ -68,12 +104,13 @@ class Mp4AudioFilter:
                 raise TruncatedInput(
                     f"input ends inside the moov ({len(self._held)} of {self._box.size - self._box.header} bytes)"
                 )
-            raise MalformedInput("the input has no moov box: not an MP4 with metadata")
-        if self._next < len(self.plan.ranges):
-            missing = sum(e - max(s, self.bytes_in) for s, e in self.plan.ranges[self._next :])
+            spooled = f" after {human_size(self.spooled)} of media data" if self.spooled else ""
+            raise MalformedInput(f"the input has no moov box{spooled}: not an MP4 with metadata")
+        if self._pending:
+            start = self._pending[0][0]
+            missing = sum(e - max(s, self.bytes_in) for s, e in self._pending)
             raise TruncatedInput(
-                f"input ends at byte {self.bytes_in} before the audio chunk at byte "
-                f"{self.plan.ranges[self._next][0]} ({missing} bytes of audio missing)"
+                f"input ends at byte {self.bytes_in} before the audio at byte {start} ({missing} bytes of audio missing)"
             )
         if self._state != "box" or len(self._gather):
             self.warnings.append(f"input ends inside a '{self._box.name() if self._box else '?'}' box after all the audio")
@@ -82,7 +119,7 @@ class Mp4AudioFilter:
 
     # -- states ---------------------------------------------------------------------------------
 
-    def _read_header(self, view: memoryview, pos: int) -> int:
+    def _read_header(self, view: memoryview, pos: int, out: list) -> int:
         first = self._gather.peek(view, pos, 8)
         if first is None:
             return self._gather.take(view, pos, 8)[2]
@@ -94,34 +131,45 @@ class Mp4AudioFilter:
         box.start = start
         self._box = box
         self._remaining = TO_THE_END if box.size == -1 else box.size - box.header
-        self._state = self._state_for(box)
+        self._state = self._state_for(box, view)
+        if self._state == "copy":
+            out.append(bytes(buf[at : at + box.header]))
         if self._remaining == 0:
-            self._box_done([])
+            self._box_done(out)
         return pos
 
-    def _state_for(self, box: boxes.Box) -> str:
-        if box.type == b"moov":
-            if self.plan is not None:
-                raise MalformedInput(f"a second moov at byte {box.start}")
-            if box.size == -1 or box.size > self.max_header:
-                size = "unbounded (size 0)" if box.size == -1 else human_size(box.size)
-                raise LimitExceeded(
-                    f"moov is {size}, above the {human_size(self.max_header)} limit (audio_only_max_header)"
-                )
-            return "moov"
-        if box.type == b"ftyp" and self.plan is None and not self._ftyp:
+    def _state_for(self, box: boxes.Box, view: memoryview) -> str:
+        kind = box.type
+        if kind in (b"moov", b"moof"):
+            return self._bounded(box)
+        if kind == b"ftyp" and self.plan is None and not self._ftyp:
             if box.size > 4096 or box.size == -1:
                 raise MalformedInput(f"ftyp is {box.size} bytes, not a file type box")
             return "keep"
-        if box.type == b"mdat":
-            if self.plan is None:
-                raise UnsupportedInput(
-                    f"the media data (mdat at byte {box.start}) comes before the moov: not supported yet"
-                )
-            if self._next < len(self.plan.ranges) and self.plan.ranges[self._next][0] < box.start + box.header:
-                self._outside(self.plan.ranges[self._next][0])
+        if kind == b"mdat" and self.plan is None:
+            self._early_mdats.append((box.payload, TO_THE_END if box.size == -1 else box.end))
+            if self._spool is None:
+                self._start_spool(box, view)
+            return "skip"
+        if kind == b"mdat":
+            if self._pending and self._pending[0][0] < box.payload:
+                self._outside(self._pending[0][0])
             return "media"
+        if kind in PASSED_ON and self.plan is not None and self.plan.fragmented and box.size != -1:
+            return "copy"
         return "skip"
+
+    def _bounded(self, box: boxes.Box) -> str:
+        """moov and moof are held whole, so their size is checked against the limit first."""
+        name = box.name()
+        if box.type == b"moov" and self.plan is not None:
+            raise MalformedInput(f"a second moov at byte {box.start}")
+        if box.type == b"moof" and (self.plan is None or not self.plan.fragmented):
+            raise MalformedInput(f"moof at byte {box.start} without a moov that announces fragments (mvex)")
+        if box.size == -1 or box.size > self.max_header:
+            size = "unbounded (size 0)" if box.size == -1 else human_size(box.size)
+            raise LimitExceeded(f"{name} is {size}, above the {human_size(self.max_header)} limit (audio_only_max_header)")
+        return name
 
     def _box_done(self, out: list) -> None:
         box = self._box
@@ -129,45 +177,87 @@ class Mp4AudioFilter:
         if self._state == "keep":
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
-            self.plan = plan(self._ftyp, self._moov_bytes(), boxes.Box(b"moov", 0, box.header, box.size))
-            if self.plan.ranges and self.plan.ranges[0][0] < box.end:
-                self._outside(self.plan.ranges[0][0])
+            self.plan = plan(self._ftyp, self._whole_box(), boxes.Box(b"moov", 0, box.header, box.size))
             out.append(self.plan.head)
+            self._pending.extend(self.plan.ranges)
+            self._replay_early(box, out)
+        elif self._state == "moof":
+            self._fragment(box, out)
         elif self._state == "media":
-            if self._next < len(self.plan.ranges) and self.plan.ranges[self._next][0] < end:
-                s, e = self.plan.ranges[self._next]
-                raise MalformedInput(f"audio chunk at bytes {s}-{e} runs past the end of the mdat at byte {end}")
-        elif self.plan and self._next < len(self.plan.ranges) and self.plan.ranges[self._next][0] < end:
-            self._outside(self.plan.ranges[self._next][0])
+            if self._pending and self._pending[0][0] < end:
+                s, e = self._pending[0]
+                raise MalformedInput(f"audio at bytes {s}-{e} runs past the end of the mdat at byte {end}")
+        elif self.plan is not None and self._pending and self._pending[0][0] < end:
+            self._outside(self._pending[0][0])
         self._held = bytearray()
         self._state = "box"
         self._remaining = 0
 
-    def _moov_bytes(self) -> bytes:
-        """The moov as one buffer with its header, so box offsets inside it are plain indexes."""
+    def _whole_box(self) -> bytes:
+        """The held moov or moof with its header, so box offsets inside it are plain indexes."""
         box = self._box
         if box.header == 8:
-            header = box.size.to_bytes(4, "big") + b"moov"
+            header = box.size.to_bytes(4, "big") + box.type
         else:
-            header = (1).to_bytes(4, "big") + b"moov" + box.size.to_bytes(8, "big")
+            header = (1).to_bytes(4, "big") + box.type + box.size.to_bytes(8, "big")
         return header + bytes(self._held)
+
+    def _fragment(self, box: boxes.Box, out: list) -> None:
+        result = rewrite_moof(self._whole_box(), box.start, self.plan.audio_ids, self.plan.trex)
+        if result is None:
+            self.dropped_fragments += 1
+            return
+        head, ranges = result
+        out.append(head)
+        self._pending.extend(ranges)
+        self.fragments += 1
+
+    # -- media data before the moov -------------------------------------------------------------
+
+    def _start_spool(self, box: boxes.Box, view: memoryview) -> None:
+        if self.spool_factory is None or not self.max_spool:
+            raise UnsupportedInput(
+                f"the media data (mdat at byte {box.start}) comes before the moov and no spool is configured"
+            )
+        # The spool takes whole pieces from this one on; the mdat's payload starts inside it or later.
+        self._spool = self.spool_factory(self.bytes_in)
+        self._spool_write(view)
+
+    def _spool_write(self, view: memoryview) -> None:
+        self.spooled += len(view)
+        if self.spooled > self.max_spool:
+            raise LimitExceeded(
+                f"the media data before the moov passed the {human_size(self.max_spool)} limit (audio_only_max_spool)"
+            )
+        self._spool.write(view)
+
+    def _replay_early(self, moov: boxes.Box, out: list) -> None:
+        """Send the audio that arrived before the moov, read back from the spool."""
+        pending = self._pending
+        while pending and pending[0][0] < moov.start:
+            s, e = pending.popleft()
+            if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
+                self._outside(s)
+            for piece in range(s, e, REPLAY_PIECE):
+                out.append(self._spool.read_at(piece, min(REPLAY_PIECE, e - piece)))
+        if pending and pending[0][0] < moov.end:
+            self._outside(pending[0][0])
+        self.close()
 
     def _outside(self, offset: int) -> None:
         raise MalformedInput(f"audio chunk offset {offset} does not point into an mdat box")
 
     def _send(self, view: memoryview, pos: int, n: int, out: list) -> None:
-        """Send the parts of the planned ranges that fall in view[pos:pos+n]."""
-        ranges = self.plan.ranges
+        """Send the parts of the pending ranges that fall in view[pos:pos+n]."""
+        pending = self._pending
         a = self.bytes_in + pos
         b = a + n
-        i = self._next
-        while i < len(ranges):
-            s, e = ranges[i]
+        while pending:
+            s, e = pending[0]
             if s >= b:
                 break
             lo, hi = max(s, a), min(e, b)
             out.append(view[pos + lo - a : pos + hi - a])
             if e > b:
                 break
-            i += 1
-        self._next = i
+            pending.popleft()

@@ -1,0 +1,184 @@
+"""Fragmented MP4 (moof + mdat pairs, CMAF, DASH): one moof in, an audio-only moof out.
+
+Each audio traf keeps its samples; video trafs go. A trun's data is found by the rule the input used
+(an explicit base_data_offset, default-base-is-moof, or the implicit rule: the moof for the first
+traf, the end of the previous traf's data for the next). Every output traf uses default-base-is-moof
+with an explicit data offset into the mdat that follows it, which holds only the audio, in input order.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+
+from ..errors import MalformedInput, UnsupportedInput
+from .boxes import Box, children, make_box, mdat_header
+
+# tfhd flags
+BASE_DATA_OFFSET = 0x000001
+SAMPLE_DESCRIPTION_INDEX = 0x000002
+DEFAULT_DURATION = 0x000008
+DEFAULT_SIZE = 0x000010
+DEFAULT_FLAGS = 0x000020
+DEFAULT_BASE_IS_MOOF = 0x020000
+# trun flags
+DATA_OFFSET = 0x000001
+FIRST_SAMPLE_FLAGS = 0x000004
+SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_CTO = 0x100, 0x200, 0x400, 0x800
+
+_SWAP = sys.byteorder == "little"
+
+
+def trex_defaults(data, mvex: Box) -> dict[int, int]:
+    """track_ID -> default_sample_size from the moov's mvex/trex boxes."""
+    sizes = {}
+    for box in children(data, mvex.payload, mvex.end):
+        if box.type == b"trex" and box.size - box.header >= 24:
+            track_id, size = struct.unpack_from(">I8xI", data, box.payload + 4)
+            sizes[track_id] = size
+    return sizes
+
+
+@dataclass
+class _Run:
+    box: Box
+    flags: int
+    count: int
+    rest: int  # where the fields after data_offset start, in the moof buffer
+    start: int  # absolute input offset of its data
+    length: int
+    out: int = 0  # its data's offset in the output mdat payload
+
+
+def _tfhd(data, box: Box) -> tuple[int, int, int | None, int | None, int]:
+    """(flags, track_id, base_data_offset, default_sample_size, end of the fixed fields)."""
+    p = box.payload
+    if box.size - box.header < 8:
+        raise MalformedInput(f"tfhd at byte {box.start} of a moof is too short")
+    flags = struct.unpack_from(">I", data, p)[0] & 0xFFFFFF
+    track_id = struct.unpack_from(">I", data, p + 4)[0]
+    pos, base, size = p + 8, None, None
+    for flag, width in ((BASE_DATA_OFFSET, 8), (SAMPLE_DESCRIPTION_INDEX, 4), (DEFAULT_DURATION, 4),
+                        (DEFAULT_SIZE, 4), (DEFAULT_FLAGS, 4)):
+        if flags & flag:
+            if pos + width > box.end:
+                raise MalformedInput(f"tfhd at byte {box.start} of a moof is shorter than its flags say")
+            value = struct.unpack_from(">Q" if width == 8 else ">I", data, pos)[0]
+            base = value if flag == BASE_DATA_OFFSET else base
+            size = value if flag == DEFAULT_SIZE else size
+            pos += width
+    return flags, track_id, base, size, pos
+
+
+def _trun(data, box: Box, default_size: int | None, start_if_implicit: int, base: int) -> _Run:
+    p = box.payload
+    if box.size - box.header < 8:
+        raise MalformedInput(f"trun at byte {box.start} of a moof is too short")
+    flags = struct.unpack_from(">I", data, p)[0] & 0xFFFFFF
+    count = struct.unpack_from(">I", data, p + 4)[0]
+    pos = p + 8
+    start = start_if_implicit
+    if flags & DATA_OFFSET:
+        start = base + struct.unpack_from(">i", data, pos)[0]
+        pos += 4
+    rest = pos
+    if flags & FIRST_SAMPLE_FLAGS:
+        pos += 4
+    fields = bin(flags & 0xF00).count("1")
+    if count * fields * 4 > box.end - pos:
+        raise MalformedInput(f"trun at byte {box.start} of a moof claims {count} samples, more than it holds")
+    if flags & SAMPLE_SIZE:
+        table = array("I", bytes(data[pos : pos + count * fields * 4]))
+        if _SWAP:
+            table.byteswap()
+        column = 1 if flags & SAMPLE_DURATION else 0
+        length = sum(table[column::fields])
+    elif default_size is None:
+        raise MalformedInput(f"trun at byte {box.start} of a moof gives no sample sizes and there is no default")
+    else:
+        length = count * default_size
+    return _Run(box, flags, count, rest, start, length)
+
+
+def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[int, int]):
+    """(output moof + mdat header, sorted input ranges of the audio) for the moof in `data` (the whole
+    box, header included, found at input offset moof_start); None when it carries no audio."""
+    moof = Box(b"moof", 0, 8 if struct.unpack_from(">I", data)[0] != 1 else 16, len(data))
+    kept: list[tuple[Box, int, int, list[_Run]]] = []  # traf, tfhd flags, end of tfhd fields, runs
+    previous_end = moof_start
+    for n, traf in enumerate(b for b in children(data, moof.payload, moof.end) if b.type == b"traf"):
+        boxes_in = list(children(data, traf.payload, traf.end))
+        tfhd = next((b for b in boxes_in if b.type == b"tfhd"), None)
+        if tfhd is None:
+            raise MalformedInput(f"traf at byte {moof_start + traf.start} has no tfhd")
+        flags, track_id, base, default_size, fields_end = _tfhd(data, tfhd)
+        if base is None:
+            base = moof_start if flags & DEFAULT_BASE_IS_MOOF or n == 0 else previous_end
+        default_size = default_size if default_size is not None else trex.get(track_id)
+        runs, next_start = [], base
+        for box in boxes_in:
+            if box.type == b"trun":
+                run = _trun(data, box, default_size, next_start, base)
+                runs.append(run)
+                next_start = run.start + run.length
+        previous_end = next_start
+        if track_id in audio_ids:
+            if any(b.type == b"saio" for b in boxes_in):
+                raise UnsupportedInput(f"audio track {track_id} is encrypted (saio): not supported")
+            kept.append((traf, flags, fields_end, runs))
+    if not kept:
+        return None
+
+    runs = sorted((r for *_, rs in kept for r in rs), key=lambda r: r.start)
+    ranges, out, prev_end = [], 0, moof_start + len(data)
+    for run in runs:
+        if run.start < prev_end:
+            raise MalformedInput(f"audio sample data at byte {run.start} overlaps the moof or other samples")
+        run.out = out
+        out += run.length
+        if ranges and ranges[-1][1] == run.start:
+            ranges[-1] = (ranges[-1][0], run.start + run.length)
+        elif run.length:
+            ranges.append((run.start, run.start + run.length))
+        prev_end = run.start + run.length
+
+    # Data offsets are relative to the output moof, whose size does not depend on their values.
+    size = len(_moof(data, moof, kept, 0))
+    header = mdat_header(out)
+    if size + len(header) + out > 0x7FFFFFFF:
+        raise UnsupportedInput(f"the fragment at byte {moof_start} holds over 2 GiB of audio, past a trun's data offset")
+    return _moof(data, moof, kept, size + len(header)) + header, ranges
+
+
+def _moof(data, moof: Box, kept, first_data: int) -> bytes:
+    parts = []
+    for box in children(data, moof.payload, moof.end):
+        if box.type != b"traf":
+            parts.append(data[box.start : box.end])
+            continue
+        match = next((k for k in kept if k[0].start == box.start), None)
+        if match is None:
+            continue
+        traf, flags, fields_end, runs = match
+        by_start = {r.box.start: r for r in runs}
+        inner = []
+        for child in children(data, traf.payload, traf.end):
+            if child.type == b"tfhd":
+                new_flags = (flags & ~BASE_DATA_OFFSET) | DEFAULT_BASE_IS_MOOF
+                version = data[child.payload]
+                fields = data[child.payload + 4 : fields_end]
+                if flags & BASE_DATA_OFFSET:
+                    fields = fields[:4] + fields[12:]  # track_ID, then drop the 8-byte base
+                inner.append(make_box(b"tfhd", struct.pack(">I", version << 24 | new_flags) + bytes(fields)
+                                      + bytes(data[fields_end : child.end])))
+            elif child.type == b"trun":
+                run = by_start[child.start]
+                version = data[child.payload]
+                inner.append(make_box(b"trun", struct.pack(">IIi", version << 24 | run.flags | DATA_OFFSET, run.count,
+                                                           first_data + run.out) + bytes(data[run.rest : child.end])))
+            else:
+                inner.append(data[child.start : child.end])
+        parts.append(make_box(b"traf", b"".join(inner)))
+    return make_box(b"moof", b"".join(parts))
