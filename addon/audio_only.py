@@ -10,10 +10,12 @@ turns a core error into an unclean end of the client's response.
 from __future__ import annotations
 
 import collections.abc
+import fcntl
 import fnmatch
 import logging
 import re
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -44,6 +46,14 @@ OUTPUT_TYPES = {"mp4": "audio/mp4", "flv": "video/x-flv"}
 # Headers that describe the origin's bytes, not ours.
 DROPPED_RESPONSE_HEADERS = ("content-length", "accept-ranges", "content-range", "content-md5", "digest",
                             "transfer-encoding")
+# Output is held back while the origin is ahead of us and sent in chunks of about FLUSH_AT: each chunk
+# costs a write and its framing, and a small chunk per piece made audio-only as slow as passing the
+# whole video. The origin is ahead when mitmproxy's read came back full (more is buffered) or the
+# kernel already holds more of its bytes (they will be handed over in this same loop pass). Otherwise
+# we have caught up (a live stream, the end of a burst) and everything held leaves at once: no timer,
+# and no delay for live audio.
+ORIGIN_AHEAD = 32 << 10
+FLUSH_AT = 64 << 10
 # Passthrough bodies at least this large (or of unknown size, when media) are streamed, not buffered.
 STREAM_PASSTHROUGH_ABOVE = 1 << 20
 HOST_PATTERN = re.compile(r"^[a-z0-9*?\[\]._:-]+$")
@@ -94,6 +104,9 @@ class ExtractionStream:
         )
         self.started = time.monotonic()
         self.failed = False
+        self.format_checked = False
+        self.held = bytearray()
+        self.origin_fd: int | None = None  # the origin connection's socket, once looked up (-1: none)  # output not sent yet (see ORIGIN_AHEAD)
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.failed:
@@ -101,10 +114,12 @@ class ExtractionStream:
         try:
             if data:
                 pieces = self.extractor.feed(data)
-                if self.extractor.format not in (None, self.format):
-                    raise extractor.UnsupportedInput(
-                        f"the origin announced {self.format.upper()} but the body is {self.extractor.format.upper()}"
-                    )
+                if not self.format_checked and self.extractor.format:
+                    self.format_checked = True
+                    if self.extractor.format != self.format:
+                        raise extractor.UnsupportedInput(
+                            f"the origin announced {self.format.upper()} but the body is {self.extractor.format.upper()}"
+                        )
             else:
                 pieces = self.extractor.finish()
         except extractor.ExtractError as e:
@@ -116,9 +131,24 @@ class ExtractionStream:
             return []
         if not data:
             self.log_done()
-        out = b"".join(pieces)
+        self.held += b"".join(pieces)
+        if data and len(self.held) < FLUSH_AT and (len(data) >= ORIGIN_AHEAD or self.origin_has_more()):
+            return []
+        out, self.held = bytes(self.held), bytearray()
         # Never hand mitmproxy an empty piece before the end: it would frame it as the last chunk.
         return [out] if out else []
+
+    def origin_has_more(self) -> bool:
+        """Whether bytes from the origin already wait in the kernel's socket buffer."""
+        if self.origin_fd is None:
+            self.origin_fd = server_socket_fd(self.flow)
+        if self.origin_fd < 0:
+            return False
+        try:
+            waiting = fcntl.ioctl(self.origin_fd, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return int.from_bytes(waiting, sys.byteorder) > 0
 
     def summary(self) -> str:
         x = self.extractor
@@ -147,15 +177,26 @@ class ExtractionStream:
         close_server_connection(self.flow)
 
 
+def _server_io(flow: http.HTTPFlow):
+    """mitmproxy's reader/writer pair for the flow's origin connection, or None (e.g. in unit tests)."""
+    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+    return handler.transports.get(flow.server_conn) if handler else None
+
+
+def server_socket_fd(flow: http.HTTPFlow) -> int:
+    io = _server_io(flow)
+    sock = io.writer.get_extra_info("socket") if io and io.writer else None
+    return sock.fileno() if sock is not None else -1
+
+
 def close_server_connection(flow: http.HTTPFlow) -> None:
     """End the origin connection now, so the client's response ends now (a kill alone waits, #4711).
 
     The server connection's reader task is cancelled; mitmproxy then sees the origin gone and, the
     response having started, closes the client connection (HTTP/1.1) or resets the stream (HTTP/2).
     """
-    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
-    handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
-    io = handler.transports.get(flow.server_conn) if handler else None
+    io = _server_io(flow)
     if io and io.handler:
         io.handler.cancel()
 

@@ -67,6 +67,7 @@ class AudioExtractor:
         else:
             self._impl = FlvAudioFilter(self.max_header)
         head, self._head = self._head, b""
+        self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
         return self._impl.feed(head)
 
     def close(self) -> None:
