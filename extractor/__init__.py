@@ -56,19 +56,19 @@ class AudioExtractor:
         return self._impl.warnings if self._impl else []
 
     def feed(self, data) -> list:
-        if self._impl:
-            return self._impl.feed(data)
-        self._head += data
-        kind = _detect.detect(self._head)
-        if kind is None:
-            return []
+        if self._head or len(data) < _detect.NEEDED:
+            self._head += data  # only the first few bytes of a body ever wait here
+            data, self._head = self._head, b""
+            if len(data) < _detect.NEEDED and _detect.detect(data) is None:
+                self._head = data
+                return []
+        kind = _detect.detect(data[:16])  # 16: an error message quotes that much
         if kind == _detect.MP4:
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool)
         else:
             self._impl = FlvAudioFilter(self.max_header)
-        head, self._head = self._head, b""
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
-        return self._impl.feed(head)
+        return self._impl.feed(data)
 
     def close(self) -> None:
         """Release what the filter holds outside memory (an MP4 spool); safe to call at any time."""

@@ -1,0 +1,206 @@
+"""The benchmark: the product as its users feel it, against what they would use instead, in one run.
+
+    scripts/bench [--quick] [--runs N]
+
+On the 10-minute 1280x720 30 fps H.264+AAC file (scripts/make-long-media) as moov-first MP4,
+moov-last MP4 and FLV, prints the median of N runs of:
+  1. the core in-process: input throughput;
+  2. python -m extractor IN OUT against ffmpeg -i IN -vn -c:a copy OUT;
+  3. through mitmdump on 127.0.0.1 (curl as the client): audio-only vs streamed passthrough
+     (stream_large_bodies=1m) vs the origin direct: wall time, time to first byte, ratio;
+  4. the proxy's RSS added by 4 concurrent audio-only responses;
+  5. the added latency of a live FLV paced in real time (per audio tag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "scripts")]
+
+from extractor import AudioExtractor  # noqa: E402
+from extractor.spool import TempFileSpool  # noqa: E402
+from helpers import flv_tags, http_get  # noqa: E402
+from origin import Origin  # noqa: E402
+
+FILES = {"MP4 moov first": "long.mp4", "MP4 moov last": "long_moov_end.mp4", "FLV": "long.flv"}
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def core_throughput(path: Path, runs: int) -> float:
+    data = path.read_bytes()
+    view = memoryview(data)
+    times = []
+    for _ in range(runs):
+        x = AudioExtractor(spool_factory=TempFileSpool, max_spool=1 << 40)
+        start = time.perf_counter()
+        for i in range(0, len(data), 65536):
+            b"".join(x.feed(view[i : i + 65536]))
+        x.finish()
+        times.append(time.perf_counter() - start)
+    return len(data) / median(times)
+
+
+def wall(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return median(times)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mitmdump:
+    def __init__(self, origin: Origin, *args: str):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [str(MITMDUMP), "-q", "-s", str(ROOT / "addon" / "audio_only.py"), "--mode", f"reverse:{origin.url}",
+             "--listen-host", "127.0.0.1", "-p", str(self.port), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("mitmdump did not start")
+
+    def rss(self, field: str) -> float:
+        with open(f"/proc/{self.process.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def curl(url: str) -> tuple[float, float, int]:
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_total} %{size_download}", url],
+                       capture_output=True, check=True)
+    ttfb, total, size = r.stdout.split()
+    return float(ttfb), float(total), int(size)
+
+
+def through_proxy(origin: Origin, name: str, runs: int) -> dict[str, tuple[float, float, int]]:
+    proxy = Mitmdump(origin, "--set", "stream_large_bodies=1m")
+    try:
+        results = {}
+        for label, url in (("origin direct", f"{origin.url}/{name}"),
+                           ("passthrough", f"http://127.0.0.1:{proxy.port}/{name}"),
+                           ("audio-only", f"http://127.0.0.1:{proxy.port}/{name}?ali_audio_only=1")):
+            samples = [curl(url) for _ in range(runs)]
+            results[label] = (median(s[0] for s in samples), median(s[1] for s in samples), samples[0][2])
+        return results
+    finally:
+        proxy.stop()
+
+
+def concurrent_rss(origin: Origin, name: str) -> tuple[float, float]:
+    """(baseline RSS after one small response, peak RSS while 4 audio-only responses run) in MiB."""
+    proxy = Mitmdump(origin)
+    try:
+        http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")
+        baseline = proxy.rss("VmRSS")
+        url = f"http://127.0.0.1:{proxy.port}/{name}?ali_audio_only=1"
+        clients = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", url]) for _ in range(4)]
+        for c in clients:
+            c.wait()
+        return baseline, proxy.rss("VmHWM")
+    finally:
+        proxy.stop()
+
+
+def live_latency(origin: Origin) -> list[float]:
+    proxy = Mitmdump(origin)
+    try:
+        origin.sent.clear()
+        reply = http_get(proxy.port, "/h264_aac.flv?ali_audio_only=1&live=1", timeout=60)
+        sent_at = {}
+        for ts, t in origin.sent:
+            sent_at.setdefault(ts, t)
+        delays = []
+        for chunk, arrived in zip(reply.chunks, reply.arrivals):
+            body = chunk[13:] if chunk.startswith(b"FLV") else chunk
+            for tag in flv_tags(b"FLV\x01\x04\x00\x00\x00\x09\x00\x00\x00\x00" + body)[1]:
+                if tag.type == 8:
+                    delays.append(arrived - sent_at[tag.timestamp])
+        return delays
+    finally:
+        proxy.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one run of each, no concurrency or live run")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--media", default=None, help="folder of the long files (default: make-long-media's)")
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+    media = Path(args.media or subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True,
+                                              check=True, text=True).stdout.strip())
+    mitm_version = subprocess.run([str(MITMDUMP), "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    print(f"Audio-only edge benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
+          f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
+          f"Python {platform.python_version()}, {mitm_version}; median of {runs} run(s)")
+    size = (media / "long.mp4").stat().st_size
+    print(f"Input: 10 min 1280x720 30 fps H.264 + AAC, {size / 1e6:.1f} MB, in three layouts\n")
+
+    print("1. Core in-process, 64 KiB pieces: input throughput")
+    for label, name in FILES.items():
+        print(f"   {label:16s} {core_throughput(media / name, runs) / 1e9:6.2f} GB/s")
+
+    print("\n2. Command line: python -m extractor vs ffmpeg -i IN -vn -c:a copy OUT (wall time)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, name in FILES.items():
+            ext = Path(name).suffix
+            ours = wall([sys.executable, "-m", "extractor", str(media / name), f"{tmp}/ours{ext}"], runs)
+            ffmpeg = wall(["ffmpeg", "-y", "-v", "error", "-i", str(media / name), "-vn", "-c:a", "copy",
+                           f"{tmp}/ffmpeg{ext}"], runs)
+            print(f"   {label:16s} ours {ours:6.3f} s   ffmpeg {ffmpeg:6.3f} s   ratio {ours / ffmpeg:4.2f}")
+
+    origin = Origin(media).start()
+    small = Origin(ROOT / "tests" / "media").start()
+    try:
+        print("\n3. Through mitmdump on 127.0.0.1, curl as the client: total time / time to first byte")
+        print(f"   {'':16s} {'origin direct':>22s} {'passthrough':>22s} {'audio-only':>22s}  audio-only / passthrough")
+        for label, name in FILES.items():
+            r = through_proxy(origin, name, runs)
+            cells = "".join(f"{r[k][1]:9.3f} s /{r[k][0] * 1000:6.1f} ms " for k in ("origin direct", "passthrough", "audio-only"))
+            print(f"   {label:16s} {cells} {r['audio-only'][1] / r['passthrough'][1]:5.2f}"
+                  f"   ({r['audio-only'][2] / 1e6:.1f} MB of {r['passthrough'][2] / 1e6:.1f} MB sent)")
+        if not args.quick:
+            print("\n4. Proxy memory with 4 concurrent audio-only responses of the file")
+            for label, name in FILES.items():
+                base, peak = concurrent_rss(origin, name)
+                print(f"   {label:16s} baseline {base:5.0f} MiB, peak {peak:5.0f} MiB, added {peak - base:5.0f} MiB")
+            print("\n5. Live FLV paced in real time through the proxy: added latency per audio tag")
+            d = sorted(live_latency(small))
+            print(f"   {len(d)} tags: median {median(d) * 1000:.2f} ms, p95 {d[int(len(d) * 0.95)] * 1000:.2f} ms, "
+                  f"max {d[-1] * 1000:.2f} ms")
+    finally:
+        origin.shutdown()
+        small.shutdown()
+
+
+if __name__ == "__main__":
+    main()
