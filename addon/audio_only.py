@@ -9,16 +9,19 @@ turns a core error into an unclean end of the client's response.
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import fcntl
 import fnmatch
 import logging
 import re
+import ssl
 import sys
 import termios
 import time
 from pathlib import Path
 
+import h11
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
@@ -58,6 +61,11 @@ FLUSH_AT = 64 << 10
 STREAM_PASSTHROUGH_ABOVE = 1 << 20
 HOST_PATTERN = re.compile(r"^[a-z0-9*?\[\]._:-]+$")
 META = "audio_only"  # flow.metadata key: the state of this feature for the flow
+# Request headers not carried over to the tail fetch (hop-by-hop, conditionals, ranges, encodings).
+TAIL_DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade",
+                        "range", "if-range", "if-none-match", "if-modified-since", "if-match",
+                        "if-unmodified-since", "accept-encoding", "content-length", "host"}
+TAIL_TIMEOUT = 10
 
 
 def requested_format(flow: http.HTTPFlow) -> str | None:
@@ -96,8 +104,11 @@ def derived_etag(etag: str) -> str:
 class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
-    def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int):
+    def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int,
+                 tail_validator: str | None = None):
         self.flow = flow
+        self.tail_validator = tail_validator  # set when the moov may be fetched from the tail (see moov_from_tail)
+        self.tail_task: asyncio.Task | None = None
         self.format = fmt
         self.extractor = extractor.AudioExtractor(
             max_header=max_header, spool_factory=lambda start: TempFileSpool(start, spool_dir), max_spool=max_spool
@@ -114,6 +125,8 @@ class ExtractionStream:
         try:
             if data:
                 pieces = self.extractor.feed(data)
+                if self.tail_validator and self.tail_task is None and self.extractor.wants_tail is not None:
+                    self.tail_task = asyncio.get_running_loop().create_task(self.moov_from_tail(self.extractor.wants_tail))
                 if not self.format_checked and self.extractor.format:
                     self.format_checked = True
                     if self.extractor.format != self.format:
@@ -165,6 +178,31 @@ class ExtractionStream:
         """The response is over one way or another: drop the spool, ignore what still comes."""
         self.failed = True
         self.extractor.close()
+        if self.tail_task is not None:
+            self.tail_task.cancel()
+
+    async def moov_from_tail(self, offset: int) -> None:
+        """The moov comes after the media data: ask the origin for what follows the mdat (a Range
+        request on a connection of our own), so audio starts now instead of after the whole download.
+        Any failure leaves the spool to do its work."""
+        started = time.monotonic()
+        url = self.flow.request.pretty_url
+        try:
+            data = await asyncio.wait_for(
+                fetch_range(self.flow, offset, self.extractor.max_header, self.tail_validator), TAIL_TIMEOUT)
+        except (OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError, ValueError) as e:
+            log.info(f"audio-only: {url}: no moov from the tail ({e!r}); waiting for it in the stream")
+            return
+        if self.failed or data is None:
+            return
+        try:
+            used = self.extractor.provide_tail(offset, data)
+        except extractor.ExtractError as e:
+            self.abort(str(e))
+            return
+        if used:
+            log.info(f"audio-only: {url}: moov fetched from the tail ({len(data)} bytes from byte {offset}) in "
+                     f"{(time.monotonic() - started) * 1000:.0f} ms: audio starts before the download ends")
 
     def abort(self, reason: str) -> None:
         self.release()
@@ -175,6 +213,56 @@ class ExtractionStream:
         if self.flow.killable:
             self.flow.kill()
         close_server_connection(self.flow)
+
+
+def range_validator(headers) -> str | None:
+    """What an If-Range can name for the origin's response (its strong ETag, else its Last-Modified),
+    when the origin serves ranges at all; read before we edit the headers."""
+    if headers.get("accept-ranges", "").lower() != "bytes":
+        return None
+    etag = headers.get("etag", "")
+    return etag if etag.startswith('"') else headers.get("last-modified") or None
+
+
+async def fetch_range(flow: http.HTTPFlow, offset: int, limit: int, validator: str) -> bytes | None:
+    """Up to `limit` bytes of the response's body from `offset` on, fetched from the origin on a new
+    HTTP/1.1 connection, only if it is still the same file (If-Range: validator); None otherwise."""
+    if flow.server_conn.via:
+        return None  # an upstream proxy in between: not done
+    host, port = flow.server_conn.address
+    context = None
+    if flow.request.scheme == "https":
+        context = ssl.create_default_context()
+        context.set_alpn_protocols(["http/1.1"])
+        if ctx.options.ssl_insecure:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=context, server_hostname=(flow.server_conn.sni or host) if context else None)
+    try:
+        conn = h11.Connection(h11.CLIENT)
+        headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
+                   if k.lower() not in TAIL_DROPPED_HEADERS and not k.startswith(":")]
+        headers += [("Host", flow.request.host_header or url.hostport(flow.request.scheme, host, port)),
+                    ("Range", f"bytes={offset}-{offset + limit - 1}"), ("If-Range", validator),
+                    ("Accept-Encoding", "identity"), ("Connection", "close")]
+        writer.write(conn.send(h11.Request(method="GET", target=flow.request.path, headers=headers))
+                     + conn.send(h11.EndOfMessage()))
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.Response):
+                if event.status_code != 206:
+                    return None  # the origin ignored the range or the file changed: not ours to use
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > limit:
+                    return None
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return bytes(body)
+    finally:
+        writer.close()
 
 
 def _server_io(flow: http.HTTPFlow):
@@ -206,7 +294,6 @@ class AudioOnly:
         self.patterns: list[str] = ["*"]
         self.max_header = extractor.DEFAULT_MAX_HEADER
         self.max_spool = 4 << 30
-        self.restores_host = False  # reverse mode: we keep the client's Host to match it, then rewrite
 
     def load(self, loader):
         loader.add_option(
@@ -223,6 +310,13 @@ class AudioOnly:
             "Most metadata (MP4 moov, FLV script tag) one response may hold in memory, e.g. 64m.",
         )
         loader.add_option(
+            "audio_only_origin_host", str, "origin",
+            "Reverse mode: the Host the origin gets, 'origin' (its own address, mitmproxy's default) or "
+            "'client' (the Host the client sent). Domain patterns need the client's Host, so the addon "
+            "keeps it (keep_host_header) and applies this choice itself.",
+            choices=["origin", "client"],
+        )
+        loader.add_option(
             "audio_only_spool_dir", str, "",
             "Folder for MP4 media data that arrives before its moov (moov at the end); empty: the "
             "system's temporary folder. Spool files have no name on disk and vanish with the response.",
@@ -230,6 +324,11 @@ class AudioOnly:
         loader.add_option(
             "audio_only_max_spool", str, "4g",
             "Most media data one response may spool while waiting for a moov at the end, e.g. 4g; 0 refuses such files.",
+        )
+        loader.add_option(
+            "audio_only_fetch_moov", bool, True,
+            "For an MP4 whose moov comes after its media data, fetch the moov from the origin with a "
+            "Range request so audio starts at once (else it starts when the whole file has arrived).",
         )
         loader.add_option(
             "audio_only_stream_passthrough", bool, True,
@@ -267,14 +366,14 @@ class AudioOnly:
             raise exceptions.OptionsError(f"{option}: {value!r} is below {human_size(minimum)}")
         return size
 
-    def _keep_client_host(self) -> None:
+    @staticmethod
+    def _keep_client_host() -> None:
         """In reverse mode mitmproxy replaces Host before any hook sees it; domain patterns need the
-        client's. So keep it (keep_host_header) and do mitmproxy's rewrite ourselves after matching."""
+        client's. So keep it (keep_host_header), and rewrite it in requestheaders as
+        audio_only_origin_host says. The choice lives in options, not in this object, so it holds
+        across a reload of the script."""
         reverse = any(mode_specs.ProxyMode.parse(m).type_name == "reverse" for m in ctx.options.mode)
-        if not reverse:
-            self.restores_host = False
-        elif not ctx.options.keep_host_header:
-            self.restores_host = True
+        if reverse and not ctx.options.keep_host_header:
             ctx.options.keep_host_header = True
 
     def host_enabled(self, host: str) -> bool:
@@ -283,7 +382,7 @@ class AudioOnly:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         client_host = flow.request.host_header or flow.request.host
-        if self.restores_host and isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+        if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) and ctx.options.audio_only_origin_host == "origin":
             flow.request.host_header = url.hostport(flow.request.scheme, flow.request.host, flow.request.port)
         value, stripped = split_param(flow.request.path, ctx.options.audio_only_param)
         if value is None:
@@ -318,6 +417,7 @@ class AudioOnly:
                 log.info(f"audio-only: {flow.request.pretty_url}: not extracted: {state['passthrough']}")
             self.stream_passthrough(flow, fmt)
             return
+        validator = range_validator(response.headers) if ctx.options.audio_only_fetch_moov else None
         for name in DROPPED_RESPONSE_HEADERS:
             response.headers.pop(name, None)
         response.headers["content-type"] = OUTPUT_TYPES[fmt]
@@ -333,7 +433,7 @@ class AudioOnly:
         if flow.request.method.upper() == "HEAD":
             return
         response.stream = ExtractionStream(flow, fmt, self.max_header, ctx.options.audio_only_spool_dir or None,
-                                           self.max_spool)
+                                           self.max_spool, validator)
 
     @staticmethod
     def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:

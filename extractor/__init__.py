@@ -70,6 +70,16 @@ class AudioExtractor:
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
         return self._impl.feed(data)
 
+    @property
+    def wants_tail(self) -> int | None:
+        """An MP4 whose media data comes before its moov: the input offset where the data after it
+        starts. Fetching from there (a Range request) and passing it to provide_tail lets audio start
+        before the whole file has passed."""
+        return getattr(self._impl, "wants_tail", None)
+
+    def provide_tail(self, offset: int, data: bytes) -> bool:
+        return isinstance(self._impl, Mp4AudioFilter) and self._impl.provide_tail(offset, data)
+
     def close(self) -> None:
         """Release what the filter holds outside memory (an MP4 spool); safe to call at any time."""
         if isinstance(self._impl, Mp4AudioFilter):

@@ -8,6 +8,8 @@ each origin behaviour through the proxy:
   status=N     answer N with a short HTML body
   type=T       Content-Type T instead of the one guessed from the name
   gzip=1       Content-Encoding: gzip
+  norange=1    no Accept-Ranges, and Range ignored (a 200 with the whole file)
+  slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
 Every request's path and headers are recorded in `server.requests`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type)`.
@@ -60,8 +62,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.root not in file.parents or not file.is_file():
             return self.send_body(404, b"<html>not found</html>", "text/html", head)
         ctype = params.get("type", TYPES.get(file.suffix, "application/octet-stream"))
-        if not (params.keys() & {"live", "gzip", "chunk", "die"}) and "Range" not in self.headers:
-            return self.send_file(file, ctype, head)
+        if not (params.keys() & {"live", "gzip", "chunk", "die", "slow"}):
+            if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
+                return self.send_range(file, rng, ctype, head)
+            return self.send_file(file, ctype, head, ranges="norange" not in params)
         data = file.read_bytes()
         if params.get("live"):
             return self.send_live(data, ctype)
@@ -70,17 +74,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = gzip.compress(data)
             self.send_header("Content-Encoding", "gzip")
             return self.finish_body(body, ctype, head)
-        if (rng := self.headers.get("Range", "")).startswith("bytes="):
-            start, _, end = rng[6:].partition("-")
-            start, end = int(start or 0), int(end) if end else len(data) - 1
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-            return self.finish_body(data[start : end + 1], ctype, head)
+        if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
+            return self.send_range(file, rng, ctype, head)
         self.send_response(200)
-        self.send_header("Accept-Ranges", "bytes")
+        if "norange" not in params:
+            self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", f'"{len(data):x}-{int(file.stat().st_mtime):x}"')
         if "chunk" in params:
             return self.send_chunked(data, ctype, int(params["chunk"]), head, int(params.get("die", len(data) + 1)))
+        if "slow" in params and not head:
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(0, len(data), 16384):
+                self.wfile.write(data[i : i + 16384])
+                time.sleep(0.01)
+            return
         if "die" in params:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
@@ -91,11 +100,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.finish_body(data, ctype, head)
 
-    def send_file(self, file: Path, ctype: str, head: bool):
+    def send_file(self, file: Path, ctype: str, head: bool, ranges: bool = True):
         """The plain case, with sendfile: the origin must not be what a benchmark measures."""
         size = file.stat().st_size
         self.send_response(200)
-        self.send_header("Accept-Ranges", "bytes")
+        if ranges:
+            self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", f'"{size:x}-{int(file.stat().st_mtime):x}"')
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(size))
@@ -106,6 +116,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.connection.sendfile(f)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+
+    def send_range(self, file: Path, rng: str, ctype: str, head: bool):
+        """A 206 for one byte range, honouring If-Range (a 200 with the whole file when it does not match)."""
+        size = file.stat().st_size
+        etag = f'"{size:x}-{int(file.stat().st_mtime):x}"'
+        if (if_range := self.headers.get("If-Range")) and if_range != etag:
+            return self.send_file(file, ctype, head)
+        start, _, end = rng[6:].partition("-")
+        start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("ETag", etag)
+        with open(file, "rb") as f:
+            f.seek(start)
+            self.finish_body(f.read(end + 1 - start), ctype, head)
 
     def send_virtual(self, size: int, pieces, ctype: str, head: bool):
         """A body made on the fly (never on disk), with its Content-Length."""

@@ -46,6 +46,7 @@ def test_the_origin_never_sees_the_parameter_or_the_range(proxy, origin):
     method, path, headers = origin.requests[-1]
     assert path == f"{FLV}?a=1&b=x%20y"
     assert not {"Range", "If-Range"} & set(headers)
+    assert headers["Host"] == f"127.0.0.1:{origin.server_address[1]}"  # mitmproxy's reverse-mode rewrite
 
 
 def test_one_log_line_per_extracted_response(proxy):
@@ -174,6 +175,34 @@ def test_domains_in_reverse_mode_use_the_clients_host(reverse_domain_proxy, orig
     assert origin.requests[-1][2]["Host"] == f"127.0.0.1:{origin.server_address[1]}"
     off = http_get(reverse_domain_proxy.port, f"{FLV}?ali_audio_only=1", host="audio.test")
     assert off.clean and off.body == (MEDIA / "h264_aac.flv").read_bytes()
+
+
+@pytest.mark.parametrize("query,tail", [("&slow=1", True), ("&slow=1&norange=1", False)])
+def test_moov_at_end_from_the_tail_or_the_spool(proxy, origin, query, tail):
+    """With ranges, the moov is fetched from the tail (a second request, with If-Range) and audio starts
+    before the download ends; without, the spool waits for it. The bytes are the same either way. (The
+    origin is slow here: on loopback a small file would otherwise arrive whole before the Range answer,
+    and the moov in the stream rightly wins.)"""
+    reply = http_get(proxy.port, f"/moov_end.mp4?ali_audio_only=1{query}&case={len(query)}")
+    assert reply.clean and reply.body == core_output("moov_end.mp4")
+    # From the tail, audio left while the origin was still sending: in several chunks, not one at the end.
+    assert (len(reply.chunks) > 1) == tail
+    log = proxy.wait_for_log(f"case={len(query)} mp4")
+    lines = [line for line in log.splitlines() if f"case={len(query)}" in line]
+    assert any("moov fetched from the tail" in line for line in lines) == tail
+    ranged = [h for m, p, h in origin.requests if f"case={len(query)}" in p and "Range" in h]
+    assert len(ranged) == (1 if tail else 0)
+    if tail:
+        assert ranged[0]["If-Range"].startswith('"') and "ali_audio_only" not in str(ranged)
+
+
+def test_reverse_mode_can_pass_the_clients_host(origin, tmp_path):
+    p = Proxy(tmp_path / "client-host.log", "--mode", f"reverse:{origin.url}", "--set", "audio_only_origin_host=client")
+    try:
+        reply = http_get(p.port, f"{FLV}?ali_audio_only=1", host="media.example")
+        assert reply.clean and origin.requests[-1][2]["Host"] == "media.example"
+    finally:
+        p.stop()
 
 
 def curl_h2(port: int, path: str, out) -> tuple[int, str]:

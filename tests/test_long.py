@@ -35,10 +35,26 @@ def spool_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("spool")
 
 
+def make_proxy(kind: str, origin, spool_dir, tmp_path_factory) -> Proxy:
+    fetch = "true" if kind == "tail" else "false"
+    p = Proxy(tmp_path_factory.mktemp("log") / f"long-{kind}.log", "--mode", f"reverse:{origin.url}",
+              "--set", f"audio_only_spool_dir={spool_dir}", "--set", f"audio_only_fetch_moov={fetch}")
+    p.kind = kind
+    return p
+
+
+@pytest.fixture(scope="module", params=["tail", "spool"])
+def long_proxy(request, long_origin, spool_dir, tmp_path_factory):
+    """The proxy as it comes (the moov of a moov-at-end file is fetched from the tail), and with that
+    off (the spool holds the media data until the moov arrives in the stream)."""
+    p = make_proxy(request.param, long_origin, spool_dir, tmp_path_factory)
+    yield p
+    p.stop()
+
+
 @pytest.fixture(scope="module")
-def long_proxy(long_origin, spool_dir, tmp_path_factory):
-    p = Proxy(tmp_path_factory.mktemp("log") / "long.log", "--mode", f"reverse:{long_origin.url}",
-              "--set", f"audio_only_spool_dir={spool_dir}")
+def spool_proxy(long_origin, spool_dir, tmp_path_factory):
+    p = make_proxy("spool", long_origin, spool_dir, tmp_path_factory)
     yield p
     p.stop()
 
@@ -78,12 +94,16 @@ def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path)
     assert spool_files(pid, spool_dir) == 0
     assert os.listdir(spool_dir) == []  # unnamed files: nothing is ever left in the folder
     peak = peak_rss_mib(pid)
-    print(f"\nmoov at the end, 460 MB in, {len(out) / 1e6:.1f} MB out: first byte after {first_byte:.2f} s "
-          f"(the whole input must arrive first), done in {total:.2f} s; proxy peak RSS {peak:.0f} MiB")
+    print(f"\nmoov at the end ({long_proxy.kind}), 460 MB in, {len(out) / 1e6:.1f} MB out: first body byte after "
+          f"{first_byte * 1000:.0f} ms, done in {total:.2f} s; proxy peak RSS {peak:.0f} MiB")
+    if long_proxy.kind == "tail":
+        assert first_byte < total / 2  # audio started long before the download ended
     assert peak < 300
 
 
-def test_client_leaving_half_way_frees_the_spool(long_proxy, spool_dir):
+def test_client_leaving_half_way_frees_the_spool(spool_proxy, spool_dir):
+    """Without the tail fetch the spool lives as long as the download (with it, milliseconds)."""
+    long_proxy = spool_proxy
     pid = long_proxy.process.pid
     sock = socket.create_connection(("127.0.0.1", long_proxy.port), timeout=30)
     sock.sendall(b"GET /long_moov_end.mp4?ali_audio_only=1 HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -54,11 +54,14 @@ class Mp4AudioFilter:
         self._pending: deque[tuple[int, int]] = deque()  # input ranges still to send, in order
         self._early_mdats: list[tuple[int, int]] = []  # payload extents of mdats before the moov
         self._spool = None
+        self.wants_tail: int | None = None  # where the data after the first early mdat starts (see provide_tail)
+        self._tail_moov: int | None = None  # input offset of a moov that came out of band
+        self._early_out: list = []  # output made between feeds (by provide_tail)
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
     def feed(self, data) -> list:
-        out: list = []
+        out, self._early_out = self._early_out, []
         view = memoryview(data)
         if self._spool is not None and self.plan is None:
             self._spool_write(view)
@@ -96,7 +99,7 @@ class Mp4AudioFilter:
             self._spool = None
 
     def _finish(self) -> list:
-        out: list = []
+        out, self._early_out = self._early_out, []
         if self._remaining == TO_THE_END:
             self._box_done(out)
         if self.plan is None:
@@ -150,6 +153,7 @@ class Mp4AudioFilter:
             self._early_mdats.append((box.payload, TO_THE_END if box.size == -1 else box.end))
             if self._spool is None:
                 self._start_spool(box, view)
+                self.wants_tail = None if box.size == -1 else box.end
             return "skip"
         if kind == b"mdat":
             if self._pending and self._pending[0][0] < box.payload:
@@ -162,6 +166,8 @@ class Mp4AudioFilter:
     def _bounded(self, box: boxes.Box) -> str:
         """moov and moof are held whole, so their size is checked against the limit first."""
         name = box.name()
+        if box.type == b"moov" and box.start == self._tail_moov:
+            return "skip"  # already read from the tail
         if box.type == b"moov" and self.plan is not None:
             raise MalformedInput(f"a second moov at byte {box.start}")
         if box.type == b"moof" and (self.plan is None or not self.plan.fragmented):
@@ -231,16 +237,49 @@ class Mp4AudioFilter:
             )
         self._spool.write(view)
 
-    def _replay_early(self, moov: boxes.Box, out: list) -> None:
-        """Send the audio that arrived before the moov, read back from the spool."""
+    def provide_tail(self, offset: int, data: bytes) -> bool:
+        """The input's bytes from `offset` on, fetched out of band (a Range request) while the media data
+        before them still streams. If they hold the moov, the audio starts now rather than when the
+        whole file has passed: what is spooled is sent with the next feed, the rest as it arrives, and
+        spooling stops. Returns whether the moov was found and used."""
+        if self.plan is not None or self._spool is None or self._state == "moov":
+            return False  # too late: the moov is here, or already arriving in band
+        moov, pos = None, 0
+        while pos + 8 <= len(data) and moov is None:
+            box = boxes.parse_header(data, pos, None)
+            if box.size == -1 or box.end > len(data):
+                break
+            if box.type == b"moov":
+                moov = box
+            pos = box.end
+        if moov is None or moov.size > self.max_header:
+            return False
+        self.plan = plan(self._ftyp, data[moov.start : moov.end], boxes.Box(b"moov", 0, moov.header, moov.size))
+        self._tail_moov = offset + moov.start
+        out = [self.plan.head]
+        self._pending.extend(self.plan.ranges)
+        self._replay_early(boxes.Box(b"moov", self._tail_moov, moov.header, moov.size), out, until=self.bytes_in)
+        if self._state == "skip" and self._box is not None and self._box.type == b"mdat":
+            self._state = "media"  # the rest of the mdat now passing is sent as it comes
+        self._early_out = out
+        return True
+
+    def _replay_early(self, moov: boxes.Box, out: list, until: int | None = None) -> None:
+        """Send the audio that arrived before the moov (or before `until`, where the input now is), read
+        back from the spool."""
         pending = self._pending
-        while pending and pending[0][0] < moov.start:
+        limit = moov.start if until is None else min(until, moov.start)
+        while pending and pending[0][0] < limit:
             s, e = pending.popleft()
             if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
                 self._outside(s)
-            for piece in range(s, e, REPLAY_PIECE):
-                out.append(self._spool.read_at(piece, min(REPLAY_PIECE, e - piece)))
-        if pending and pending[0][0] < moov.end:
+            stop = min(e, limit)
+            for piece in range(s, stop, REPLAY_PIECE):
+                out.append(self._spool.read_at(piece, min(REPLAY_PIECE, stop - piece)))
+            if stop < e:  # the rest of this range has not arrived yet
+                pending.appendleft((stop, e))
+                break
+        if until is None and pending and pending[0][0] < moov.end:
             self._outside(pending[0][0])
         self.close()
 
