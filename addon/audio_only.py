@@ -105,8 +105,12 @@ class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
     def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int,
-                 tail_validator: str | None = None):
+                 tail_validator: str | None = None, origin_timeout: float = 0):
         self.flow = flow
+        self.last_data = time.monotonic()
+        self.idle_check: asyncio.TimerHandle | None = None
+        if origin_timeout:
+            self.watch_origin(origin_timeout)
         self.tail_validator = tail_validator  # set when the moov may be fetched from the tail (see moov_from_tail)
         self.tail_task: asyncio.Task | None = None
         self.format = fmt
@@ -122,6 +126,7 @@ class ExtractionStream:
     def __call__(self, data: bytes) -> list[bytes]:
         if self.failed:
             return []  # swallow the rest of the origin's body; the client's response is already ending
+        self.last_data = time.monotonic()
         try:
             if data:
                 pieces = self.extractor.feed(data)
@@ -144,6 +149,8 @@ class ExtractionStream:
             return []
         if not data:
             self.log_done()
+            if self.idle_check is not None:
+                self.idle_check.cancel()
         self.held += b"".join(pieces)
         if data and len(self.held) < FLUSH_AT and (len(data) >= ORIGIN_AHEAD or self.origin_has_more()):
             return []
@@ -174,12 +181,33 @@ class ExtractionStream:
             log.warning(f"audio-only: {self.flow.request.pretty_url}: {warning}")
         log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary()}")
 
+    def watch_origin(self, timeout: float) -> None:
+        """End the response if the origin sends nothing for `timeout` seconds: mitmproxy itself would
+        wait ten minutes, and a client of an edge should not. One timer, moved on only when it fires."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not inside mitmproxy's event loop (unit tests)
+            return
+
+        def check() -> None:
+            if self.failed:
+                return
+            idle = time.monotonic() - self.last_data
+            if idle >= timeout:
+                self.abort(f"the origin sent nothing for {idle:.1f} s (audio_only_origin_timeout)")
+            else:
+                self.idle_check = loop.call_later(timeout - idle, check)
+
+        self.idle_check = loop.call_later(timeout, check)
+
     def release(self) -> None:
         """The response is over one way or another: drop the spool, ignore what still comes."""
         self.failed = True
         self.extractor.close()
         if self.tail_task is not None:
             self.tail_task.cancel()
+        if self.idle_check is not None:
+            self.idle_check.cancel()
 
     async def moov_from_tail(self, offset: int) -> None:
         """The moov comes after the media data: ask the origin for what follows the mdat (a Range
@@ -331,6 +359,11 @@ class AudioOnly:
             "Range request so audio starts at once (else it starts when the whole file has arrived).",
         )
         loader.add_option(
+            "audio_only_origin_timeout", int, 30,
+            "End an extracted response uncleanly when the origin sends nothing for this many seconds "
+            "(0: wait as long as mitmproxy does).",
+        )
+        loader.add_option(
             "audio_only_stream_passthrough", bool, True,
             "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
         )
@@ -346,6 +379,8 @@ class AudioOnly:
             self.patterns = patterns
         if "audio_only_max_header" in updated:
             self.max_header = self._size("audio_only_max_header", minimum=1024)
+        if "audio_only_origin_timeout" in updated and ctx.options.audio_only_origin_timeout < 0:
+            raise exceptions.OptionsError("audio_only_origin_timeout must be 0 (off) or a number of seconds")
         if "audio_only_max_spool" in updated:
             self.max_spool = self._size("audio_only_max_spool", minimum=0)
         if "audio_only_spool_dir" in updated and ctx.options.audio_only_spool_dir:
@@ -433,7 +468,7 @@ class AudioOnly:
         if flow.request.method.upper() == "HEAD":
             return
         response.stream = ExtractionStream(flow, fmt, self.max_header, ctx.options.audio_only_spool_dir or None,
-                                           self.max_spool, validator)
+                                           self.max_spool, validator, ctx.options.audio_only_origin_timeout)
 
     @staticmethod
     def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:

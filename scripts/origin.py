@@ -10,6 +10,7 @@ each origin behaviour through the proxy:
   gzip=1       Content-Encoding: gzip
   norange=1    no Accept-Ranges, and Range ignored (a 200 with the whole file)
   slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
+  stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
 Every request's path and headers are recorded in `server.requests`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type)`.
@@ -62,7 +63,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.root not in file.parents or not file.is_file():
             return self.send_body(404, b"<html>not found</html>", "text/html", head)
         ctype = params.get("type", TYPES.get(file.suffix, "application/octet-stream"))
-        if not (params.keys() & {"live", "gzip", "chunk", "die", "slow"}):
+        if not (params.keys() & {"live", "gzip", "chunk", "die", "slow", "stall"}):
             if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
                 return self.send_range(file, rng, ctype, head)
             return self.send_file(file, ctype, head, ranges="norange" not in params)
@@ -82,6 +83,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("ETag", f'"{len(data):x}-{int(file.stat().st_mtime):x}"')
         if "chunk" in params:
             return self.send_chunked(data, ctype, int(params["chunk"]), head, int(params.get("die", len(data) + 1)))
+        if "stall" in params and not head:
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: int(params["stall"])])
+            self.wfile.flush()
+            time.sleep(20)
+            self.close_connection = True
+            return
         if "slow" in params and not head:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))

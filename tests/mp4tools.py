@@ -18,6 +18,8 @@ def boxes(data: bytes, start: int = 0, end: int | None = None):
             size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
         elif size == 0:
             size = end - pos
+        if size < header:
+            return  # a broken size (the fuzzers make them): nothing past it can be walked
         yield kind, pos, header, size
         pos += size
 

@@ -22,13 +22,16 @@ def test_serve_demo_prints_a_url_that_gives_audio_only(tmp_path):
             line = proc.stdout.readline().decode()
             assert line, "serve exited:\n" + "".join(lines)
             lines.append(line)
-            if m := re.search(r"curl -o audio.flv '([^']+)'", line):
+            if "Ctrl-C" in line:
                 break
         else:
-            pytest.fail("no URL printed:\n" + "".join(lines))
-        r = subprocess.run(["curl", "-sS", "-o", "audio.flv", m.group(1)], cwd=tmp_path, timeout=60)
-        assert r.returncode == 0
-        assert [s["codec_type"] for s in streams(tmp_path / "audio.flv")] == ["audio"]
+            pytest.fail("no URLs printed:\n" + "".join(lines))
+        urls = dict(re.findall(r"curl -o (\S+) +'([^']+ali_audio_only=1[^']*)'", "".join(lines)))
+        assert {"audio.flv", "audio.mp4", "late.m4a", "frag.mp4"} <= set(urls)
+        for name in ("audio.flv", "audio.mp4", "late.m4a", "frag.mp4"):
+            r = subprocess.run(["curl", "-sS", "-o", name, urls[name]], cwd=tmp_path, timeout=60)
+            assert r.returncode == 0
+            assert [s["codec_type"] for s in streams(tmp_path / name)] == ["audio"], name
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

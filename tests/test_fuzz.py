@@ -5,15 +5,17 @@ import struct
 from hypothesis import given, settings, strategies as st
 
 from extractor import AudioExtractor, ExtractError
+from extractor.spool import TempFileSpool
 from flvgen import METADATA, amf_string, flv, small_flv, tag
 from helpers import MEDIA
+from mp4tools import CONTAINERS, boxes
 
 SEED = small_flv()
 REAL_HEAD = (MEDIA / "h264_aac_keyframes.flv").read_bytes()[:6000]
 
 
 def run_core(data: bytes, pieces: list[int], max_header: int = 1 << 16) -> bytes:
-    x = AudioExtractor(max_header=max_header)
+    x = AudioExtractor(max_header=max_header, spool_factory=TempFileSpool, max_spool=1 << 24)
     out, pos = [], 0
     try:
         for n in pieces or [len(data)]:
@@ -23,6 +25,8 @@ def run_core(data: bytes, pieces: list[int], max_header: int = 1 << 16) -> bytes
         out += x.finish()
     except ExtractError:
         pass
+    finally:
+        x.close()
     out = b"".join(out)
     # Memory and work stay bounded: the output never outgrows the input plus rewritten headers.
     assert len(out) <= len(data) + 64
@@ -95,3 +99,63 @@ def test_random_box_trees(items, pieces):
     """Boxes with any size field (0 = to the end, 1 = largesize) and any payload."""
     data = b"".join(struct.pack(">I4s", size, kind) + payload for kind, size, payload in items)
     run_core(data, pieces)
+
+
+def _mp4_headers(data: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> list[tuple[int, int]]:
+    """(offset, size) of every box header, through the containers, by the tests' own walker."""
+    out = []
+    for kind, pos, header, size in boxes(data, start, end):
+        out.append((pos, size))
+        if kind in CONTAINERS | {b"moof", b"traf", b"mvex", b"edts", b"dinf"} and depth < 6:
+            out += _mp4_headers(data, pos + header, min(pos + size, len(data)), depth + 1)
+    return out
+
+
+def _flv_headers(data: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of every FLV tag (header and data, without the PreviousTagSize)."""
+    out, pos = [], 13
+    while pos + 11 <= len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big") + 11
+        out.append((pos, size))
+        pos += size + 4
+    return out
+
+
+STRUCTURED = {
+    "mp4": ((MEDIA / "frag_moof_base.mp4").read_bytes(), _mp4_headers),
+    "moov_end": ((MEDIA / "moov_end.mp4").read_bytes(), _mp4_headers),
+    "flv": ((MEDIA / "h264_aac.flv").read_bytes()[:20000], _flv_headers),
+}
+EXTREMES = [0, 1, 7, 8, 9, 15, 16, 17, 0x7FFFFFFF, 0xFFFFFFFF]
+
+
+@given(st.sampled_from(sorted(STRUCTURED)),
+       st.lists(st.tuples(st.sampled_from(["size", "grow", "shrink", "duplicate", "remove"]), st.integers(0, 10**6),
+                          st.sampled_from(EXTREMES)), min_size=1, max_size=4),
+       st.integers(0, 10**7), splits)
+def test_structure_aware_mutations(kind, mutations, cut, pieces):
+    """Sizes set to extremes or off by one, structures duplicated or removed, then maybe truncated."""
+    data, walk = STRUCTURED[kind]
+    data = bytearray(data)
+    for op, which, value in mutations:
+        headers = walk(bytes(data))
+        if not headers:
+            break
+        pos, size = headers[which % len(headers)]
+        field = pos if kind != "flv" else pos + 1
+        if op == "size":
+            data[field : field + (4 if kind != "flv" else 3)] = (value & (0xFFFFFFFF if kind != "flv" else 0xFFFFFF)).to_bytes(
+                4 if kind != "flv" else 3, "big")
+        elif op in ("grow", "shrink"):
+            width = 4 if kind != "flv" else 3
+            old = int.from_bytes(data[field : field + width], "big")
+            data[field : field + width] = ((old + (1 if op == "grow" else -1)) % (1 << (8 * width))).to_bytes(width, "big")
+        elif op == "duplicate":
+            span = size + (4 if kind == "flv" else 0)
+            data[pos:pos] = data[pos : pos + span]
+        else:
+            del data[pos : pos + size + (4 if kind == "flv" else 0)]
+    data = bytes(data[: max(1, cut % (len(data) + 1))])
+    out = run_core(data, pieces)
+    if kind == "flv":
+        no_video_in(out)

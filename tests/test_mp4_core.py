@@ -197,3 +197,23 @@ def test_table_count_overrunning_its_box():
 def test_stsc_disagreeing_with_stsz():
     with pytest.raises(MalformedInput, match="stsc places"):
         extract(_patch_audio(b"stsz", 8, _audio_field(b"stsz", 8) - 1))
+
+
+def test_audio_pointing_into_video_is_refused():
+    """A moov that places audio inside the video's chunks would make us send video: refused."""
+    data = (MEDIA / "h264_aac.mp4").read_bytes()
+    video_chunk = struct.unpack_from(">I", data, data.index(b"stco") + 16)[0]  # the video trak comes first
+    with pytest.raises(MalformedInput, match="overlaps a chunk of another track"):
+        extract(_patch_audio(b"stco", 12, video_chunk + 10))
+
+
+def test_fragment_audio_pointing_into_video_is_refused():
+    data = bytearray((MEDIA / "frag_moof_base.mp4").read_bytes())
+    moof = data.index(b"moof") - 4
+    truns = [i for i in range(moof, moof + struct.unpack_from(">I", data, moof)[0]) if data[i : i + 4] == b"trun"]
+    # The video traf comes first; make the audio trun's data offset equal to the video's.
+    video_offset = struct.unpack_from(">i", data, truns[0] + 12)[0]
+    struct.pack_into(">i", data, truns[1] + 12, video_offset)
+    x = AudioExtractor()
+    with pytest.raises(MalformedInput, match="overlaps"):
+        x.feed(bytes(data))

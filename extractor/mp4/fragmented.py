@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import MalformedInput, UnsupportedInput
 from .boxes import Box, children, make_box, mdat_header
+from .ranges import first_overlap
 
 # tfhd flags
 BASE_DATA_OFFSET = 0x000001
@@ -107,6 +108,7 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
     box, header included, found at input offset moof_start); None when it carries no audio."""
     moof = Box(b"moof", 0, 8 if struct.unpack_from(">I", data)[0] != 1 else 16, len(data))
     kept: list[tuple[Box, int, int, list[_Run]]] = []  # traf, tfhd flags, end of tfhd fields, runs
+    others: list[tuple[int, int]] = []  # data of the trafs that go
     previous_end = moof_start
     for n, traf in enumerate(b for b in children(data, moof.payload, moof.end) if b.type == b"traf"):
         boxes_in = list(children(data, traf.payload, traf.end))
@@ -128,6 +130,8 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
             if any(b.type == b"saio" for b in boxes_in):
                 raise UnsupportedInput(f"audio track {track_id} is encrypted (saio): not supported")
             kept.append((traf, flags, fields_end, runs))
+        else:
+            others += [(r.start, r.start + r.length) for r in runs]
     if not kept:
         return None
 
@@ -144,6 +148,8 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
             ranges.append((run.start, run.start + run.length))
         prev_end = run.start + run.length
 
+    if hit := first_overlap(ranges, others):
+        raise MalformedInput(f"audio data at byte {hit[0]} overlaps another track's samples at byte {hit[1]}")
     # Data offsets are relative to the output moof, whose size does not depend on their values.
     size = len(_moof(data, moof, kept, 0))
     header = mdat_header(out)

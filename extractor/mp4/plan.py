@@ -10,10 +10,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ..errors import MalformedInput, NoAudio, UnsupportedInput
+from ..errors import ExtractError, MalformedInput, NoAudio, UnsupportedInput
 from . import tables
 from .boxes import U32_MAX, Box, children, find, make_box, mdat_header
 from .fragmented import trex_defaults
+from .ranges import first_overlap
 
 AUDIO_HANDLER = b"soun"
 
@@ -35,6 +36,7 @@ class Plan:
     audio_bytes: int
     tracks: list[Track]
     dropped: list[Track]
+    warnings: list[str] = field(default_factory=list)
     fragmented: bool = False  # the moov has an mvex: moof fragments follow
     trex: dict[int, int] = field(default_factory=dict)  # fragmented: track_ID -> default sample size
 
@@ -77,11 +79,11 @@ def _read_chunks(data, track: Track) -> None:
     stbl = _stbl(data, track.box)
     found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
     if b"saio" in found:
-        raise UnsupportedInput(f"audio track {track.track_id} is encrypted (saio): not supported")
+        raise UnsupportedInput(f"track {track.track_id} is encrypted (saio): not supported")
     sizes_box = found.get(b"stsz") or found.get(b"stz2")
     offsets_box = found.get(b"stco") or found.get(b"co64")
     if not (sizes_box and offsets_box and b"stsc" in found):
-        raise MalformedInput(f"audio track {track.track_id} lacks stsz/stz2, stsc or stco/co64")
+        raise MalformedInput(f"track {track.track_id} lacks stsz/stz2, stsc or stco/co64")
     constant, count, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
     offsets = tables.chunk_offsets(offsets_box.type, _payload(data, offsets_box))
     firsts, per_chunk = tables.sample_to_chunk(_payload(data, found[b"stsc"]))
@@ -202,6 +204,7 @@ def plan(ftyp: bytes, moov_data, moov: Box) -> Plan:
         _read_chunks(moov_data, t)
     ranges, placed = _ranges(audio)
     audio_bytes = sum(e - s for s, e in ranges)
+    warnings = _check_other_tracks(moov_data, ranges, dropped)
 
     # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
     wide = False
@@ -218,4 +221,22 @@ def plan(ftyp: bytes, moov_data, moov: Box) -> Plan:
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
     trex = trex_defaults(moov_data, mvex) if mvex else {}
-    return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped, mvex is not None, trex)
+    return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped, warnings, mvex is not None, trex)
+
+
+def _check_other_tracks(data, ranges: list[tuple[int, int]], others: list[Track]) -> list[str]:
+    """Refuse a moov whose audio chunks share bytes with another track's; warn for tracks whose tables
+    cannot be read (they are dropped anyway, so that alone is no reason to refuse the file)."""
+    claimed, warnings = [], []
+    for track in others:
+        try:
+            _read_chunks(data, track)
+        except ExtractError as e:
+            warnings.append(f"the {track.handler.decode('latin-1')} track {track.track_id} could not be checked "
+                            f"for overlap with the audio: {e}")
+            continue
+        claimed += [(off, off + size) for off, size in zip(track.offsets, track.sizes)]
+    if hit := first_overlap(ranges, claimed):
+        raise MalformedInput(f"audio data at byte {hit[0]} overlaps a chunk of another track at byte {hit[1]}: "
+                             f"refusing to send it as audio")
+    return warnings

@@ -184,6 +184,7 @@ class Mp4AudioFilter:
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
             self.plan = plan(self._ftyp, self._whole_box(), boxes.Box(b"moov", 0, box.header, box.size))
+            self.warnings += self.plan.warnings
             out.append(self.plan.head)
             self._pending.extend(self.plan.ranges)
             self._replay_early(box, out)
@@ -255,6 +256,7 @@ class Mp4AudioFilter:
         if moov is None or moov.size > self.max_header:
             return False
         self.plan = plan(self._ftyp, data[moov.start : moov.end], boxes.Box(b"moov", 0, moov.header, moov.size))
+        self.warnings += self.plan.warnings
         self._tail_moov = offset + moov.start
         out = [self.plan.head]
         self._pending.extend(self.plan.ranges)

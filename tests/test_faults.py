@@ -1,0 +1,118 @@
+"""Faults and load through a real mitmdump: a stalled origin, a slow client, 50 clients at once."""
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from bigmp4 import BigMp4
+from conftest import Proxy
+from helpers import MEDIA, http_get, http_stream
+from test_big import peak_rss_mib
+from test_mp4_layouts import extract
+
+pytestmark = pytest.mark.e2e
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.fixture(scope="module")
+def fault_proxy(origin, tmp_path_factory):
+    p = Proxy(tmp_path_factory.mktemp("log") / "faults.log", "--mode", f"reverse:{origin.url}",
+              "--set", "audio_only_origin_timeout=1")
+    yield p
+    p.stop()
+
+
+def test_stalled_origin_ends_the_response_uncleanly(fault_proxy):
+    start = time.monotonic()
+    results = {}
+    stalled = threading.Thread(target=lambda: results.update(
+        stalled=http_get(fault_proxy.port, "/h264_aac.mp4?ali_audio_only=1&stall=100000", timeout=30)))
+    stalled.start()
+    time.sleep(0.3)
+    # Meanwhile the proxy serves others.
+    other = http_get(fault_proxy.port, "/h264_aac.flv?ali_audio_only=1")
+    assert other.clean and other.body == extract((MEDIA / "h264_aac.flv").read_bytes())
+    stalled.join(30)
+    elapsed = time.monotonic() - start
+    reply = results["stalled"]
+    assert reply.status == 200 and not reply.clean
+    assert 1 <= elapsed < 6, elapsed  # the timeout, not the origin's 20 s stall
+    log = fault_proxy.wait_for_log("sent nothing")
+    assert "h264_aac.mp4?stall=100000: the origin sent nothing for 1." in log and "audio_only_origin_timeout" in log
+
+
+@pytest.mark.parametrize("query", ["?ali_audio_only=1", ""])
+def test_slow_client_holds_the_origin_back(fault_proxy, origin, query):
+    """A client that stops reading must stop the proxy reading from the origin (backpressure), for the
+    audio-only response and for passthrough alike: memory does not grow with the file."""
+    big = BigMp4(chunks=400)  # 400 MiB of audio among 425 MiB
+    origin.virtual["/slow.mov"] = (big.size, big.pieces, "video/quicktime")
+    pid = fault_proxy.process.pid
+    before = rss_mib(pid)
+    try:
+        sock = socket.create_connection(("127.0.0.1", fault_proxy.port), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(f"GET /slow.mov{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.recv(65536)
+        grown = 0.0
+        for _ in range(15):  # 1.5 s of not reading
+            time.sleep(0.1)
+            grown = max(grown, rss_mib(pid) - before)
+        sock.close()
+    finally:
+        del origin.virtual["/slow.mov"]
+    print(f"\nslow client ({query or 'passthrough'}): proxy RSS grew {grown:.0f} MiB while 425 MiB waited")
+    assert grown < 60
+
+
+def test_fifty_concurrent_clients(origin, tmp_path):
+    """A mix of audio-only MP4 (three layouts), FLV, live FLV and passthrough, 50 at once; every
+    response is checked, and the proxy's memory afterwards returns near where it started."""
+    proxy = Proxy(tmp_path / "load.log", "--mode", f"reverse:{origin.url}")
+    cases = {
+        "/h264_aac.mp4?ali_audio_only=1": extract((MEDIA / "h264_aac.mp4").read_bytes()),
+        "/moov_end.mp4?ali_audio_only=1&chunk=8192": extract((MEDIA / "moov_end.mp4").read_bytes()),
+        "/frag_moof_base.mp4?ali_audio_only=1": extract((MEDIA / "frag_moof_base.mp4").read_bytes()),
+        "/h264_aac.flv?ali_audio_only=1": extract((MEDIA / "h264_aac.flv").read_bytes()),
+        "/h264_aac.flv?ali_audio_only=1&live=1": extract((MEDIA / "h264_aac.flv").read_bytes()),
+        "/two_audio.mp4": (MEDIA / "two_audio.mp4").read_bytes(),
+    }
+    paths = list(cases) * 9
+    random.Random(1).shuffle(paths)
+    paths = paths[:50]
+    try:
+        http_get(proxy.port, "/tiny.mp4?ali_audio_only=1")
+        baseline = rss_mib(proxy.process.pid)
+        failures, threads = [], []
+
+        def client(path: str) -> None:
+            try:
+                reply = http_get(proxy.port, path, timeout=60)
+                if not (reply.status == 200 and reply.clean and reply.body == cases[path]):
+                    failures.append(f"{path}: status {reply.status}, clean {reply.clean}, {len(reply.body)} bytes")
+            except Exception as e:  # a test thread reports, it does not raise
+                failures.append(f"{path}: {e!r}")
+
+        start = time.monotonic()
+        for path in paths:
+            threads.append(threading.Thread(target=client, args=(path,)))
+            threads[-1].start()
+        for t in threads:
+            t.join(90)
+        elapsed = time.monotonic() - start
+        assert not failures, failures
+        peak = peak_rss_mib(proxy.process.pid)
+        time.sleep(0.5)
+        after = rss_mib(proxy.process.pid)
+    finally:
+        proxy.stop()
+    print(f"\n50 concurrent clients in {elapsed:.1f} s: proxy RSS {baseline:.0f} MiB before, peak {peak:.0f}, "
+          f"{after:.0f} after")
+    assert after - baseline < 40
