@@ -35,6 +35,11 @@ except ImportError:  # run as `mitmdump -s addon/audio_only.py` from a checkout
 from extractor.errors import human_size
 from extractor.spool import TempFileSpool
 
+try:
+    from addon.cdn_config import ConfigError, ConfigFile
+except ImportError:  # addon/ run as a script folder of its own
+    from cdn_config import ConfigError, ConfigFile
+
 log = logging.getLogger(__name__)
 
 # Content types of the media we extract, and the generic ones for which the path's extension decides.
@@ -105,7 +110,7 @@ class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
     def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int,
-                 tail_validator: str | None = None, origin_timeout: float = 0):
+                 tail_validator: str | None = None, origin_timeout: float = 0, cdn_limits: bool = False):
         self.flow = flow
         self.last_data = time.monotonic()
         self.idle_check: asyncio.TimerHandle | None = None
@@ -115,7 +120,8 @@ class ExtractionStream:
         self.tail_task: asyncio.Task | None = None
         self.format = fmt
         self.extractor = extractor.AudioExtractor(
-            max_header=max_header, spool_factory=lambda start: TempFileSpool(start, spool_dir), max_spool=max_spool
+            max_header=max_header, spool_factory=lambda start: TempFileSpool(start, spool_dir), max_spool=max_spool,
+            cdn_limits=cdn_limits,
         )
         self.started = time.monotonic()
         self.failed = False
@@ -322,6 +328,7 @@ class AudioOnly:
         self.patterns: list[str] = ["*"]
         self.max_header = extractor.DEFAULT_MAX_HEADER
         self.max_spool = 4 << 30
+        self.config: ConfigFile | None = None  # audio_only_config, when set
 
     def load(self, loader):
         loader.add_option(
@@ -336,6 +343,18 @@ class AudioOnly:
         loader.add_option(
             "audio_only_max_header", str, "64m",
             "Most metadata (MP4 moov, FLV script tag) one response may hold in memory, e.g. 64m.",
+        )
+        loader.add_option(
+            "audio_only_config", str, "",
+            "A JSON file in the CDN API's domain configuration shape (DomainNames, Functions with "
+            "ali_video_split and video_seek); when set it decides per domain instead of audio_only_domains. "
+            "Re-read when it changes.",
+        )
+        loader.add_option(
+            "audio_only_compat", str, "extended",
+            "extended: everything this product supports; cdn: exactly the CDN's documented limits (no MP4 "
+            "with the moov at the end or a 64-bit mdat header, no Range requests).",
+            choices=["extended", "cdn"],
         )
         loader.add_option(
             "audio_only_origin_host", str, "origin",
@@ -379,6 +398,11 @@ class AudioOnly:
             self.patterns = patterns
         if "audio_only_max_header" in updated:
             self.max_header = self._size("audio_only_max_header", minimum=1024)
+        if "audio_only_config" in updated:
+            try:
+                self.config = ConfigFile(ctx.options.audio_only_config) if ctx.options.audio_only_config else None
+            except ConfigError as e:
+                raise exceptions.OptionsError(f"audio_only_config: {e}") from None
         if "audio_only_origin_timeout" in updated and ctx.options.audio_only_origin_timeout < 0:
             raise exceptions.OptionsError("audio_only_origin_timeout must be 0 (off) or a number of seconds")
         if "audio_only_max_spool" in updated:
@@ -412,7 +436,14 @@ class AudioOnly:
             ctx.options.keep_host_header = True
 
     def host_enabled(self, host: str) -> bool:
+        """Is audio extraction on for the host the client asked for? audio_only_config decides when
+        set, else audio_only_domains."""
         host = url.parse_authority(host, check=False)[0].lower() if host else ""
+        if self.config is not None:
+            if message := self.config.maybe_reload():
+                (log.warning if message.startswith("kept") else log.info)(f"audio-only: audio_only_config: {message}")
+            settings = self.config.for_host(host)
+            return settings is not None and settings.audio_only
         return any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -425,6 +456,10 @@ class AudioOnly:
         # The origin never sees our parameter, whatever its value.
         flow.request.path = stripped
         if value != "1" or not self.host_enabled(client_host):
+            return
+        if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
+            log.info(f"audio-only: {flow.request.pretty_url}: not extracted (audio_only_compat=cdn): the CDN does not "
+                     f"extract audio for Range requests, so the origin's answer to the range passes through")
             return
         flow.metadata[META] = {"requested": True}
         # We extract from the whole file: a Range would give a slice of the video.
@@ -468,7 +503,8 @@ class AudioOnly:
         if flow.request.method.upper() == "HEAD":
             return
         response.stream = ExtractionStream(flow, fmt, self.max_header, ctx.options.audio_only_spool_dir or None,
-                                           self.max_spool, validator, ctx.options.audio_only_origin_timeout)
+                                           self.max_spool, validator, ctx.options.audio_only_origin_timeout,
+                                           ctx.options.audio_only_compat == "cdn")
 
     @staticmethod
     def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:

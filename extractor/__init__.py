@@ -31,8 +31,10 @@ class AudioExtractor:
     max_spool bytes (see spool.py); without one, such files are refused.
     """
 
-    def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0):
+    def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
+                 cdn_limits: bool = False):
         self.max_header = max_header
+        self.cdn_limits = cdn_limits  # MP4: refuse the layouts the emulated CDN refuses
         self.spool_factory = spool_factory
         self.max_spool = max_spool
         self._head = b""
@@ -64,7 +66,7 @@ class AudioExtractor:
                 return []
         kind = _detect.detect(data[:16])  # 16: an error message quotes that much
         if kind == _detect.MP4:
-            self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool)
+            self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits)
         else:
             self._impl = FlvAudioFilter(self.max_header)
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path

@@ -1,6 +1,8 @@
 """python -m extractor IN OUT: extract the audio of an MP4 or FLV file; '-' for stdin or stdout.
+python -m extractor check FILE...: describe files, and say whether the CDN and this product extract them.
 
-Exit status: 0 done, 1 the input could not be extracted (the reason is printed), 2 bad usage.
+Exit status: 0 done (check: every file is one the CDN extracts), 1 the input could not be extracted
+(check: some file is not CDN-compatible), 2 bad usage or an unreadable file.
 """
 
 import argparse
@@ -10,7 +12,10 @@ import stat
 import sys
 import time
 
+from contextlib import nullcontext
+
 from . import DEFAULT_MAX_HEADER, AudioExtractor, ExtractError
+from .check import check
 from .errors import human_size
 from .spool import SourceFileSpool, TempFileSpool
 
@@ -90,7 +95,31 @@ def run(src, dst, max_header: int, total: int | None, max_spool: int) -> AudioEx
     return extractor
 
 
+def check_files(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m extractor check",
+                                     description="Describe MP4/FLV files and give two verdicts: would the CDN "
+                                                 "extract their audio, and does this product (with the output size).")
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    all_cdn = True
+    for path in args.files:
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                with (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else nullcontext(b"")) as data:
+                    report = check(path, data, f)
+        except OSError as e:
+            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
+            return 2
+        print("\n".join(report.lines()))
+        all_cdn &= report.cdn_ok
+    return 0 if all_cdn else 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        return check_files(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m extractor", description=__doc__.splitlines()[0])
     parser.add_argument("input", help="MP4 or FLV file, or - for standard input")
     parser.add_argument("output", help="where the audio goes, or - for standard output")

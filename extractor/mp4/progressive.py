@@ -34,8 +34,9 @@ REPLAY_PIECE = 1 << 20
 class Mp4AudioFilter:
     format = "mp4"
 
-    def __init__(self, max_header: int = 64 << 20, spool_factory=None, max_spool: int = 0):
+    def __init__(self, max_header: int = 64 << 20, spool_factory=None, max_spool: int = 0, cdn_limits: bool = False):
         self.max_header = max_header
+        self.cdn_limits = cdn_limits  # refuse what the CDN we emulate refuses (see _state_for)
         self.spool_factory = spool_factory  # start offset -> Spool, for media data before the moov
         self.max_spool = max_spool
         self.bytes_in = 0
@@ -149,6 +150,13 @@ class Mp4AudioFilter:
             if box.size > 4096 or box.size == -1:
                 raise MalformedInput(f"ftyp is {box.size} bytes, not a file type box")
             return "keep"
+        if kind == b"mdat" and self.cdn_limits:
+            if self.plan is None:
+                raise UnsupportedInput("the moov comes after the media data: the CDN extracts audio only from MP4s "
+                                       "with their metadata in the file header (audio_only_compat=cdn)")
+            if box.header != 8:
+                raise UnsupportedInput(f"the mdat at byte {box.start} has a {box.header}-byte header: the CDN supports "
+                                       f"only 8-byte box headers (audio_only_compat=cdn)")
         if kind == b"mdat" and self.plan is None:
             self._early_mdats.append((box.payload, TO_THE_END if box.size == -1 else box.end))
             if self._spool is None:

@@ -1,0 +1,144 @@
+"""`python -m extractor check`: what a file is, whether the CDN would extract its audio, whether we do.
+
+Works on the whole file as one buffer (the command line maps it, so only the structures are read).
+The CDN's documented limits: an MP4 must have its metadata (moov) before the media data and 8-byte
+box headers for it (no 64-bit mdat); FLV has no requirement.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from . import AudioExtractor, ExtractError
+from . import detect as _detect
+from .mp4 import boxes
+from .spool import SourceFileSpool
+
+FLV_AUDIO = {0: "pcm", 1: "adpcm", 2: "mp3", 3: "pcm_le", 4: "nellymoser16", 5: "nellymoser8", 6: "nellymoser",
+             7: "g711a", 8: "g711u", 10: "aac", 11: "speex", 14: "mp3_8k"}
+FLV_VIDEO = {2: "sorenson", 3: "screen", 4: "vp6", 5: "vp6a", 6: "screen2", 7: "h264", 12: "hevc", 13: "av1"}
+
+
+@dataclass
+class Report:
+    path: str
+    container: str = "?"
+    tracks: list[str] = field(default_factory=list)  # "audio mp4a", "video avc1", ...
+    layout: list[str] = field(default_factory=list)  # facts about the structure
+    cdn_ok: bool = False
+    cdn_why: str = ""
+    ours_ok: bool = False
+    ours_why: str = ""
+    output_size: int = 0
+    input_size: int = 0
+
+    def lines(self) -> list[str]:
+        out = [f"{self.path}: {self.container}, {self.input_size} bytes",
+               f"  tracks: {', '.join(self.tracks) or 'none found'}"]
+        out += [f"  {fact}" for fact in self.layout]
+        out.append(f"  CDN audio extraction: {'yes' if self.cdn_ok else 'no'}{': ' + self.cdn_why if self.cdn_why else ''}")
+        if self.ours_ok:
+            saved = 1 - self.output_size / self.input_size if self.input_size else 0
+            out.append(f"  this product: yes, {self.output_size} bytes of output ({saved:.1%} saved)")
+        else:
+            out.append(f"  this product: no: {self.ours_why}")
+        return out
+
+
+def check(path: str, data, source=None) -> Report:
+    """Report on one file; `data` is its content (a memory map), `source` the open file (for moov-last)."""
+    report = Report(path, input_size=len(data))
+    try:
+        kind = _detect.detect(bytes(data[:16]))
+    except ExtractError as e:
+        report.ours_why = report.cdn_why = str(e)
+        return report
+    if kind == _detect.MP4:
+        _describe_mp4(data, report)
+    elif kind == _detect.FLV:
+        _describe_flv(data, report)
+    _run(data, source, report)
+    return report
+
+
+def _run(data, source, report: Report) -> None:
+    x = AudioExtractor(spool_factory=(lambda start: SourceFileSpool(source)) if source else None, max_spool=1 << 62)
+    try:
+        report.output_size = sum(map(len, x.feed(data))) + sum(map(len, x.finish()))
+        report.ours_ok = True
+    except ExtractError as e:
+        report.ours_why = str(e)
+    finally:
+        x.close()
+
+
+def _stsd_codec(data, trak: boxes.Box) -> str:
+    box = trak
+    for kind in (b"mdia", b"minf", b"stbl", b"stsd"):
+        box = boxes.find(data, box, kind)
+        if box is None:
+            return "?"
+    entry = box.payload + 8
+    return bytes(data[entry + 4 : entry + 8]).decode("latin-1") if entry + 8 <= box.end else "?"
+
+
+def _describe_mp4(data, report: Report) -> None:
+    report.container = "MP4"
+    top, pos, moov = [], 0, None
+    try:
+        while pos + 8 <= len(data):
+            box = boxes.parse_header(data, pos, len(data))
+            top.append(box)
+            moov = moov or (box if box.type == b"moov" else None)
+            pos = box.end
+    except ExtractError as e:
+        report.layout.append(f"structure: {e}")
+    kinds = [b.type for b in top]
+    mdats = [b for b in top if b.type == b"mdat"]
+    brand = bytes(data[8:12]).decode("latin-1") if kinds[:1] == [b"ftyp"] else "none"
+    report.layout.append(f"top level: {' '.join(k.decode('latin-1') for k in kinds[:12])}"
+                         f"{' ...' if len(kinds) > 12 else ''} (brand {brand})")
+    fragmented = b"moof" in kinds or (moov is not None and boxes.find(data, moov, b"mvex") is not None)
+    moov_first = moov is not None and all(m.start > moov.start for m in mdats)
+    wide = [m for m in mdats if m.header == 16]
+    if moov is not None:
+        for trak in (b for b in boxes.children(data, moov.payload, moov.end) if b.type == b"trak"):
+            mdia = boxes.find(data, trak, b"mdia")
+            hdlr = boxes.find(data, mdia, b"hdlr") if mdia else None
+            handler = bytes(data[hdlr.payload + 8 : hdlr.payload + 12]).decode("latin-1") if hdlr else "?"
+            name = {"soun": "audio", "vide": "video", "text": "text", "sbtl": "subtitles", "tmcd": "timecode"}
+            report.tracks.append(f"{name.get(handler, handler)} {_stsd_codec(data, trak)}")
+    report.layout.append(f"moov: {'before the media data' if moov_first else 'after the media data' if moov else 'missing'}")
+    report.layout.append(f"mdat header: {', '.join(f'{m.header} bytes' for m in mdats) or 'no mdat'}")
+    report.layout.append(f"fragmented: {'yes (moof)' if fragmented else 'no'}")
+    if moov is None:
+        report.cdn_why = "no moov"
+    elif not moov_first:
+        report.cdn_why = "the moov comes after the media data; the CDN needs the metadata in the file header"
+    elif wide:
+        report.cdn_why = "an mdat has a 16-byte (64-bit) header; the CDN supports only 8-byte box headers"
+    else:
+        report.cdn_ok = True
+
+
+def _describe_flv(data, report: Report) -> None:
+    report.container = "FLV"
+    flags = data[4] if len(data) > 4 else 0
+    report.layout.append(f"header flags: {'audio ' if flags & 4 else ''}{'video' if flags & 1 else ''}".rstrip())
+    audio = video = None
+    pos = struct.unpack_from(">I", data, 5)[0] + 4 if len(data) >= 9 else len(data)
+    scanned = 0
+    while pos + 12 <= len(data) and (audio is None or video is None) and scanned < 10000:
+        kind, size = data[pos] & 0x1F, int.from_bytes(data[pos + 1 : pos + 4], "big")
+        first = data[pos + 11] if size else 0
+        if kind == 8 and audio is None:
+            audio = (bytes(data[pos + 12 : pos + 16]).decode("latin-1") if first >> 4 == 9
+                     else FLV_AUDIO.get(first >> 4, f"format {first >> 4}"))
+        elif kind == 9 and video is None:
+            video = (bytes(data[pos + 12 : pos + 16]).decode("latin-1") if first & 0x80
+                     else FLV_VIDEO.get(first & 0x0F, f"codec {first & 0x0F}"))
+        pos += 11 + size + 4
+        scanned += 1
+    report.tracks = [t for t in (f"audio {audio}" if audio else "", f"video {video}" if video else "") if t]
+    report.cdn_ok = True  # the CDN documents no requirement for FLV
