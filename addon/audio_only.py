@@ -112,22 +112,21 @@ class ExtractionStream:
     def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int,
                  tail_validator: str | None = None, origin_timeout: float = 0, cdn_limits: bool = False):
         self.flow = flow
-        self.last_data = time.monotonic()
-        self.idle_check: asyncio.TimerHandle | None = None
-        if origin_timeout:
-            self.watch_origin(origin_timeout)
-        self.tail_validator = tail_validator  # set when the moov may be fetched from the tail (see moov_from_tail)
-        self.tail_task: asyncio.Task | None = None
         self.format = fmt
         self.extractor = extractor.AudioExtractor(
             max_header=max_header, spool_factory=lambda start: TempFileSpool(start, spool_dir), max_spool=max_spool,
             cdn_limits=cdn_limits,
         )
-        self.started = time.monotonic()
+        self.started = self.last_data = time.monotonic()
         self.failed = False
         self.format_checked = False
-        self.held = bytearray()
-        self.origin_fd: int | None = None  # the origin connection's socket, once looked up (-1: none)  # output not sent yet (see ORIGIN_AHEAD)
+        self.held = bytearray()  # output not sent yet (see ORIGIN_AHEAD)
+        self.origin_fd: int | None = None  # the origin connection's socket, once looked up (-1: none)
+        self.tail_validator = tail_validator  # set when the moov may be fetched from the tail (see moov_from_tail)
+        self.tail_task: asyncio.Task | None = None
+        self.idle_check: asyncio.TimerHandle | None = None
+        if origin_timeout:
+            self.watch_origin(origin_timeout)
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.failed:
@@ -155,8 +154,7 @@ class ExtractionStream:
             return []
         if not data:
             self.log_done()
-            if self.idle_check is not None:
-                self.idle_check.cancel()
+            self.stop_timers()
         self.held += b"".join(pieces)
         if data and len(self.held) < FLUSH_AT and (len(data) >= ORIGIN_AHEAD or self.origin_has_more()):
             return []
@@ -210,6 +208,9 @@ class ExtractionStream:
         """The response is over one way or another: drop the spool, ignore what still comes."""
         self.failed = True
         self.extractor.close()
+        self.stop_timers()
+
+    def stop_timers(self) -> None:
         if self.tail_task is not None:
             self.tail_task.cancel()
         if self.idle_check is not None:

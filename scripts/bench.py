@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,11 +29,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "scripts")]
 
 from extractor import AudioExtractor  # noqa: E402
 from extractor.spool import TempFileSpool  # noqa: E402
-from helpers import flv_tags, http_get, http_stream  # noqa: E402
+from helpers import Proxy, flv_tags, http_get, http_stream  # noqa: E402
 from origin import Origin  # noqa: E402
 
 FILES = {"MP4 moov first": "long.mp4", "MP4 moov last": "long_moov_end.mp4", "FLV": "long.flv"}
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
+LOGS = Path(tempfile.mkdtemp(prefix="audio-only-bench-"))
+
+
+def mitmdump(origin: Origin, *args: str) -> Proxy:
+    """The proxy in reverse mode in front of `origin`, its log in a temporary folder."""
+    return Proxy(LOGS / f"proxy-{time.monotonic_ns()}.log", "--mode", f"reverse:{origin.url}", *args)
 
 
 def median(xs):
@@ -64,36 +69,6 @@ def wall(cmd: list[str], runs: int) -> float:
     return median(times)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mitmdump:
-    def __init__(self, origin: Origin, *args: str):
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [str(MITMDUMP), "-q", "-s", str(ROOT / "addon" / "audio_only.py"), "--mode", f"reverse:{origin.url}",
-             "--listen-host", "127.0.0.1", "-p", str(self.port), *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("mitmdump did not start")
-
-    def rss(self, field: str) -> float:
-        with open(f"/proc/{self.process.pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(10)
-
-
 def curl(url: str) -> tuple[float, float, int]:
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_total} %{size_download}", url],
                        capture_output=True, check=True)
@@ -114,7 +89,7 @@ def first_body_byte(port: int, path: str) -> float:
 
 def through_proxy(origin: Origin, name: str, runs: int) -> dict[str, tuple[float, float, int]]:
     """label -> (first body byte, total time, bytes received), medians."""
-    proxy = Mitmdump(origin, "--set", "stream_large_bodies=1m")
+    proxy = mitmdump(origin, "--set", "stream_large_bodies=1m")
     try:
         results = {}
         for label, port, path in (("origin direct", origin.server_address[1], f"/{name}"),
@@ -130,10 +105,10 @@ def through_proxy(origin: Origin, name: str, runs: int) -> dict[str, tuple[float
 
 def concurrent_rss(origin: Origin, name: str) -> tuple[float, float]:
     """(baseline RSS after one small response, peak RSS while 4 audio-only responses run) in MiB."""
-    proxy = Mitmdump(origin)
+    proxy = mitmdump(origin)
     try:
         http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")
-        baseline = proxy.rss("VmRSS")
+        baseline = proxy.rss()
         url = f"http://127.0.0.1:{proxy.port}/{name}?ali_audio_only=1"
         clients = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", url]) for _ in range(4)]
         for c in clients:
@@ -144,7 +119,7 @@ def concurrent_rss(origin: Origin, name: str) -> tuple[float, float]:
 
 
 def live_latency(origin: Origin) -> list[float]:
-    proxy = Mitmdump(origin)
+    proxy = mitmdump(origin)
     try:
         origin.sent.clear()
         reply = http_get(proxy.port, "/h264_aac.flv?ali_audio_only=1&live=1", timeout=60)

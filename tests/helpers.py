@@ -4,15 +4,96 @@ and an independent FLV tag walker (not the product's) to look inside outputs."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import struct
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / "tests" / "media"
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+
+sys.path.insert(0, str(ROOT))
+from extractor import AudioExtractor  # noqa: E402
+from extractor.spool import TempFileSpool  # noqa: E402
+
+
+def extract(data: bytes, piece: int = 65536, spool_factory=TempFileSpool, max_spool: int = 1 << 30, **kw) -> bytes:
+    """The core's whole output for `data` fed in pieces of `piece` bytes (spooling allowed)."""
+    x = AudioExtractor(spool_factory=spool_factory, max_spool=max_spool, **kw)
+    out = []
+    for i in range(0, len(data), piece or 1):
+        out += x.feed(data[i : i + piece])
+    return b"".join(out + x.finish())
+
+
+def extract_in_random_pieces(data: bytes, seed: int, sizes=(1, 5, 8, 16, 333, 4096, 65536)) -> bytes:
+    """Like extract, with piece sizes drawn at random: the output must not depend on the split."""
+    rng = random.Random(seed)
+    x, pos, out = AudioExtractor(spool_factory=TempFileSpool, max_spool=1 << 30), 0, []
+    while pos < len(data):
+        n = rng.choice(sizes)
+        out += x.feed(data[pos : pos + n])
+        pos += n
+    return b"".join(out + x.finish())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (VmRSS) or at its peak (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
+class Proxy:
+    """mitmdump with our addon on 127.0.0.1, its log captured to a file that can be read."""
+
+    def __init__(self, log_path: Path, *args: str):
+        self.port = free_port()
+        self.log_path = log_path
+        self.log_file = open(log_path, "wb")
+        cmd = [str(MITMDUMP), "-s", str(ROOT / "addon" / "audio_only.py"), "--listen-host", "127.0.0.1",
+               "-p", str(self.port), "--set", "flow_detail=0", "--set", "termlog_verbosity=info", *args]
+        self.process = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, log_path.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"mitmdump did not start: {log_path.read_text()}")
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return log
+
+    def rss(self, field: str = "VmRSS") -> float:
+        return rss_mib(self.process.pid, field)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log_file.close()
 
 
 def run(*cmd, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -117,6 +198,20 @@ def http_stream(port: int, path: str, headers: dict[str, str] | None = None, met
             sock.close()
 
     return status, hdrs, body()
+
+
+def drain(body, sink=None) -> tuple[int, bool]:
+    """Read an http_stream body to its end: (bytes received, whether it ended cleanly); each piece goes
+    to sink(piece) when given."""
+    size = 0
+    while True:
+        try:
+            piece = next(body)
+        except StopIteration as end:
+            return size, end.value
+        size += len(piece)
+        if sink:
+            sink(piece)
 
 
 def _chunks(reader):

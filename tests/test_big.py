@@ -10,16 +10,10 @@ import subprocess
 import pytest
 
 from bigmp4 import BigMp4
-from conftest import Proxy
-from helpers import http_stream
+from helpers import Proxy, drain, http_stream
 from mp4tools import boxes
 
 pytestmark = pytest.mark.e2e
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
 def test_output_above_4_gib(origin, tmp_path):
@@ -32,21 +26,18 @@ def test_output_above_4_gib(origin, tmp_path):
         assert status == 200 and headers["content-type"] == "audio/mp4"
         ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", "pipe:0", "-map", "0:a", "-c", "copy", "-f", "md5", "-"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        head, received = bytearray(), 0
-        while True:
-            try:
-                piece = next(body)
-            except StopIteration as end:
-                clean = end.value
-                break
+        head = bytearray()
+
+        def sink(piece: bytes) -> None:
             if len(head) < 1 << 20:
-                head += piece[: (1 << 20) - len(head)]
-            received += len(piece)
+                head.extend(piece[: (1 << 20) - len(head)])
             ffmpeg.stdin.write(piece)
+
+        received, clean = drain(body, sink)
         ffmpeg.stdin.close()
         md5 = ffmpeg.stdout.read().decode().strip()
         assert ffmpeg.wait(120) == 0
-        peak = peak_rss_mib(proxy.process.pid)
+        peak = proxy.rss("VmHWM")
     finally:
         proxy.stop()
         del origin.virtual["/big.mov"]

@@ -9,9 +9,7 @@ import time
 import pytest
 
 from addon.cdn_config import ConfigError, ConfigFile, parse
-from conftest import MITMDUMP, Proxy, free_port
-from helpers import MEDIA, ROOT, http_get
-from test_mp4_layouts import extract
+from helpers import MEDIA, MITMDUMP, ROOT, Proxy, extract, free_port, http_get
 
 
 def cdn_config(*entries: tuple[str, str]) -> str:

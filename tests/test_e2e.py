@@ -7,9 +7,7 @@ import time
 
 import pytest
 
-from conftest import Proxy
-from helpers import MEDIA, assert_same_audio, audio_packets, flv_tags, http_get
-from test_mp4_layouts import extract
+from helpers import MEDIA, Proxy, assert_same_audio, audio_packets, extract, flv_tags, http_get
 
 pytestmark = pytest.mark.e2e
 FLV = "/h264_aac.flv"

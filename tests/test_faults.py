@@ -8,17 +8,9 @@ import time
 import pytest
 
 from bigmp4 import BigMp4
-from conftest import Proxy
-from helpers import MEDIA, http_get, http_stream
-from test_big import peak_rss_mib
-from test_mp4_layouts import extract
+from helpers import MEDIA, Proxy, extract, http_get, rss_mib
 
 pytestmark = pytest.mark.e2e
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +100,7 @@ def test_fifty_concurrent_clients(origin, tmp_path):
             t.join(90)
         elapsed = time.monotonic() - start
         assert not failures, failures
-        peak = peak_rss_mib(proxy.process.pid)
+        peak = proxy.rss("VmHWM")
         time.sleep(0.5)
         after = rss_mib(proxy.process.pid)
     finally:

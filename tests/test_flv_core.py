@@ -1,25 +1,13 @@
 """The FLV core on its own: ffmpeg-made files judged by ffmpeg, hand-made edge cases, splits."""
 
-import random
-
 import pytest
 
 from extractor import AudioExtractor, LimitExceeded, MalformedInput, NoAudio, TruncatedInput, UnsupportedInput
 from extractor.flv import amf0
 from flvgen import METADATA, amf_ecma, amf_string, flv, small_flv, tag
-from helpers import MEDIA, assert_same_audio, flv_tags
+from helpers import MEDIA, assert_same_audio, extract, extract_in_random_pieces, flv_tags
 
 AUDIO_FILES = ["h264_aac.flv", "flv1_mp3.flv", "h264_aac_keyframes.flv"]
-
-
-def extract(data: bytes, piece: int | None = None, **kw) -> bytes:
-    x = AudioExtractor(**kw)
-    step = piece or len(data) or 1
-    out = []
-    for i in range(0, len(data), step):
-        out += x.feed(data[i : i + step])
-    out += x.finish()
-    return b"".join(out)
 
 
 @pytest.mark.parametrize("name", AUDIO_FILES)
@@ -90,14 +78,8 @@ def test_every_split_point_gives_the_same_output():
 def test_byte_by_byte_and_random_splits_of_a_real_file():
     data = (MEDIA / "h264_aac.flv").read_bytes()
     whole = extract(data)
-    rng = random.Random(7)
-    for _ in range(20):
-        x, pos, out = AudioExtractor(), 0, []
-        while pos < len(data):
-            n = rng.choice((1, 2, 7, 15, 16, 100, 4096, 65536))
-            out += x.feed(data[pos : pos + n])
-            pos += n
-        assert b"".join(out + x.finish()) == whole
+    for seed in range(20):
+        assert extract_in_random_pieces(data, seed, (1, 2, 7, 15, 16, 100, 4096, 65536)) == whole
     assert extract(data, piece=1) == whole
 
 

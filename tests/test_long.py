@@ -8,10 +8,8 @@ import time
 
 import pytest
 
-from conftest import Proxy
-from helpers import ROOT, audio_packets, http_stream
+from helpers import ROOT, Proxy, audio_packets, drain, http_stream
 from origin import Origin
-from test_big import peak_rss_mib
 
 pytestmark = pytest.mark.e2e
 
@@ -76,15 +74,14 @@ def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path)
     start = time.monotonic()
     status, headers, body = http_stream(long_proxy.port, "/long_moov_end.mp4?ali_audio_only=1", timeout=120)
     assert status == 200
-    out, first_byte, spooling_seen = bytearray(), None, 0
-    while True:
-        try:
-            piece = next(body)
-        except StopIteration as end:
-            clean = end.value
-            break
+    out, first_byte = bytearray(), None
+
+    def sink(piece: bytes) -> None:
+        nonlocal first_byte
         first_byte = first_byte or time.monotonic() - start
-        out += piece
+        out.extend(piece)
+
+    _, clean = drain(body, sink)
     total = time.monotonic() - start
     assert clean
     path = tmp_path / "audio.mp4"
@@ -93,7 +90,7 @@ def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path)
     time.sleep(0.2)
     assert spool_files(pid, spool_dir) == 0
     assert os.listdir(spool_dir) == []  # unnamed files: nothing is ever left in the folder
-    peak = peak_rss_mib(pid)
+    peak = long_proxy.rss("VmHWM")
     print(f"\nmoov at the end ({long_proxy.kind}), 460 MB in, {len(out) / 1e6:.1f} MB out: first body byte after "
           f"{first_byte * 1000:.0f} ms, done in {total:.2f} s; proxy peak RSS {peak:.0f} MiB")
     if long_proxy.kind == "tail":
@@ -118,10 +115,5 @@ def test_client_leaving_half_way_frees_the_spool(spool_proxy, spool_dir):
     assert spool_files(pid, spool_dir) == 0
     # The proxy carries on.
     status, _, body = http_stream(long_proxy.port, "/long.mp4?ali_audio_only=1", timeout=120)
-    size = 0
-    while True:
-        try:
-            size += len(next(body))
-        except StopIteration as end:
-            assert end.value and status == 200 and size > 9_000_000
-            break
+    size, clean = drain(body)
+    assert clean and status == 200 and size > 9_000_000

@@ -1,15 +1,13 @@
 """The MP4 core on its own: ffmpeg-made files judged by ffmpeg, hand-broken inputs, splits."""
 
-import random
 import struct
 
 import pytest
 
 from extractor.mp4.progressive import Mp4AudioFilter
 from extractor import AudioExtractor, LimitExceeded, MalformedInput, NoAudio, TruncatedInput, UnsupportedInput
-from helpers import MEDIA, assert_same_audio, audio_packets, streams
+from helpers import MEDIA, assert_same_audio, audio_packets, extract, extract_in_random_pieces, streams
 from mp4tools import box, boxes, to_64bit
-from test_flv_core import extract
 
 AUDIO_FILES = ["h264_aac.mp4", "hevc_aac.mp4", "h264_mp3.mp4", "h264_opus.mp4", "audio_only.m4a", "tiny.mp4"]
 
@@ -78,14 +76,8 @@ def test_every_split_point_gives_the_same_output():
 def test_random_splits_and_single_bytes():
     data = (MEDIA / "two_audio.mp4").read_bytes()
     whole = extract(data)
-    rng = random.Random(3)
-    for _ in range(10):
-        x, pos, out = AudioExtractor(), 0, []
-        while pos < len(data):
-            n = rng.choice((1, 3, 8, 16, 17, 1000, 65536))
-            out += x.feed(data[pos : pos + n])
-            pos += n
-        assert b"".join(out + x.finish()) == whole
+    for seed in range(10):
+        assert extract_in_random_pieces(data, seed, (1, 3, 8, 16, 17, 1000, 65536)) == whole
     assert extract(data, piece=1) == whole
 
 
@@ -152,9 +144,10 @@ def test_hostile_moov_size_is_refused_before_reading_it():
         x.feed(struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0" + struct.pack(">I4sQ", 1, b"moov", 3 << 30))
 
 
-def test_mdat_before_moov_is_refused_for_now():
-    with pytest.raises(UnsupportedInput, match="comes before the moov"):
-        extract(struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0" + struct.pack(">I4s", 16, b"mdat") + bytes(8))
+def test_mdat_before_moov_without_a_spool_is_refused():
+    with pytest.raises(UnsupportedInput, match="comes before the moov and no spool is configured"):
+        extract(struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0" + struct.pack(">I4s", 16, b"mdat") + bytes(8),
+                spool_factory=None)
 
 
 @pytest.mark.parametrize("data,message", [

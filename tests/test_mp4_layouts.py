@@ -1,13 +1,12 @@
 """Every other MP4 layout: moov at the end (spooled), fragmented and CMAF, QuickTime, init segments."""
 
-import random
 import struct
 
 import pytest
 
 from extractor import AudioExtractor, LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput
 from extractor.spool import TempFileSpool
-from helpers import MEDIA, assert_same_audio, audio_packets, run, streams
+from helpers import MEDIA, assert_same_audio, audio_packets, extract, extract_in_random_pieces, run, streams
 from mp4tools import box, boxes
 
 LAYOUTS = ["moov_end.mp4", "frag_moof_base.mp4", "frag_explicit_base.mp4", "frag_implicit_base.mp4", "cmaf.mp4",
@@ -28,14 +27,6 @@ class Spools:
         return all(s.file.closed for s in self.made)
 
 
-def extract(data: bytes, piece: int = 65536, spools: Spools | None = None, max_spool: int = 1 << 30, **kw) -> bytes:
-    x = AudioExtractor(spool_factory=spools or Spools(), max_spool=max_spool, **kw)
-    out = []
-    for i in range(0, len(data), piece):
-        out += x.feed(data[i : i + piece])
-    return b"".join(out + x.finish())
-
-
 def top_level(data: bytes) -> list[bytes]:
     return [kind for kind, *_ in boxes(data)]
 
@@ -52,7 +43,7 @@ def test_every_audio_packet_in_every_layout(name, tmp_path):
     src = MEDIA / name
     spools = Spools()
     out = tmp_path / name
-    out.write_bytes(extract(src.read_bytes(), spools=spools))
+    out.write_bytes(extract(src.read_bytes(), spool_factory=spools))
     assert_same_audio(src, out)
     assert spools.all_closed()
     if name == "frag_two_audio.mp4":
@@ -148,14 +139,8 @@ def test_moov_at_end_truncated_before_the_moov():
 def test_random_splits(name):
     data = (MEDIA / name).read_bytes()
     whole = extract(data)
-    rng = random.Random(5)
-    for _ in range(8):
-        x, pos, out = AudioExtractor(spool_factory=Spools(), max_spool=1 << 30), 0, []
-        while pos < len(data):
-            n = rng.choice((1, 5, 8, 16, 333, 4096, 65536))
-            out += x.feed(data[pos : pos + n])
-            pos += n
-        assert b"".join(out + x.finish()) == whole
+    for seed in range(8):
+        assert extract_in_random_pieces(data, seed) == whole
 
 
 def test_fragmented_truncated_mid_fragment():
