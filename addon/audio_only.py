@@ -98,25 +98,23 @@ def split_param(path: str, name: str) -> tuple[str | None, str]:
     return value, base + ("?" + "&".join(kept) if kept else "")
 
 
-def derived_etag(etag: str) -> str:
-    """An ETag for our bytes, distinct from the origin's but stable for the same origin version."""
+def derived_etag(etag: str, part: str = "") -> str:
+    """An ETag for our bytes, distinct from the origin's but stable for the same origin version (and
+    the same seek range, `part`)."""
     weak, _, opaque = etag.rpartition('"')[0].partition('"')
     if not opaque and not weak:
         return ""
-    return f'{weak}"{opaque}-audio"'
+    return f'{weak}"{opaque}-audio{part}"'
 
 
 class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
-    def __init__(self, flow: http.HTTPFlow, fmt: str, max_header: int, spool_dir: str | None, max_spool: int,
-                 tail_validator: str | None = None, origin_timeout: float = 0, cdn_limits: bool = False):
+    def __init__(self, flow: http.HTTPFlow, fmt: str, core_options: dict, tail_validator: str | None = None,
+                 origin_timeout: float = 0):
         self.flow = flow
         self.format = fmt
-        self.extractor = extractor.AudioExtractor(
-            max_header=max_header, spool_factory=lambda start: TempFileSpool(start, spool_dir), max_spool=max_spool,
-            cdn_limits=cdn_limits,
-        )
+        self.extractor = extractor.AudioExtractor(**core_options)
         self.started = self.last_data = time.monotonic()
         self.failed = False
         self.format_checked = False
@@ -358,6 +356,17 @@ class AudioOnly:
             choices=["extended", "cdn"],
         )
         loader.add_option(
+            "audio_only_seek", bool, True,
+            "Seeking with audio only (the CDN's video_seek): start/end parameters cut the output.",
+        )
+        loader.add_option(
+            "audio_only_flv_seek_by_time", bool, False,
+            "FLV start/end are seconds (on) or byte offsets (off, the CDN's default).",
+        )
+        for name, default in (("mp4_seek_start", "start"), ("mp4_seek_end", "end"),
+                              ("flv_seek_start", "start"), ("flv_seek_end", "end")):
+            loader.add_option(f"audio_only_{name}", str, default, f"Query parameter name of the {name.replace('_', ' ')}.")
+        loader.add_option(
             "audio_only_origin_host", str, "origin",
             "Reverse mode: the Host the origin gets, 'origin' (its own address, mitmproxy's default) or "
             "'client' (the Host the client sent). Domain patterns need the client's Host, so the addon "
@@ -462,13 +471,62 @@ class AudioOnly:
             log.info(f"audio-only: {flow.request.pretty_url}: not extracted (audio_only_compat=cdn): the CDN does not "
                      f"extract audio for Range requests, so the origin's answer to the range passes through")
             return
-        flow.metadata[META] = {"requested": True}
+        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, client_host)}
         # We extract from the whole file: a Range would give a slice of the video.
         for name in ("range", "if-range"):
             flow.request.headers.pop(name, None)
         flow.request.headers["accept-encoding"] = "identity"
         if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
             flow.request.headers["if-none-match"] = inm.replace('-audio"', '"')
+
+    def seek_settings(self, host: str) -> tuple[bool, bool, dict[str, str]]:
+        """(seeking on, FLV by time, parameter names) for a host: the configuration's video_seek when it
+        names the host, else the options."""
+        names = {k: getattr(ctx.options, f"audio_only_{k}") for k in ("mp4_seek_start", "mp4_seek_end",
+                                                                      "flv_seek_start", "flv_seek_end")}
+        enabled, by_time = ctx.options.audio_only_seek, ctx.options.audio_only_flv_seek_by_time
+        settings = self.config.for_host(host) if self.config is not None else None
+        if settings is not None and settings.seek:
+            enabled = settings.seek.get("enable", "on" if enabled else "off") == "on"
+            by_time = settings.seek.get("flv_seek_by_time", "on" if by_time else "off") == "on"
+            names.update({k: v for k, v in settings.seek.items() if k in names})
+        return enabled, by_time, names
+
+    def take_seek_params(self, flow: http.HTTPFlow, client_host: str) -> dict | None:
+        """The raw start/end values of an audio-only request, removed from what the origin gets (it
+        would seek too); None when seeking is off."""
+        host = url.parse_authority(client_host, check=False)[0].lower() if client_host else ""
+        enabled, by_time, names = self.seek_settings(host)
+        if not enabled:
+            return None
+        values = {}
+        for key, name in names.items():
+            value, flow.request.path = split_param(flow.request.path, name)
+            values[key] = value if value is not None else values.get(key)
+        # The default names are shared by MP4 and FLV: a parameter taken once counts for both.
+        for key, name in names.items():
+            values[key] = next((values[k] for k, n in names.items() if n == name and values[k] is not None), None)
+        return {"values": values, "by_time": by_time}
+
+    def seek_range(self, flow: http.HTTPFlow, fmt: str, state: dict):
+        """The FLV part the request asks for (None: all of it); MP4 seeking is not there yet."""
+        seek = state.get("seek")
+        if not seek:
+            return None
+        v = seek["values"]
+        if fmt == "mp4":
+            if extractor.parse_range(v["mp4_seek_start"], v["mp4_seek_end"], True):
+                log.info(f"audio-only: {flow.request.pretty_url}: MP4 seeking is not implemented yet: the whole audio is sent")
+            return None
+        wanted = extractor.parse_range(v["flv_seek_start"], v["flv_seek_end"], seek["by_time"])
+        length = flow.response.headers.get("content-length", "")
+        if wanted and not wanted.by_time and length.isdigit() and wanted.start >= int(length):
+            log.info(f"audio-only: {flow.request.pretty_url}: seek start {wanted.start} is past the file's "
+                     f"{length} bytes: the whole file is sent (the CDN's rule for FLV)")
+            return None
+        if wanted:
+            state["seek_range"] = wanted.describe()
+        return wanted
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -488,12 +546,14 @@ class AudioOnly:
                 log.info(f"audio-only: {flow.request.pretty_url}: not extracted: {state['passthrough']}")
             self.stream_passthrough(flow, fmt)
             return
+        # Read from the origin's headers before they are edited.
         validator = range_validator(response.headers) if ctx.options.audio_only_fetch_moov else None
+        flv_seek = self.seek_range(flow, fmt, state)
         for name in DROPPED_RESPONSE_HEADERS:
             response.headers.pop(name, None)
         response.headers["content-type"] = OUTPUT_TYPES[fmt]
         if etag := response.headers.get("etag"):
-            if new_etag := derived_etag(etag):
+            if new_etag := derived_etag(etag, f"-{flv_seek.start}-{flv_seek.end or ''}" if flv_seek else ""):
                 response.headers["etag"] = new_etag
             else:
                 response.headers.pop("etag")
@@ -503,9 +563,12 @@ class AudioOnly:
         state["format"] = fmt
         if flow.request.method.upper() == "HEAD":
             return
-        response.stream = ExtractionStream(flow, fmt, self.max_header, ctx.options.audio_only_spool_dir or None,
-                                           self.max_spool, validator, ctx.options.audio_only_origin_timeout,
-                                           ctx.options.audio_only_compat == "cdn")
+        spool_dir = ctx.options.audio_only_spool_dir or None
+        core_options = dict(
+            max_header=self.max_header, max_spool=self.max_spool, spool_factory=lambda start: TempFileSpool(start, spool_dir),
+            cdn_limits=ctx.options.audio_only_compat == "cdn", flv_seek=flv_seek,
+        )
+        response.stream = ExtractionStream(flow, fmt, core_options, validator, ctx.options.audio_only_origin_timeout)
 
     @staticmethod
     def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:

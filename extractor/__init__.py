@@ -12,6 +12,7 @@ from . import detect as _detect
 from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, TruncatedInput, UnsupportedInput
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
+from .seek import SeekRange, parse_range
 
 # Formats the core extracts; the addon only announces extraction for these.
 SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4})
@@ -20,7 +21,7 @@ DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
     "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "TruncatedInput",
-    "UnsupportedInput", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER",
+    "UnsupportedInput", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
 
 
@@ -32,8 +33,9 @@ class AudioExtractor:
     """
 
     def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
-                 cdn_limits: bool = False):
+                 cdn_limits: bool = False, flv_seek: SeekRange | None = None):
         self.max_header = max_header
+        self.flv_seek = flv_seek  # FLV: the part of the input wanted (seek.py)
         self.cdn_limits = cdn_limits  # MP4: refuse the layouts the emulated CDN refuses
         self.spool_factory = spool_factory
         self.max_spool = max_spool
@@ -68,7 +70,7 @@ class AudioExtractor:
         if kind == _detect.MP4:
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits)
         else:
-            self._impl = FlvAudioFilter(self.max_header)
+            self._impl = FlvAudioFilter(self.max_header, self.flv_seek)
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
         return self._impl.feed(data)
 

@@ -106,9 +106,11 @@ def streams(path: Path) -> list[dict]:
     return json.loads(r.stdout)["streams"]
 
 
-def audio_packets(path: Path, index: int = 0) -> list[str]:
-    """One line per audio packet (dts, pts, duration, size, md5) from ffmpeg's framemd5 muxer."""
-    r = run("ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:a:{index}", "-c", "copy", "-f", "framemd5", "-")
+def audio_packets(path: Path, index: int = 0, copyts: bool = False) -> list[str]:
+    """One line per audio packet (dts, pts, duration, size, md5) from ffmpeg's framemd5 muxer; with
+    copyts, the timestamps as the file has them (ffmpeg otherwise starts them at 0)."""
+    r = run("ffmpeg", "-v", "error", *(["-copyts"] if copyts else []), "-i", str(path), "-map", f"0:a:{index}",
+            "-c", "copy", "-f", "framemd5", "-")
     assert r.returncode == 0, r.stderr.decode()
     return [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
 

@@ -163,3 +163,25 @@ def test_check_describes_tracks_and_layout(media_root):
 def test_check_unreadable_file(tmp_path):
     r = run_check(tmp_path / "missing.mp4")
     assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+@pytest.mark.e2e
+def test_video_seek_settings_from_the_config(origin, tmp_path):
+    """A domain's video_seek (seconds, its own parameter names) overrides the options."""
+    path = tmp_path / "cdn.json"
+    path.write_text(json.dumps({"DomainNames": "localhost", "Functions": [
+        {"functionName": "ali_video_split", "functionArgs": [{"argName": "enable", "argValue": "on"}]},
+        {"functionName": "video_seek", "functionArgs": [
+            {"argName": "enable", "argValue": "on"}, {"argName": "flv_seek_by_time", "argValue": "on"},
+            {"argName": "flv_seek_start", "argValue": "ss"}, {"argName": "flv_seek_end", "argValue": "to"}]}]}))
+    proxy = Proxy(tmp_path / "seek-config.log", "--set", f"audio_only_config={path}")
+    port = origin.server_address[1]
+    try:
+        reply = http_get(proxy.port, f"http://localhost:{port}/h264_aac.flv?ali_audio_only=1&ss=2&to=3",
+                         host=f"localhost:{port}")
+    finally:
+        proxy.stop()
+    from extractor import SeekRange
+    from test_seek import seek
+    assert reply.clean and reply.body == seek((MEDIA / "h264_aac.flv").read_bytes(), SeekRange(2000, 3000, True))[0]
+    assert origin.requests[-1][1] == "/h264_aac.flv"

@@ -44,7 +44,8 @@ def test_metadata_loses_video_fields():
 
 
 def test_metadata_rewrite_keeps_other_values_byte_for_byte():
-    new = amf0.rewrite_metadata(METADATA)
+    new, duration = amf0.rewrite_metadata(METADATA)
+    assert duration == 1.5
     assert new == amf_string("onMetaData") + amf_ecma({
         "duration": bytes.fromhex("003ff8000000000000"), "audiocodecid": bytes.fromhex("004024000000000000"),
         "hasVideo": b"\x01\x00", "encoder": amf_string("test"),

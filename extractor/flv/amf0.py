@@ -110,8 +110,9 @@ def _encode_key(key: bytes) -> bytes:
     return _U16.pack(len(key)) + key
 
 
-def rewrite_metadata(data: bytes) -> bytes:
-    """Script tag data with the video properties of onMetaData removed and hasVideo false.
+def rewrite_metadata(data: bytes) -> tuple[bytes, float | None]:
+    """(script tag data with the video properties of onMetaData removed and hasVideo false, the
+    duration it gives in seconds or None).
 
     Script tags with another name (cue points, text) come back unchanged. Raises MalformedInput
     when the AMF0 cannot be walked.
@@ -121,7 +122,7 @@ def rewrite_metadata(data: bytes) -> bytes:
         raise MalformedInput("script tag does not start with an AMF0 string name")
     name_end = _string_end(buf, 1)
     if bytes(buf[3:name_end]) not in METADATA_NAMES:
-        return data
+        return data, None
     pos = name_end
     _need(buf, pos, 1)
     container = buf[pos]
@@ -133,10 +134,13 @@ def rewrite_metadata(data: bytes) -> bytes:
     kept: list[bytes | memoryview] = []
     count = 0
     has_video_seen = False
+    duration = None
     while pos < len(buf) and buf[pos : pos + 3] != _END_MARKER:
         key_end = _string_end(buf, pos)
         key = bytes(buf[pos + 2 : key_end])
         value_end = skip_value(buf, key_end, 1)
+        if key == b"duration" and buf[key_end] == NUMBER:
+            duration = struct.unpack_from(">d", buf, key_end + 1)[0]
         if key == HAS_VIDEO:
             kept.append(_encode_key(key) + bytes((BOOLEAN, 0)))
             has_video_seen = True
@@ -152,4 +156,4 @@ def rewrite_metadata(data: bytes) -> bytes:
         count += 1
 
     head = bytes(buf[:name_end]) + (bytes((ECMA_ARRAY,)) + _U32.pack(count) if container == ECMA_ARRAY else bytes((OBJECT,)))
-    return b"".join((head, *kept, _END_MARKER, rest))
+    return b"".join((head, *kept, _END_MARKER, rest)), duration

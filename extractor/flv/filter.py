@@ -7,20 +7,37 @@ States, in the order the bytes arrive:
   copy      pass an audio tag's data through as zero-copy slices of the input
   skip      step over a video (or unknown) tag's data without looking at it
   script    gather a script tag whole (bounded by max_header) and rewrite onMetaData
+  peek      seeking: gather an audio tag's first bytes, to keep a decoder configuration (AAC
+            AudioSpecificConfig, Enhanced FLV SequenceStart) that lies before the seek start
 
 Each audio tag leaves with a PreviousTagSize we compute ourselves (inputs often carry wrong ones),
 sent as soon as the tag's data is in, so a live stream gets no added delay waiting for the next tag.
 """
 
 from ..errors import LimitExceeded, MalformedInput, NoAudio, TruncatedInput, human_size
+from ..seek import SeekRange
 from . import amf0, tags
+
+AAC, EX_HEADER = 10, 9  # SoundFormat values
+CONFIG_PACKETS = (0, 4)  # Enhanced FLV audio: SequenceStart, MultichannelConfig
+
+
+def is_decoder_config(first: bytes) -> bool:
+    """Whether an audio tag starting with these bytes configures the decoder rather than carrying sound."""
+    if not first:
+        return False
+    sound_format = first[0] >> 4
+    if sound_format == AAC:
+        return len(first) > 1 and first[1] == 0  # AACPacketType 0: AudioSpecificConfig
+    return sound_format == EX_HEADER and first[0] & 0x0F in CONFIG_PACKETS
 
 
 class FlvAudioFilter:
     format = "flv"
 
-    def __init__(self, max_header: int = 64 << 20):
+    def __init__(self, max_header: int = 64 << 20, seek: SeekRange | None = None):
         self.max_header = max_header
+        self.seek = seek  # the part of the input wanted (see seek.py); None: all of it
         self.bytes_in = 0
         self.bytes_out = 0
         self.audio_tags = 0
@@ -33,6 +50,7 @@ class FlvAudioFilter:
         self._trailer = b""  # PreviousTagSize to send after the tag being copied
         self._tag_start = 0  # input offset of the current tag, for messages
         self._script_rest = b""
+        self._peeked_header = b""  # seeking: the header of the audio tag being peeked at
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
@@ -85,7 +103,7 @@ class FlvAudioFilter:
                 f"input ends inside a tag header at byte {self.bytes_in - len(self._gathered)} "
                 f"({len(self._gathered)} of {tags.UNIT_SIZE} bytes)"
             )
-        if not self.audio_tags:
+        if not self.audio_tags and self.seek is None:
             raise NoAudio(f"the FLV has no audio tags ({self.dropped_tags} other tags dropped): nothing to extract")
         return []
 
@@ -101,7 +119,10 @@ class FlvAudioFilter:
                 self._state, self._remaining = "padding", data_offset - tags.FILE_HEADER_SIZE
                 self._tag_start = input_end
             return
-        _, word, _ = tags.UNIT.unpack_from(buf, pos)
+        if self._state == "peek":
+            self._after_peek(bytes(buf[pos : pos + self._need]), out)
+            return
+        _, word, stamp = tags.UNIT.unpack_from(buf, pos)
         type_byte, size = word >> 24, word & 0xFFFFFF
         self._tag_start = input_end - tags.TAG_HEADER_SIZE
         if type_byte & 0xC0:
@@ -110,6 +131,18 @@ class FlvAudioFilter:
                 f"or the stream lost its place"
             )
         tag_type = type_byte & 0x1F
+        if tag_type == tags.AUDIO and self.seek is not None:
+            where = (stamp >> 8 | (stamp & 0xFF) << 24) if self.seek.by_time else self._tag_start
+            if self.seek.end is not None and (where > self.seek.end if self.seek.by_time else where >= self.seek.end):
+                self._state, self._remaining = "skip", size  # past the end of the range
+                return self._tag_done(out) if not size else None
+            if where < self.seek.start:
+                # Before the range: kept only if it configures the decoder, which needs its first bytes.
+                self._peeked_header = bytes(buf[pos + tags.PREVIOUS_TAG_SIZE : pos + tags.UNIT_SIZE])
+                self._state, self._need, self._remaining = "peek", min(2, size), 0
+                self._trailer = tags.previous_tag_size(size)
+                self._peek_size = size
+                return self._after_peek(b"", out) if not size else None
         if tag_type == tags.AUDIO:
             out.append(buf[pos + tags.PREVIOUS_TAG_SIZE : pos + tags.UNIT_SIZE])
             self._trailer = tags.previous_tag_size(size)
@@ -129,6 +162,19 @@ class FlvAudioFilter:
         if not size:
             self._tag_done(out)
 
+    def _after_peek(self, first: bytes, out: list) -> None:
+        """An audio tag before the seek start: keep it whole if it configures the decoder, else skip it."""
+        rest = self._peek_size - len(first)
+        if is_decoder_config(first):
+            out += (self._peeked_header, first)
+            self._state, self._remaining = "copy", rest
+            self.audio_tags += 1
+        else:
+            self._state, self._remaining = "skip", rest
+            self.dropped_tags += 1
+        if not rest:
+            self._tag_done(out)
+
     def _tag_done(self, out: list) -> None:
         if self._state == "copy":
             out.append(self._trailer)
@@ -142,12 +188,16 @@ class FlvAudioFilter:
 
     def _emit_script(self, data: bytes, out: list) -> None:
         try:
-            data = amf0.rewrite_metadata(data)
+            data, duration = amf0.rewrite_metadata(data)
         except MalformedInput as e:
             # Metadata is optional for playback: an unreadable script tag is dropped, not fatal.
             self.warnings.append(f"script tag at byte {self._tag_start} dropped: {e}")
             self.dropped_tags += 1
             return
+        if self.seek and self.seek.by_time and duration is not None and self.seek.start > duration * 1000:
+            self.warnings.append(f"seek start {self.seek.start / 1000:g} s is past the duration {duration:g} s: "
+                                 f"the whole file is sent (the CDN's rule for FLV)")
+            self.seek = None
         out.append(tags.tag_header(tags.SCRIPT, len(data), self._script_rest))
         out.append(data)
         out.append(tags.previous_tag_size(len(data)))
