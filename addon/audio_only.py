@@ -509,21 +509,20 @@ class AudioOnly:
         return {"values": values, "by_time": by_time}
 
     def seek_range(self, flow: http.HTTPFlow, fmt: str, state: dict):
-        """The FLV part the request asks for (None: all of it); MP4 seeking is not there yet."""
+        """The part the request asks for (None: all of it): MP4 in seconds, FLV in bytes or seconds."""
         seek = state.get("seek")
         if not seek:
             return None
         v = seek["values"]
         if fmt == "mp4":
-            if extractor.parse_range(v["mp4_seek_start"], v["mp4_seek_end"], True):
-                log.info(f"audio-only: {flow.request.pretty_url}: MP4 seeking is not implemented yet: the whole audio is sent")
-            return None
-        wanted = extractor.parse_range(v["flv_seek_start"], v["flv_seek_end"], seek["by_time"])
-        length = flow.response.headers.get("content-length", "")
-        if wanted and not wanted.by_time and length.isdigit() and wanted.start >= int(length):
-            log.info(f"audio-only: {flow.request.pretty_url}: seek start {wanted.start} is past the file's "
-                     f"{length} bytes: the whole file is sent (the CDN's rule for FLV)")
-            return None
+            wanted = extractor.parse_range(v["mp4_seek_start"], v["mp4_seek_end"], True)
+        else:
+            wanted = extractor.parse_range(v["flv_seek_start"], v["flv_seek_end"], seek["by_time"])
+            length = flow.response.headers.get("content-length", "")
+            if wanted and not wanted.by_time and length.isdigit() and wanted.start >= int(length):
+                log.info(f"audio-only: {flow.request.pretty_url}: seek start {wanted.start} is past the file's "
+                         f"{length} bytes: the whole file is sent (the CDN's rule for FLV)")
+                return None
         if wanted:
             state["seek_range"] = wanted.describe()
         return wanted
@@ -548,12 +547,12 @@ class AudioOnly:
             return
         # Read from the origin's headers before they are edited.
         validator = range_validator(response.headers) if ctx.options.audio_only_fetch_moov else None
-        flv_seek = self.seek_range(flow, fmt, state)
+        seek = self.seek_range(flow, fmt, state)
         for name in DROPPED_RESPONSE_HEADERS:
             response.headers.pop(name, None)
         response.headers["content-type"] = OUTPUT_TYPES[fmt]
         if etag := response.headers.get("etag"):
-            if new_etag := derived_etag(etag, f"-{flv_seek.start}-{flv_seek.end or ''}" if flv_seek else ""):
+            if new_etag := derived_etag(etag, f"-{seek.start}-{seek.end or ''}" if seek else ""):
                 response.headers["etag"] = new_etag
             else:
                 response.headers.pop("etag")
@@ -566,7 +565,8 @@ class AudioOnly:
         spool_dir = ctx.options.audio_only_spool_dir or None
         core_options = dict(
             max_header=self.max_header, max_spool=self.max_spool, spool_factory=lambda start: TempFileSpool(start, spool_dir),
-            cdn_limits=ctx.options.audio_only_compat == "cdn", flv_seek=flv_seek,
+            cdn_limits=ctx.options.audio_only_compat == "cdn",
+            flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None,
         )
         response.stream = ExtractionStream(flow, fmt, core_options, validator, ctx.options.audio_only_origin_timeout)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from ..errors import ExtractError, MalformedInput, NoAudio, UnsupportedInput
 from . import tables
 from .boxes import U32_MAX, Box, children, find, make_box, mdat_header
+from ..seek import SeekRange
+from .cut import SeekNotPossible, cut_track
 from .fragmented import trex_defaults
 from .ranges import first_overlap
 
@@ -144,14 +146,19 @@ def _mvhd(data, box: Box, duration: int) -> bytes:
     return make_box(b"mvhd", bytes(p))
 
 
-def _moov(data, moov: Box, audio: list[Track], out_offsets: dict[int, list[int]], wide: bool) -> bytes:
-    """The output moov: audio traks with new chunk offsets; references to dropped tracks removed."""
+def _moov(data, moov: Box, audio: list[Track], out_offsets: dict[int, list[int]], wide: bool,
+          replacements: dict[int, dict[bytes, bytes | None]]) -> bytes:
+    """The output moov: audio traks with new chunk offsets (and, when seeking, the boxes the cut
+    replaced, by type: None drops one); references to dropped tracks removed."""
     kept_ids = {t.track_id for t in audio}
     by_start = {t.box.start: n for n, t in enumerate(audio)}
     duration = max(t.duration for t in audio)
     offsets: list[int] = []  # those of the trak being rebuilt
+    replace: dict[bytes, bytes | None] = {}  # and its replaced boxes
 
     def copy(b: Box):
+        if b.type in replace:
+            return replace[b.type]
         return data[b.start : b.end]
 
     def descend(kind: bytes, visit_children):
@@ -168,13 +175,16 @@ def _moov(data, moov: Box, audio: list[Track], out_offsets: dict[int, list[int]]
         return _tref(data, b, kept_ids) if b.type == b"tref" else trak_path(b)
 
     def trex_child(b: Box):
-        return None if b.type == b"trex" and _trex_track(data, b) not in kept_ids else copy(b)
+        return None if b.type == b"trex" and _trex_track(data, b) not in kept_ids else data[b.start : b.end]
 
     def moov_child(b: Box):
         if b.type == b"trak":
             if b.start not in by_start:
                 return None
-            offsets[:] = out_offsets[by_start[b.start]]
+            n = by_start[b.start]
+            offsets[:] = out_offsets[n]
+            replace.clear()
+            replace.update(replacements.get(n, {}))
             return _rebuild(data, b, trak_child)
         if b.type == b"mvhd":
             return _mvhd(data, b, duration)
@@ -182,7 +192,7 @@ def _moov(data, moov: Box, audio: list[Track], out_offsets: dict[int, list[int]]
             return None
         if b.type == b"mvex":
             return _rebuild(data, b, trex_child)
-        return copy(b)
+        return data[b.start : b.end]
 
     return _rebuild(data, moov, moov_child)
 
@@ -192,8 +202,9 @@ def _trex_track(data, box: Box) -> int:
     return struct.unpack_from(">I", p, 4)[0] if len(p) >= 8 else -1
 
 
-def plan(ftyp: bytes, moov_data, moov: Box) -> Plan:
-    """Plan the output from the moov (moov_data holds it, at moov.start) and the input's ftyp."""
+def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None) -> Plan:
+    """Plan the output from the moov (moov_data holds it, at moov.start) and the input's ftyp; with
+    `seek` (milliseconds), only the audio from start to end."""
     tracks = [_track(moov_data, b) for b in children(moov_data, moov.payload, moov.end) if b.type == b"trak"]
     audio = [t for t in tracks if t.handler == AUDIO_HANDLER]
     dropped = [t for t in tracks if t.handler != AUDIO_HANDLER]
@@ -202,26 +213,50 @@ def plan(ftyp: bytes, moov_data, moov: Box) -> Plan:
         raise NoAudio(f"the MP4 has no audio track (tracks: {kinds}): nothing to extract")
     for t in audio:
         _read_chunks(moov_data, t)
+    mvex = find(moov_data, moov, b"mvex")
+    replacements, warnings = {}, []
+    if seek is not None and mvex is not None:
+        warnings.append("seeking a fragmented MP4 is not supported: the whole audio is sent")
+    elif seek is not None:
+        movie_timescale = _movie_timescale(moov_data, moov)
+        try:
+            for n, t in enumerate(audio):
+                replacements[n], t.duration = cut_track(moov_data, t, seek, movie_timescale)
+        except SeekNotPossible as e:
+            warnings.append(f"{e}: the whole audio is sent")
+            replacements = {}
+            for t in audio:
+                _read_chunks(moov_data, t)
     ranges, placed = _ranges(audio)
     audio_bytes = sum(e - s for s, e in ranges)
-    warnings = _check_other_tracks(moov_data, ranges, dropped)
+    warnings += _check_other_tracks(moov_data, ranges, dropped)
 
     # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
     wide = False
     for _ in range(2):
-        trial = _moov(moov_data, moov, audio, {n: [0] * len(t.offsets) for n, t in enumerate(audio)}, wide)
+        trial = _moov(moov_data, moov, audio, {n: [0] * len(t.offsets) for n, t in enumerate(audio)}, wide, replacements)
         header = mdat_header(audio_bytes)
         base = len(ftyp) + len(trial) + len(header)
         if wide or base + audio_bytes <= U32_MAX:
             break
         wide = True
     out_offsets = {n: [base + o for o in placed[n]] for n in placed}
-    moov_out = _moov(moov_data, moov, audio, out_offsets, wide)
-    mvex = find(moov_data, moov, b"mvex")
+    moov_out = _moov(moov_data, moov, audio, out_offsets, wide, replacements)
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
     trex = trex_defaults(moov_data, mvex) if mvex else {}
     return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped, warnings, mvex is not None, trex)
+
+
+def _movie_timescale(data, moov: Box) -> int:
+    mvhd = find(data, moov, b"mvhd")
+    p = _payload(data, mvhd) if mvhd else b""
+    if len(p) < 20:
+        raise MalformedInput("the moov has no usable mvhd")
+    timescale = struct.unpack_from(">I", p, 20 if p[0] == 1 else 12)[0]
+    if not timescale:
+        raise MalformedInput("mvhd has a timescale of 0")
+    return timescale
 
 
 def _check_other_tracks(data, ranges: list[tuple[int, int]], others: list[Track]) -> list[str]:

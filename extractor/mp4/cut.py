@@ -1,0 +1,253 @@
+"""An audio track cut to a time range (seeking): which samples stay, and the tables that say so.
+
+Every audio frame is a sync point, so the cut is precise to one frame: from the frame holding `start`
+to the frame holding `end`. A decoder needs the frames before the first one it plays (AAC's overlap,
+MP3's bit reservoir, Opus's pre-roll), so those stay too and the new edit list hides them, together
+with the part of the first frame before `start`: playback begins at `start` exactly. How many: the
+'roll' sample group's distance, and at least PREROLL_MS of frames. Measured with ffmpeg against a full
+decode trimmed at the same time: AAC is exact with one frame; MP3 needed 3 (78 ms) and Opus 8 (160 ms),
+with fewer ffmpeg's playback came out 50 ms early. A few kilobytes buy a start that is right everywhere. Sample tables (stts, stsz, stsc, stco, and ctts, stss, sdtp, sbgp when present)
+are cut to the kept samples; chunks that the cut crosses are shortened.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from itertools import accumulate, chain, groupby, repeat
+
+from ..errors import MalformedInput, UnsupportedInput
+from ..seek import SeekRange
+from . import tables
+from .boxes import Box, children, find, make_box
+
+class SeekNotPossible(UnsupportedInput):
+    """This track's layout does not allow a cut (the whole audio is sent instead)."""
+
+
+PREROLL_MS = 200
+PCM = {b"lpcm", b"sowt", b"twos", b"in24", b"in32", b"fl32", b"fl64", b"ipcm", b"fpcm", b"raw "}
+
+
+def _payload(data, box: Box):
+    return data[box.payload : box.end]
+
+
+def _full(kind: bytes, version_flags: int, body: bytes) -> bytes:
+    return make_box(kind, struct.pack(">I", version_flags) + body)
+
+
+def _runs(values) -> tuple[list[int], list[int]]:
+    """Run-length encoding: (counts, values)."""
+    counts, kept = [], []
+    for value, run in groupby(values):
+        counts.append(sum(1 for _ in run))
+        kept.append(value)
+    return counts, kept
+
+
+def _expand(counts, values) -> list[int]:
+    return list(chain.from_iterable(map(repeat, values, counts)))
+
+
+def _pairs(payload, offset: int, what: str) -> tuple[list[int], list[int]]:
+    """The (count, value) u32 pairs of a table whose entry count sits at `offset`."""
+    (n,) = struct.unpack_from(">I", payload, offset)
+    entries = tables._array("I", payload[offset + 4 :], 2 * n, what)
+    return list(entries[0::2]), list(entries[1::2])
+
+
+def media_header(data, trak: Box) -> tuple[int, Box]:
+    mdia = find(data, trak, b"mdia")
+    mdhd = find(data, mdia, b"mdhd") if mdia else None
+    if mdhd is None:
+        raise MalformedInput(f"trak at byte {trak.start} has no mdhd")
+    p = _payload(data, mdhd)
+    timescale = struct.unpack_from(">I", p, 20 if p[0] == 1 else 12)[0]
+    if not timescale:
+        raise MalformedInput(f"mdhd of the trak at byte {trak.start} has a timescale of 0")
+    return timescale, mdhd
+
+
+def edit_offset(data, trak: Box, movie_timescale: int, media_timescale: int) -> tuple[int, int]:
+    """(presentation delay in media units, media time where presentation starts) from the edit list:
+    an optional empty edit, then one normal edit at rate 1; anything else is refused."""
+    edts = find(data, trak, b"edts")
+    elst = find(data, edts, b"elst") if edts else None
+    if elst is None:
+        return 0, 0
+    p = _payload(data, elst)
+    version, (count,) = p[0], struct.unpack_from(">I", p, 4)
+    width = 20 if version == 1 else 12
+    fmt = ">Qqhh" if version == 1 else ">Iihh"
+    if 8 + count * width > len(p):
+        raise MalformedInput("elst claims more entries than it holds")
+    edits = [struct.unpack_from(fmt, p, 8 + i * width) for i in range(count)]
+    delay = 0
+    while edits and edits[0][1] == -1:
+        delay += edits.pop(0)[0] * media_timescale // movie_timescale
+    if len(edits) > 1 or (edits and edits[0][2] != 1):
+        raise SeekNotPossible(f"an edit list of {count} entries: seeking needs at most an empty edit and one at rate 1")
+    return delay, edits[0][1] if edits else 0
+
+
+def cut_track(data, track, seek: SeekRange, movie_timescale: int) -> tuple[dict[bytes, bytes], int]:
+    """Cut `track` (its chunk offsets and sizes are replaced) to the seek range, in milliseconds.
+    Returns the boxes that replace the track's own (by type) and its new duration in movie units."""
+    trak = track.box
+    timescale, mdhd = media_header(data, trak)
+    delay, media_start = edit_offset(data, trak, movie_timescale, timescale)
+    stbl = find(data, find(data, find(data, trak, b"mdia"), b"minf"), b"stbl")
+    found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
+
+    counts, deltas = _pairs(_payload(data, found[b"stts"]), 4, "stts")
+    durations = _expand(counts, deltas)
+    dts = list(accumulate(durations, initial=0))  # dts[i]: start of sample i; dts[-1]: the end
+    sizes_box = found.get(b"stsz") or found.get(b"stz2")
+    constant, n_samples, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
+    if len(durations) != n_samples:
+        raise MalformedInput(f"stts times {len(durations)} samples but the size table has {n_samples}")
+
+    def media_time(ms: int) -> int:
+        return ms * timescale // 1000 - delay + media_start
+
+    first_time = media_time(seek.start)
+    if first_time >= dts[-1]:
+        raise UnsupportedInput(
+            f"start {seek.start / 1000:g} s is past the audio's duration of {(dts[-1] - media_start) / timescale:g} s "
+            f"(the CDN answers 400; this response had already begun)"
+        )
+    first = max(0, bisect_right(dts, max(first_time, 0)) - 1)
+    last = n_samples if seek.end is None else min(n_samples, bisect_right(dts, media_time(seek.end)))
+    frame = durations[first] or 1
+    preroll = _preroll(data, found)
+    if preroll:
+        preroll = max(preroll, -(-PREROLL_MS * timescale // (1000 * frame)))
+    keep_from = max(0, first - preroll)
+
+    # Chunks: the kept part of each, with its input offset and size.
+    firsts, per_chunk, descriptions = _stsc(_payload(data, found[b"stsc"]))
+    offsets = tables.chunk_offsets((found.get(b"stco") or found.get(b"co64")).type,
+                                   _payload(data, found.get(b"stco") or found.get(b"co64")))
+    samples_in = tables.samples_per_chunk(firsts, per_chunk, len(offsets))
+    description_of = _expand([b - a for a, b in zip(firsts, list(firsts[1:]) + [len(offsets) + 1])], descriptions)
+    ends = list(accumulate(sizes, initial=0)) if sizes is not None else None
+
+    def byte_at(i: int) -> int:  # bytes before sample i within the whole track's sample sequence
+        return ends[i] if ends is not None else i * constant
+
+    new_offsets, new_sizes, new_counts, new_descriptions = [], [], [], []
+    start_sample = 0
+    for chunk, (offset, n) in enumerate(zip(offsets, samples_in)):
+        a, b = max(start_sample, keep_from), min(start_sample + n, last)
+        if a < b:
+            new_offsets.append(offset + byte_at(a) - byte_at(start_sample))
+            new_sizes.append(byte_at(b) - byte_at(a))
+            new_counts.append(b - a)
+            new_descriptions.append(description_of[chunk])
+        start_sample += n
+    track.offsets, track.sizes = new_offsets, new_sizes
+
+    kept_durations = durations[keep_from:last]
+    skip = max(first_time, 0) - dts[keep_from]  # the pre-roll and the part of the first frame before start
+    length = sum(kept_durations) - skip
+    if seek.end is not None:
+        length = min(length, media_time(seek.end) - max(first_time, 0))
+    movie_length = length * movie_timescale // timescale
+
+    replace = {
+        b"stts": _full(b"stts", 0, _table(*_runs(kept_durations))),
+        b"stsc": _full(b"stsc", 0, _stsc_table(new_counts, new_descriptions)),
+        b"stsz": _full(b"stsz", 0, struct.pack(">II", constant, last - keep_from)
+                       + (b"" if constant else _u32s(sizes[keep_from:last]))),
+        b"stz2": None,
+        b"mdhd": _with_duration(_payload(data, mdhd), b"mdhd", sum(kept_durations), 16, 24),
+    }
+    if b"stz2" in found:  # an stz2 became an stsz: put it where the stz2 was
+        replace[b"stz2"], replace[b"stsz"] = replace[b"stsz"], None
+    replace.update(_optional_tables(data, found, keep_from, last))
+    edts = make_box(b"edts", _full(b"elst", 0x01000000, struct.pack(">IQqhh", 1, movie_length, skip, 1, 0)))
+    tkhd = find(data, trak, b"tkhd")
+    replace[b"tkhd"] = _with_duration(_payload(data, tkhd), b"tkhd", movie_length, 20, 28)
+    if find(data, trak, b"edts") is None:
+        replace[b"tkhd"] += edts  # the edit list goes right after the track header
+    else:
+        replace[b"edts"] = edts
+    return replace, movie_length
+
+
+def _preroll(data, found: dict) -> int:
+    """Frames a decoder needs before the first one played by the file's own account: the roll group's
+    distance, else one (none for raw PCM)."""
+    stsd = found.get(b"stsd")
+    entry = bytes(data[stsd.payload + 12 : stsd.payload + 16]) if stsd and stsd.size - stsd.header >= 16 else b""
+    if entry in PCM:
+        return 0
+    sgpd = found.get(b"sgpd")
+    if sgpd is not None:
+        p = _payload(data, sgpd)
+        if len(p) >= 18 and bytes(p[4:8]) == b"roll":
+            entry_at = 16 if p[0] >= 1 else 12  # version 1 adds default_length
+            if len(p) >= entry_at + 2:
+                return max(1, -struct.unpack_from(">h", p, entry_at)[0])
+    return 1
+
+
+def _stsc(payload):
+    (n,) = struct.unpack_from(">I", payload, 4)
+    entries = tables._array("I", payload[8:], n * 3, "stsc")
+    return entries[0::3], entries[1::3], list(entries[2::3])
+
+
+def _stsc_table(counts: list[int], descriptions: list[int]) -> bytes:
+    runs = []
+    for chunk, (count, description) in enumerate(zip(counts, descriptions), start=1):
+        if not runs or runs[-1][1:] != (count, description):
+            runs.append((chunk, count, description))
+    return struct.pack(">I", len(runs)) + b"".join(struct.pack(">III", *r) for r in runs)
+
+
+def _table(counts: list[int], values: list[int]) -> bytes:
+    return struct.pack(">I", len(counts)) + _u32s(chain.from_iterable(zip(counts, values)))
+
+
+def _u32s(values) -> bytes:
+    values = list(values)
+    return struct.pack(f">{len(values)}I", *values)
+
+
+def _with_duration(payload, kind: bytes, duration: int, at_v0: int, at_v1: int) -> bytes:
+    """A full box (mdhd, tkhd) with its duration field, at one offset in version 0 and another in 1, set."""
+    p = bytearray(payload)
+    if p[0] == 1:
+        struct.pack_into(">Q", p, at_v1, duration)
+    else:
+        struct.pack_into(">I", p, at_v0, min(duration, 0xFFFFFFFF))
+    return make_box(kind, bytes(p))
+
+
+def _optional_tables(data, found: dict, a: int, b: int) -> dict[bytes, bytes | None]:
+    """ctts, stss, sdtp and sbgp cut to samples [a, b); other per-sample tables cannot be kept."""
+    out: dict[bytes, bytes | None] = {}
+    if box := found.get(b"ctts"):
+        p = _payload(data, box)
+        counts, offsets = _pairs(p, 4, "ctts")
+        out[b"ctts"] = _full(b"ctts", struct.unpack_from(">I", p)[0], _table(*_runs(_expand(counts, offsets)[a:b])))
+    if box := found.get(b"stss"):
+        p = _payload(data, box)
+        (n,) = struct.unpack_from(">I", p, 4)
+        syncs = [s - a for s in tables._array("I", p[8:], n, "stss") if a < s <= b]
+        out[b"stss"] = _full(b"stss", 0, struct.pack(">I", len(syncs)) + _u32s(syncs))
+    if box := found.get(b"sdtp"):
+        p = _payload(data, box)
+        out[b"sdtp"] = make_box(b"sdtp", bytes(p[:4]) + bytes(p[4 + a : 4 + b]))
+    if box := found.get(b"sbgp"):
+        p = _payload(data, box)
+        head = 12 if p[0] == 1 else 8  # version 1 carries a grouping_type_parameter
+        counts, groups = _pairs(p, head, "sbgp")
+        cut = _expand(counts, groups)[a:b]
+        out[b"sbgp"] = make_box(b"sbgp", bytes(p[:head]) + _table(*_runs(cut)))
+    for kind in (b"stps", b"subs", b"saiz", b"saio", b"padb", b"stdp"):
+        if kind in found:
+            out[kind] = None  # per-sample tables we do not cut: dropped rather than left wrong
+    return out
