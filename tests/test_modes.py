@@ -1,0 +1,68 @@
+"""The addon in every mode: upstream (through another proxy) and in front of an HTTPS origin."""
+
+import datetime
+import ssl
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from helpers import MEDIA, Proxy, extract, http_get
+from origin import Origin
+
+pytestmark = pytest.mark.e2e
+
+
+def test_upstream_mode(origin, tmp_path):
+    """Client -> our proxy (upstream mode) -> a plain mitmdump -> origin."""
+    upstream = Proxy(tmp_path / "upstream.log", "--set", "audio_only_domains=nothing.invalid")
+    ours = Proxy(tmp_path / "ours.log", "--mode", f"upstream:http://127.0.0.1:{upstream.port}")
+    port = origin.server_address[1]
+    try:
+        for name in ("h264_aac.flv", "h264_aac.mp4", "moov_end.mp4"):
+            reply = http_get(ours.port, f"http://127.0.0.1:{port}/{name}?ali_audio_only=1", host=f"127.0.0.1:{port}")
+            assert reply.clean and reply.body == extract((MEDIA / name).read_bytes()), name
+        # Through an upstream proxy the moov of a moov-at-end file is not fetched from the tail.
+        assert "moov fetched from the tail" not in ours.log()
+    finally:
+        ours.stop()
+        upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_origin(media_root, tmp_path_factory):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    server = Origin(media_root)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.start()
+    yield server
+    server.shutdown()
+
+
+def test_https_origin_and_the_tail_fetch_over_tls(tls_origin, tmp_path):
+    port = tls_origin.server_address[1]
+    proxy = Proxy(tmp_path / "tls.log", "--mode", f"reverse:https://localhost:{port}", "--set", "ssl_insecure=true")
+    try:
+        for name in ("h264_aac.mp4", "h264_aac.flv"):
+            reply = http_get(proxy.port, f"/{name}?ali_audio_only=1")
+            assert reply.clean and reply.body == extract((MEDIA / name).read_bytes()), name
+        reply = http_get(proxy.port, "/moov_end.mp4?ali_audio_only=1&slow=1")
+        assert reply.clean and reply.body == extract((MEDIA / "moov_end.mp4").read_bytes())
+        assert "moov fetched from the tail" in proxy.wait_for_log("moov fetched from the tail")
+    finally:
+        proxy.stop()
