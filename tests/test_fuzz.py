@@ -1,13 +1,15 @@
 """Any input ends in output or an error of our hierarchy: never another exception, hang or blow-up."""
 
 import struct
+import subprocess
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from extractor import AudioExtractor, ExtractError
 from extractor.spool import TempFileSpool
 from flvgen import METADATA, amf_string, flv, small_flv, tag
-from helpers import MEDIA
+from helpers import MEDIA, ROOT
 from mp4tools import CONTAINERS, boxes
 
 SEED = small_flv()
@@ -159,3 +161,21 @@ def test_structure_aware_mutations(kind, mutations, cut, pieces):
     out = run_core(data, pieces)
     if kind == "flv":
         no_video_in(out)
+
+
+CORPUS = sorted((MEDIA.parent / "fuzz-corpus").iterdir())
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_fuzz_corpus_replays(path):
+    """The seeds of scripts/fuzz, and any crasher it ever finds, saved beside them."""
+    data = path.read_bytes()
+    for piece in (1, 7, 4096):
+        run_core(data, [piece] * (len(data) // piece + 1))
+
+
+def test_coverage_guided_fuzzing_briefly():
+    """atheris (libFuzzer) for 15 s from the corpus: any crash, hang or memory blow-up fails it."""
+    r = subprocess.run([str(ROOT / "scripts" / "fuzz"), "15"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Done" in r.stderr and "number_of_executed_units" in r.stderr
