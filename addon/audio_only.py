@@ -499,14 +499,10 @@ class AudioOnly:
         enabled, by_time, names = self.seek_settings(host)
         if not enabled:
             return None
-        values = {}
-        for key, name in names.items():
-            value, flow.request.path = split_param(flow.request.path, name)
-            values[key] = value if value is not None else values.get(key)
-        # The default names are shared by MP4 and FLV: a parameter taken once counts for both.
-        for key, name in names.items():
-            values[key] = next((values[k] for k, n in names.items() if n == name and values[k] is not None), None)
-        return {"values": values, "by_time": by_time}
+        raw = {}
+        for name in set(names.values()):  # MP4 and FLV share the default names: each is taken once
+            raw[name], flow.request.path = split_param(flow.request.path, name)
+        return {"values": {key: raw[name] for key, name in names.items()}, "by_time": by_time}
 
     def seek_range(self, flow: http.HTTPFlow, fmt: str, state: dict):
         """The part the request asks for (None: all of it): MP4 in seconds, FLV in bytes or seconds."""
