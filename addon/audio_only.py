@@ -16,6 +16,7 @@ import fnmatch
 import logging
 import re
 import ssl
+import struct
 import sys
 import termios
 import time
@@ -298,6 +299,55 @@ async def fetch_range(flow: http.HTTPFlow, offset: int, limit: int, validator: s
         writer.close()
 
 
+async def fetch_moov(flow: http.HTTPFlow, validator: str | None, limit: int) -> bytes | None:
+    """The MP4's moov box, found by reading top-level box headers with Range requests (a few hops:
+    ftyp, free, mdat...) and then the moov itself; None if it cannot be had within `limit` bytes."""
+    if not validator:
+        return None
+    pos = 0
+    for _ in range(8):
+        head = await fetch_range(flow, pos, 16, validator)
+        if not head or len(head) < 8:
+            return None
+        size, kind = struct.unpack_from(">I4s", head)
+        header = 8
+        if size == 1 and len(head) >= 16:
+            size, header = struct.unpack_from(">Q", head, 8)[0], 16
+        if size < header:
+            return None  # size 0 (to the end) or broken: the moov is not after it
+        if kind == b"moov":
+            if size > limit:
+                return None
+            moov = await fetch_range(flow, pos, size, validator)
+            return moov if moov is not None and len(moov) == size else None
+        pos += size
+    return None
+
+
+def answer_400(flow: http.HTTPFlow, reason: str) -> None:
+    """Turn the origin's 200 into the 400 the CDN gives, before any header has left; the origin's body
+    is not wanted, so its connection is closed once the 400 is out."""
+    body = f"{reason}\n".encode()
+    response = flow.response
+    response.status_code, response.reason = 400, "Bad Request"
+    response.headers.clear()
+    response.headers["content-type"] = "text/plain; charset=utf-8"
+    response.headers["content-length"] = str(len(body))
+    sent = []
+
+    def stream(data: bytes) -> list[bytes]:
+        if sent:
+            return []
+        sent.append(True)
+        if data:
+            close_server_connection(flow)
+        return [body]
+
+    response.stream = stream
+    flow.metadata.setdefault(META, {})["answered"] = f"400: {reason}"
+    log.info(f"audio-only: {flow.request.pretty_url}: answered 400: {reason} (as the CDN does)")
+
+
 def _server_io(flow: http.HTTPFlow):
     """mitmproxy's reader/writer pair for the flow's origin connection, or None (e.g. in unit tests)."""
     proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
@@ -544,6 +594,29 @@ class AudioOnly:
         # Read from the origin's headers before they are edited.
         validator = range_validator(response.headers) if ctx.options.audio_only_fetch_moov else None
         seek = self.seek_range(flow, fmt, state)
+        if fmt == "mp4" and seek and seek.start and range_validator(response.headers):
+            # mitmproxy awaits what a hook returns: the headers wait until the moov has been checked.
+            return self.check_seek_then_extract(flow, fmt, state, seek, validator)
+        self.start_extraction(flow, fmt, state, seek, validator)
+
+    async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, validator) -> None:
+        """The CDN answers 400 when an MP4's seek start lies past the audio. The moov is needed to know
+        that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
+        start past the end ends the response uncleanly instead."""
+        try:
+            moov = await asyncio.wait_for(fetch_moov(flow, range_validator(flow.response.headers), self.max_header),
+                                          TAIL_TIMEOUT)
+        except (OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError, ValueError) as e:
+            log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
+            moov = None
+        if moov is not None and extractor.mp4_seek_past_end(moov, seek):
+            answer_400(flow, f"seek start {seek.start / 1000:g} s is past the end of the audio")
+            return
+        self.start_extraction(flow, fmt, state, seek, validator)
+
+    def start_extraction(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, validator) -> None:
+        """Edit the headers for the audio and wire the core to the body."""
+        response = flow.response
         for name in DROPPED_RESPONSE_HEADERS:
             response.headers.pop(name, None)
         response.headers["content-type"] = OUTPUT_TYPES[fmt]

@@ -9,7 +9,7 @@ Errors are subclasses of ExtractError (see errors.py). The core knows no URL, he
 """
 
 from . import detect as _detect
-from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, TruncatedInput, UnsupportedInput
+from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekPastEnd, TruncatedInput, UnsupportedInput
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
 from .seek import SeekRange, parse_range
@@ -20,9 +20,21 @@ SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4})
 DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
-    "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "TruncatedInput",
+    "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "TruncatedInput",
     "UnsupportedInput", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
+
+
+def mp4_seek_past_end(moov: bytes, seek: SeekRange) -> bool:
+    """Whether `seek` starts past the audio of the MP4 whose moov box this is (checked before a
+    response is answered, so that it can be a 400 as the CDN's)."""
+    try:
+        Mp4AudioFilter(max_header=len(moov) + 1, seek=seek).feed(moov)
+    except SeekPastEnd:
+        return True
+    except ExtractError:
+        return False
+    return False
 
 
 class AudioExtractor:

@@ -36,3 +36,7 @@ def human_size(n: int) -> str:
 
 class NoAudio(UnsupportedInput):
     """The whole input held no audio: there is nothing to extract and no video may be sent."""
+
+
+class SeekPastEnd(UnsupportedInput):
+    """The seek start lies past the end of the audio (the CDN answers 400)."""

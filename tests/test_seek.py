@@ -124,10 +124,21 @@ def test_mp4_seek_through_the_proxy(proxy, origin, tmp_path):
 
 
 @pytest.mark.e2e
-def test_mp4_seek_past_the_duration_ends_uncleanly(proxy):
-    """The CDN answers 400; here the headers have gone out before the moov is read, so the response
-    ends uncleanly and the log says what the CDN would have done."""
-    reply = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=60")
+def test_mp4_seek_past_the_duration_is_a_400(proxy, origin):
+    """The CDN answers 400: the moov is read with Range requests before the headers leave."""
+    reply = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=60&z=1")
+    assert reply.status == 400 and reply.clean
+    assert reply.body == b"seek start 60 s is past the end of the audio\n"
+    assert any("Range" in h for m, p, h in origin.requests if "z=1" in p)
+    # The proxy goes on serving.
+    assert http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=1").clean
+
+
+@pytest.mark.e2e
+def test_mp4_seek_past_the_duration_without_ranges_ends_uncleanly(proxy):
+    """Without ranges the moov comes with the body, after the 200 has gone out: the response ends
+    uncleanly and the log says what the CDN would have done."""
+    reply = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=60&norange=1")
     assert reply.status == 200 and not reply.clean
     assert "the CDN answers 400" in proxy.wait_for_log("the CDN answers 400")
 

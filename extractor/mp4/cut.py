@@ -16,7 +16,7 @@ import struct
 from bisect import bisect_right
 from itertools import accumulate, chain, groupby, repeat
 
-from ..errors import MalformedInput, UnsupportedInput
+from ..errors import MalformedInput, SeekPastEnd, UnsupportedInput
 from ..seek import SeekRange
 from . import tables
 from .boxes import Box, children, find, make_box
@@ -113,7 +113,7 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int) -> tuple[dict[
 
     first_time = media_time(seek.start)
     if first_time >= dts[-1]:
-        raise UnsupportedInput(
+        raise SeekPastEnd(
             f"start {seek.start / 1000:g} s is past the audio's duration of {(dts[-1] - media_start) / timescale:g} s "
             f"(the CDN answers 400; this response had already begun)"
         )
