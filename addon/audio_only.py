@@ -99,13 +99,13 @@ def split_param(path: str, name: str) -> tuple[str | None, str]:
     return value, base + ("?" + "&".join(kept) if kept else "")
 
 
-def derived_etag(etag: str, part: str = "") -> str:
+def derived_etag(etag: str, part: str = "", kind: str = "audio") -> str:
     """An ETag for our bytes, distinct from the origin's but stable for the same origin version (and
     the same seek range, `part`)."""
     weak, _, opaque = etag.rpartition('"')[0].partition('"')
     if not opaque and not weak:
         return ""
-    return f'{weak}"{opaque}-audio{part}"'
+    return f'{weak}"{opaque}-{kind}{part}"'
 
 
 class ExtractionStream:
@@ -410,6 +410,12 @@ class AudioOnly:
             "Seeking with audio only (the CDN's video_seek): start/end parameters cut the output.",
         )
         loader.add_option(
+            "audio_only_plain_seek", bool, False,
+            "The CDN's plain video seeking too: start/end on requests without the audio parameter cut the "
+            "video itself (MP4 from the keyframe at or before start). Off unless asked, since start/end "
+            "are common parameter names; a domain's video_seek in audio_only_config turns it on as well.",
+        )
+        loader.add_option(
             "audio_only_flv_seek_by_time", bool, False,
             "FLV start/end are seconds (on) or byte offsets (off, the CDN's default).",
         )
@@ -511,11 +517,10 @@ class AudioOnly:
         if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) and ctx.options.audio_only_origin_host == "origin":
             flow.request.host_header = url.hostport(flow.request.scheme, flow.request.host, flow.request.port)
         value, stripped = split_param(flow.request.path, ctx.options.audio_only_param)
-        if value is None:
-            return
         # The origin never sees our parameter, whatever its value.
         flow.request.path = stripped
         if value != "1" or not self.host_enabled(client_host):
+            self.maybe_plain_seek(flow, client_host)
             return
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
             log.info(f"audio-only: {flow.request.pretty_url}: not extracted (audio_only_compat=cdn): the CDN does not "
@@ -528,6 +533,25 @@ class AudioOnly:
         flow.request.headers["accept-encoding"] = "identity"
         if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
             flow.request.headers["if-none-match"] = inm.replace('-audio"', '"')
+
+    def maybe_plain_seek(self, flow: http.HTTPFlow, client_host: str) -> None:
+        """The CDN's plain video seeking (no audio extraction): on for a host by its video_seek in
+        audio_only_config, or by audio_only_plain_seek on the audio_only_domains."""
+        host = url.parse_authority(client_host, check=False)[0].lower() if client_host else ""
+        settings = self.config.for_host(host) if self.config is not None else None
+        if settings is not None:
+            enabled = settings.seek.get("enable") == "on"
+        else:
+            enabled = ctx.options.audio_only_plain_seek and any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
+        if not enabled:
+            return
+        names = set(self.seek_settings(host)[2].values())
+        if not any(split_param(flow.request.path, name)[0] is not None for name in names):
+            return
+        flow.metadata[META] = {"plain": True, "seek": self.take_seek_params(flow, client_host)}
+        for name in ("range", "if-range"):
+            flow.request.headers.pop(name, None)
+        flow.request.headers["accept-encoding"] = "identity"
 
     def seek_settings(self, host: str) -> tuple[bool, bool, dict[str, str]]:
         """(seeking on, FLV by time, parameter names) for a host: the configuration's video_seek when it
@@ -594,6 +618,9 @@ class AudioOnly:
         # Read from the origin's headers before they are edited.
         validator = range_validator(response.headers) if ctx.options.audio_only_fetch_moov else None
         seek = self.seek_range(flow, fmt, state)
+        if state.get("plain") and seek is None:
+            self.stream_passthrough(flow, fmt)  # plain seeking with nothing to cut: the file as it is
+            return
         if fmt == "mp4" and seek and seek.start and range_validator(response.headers):
             # mitmproxy awaits what a hook returns: the headers wait until the moov has been checked.
             return self.check_seek_then_extract(flow, fmt, state, seek, validator)
@@ -617,11 +644,14 @@ class AudioOnly:
     def start_extraction(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, validator) -> None:
         """Edit the headers for the audio and wire the core to the body."""
         response = flow.response
+        plain = bool(state.get("plain"))
         for name in DROPPED_RESPONSE_HEADERS:
             response.headers.pop(name, None)
-        response.headers["content-type"] = OUTPUT_TYPES[fmt]
+        if not plain:
+            response.headers["content-type"] = OUTPUT_TYPES[fmt]
         if etag := response.headers.get("etag"):
-            if new_etag := derived_etag(etag, f"-{seek.start}-{seek.end or ''}" if seek else ""):
+            part = f"-{seek.start}-{seek.end or ''}" if seek else ""
+            if new_etag := derived_etag(etag, part, "seek" if plain else "audio"):
                 response.headers["etag"] = new_etag
             else:
                 response.headers.pop("etag")
@@ -635,7 +665,7 @@ class AudioOnly:
         core_options = dict(
             max_header=self.max_header, max_spool=self.max_spool, spool_factory=lambda start: TempFileSpool(start, spool_dir),
             cdn_limits=ctx.options.audio_only_compat == "cdn",
-            flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None,
+            flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None, keep_video=plain,
         )
         response.stream = ExtractionStream(flow, fmt, core_options, validator, ctx.options.audio_only_origin_timeout)
 

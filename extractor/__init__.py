@@ -45,10 +45,12 @@ class AudioExtractor:
     """
 
     def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
-                 cdn_limits: bool = False, flv_seek: SeekRange | None = None, mp4_seek: SeekRange | None = None):
+                 cdn_limits: bool = False, flv_seek: SeekRange | None = None, mp4_seek: SeekRange | None = None,
+                 keep_video: bool = False):
         self.max_header = max_header
         self.flv_seek = flv_seek  # FLV: the part of the input wanted (seek.py)
         self.mp4_seek = mp4_seek  # MP4: the time range wanted, in milliseconds
+        self.keep_video = keep_video  # the CDN's plain video seeking: cut, but keep the video
         self.cdn_limits = cdn_limits  # MP4: refuse the layouts the emulated CDN refuses
         self.spool_factory = spool_factory
         self.max_spool = max_spool
@@ -81,9 +83,10 @@ class AudioExtractor:
                 return []
         kind = _detect.detect(data[:16])  # 16: an error message quotes that much
         if kind == _detect.MP4:
-            self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek)
+            self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek,
+                                        self.keep_video)
         else:
-            self._impl = FlvAudioFilter(self.max_header, self.flv_seek)
+            self._impl = FlvAudioFilter(self.max_header, self.flv_seek, self.keep_video)
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
         return self._impl.feed(data)
 

@@ -197,3 +197,71 @@ def test_mp4_seek_of_a_fragmented_file_gives_the_whole_audio():
     data = (MEDIA / "frag_moof_base.mp4").read_bytes()
     out = b"".join(x.feed(data) + x.finish())
     assert out == extract(data) and "fragmented MP4 is not supported" in x.warnings[0]
+
+
+# -- the CDN's plain video seeking (no audio extraction) -------------------------------------------
+
+def plain(name: str, **kw) -> bytes:
+    x = AudioExtractor(keep_video=True, spool_factory=TempFileSpool, max_spool=1 << 30, **kw)
+    data = (MEDIA / name).read_bytes()
+    return b"".join(x.feed(data) + x.finish())
+
+
+def packet_sizes_and_hashes(path, stream: str) -> list[tuple[str, str]]:
+    r = run("ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:{stream}", "-c", "copy", "-f", "framemd5", "-")
+    return [tuple(f.strip() for f in l.split(",")[4:6]) for l in r.stdout.decode().splitlines() if not l.startswith("#")]
+
+
+def test_mp4_plain_seek_starts_every_track_at_the_keyframe(tmp_path):
+    """GOP of 2 s: start=2.3 begins at the keyframe at 2.0 s; video and audio both start there."""
+    path = tmp_path / "plain.mp4"
+    path.write_bytes(plain("h264_aac.mp4", mp4_seek=SeekRange(2300, 4500, True)))
+    kinds = {s["codec_type"]: s for s in streams(path)}
+    assert set(kinds) == {"video", "audio"}
+    assert all(abs(float(s["duration"]) - 2.5) < 0.05 and float(s["start_time"]) == 0 for s in kinds.values())
+    assert decode_errors(path) == "" and run("ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-").returncode == 0
+    ours, theirs = packet_sizes_and_hashes(path, "v"), packet_sizes_and_hashes(MEDIA / "h264_aac.mp4", "v")
+    first = theirs.index(ours[0])
+    assert first == 50 and theirs[first : first + len(ours)] == ours  # 25 fps: frame 50 is the 2.0 s keyframe
+    reference = pcm(MEDIA / "h264_aac.mp4", (2.0, 4.5))
+    audio = pcm(path)
+    assert 0 <= len(audio) - len(reference) < 1024 and max(abs(a - b) for a, b in zip(audio, reference)) <= 1
+
+
+def test_flv_plain_seek_keeps_the_video_from_a_keyframe(tmp_path):
+    data = FLV.read_bytes()
+    offsets, pos = [], 13
+    for tag in flv_tags(data)[1]:
+        offsets.append((pos, tag))
+        pos += 11 + len(tag.data) + 4
+    keyframes = [p for p, t in offsets if t.type == 9 and t.data[0] >> 4 == 1 and t.data[1] == 1]
+    start = keyframes[1] - 500  # just before the second keyframe: the output starts at it
+    out = plain("h264_aac.flv", flv_seek=SeekRange(start, None, False))
+    header, got = flv_tags(out)
+    _, theirs = flv_tags(data)
+    assert header[4] == data[4]  # the original flags: audio and video
+    assert got[0].data == theirs[0].data  # metadata as it came
+    configs = [t for t in got if t.data[1:2] == b"\x00" and t.type in (8, 9)]
+    assert {t.type for t in configs} == {8, 9}  # AAC and AVC sequence headers
+    media = [t for t in got[1:] if t not in configs]
+    assert media[0].type == 9 and media[0].data[0] >> 4 == 1  # a keyframe first
+    expected = [t.data for p, t in offsets if p >= keyframes[1] and t.type in (8, 9)]
+    assert [t.data for t in media] == expected
+    path = tmp_path / "plain.flv"
+    path.write_bytes(out)
+    assert run("ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-").returncode == 0
+
+
+@pytest.mark.e2e
+def test_plain_seek_through_the_proxy_only_when_asked(proxy, origin, tmp_path):
+    off = http_get(proxy.port, "/h264_aac.mp4?start=2.3&end=4.5&k=1")
+    assert off.clean and off.body == (MEDIA / "h264_aac.mp4").read_bytes()
+    assert origin.requests[-1][1] == "/h264_aac.mp4?start=2.3&end=4.5&k=1"  # untouched by default
+    p = Proxy(tmp_path / "plain.log", "--mode", f"reverse:{origin.url}", "--set", "audio_only_plain_seek=true")
+    try:
+        on = http_get(p.port, "/h264_aac.mp4?start=2.3&end=4.5&k=2")
+    finally:
+        p.stop()
+    assert on.clean and on.headers["content-type"] == "video/mp4" and "-seek-" in on.headers["etag"]
+    assert on.body == plain("h264_aac.mp4", mp4_seek=SeekRange(2300, 4500, True))
+    assert origin.requests[-1][1] == "/h264_aac.mp4?k=2"

@@ -22,22 +22,38 @@ AAC, EX_HEADER = 10, 9  # SoundFormat values
 CONFIG_PACKETS = (0, 4)  # Enhanced FLV audio: SequenceStart, MultichannelConfig
 
 
-def is_decoder_config(first: bytes) -> bool:
-    """Whether an audio tag starting with these bytes configures the decoder rather than carrying sound."""
+AVC, HEVC = 7, 12  # CodecID values with a sequence header (AVCPacketType 0)
+KEYFRAME = 1  # video FrameType
+
+
+def is_decoder_config(tag_type: int, first: bytes) -> bool:
+    """Whether a tag starting with these bytes configures a decoder rather than carrying a frame."""
     if not first:
         return False
+    if tag_type == tags.VIDEO:
+        if first[0] & 0x80:  # Enhanced FLV: the low bits are the packet type, 0 SequenceStart
+            return first[0] & 0x0F == 0
+        return first[0] & 0x0F in (AVC, HEVC) and len(first) > 1 and first[1] == 0
     sound_format = first[0] >> 4
     if sound_format == AAC:
         return len(first) > 1 and first[1] == 0  # AACPacketType 0: AudioSpecificConfig
     return sound_format == EX_HEADER and first[0] & 0x0F in CONFIG_PACKETS
 
 
+def is_keyframe(first: bytes) -> bool:
+    return bool(first) and (first[0] >> 4) & 0x07 == KEYFRAME
+
+
 class FlvAudioFilter:
     format = "flv"
 
-    def __init__(self, max_header: int = 64 << 20, seek: SeekRange | None = None):
+    def __init__(self, max_header: int = 64 << 20, seek: SeekRange | None = None, keep_video: bool = False):
         self.max_header = max_header
         self.seek = seek  # the part of the input wanted (see seek.py); None: all of it
+        # The CDN's plain video seeking: video stays, metadata unchanged, the output starts at the
+        # first video keyframe of the range.
+        self.keep_video = keep_video
+        self._started = seek is None
         self.bytes_in = 0
         self.bytes_out = 0
         self.audio_tags = 0
@@ -103,7 +119,7 @@ class FlvAudioFilter:
                 f"input ends inside a tag header at byte {self.bytes_in - len(self._gathered)} "
                 f"({len(self._gathered)} of {tags.UNIT_SIZE} bytes)"
             )
-        if not self.audio_tags and self.seek is None:
+        if not self.audio_tags and self.seek is None and not self.keep_video:
             raise NoAudio(f"the FLV has no audio tags ({self.dropped_tags} other tags dropped): nothing to extract")
         return []
 
@@ -112,8 +128,8 @@ class FlvAudioFilter:
     def _on_fixed(self, buf, pos: int, input_end: int, out: list) -> None:
         """A gathering state has its bytes at buf[pos:pos+need], which end at input offset input_end."""
         if self._state == "header":
-            version, data_offset = tags.parse_file_header(bytes(buf[pos : pos + tags.FILE_HEADER_SIZE]))
-            out.append(tags.build_file_header(version))
+            version, flags, data_offset = tags.parse_file_header(bytes(buf[pos : pos + tags.FILE_HEADER_SIZE]))
+            out.append(tags.build_file_header(version, flags if self.keep_video else tags.FLAG_AUDIO))
             self._enter_unit()
             if data_offset > tags.FILE_HEADER_SIZE:
                 self._state, self._remaining = "padding", data_offset - tags.FILE_HEADER_SIZE
@@ -131,19 +147,22 @@ class FlvAudioFilter:
                 f"or the stream lost its place"
             )
         tag_type = type_byte & 0x1F
-        if tag_type == tags.AUDIO and self.seek is not None:
+        media = tag_type == tags.AUDIO or (tag_type == tags.VIDEO and self.keep_video)
+        if media and self.seek is not None:
             where = (stamp >> 8 | (stamp & 0xFF) << 24) if self.seek.by_time else self._tag_start
             if self.seek.end is not None and (where > self.seek.end if self.seek.by_time else where >= self.seek.end):
                 self._state, self._remaining = "skip", size  # past the end of the range
                 return self._tag_done(out) if not size else None
-            if where < self.seek.start:
-                # Before the range: kept only if it configures the decoder, which needs its first bytes.
+            if where < self.seek.start or not self._started:
+                # Not in the output yet: its first bytes tell whether it configures a decoder (kept)
+                # or, with video, is the keyframe the output starts at.
                 self._peeked_header = bytes(buf[pos + tags.PREVIOUS_TAG_SIZE : pos + tags.UNIT_SIZE])
+                self._peek_type, self._peek_in_range = tag_type, where >= self.seek.start
                 self._state, self._need, self._remaining = "peek", min(2, size), 0
                 self._trailer = tags.previous_tag_size(size)
                 self._peek_size = size
                 return self._after_peek(b"", out) if not size else None
-        if tag_type == tags.AUDIO:
+        if media:
             out.append(buf[pos + tags.PREVIOUS_TAG_SIZE : pos + tags.UNIT_SIZE])
             self._trailer = tags.previous_tag_size(size)
             self._state, self._remaining = "copy", size
@@ -163,9 +182,12 @@ class FlvAudioFilter:
             self._tag_done(out)
 
     def _after_peek(self, first: bytes, out: list) -> None:
-        """An audio tag before the seek start: keep it whole if it configures the decoder, else skip it."""
+        """A tag before the output starts: kept whole if it configures a decoder, or if it is where
+        the output starts (audio in the range; with video, the first keyframe in the range)."""
         rest = self._peek_size - len(first)
-        if is_decoder_config(first):
+        if self._peek_in_range and (not self.keep_video or (self._peek_type == tags.VIDEO and is_keyframe(first))):
+            self._started = True
+        if self._started or is_decoder_config(self._peek_type, first):
             out += (self._peeked_header, first)
             self._state, self._remaining = "copy", rest
             self.audio_tags += 1
@@ -188,16 +210,20 @@ class FlvAudioFilter:
 
     def _emit_script(self, data: bytes, out: list) -> None:
         try:
-            data, duration = amf0.rewrite_metadata(data)
+            rewritten, duration = amf0.rewrite_metadata(data)
         except MalformedInput as e:
-            # Metadata is optional for playback: an unreadable script tag is dropped, not fatal.
-            self.warnings.append(f"script tag at byte {self._tag_start} dropped: {e}")
-            self.dropped_tags += 1
-            return
+            if not self.keep_video:
+                # Metadata is optional for playback: an unreadable script tag is dropped, not fatal.
+                self.warnings.append(f"script tag at byte {self._tag_start} dropped: {e}")
+                self.dropped_tags += 1
+                return
+            rewritten, duration = data, None
+        if not self.keep_video:  # plain video seeking sends the metadata as it came
+            data = rewritten
         if self.seek and self.seek.by_time and duration is not None and self.seek.start > duration * 1000:
             self.warnings.append(f"seek start {self.seek.start / 1000:g} s is past the duration {duration:g} s: "
                                  f"the whole file is sent (the CDN's rule for FLV)")
-            self.seek = None
+            self.seek, self._started = None, True
         out.append(tags.tag_header(tags.SCRIPT, len(data), self._script_rest))
         out.append(data)
         out.append(tags.previous_tag_size(len(data)))

@@ -32,20 +32,20 @@ UNIT = struct.Struct(">III")
 _U32 = struct.Struct(">I")
 
 
-def parse_file_header(data: bytes) -> tuple[int, int]:
-    """(version, data_offset) of the 9-byte FLV header."""
+def parse_file_header(data: bytes) -> tuple[int, int, int]:
+    """(version, flags, data_offset) of the 9-byte FLV header."""
     try:
         header = FILE_HEADER.parse(data)
     except ConstructError as e:
         raise MalformedInput(f"FLV header is invalid: {e}") from None
     if header.data_offset < FILE_HEADER_SIZE:
         raise MalformedInput(f"FLV header gives a data offset of {header.data_offset}, below its own 9 bytes")
-    return header.version, header.data_offset
+    return header.version, header.flags, header.data_offset
 
 
-def build_file_header(version: int) -> bytes:
-    """An audio-only header followed by PreviousTagSize0."""
-    return FILE_HEADER.build(dict(version=version, flags=FLAG_AUDIO, data_offset=FILE_HEADER_SIZE)) + bytes(4)
+def build_file_header(version: int, flags: int = FLAG_AUDIO) -> bytes:
+    """A header (audio only unless told) followed by PreviousTagSize0."""
+    return FILE_HEADER.build(dict(version=version, flags=flags, data_offset=FILE_HEADER_SIZE)) + bytes(4)
 
 
 def previous_tag_size(data_size: int) -> bytes:

@@ -91,14 +91,55 @@ def edit_offset(data, trak: Box, movie_timescale: int, media_timescale: int) -> 
     return delay, edits[0][1] if edits else 0
 
 
-def cut_track(data, track, seek: SeekRange, movie_timescale: int) -> tuple[dict[bytes, bytes], int]:
+def _video_times(data, track, found: dict, durations: list[int]) -> tuple[list[int], list[int]]:
+    """(presentation times in media units, sync sample indexes) of a video track."""
+    dts = list(accumulate(durations, initial=0))[:-1]
+    if box := found.get(b"ctts"):
+        counts, offsets = _pairs(_payload(data, box), 4, "ctts")
+        shifts = _expand(counts, offsets)
+        if len(shifts) != len(dts):
+            raise MalformedInput(f"ctts covers {len(shifts)} samples of {len(dts)}")
+        shifts = [o - (1 << 32) if o >= 1 << 31 else o for o in shifts]  # version 1 offsets are signed
+        pts = list(map(int.__add__, dts, shifts))
+    else:
+        pts = dts
+    if box := found.get(b"stss"):
+        p = _payload(data, box)
+        (n,) = struct.unpack_from(">I", p, 4)
+        syncs = [s - 1 for s in tables._array("I", p[8:], n, "stss") if 0 < s <= len(dts)]
+    else:
+        syncs = list(range(len(dts)))
+    return pts, syncs
+
+
+def keyframe_time(data, track, seek: SeekRange, movie_timescale: int) -> int:
+    """The presentation time (ms) of the video's keyframe at or before `seek.start`: where plain video
+    seeking starts every track, so that they stay in step."""
+    timescale, _ = media_header(data, track.box)
+    delay, media_start = edit_offset(data, track.box, movie_timescale, timescale)
+    found = _stbl_boxes(data, track.box)
+    counts, deltas = _pairs(_payload(data, found[b"stts"]), 4, "stts")
+    pts, syncs = _video_times(data, track, found, _expand(counts, deltas))
+    target = seek.start * timescale // 1000 - delay + media_start
+    before = [pts[i] for i in syncs if pts[i] <= target]
+    when = max(before) if before else min((pts[i] for i in syncs), default=0)
+    return max(0, (when - media_start + delay) * 1000 // timescale)
+
+
+def _stbl_boxes(data, trak: Box) -> dict:
+    stbl = find(data, find(data, find(data, trak, b"mdia"), b"minf"), b"stbl")
+    return {b.type: b for b in children(data, stbl.payload, stbl.end)}
+
+
+def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = False) -> tuple[dict[bytes, bytes], int]:
     """Cut `track` (its chunk offsets and sizes are replaced) to the seek range, in milliseconds.
-    Returns the boxes that replace the track's own (by type) and its new duration in movie units."""
+    Returns the boxes that replace the track's own (by type) and its new duration in movie units.
+    A video track starts at its sync sample at or before start (plain video seeking passes the
+    keyframe's own time as start)."""
     trak = track.box
     timescale, mdhd = media_header(data, trak)
     delay, media_start = edit_offset(data, trak, movie_timescale, timescale)
-    stbl = find(data, find(data, find(data, trak, b"mdia"), b"minf"), b"stbl")
-    found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
+    found = _stbl_boxes(data, trak)
 
     counts, deltas = _pairs(_payload(data, found[b"stts"]), 4, "stts")
     durations = _expand(counts, deltas)
@@ -119,11 +160,17 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int) -> tuple[dict[
         )
     first = max(0, bisect_right(dts, max(first_time, 0)) - 1)
     last = n_samples if seek.end is None else min(n_samples, bisect_right(dts, media_time(seek.end)))
-    frame = durations[first] or 1
-    preroll = _preroll(data, found)
-    if preroll:
-        preroll = max(preroll, -(-PREROLL_MS * timescale // (1000 * frame)))
-    keep_from = max(0, first - preroll)
+    if video:
+        pts, syncs = _video_times(data, track, found, durations)
+        at = [i for i in syncs if pts[i] <= max(first_time, 0)]
+        keep_from = max(at, key=lambda i: pts[i]) if at else (syncs[0] if syncs else 0)
+        first_time = max(first_time, pts[keep_from])  # the picture shown first is the keyframe
+    else:
+        frame = durations[first] or 1
+        preroll = _preroll(data, found)
+        if preroll:
+            preroll = max(preroll, -(-PREROLL_MS * timescale // (1000 * frame)))
+        keep_from = max(0, first - preroll)
 
     # Chunks: the kept part of each, with its input offset and size.
     firsts, per_chunk, descriptions = _stsc(_payload(data, found[b"stsc"]))

@@ -14,11 +14,12 @@ from ..errors import ExtractError, MalformedInput, NoAudio, UnsupportedInput
 from . import tables
 from .boxes import U32_MAX, Box, children, find, make_box, mdat_header
 from ..seek import SeekRange
-from .cut import SeekNotPossible, cut_track
+from .cut import SeekNotPossible, cut_track, keyframe_time
 from .fragmented import trex_defaults
 from .ranges import first_overlap
 
 AUDIO_HANDLER = b"soun"
+VIDEO_HANDLER = b"vide"
 
 
 @dataclass
@@ -202,12 +203,14 @@ def _trex_track(data, box: Box) -> int:
     return struct.unpack_from(">I", p, 4)[0] if len(p) >= 8 else -1
 
 
-def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None) -> Plan:
+def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_video: bool = False) -> Plan:
     """Plan the output from the moov (moov_data holds it, at moov.start) and the input's ftyp; with
-    `seek` (milliseconds), only the audio from start to end."""
+    `seek` (milliseconds), only the audio from start to end. keep_video: the CDN's plain video
+    seeking, video tracks stay too and every track starts at the video's keyframe at or before start."""
     tracks = [_track(moov_data, b) for b in children(moov_data, moov.payload, moov.end) if b.type == b"trak"]
-    audio = [t for t in tracks if t.handler == AUDIO_HANDLER]
-    dropped = [t for t in tracks if t.handler != AUDIO_HANDLER]
+    kept_handlers = (AUDIO_HANDLER, VIDEO_HANDLER) if keep_video else (AUDIO_HANDLER,)
+    audio = [t for t in tracks if t.handler in kept_handlers]  # the tracks that stay (audio, and video when kept)
+    dropped = [t for t in tracks if t.handler not in kept_handlers]
     if not audio:
         kinds = ", ".join(t.handler.decode("latin-1") for t in tracks) or "none"
         raise NoAudio(f"the MP4 has no audio track (tracks: {kinds}): nothing to extract")
@@ -220,8 +223,11 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None) -> Pl
     elif seek is not None:
         movie_timescale = _movie_timescale(moov_data, moov)
         try:
+            video = next((t for t in audio if t.handler == VIDEO_HANDLER), None)
+            if video is not None:  # every track starts where the picture can: the keyframe
+                seek = SeekRange(keyframe_time(moov_data, video, seek, movie_timescale), seek.end, True)
             for n, t in enumerate(audio):
-                replacements[n], t.duration = cut_track(moov_data, t, seek, movie_timescale)
+                replacements[n], t.duration = cut_track(moov_data, t, seek, movie_timescale, t.handler == VIDEO_HANDLER)
         except SeekNotPossible as e:
             warnings.append(f"{e}: the whole audio is sent")
             replacements = {}

@@ -35,9 +35,10 @@ class Mp4AudioFilter:
     format = "mp4"
 
     def __init__(self, max_header: int = 64 << 20, spool_factory=None, max_spool: int = 0, cdn_limits: bool = False,
-                 seek=None):
+                 seek=None, keep_video: bool = False):
         self.max_header = max_header
         self.seek = seek  # SeekRange in milliseconds: only that part of the audio
+        self.keep_video = keep_video  # the CDN's plain video seeking: video tracks stay
         self.cdn_limits = cdn_limits  # refuse what the CDN we emulate refuses (see _state_for)
         self.spool_factory = spool_factory  # start offset -> Spool, for media data before the moov
         self.max_spool = max_spool
@@ -193,7 +194,8 @@ class Mp4AudioFilter:
         if self._state == "keep":
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
-            self.plan = plan(self._ftyp, self._whole_box(), boxes.Box(b"moov", 0, box.header, box.size), self.seek)
+            self.plan = plan(self._ftyp, self._whole_box(), boxes.Box(b"moov", 0, box.header, box.size), self.seek,
+                             self.keep_video)
             self.warnings += self.plan.warnings
             out.append(self.plan.head)
             self._pending.extend(self.plan.ranges)
@@ -265,7 +267,8 @@ class Mp4AudioFilter:
             pos = box.end
         if moov is None or moov.size > self.max_header:
             return False
-        self.plan = plan(self._ftyp, data[moov.start : moov.end], boxes.Box(b"moov", 0, moov.header, moov.size), self.seek)
+        self.plan = plan(self._ftyp, data[moov.start : moov.end], boxes.Box(b"moov", 0, moov.header, moov.size), self.seek,
+                         self.keep_video)
         self.warnings += self.plan.warnings
         self._tail_moov = offset + moov.start
         out = [self.plan.head]
