@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from extractor import AudioExtractor, ExtractError
+from extractor import AudioExtractor, ExtractError, SeekRange
 from extractor.spool import TempFileSpool
 from flvgen import METADATA, amf_string, flv, small_flv, tag
 from helpers import MEDIA, ROOT
@@ -179,3 +179,17 @@ def test_coverage_guided_fuzzing_briefly():
     r = subprocess.run([str(ROOT / "scripts" / "fuzz"), "15"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Done" in r.stderr and "number_of_executed_units" in r.stderr
+
+
+@given(st.lists(st.tuples(st.integers(0, MOOV_END - 1), st.integers(0, 255)), max_size=4),
+       st.integers(0, 8000), st.one_of(st.none(), st.integers(0, 8000)), st.booleans())
+def test_mutated_mp4_with_seeking(flips, start, end, keep_video):
+    """The seek paths (tables cut, edit lists, keyframes) on broken moovs: output or our error."""
+    data = bytearray(TINY_MP4)
+    for where, value in flips:
+        data[where] = value
+    x = AudioExtractor(mp4_seek=SeekRange(start, end, True), keep_video=keep_video)
+    try:
+        b"".join(x.feed(bytes(data)) + x.finish())
+    except ExtractError:
+        pass

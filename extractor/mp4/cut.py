@@ -26,6 +26,9 @@ class SeekNotPossible(UnsupportedInput):
 
 
 PREROLL_MS = 200
+# Cutting works on per-sample lists; above this many samples (24 hours of AAC; raw PCM counts every
+# sample) the whole audio is sent instead of holding lists that large for one response.
+MAX_CUT_SAMPLES = 4_000_000
 PCM = {b"lpcm", b"sowt", b"twos", b"in24", b"in32", b"fl32", b"fl64", b"ipcm", b"fpcm", b"raw "}
 
 
@@ -46,7 +49,14 @@ def _runs(values) -> tuple[list[int], list[int]]:
     return counts, kept
 
 
-def _expand(counts, values) -> list[int]:
+def _expand(counts, values, total: int | None = None, what: str = "table") -> list[int]:
+    """Runs to one value per sample, after checking they cover `total` samples (never expanding
+    counts that a hostile file made up)."""
+    covered = sum(counts)
+    if total is not None and covered != total:
+        raise MalformedInput(f"{what} covers {covered} samples, the sample table has {total}")
+    if covered > MAX_CUT_SAMPLES:
+        raise SeekNotPossible(f"{covered} samples are too many to cut")
     return list(chain.from_iterable(map(repeat, values, counts)))
 
 
@@ -96,9 +106,7 @@ def _video_times(data, track, found: dict, durations: list[int]) -> tuple[list[i
     dts = list(accumulate(durations, initial=0))[:-1]
     if box := found.get(b"ctts"):
         counts, offsets = _pairs(_payload(data, box), 4, "ctts")
-        shifts = _expand(counts, offsets)
-        if len(shifts) != len(dts):
-            raise MalformedInput(f"ctts covers {len(shifts)} samples of {len(dts)}")
+        shifts = _expand(counts, offsets, len(dts), "ctts")
         shifts = [o - (1 << 32) if o >= 1 << 31 else o for o in shifts]  # version 1 offsets are signed
         pts = list(map(int.__add__, dts, shifts))
     else:
@@ -119,7 +127,7 @@ def keyframe_time(data, track, seek: SeekRange, movie_timescale: int) -> int:
     delay, media_start = edit_offset(data, track.box, movie_timescale, timescale)
     found = _stbl_boxes(data, track.box)
     counts, deltas = _pairs(_payload(data, found[b"stts"]), 4, "stts")
-    pts, syncs = _video_times(data, track, found, _expand(counts, deltas))
+    pts, syncs = _video_times(data, track, found, _expand(counts, deltas, None, "stts"))
     target = seek.start * timescale // 1000 - delay + media_start
     before = [pts[i] for i in syncs if pts[i] <= target]
     when = max(before) if before else min((pts[i] for i in syncs), default=0)
@@ -127,8 +135,12 @@ def keyframe_time(data, track, seek: SeekRange, movie_timescale: int) -> int:
 
 
 def _stbl_boxes(data, trak: Box) -> dict:
+    """The sample table's boxes by type (the planner has already checked the path to it)."""
     stbl = find(data, find(data, find(data, trak, b"mdia"), b"minf"), b"stbl")
-    return {b.type: b for b in children(data, stbl.payload, stbl.end)}
+    found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
+    if b"stts" not in found:
+        raise MalformedInput(f"the trak at byte {trak.start} has no stts: its samples have no times")
+    return found
 
 
 def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = False) -> tuple[dict[bytes, bytes], int]:
@@ -137,17 +149,17 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
     A video track starts at its sync sample at or before start (plain video seeking passes the
     keyframe's own time as start)."""
     trak = track.box
+    if seek.end is not None and seek.end <= seek.start:
+        seek = SeekRange(seek.start, None, seek.by_time)  # the CDN's rule: start >= end means to the end
     timescale, mdhd = media_header(data, trak)
     delay, media_start = edit_offset(data, trak, movie_timescale, timescale)
     found = _stbl_boxes(data, trak)
 
-    counts, deltas = _pairs(_payload(data, found[b"stts"]), 4, "stts")
-    durations = _expand(counts, deltas)
-    dts = list(accumulate(durations, initial=0))  # dts[i]: start of sample i; dts[-1]: the end
     sizes_box = found.get(b"stsz") or found.get(b"stz2")
     constant, n_samples, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
-    if len(durations) != n_samples:
-        raise MalformedInput(f"stts times {len(durations)} samples but the size table has {n_samples}")
+    counts, deltas = _pairs(_payload(data, found[b"stts"]), 4, "stts")
+    durations = _expand(counts, deltas, n_samples, "stts")
+    dts = list(accumulate(durations, initial=0))  # dts[i]: start of sample i; dts[-1]: the end
 
     def media_time(ms: int) -> int:
         return ms * timescale // 1000 - delay + media_start
@@ -196,10 +208,13 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
     track.offsets, track.sizes = new_offsets, new_sizes
 
     kept_durations = durations[keep_from:last]
-    skip = max(first_time, 0) - dts[keep_from]  # the pre-roll and the part of the first frame before start
+    # The pre-roll and the part of the first frame before start (never negative: a video's first
+    # picture can come before its decode time, and then it is simply shown from the start).
+    skip = max(0, max(first_time, 0) - dts[keep_from])
     length = sum(kept_durations) - skip
     if seek.end is not None:
         length = min(length, media_time(seek.end) - max(first_time, 0))
+    length = max(0, length)
     movie_length = length * movie_timescale // timescale
 
     replace = {
@@ -279,7 +294,8 @@ def _optional_tables(data, found: dict, a: int, b: int) -> dict[bytes, bytes | N
     if box := found.get(b"ctts"):
         p = _payload(data, box)
         counts, offsets = _pairs(p, 4, "ctts")
-        out[b"ctts"] = _full(b"ctts", struct.unpack_from(">I", p)[0], _table(*_runs(_expand(counts, offsets)[a:b])))
+        out[b"ctts"] = _full(b"ctts", struct.unpack_from(">I", p)[0],
+                             _table(*_runs(_expand(counts, offsets, None, "ctts")[a:b])))
     if box := found.get(b"stss"):
         p = _payload(data, box)
         (n,) = struct.unpack_from(">I", p, 4)
@@ -292,6 +308,8 @@ def _optional_tables(data, found: dict, a: int, b: int) -> dict[bytes, bytes | N
         p = _payload(data, box)
         head = 12 if p[0] == 1 else 8  # version 1 carries a grouping_type_parameter
         counts, groups = _pairs(p, head, "sbgp")
+        if sum(counts) > b + MAX_CUT_SAMPLES:
+            raise MalformedInput(f"sbgp covers {sum(counts)} samples, far past the track's")
         cut = _expand(counts, groups)[a:b]
         out[b"sbgp"] = make_box(b"sbgp", bytes(p[:head]) + _table(*_runs(cut)))
     for kind in (b"stps", b"subs", b"saiz", b"saio", b"padb", b"stdp"):
