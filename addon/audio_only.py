@@ -99,6 +99,13 @@ def split_param(path: str, name: str) -> tuple[str | None, str]:
     return value, base + ("?" + "&".join(kept) if kept else "")
 
 
+def ask_for_the_whole_file(flow: http.HTTPFlow) -> None:
+    """We cut the file ourselves: a Range would give us a slice of the video, an encoding a blob."""
+    for name in ("range", "if-range"):
+        flow.request.headers.pop(name, None)
+    flow.request.headers["accept-encoding"] = "identity"
+
+
 def derived_etag(etag: str, part: str = "", kind: str = "audio") -> str:
     """An ETag for our bytes, distinct from the origin's but stable for the same origin version (and
     the same seek range, `part`)."""
@@ -501,57 +508,54 @@ class AudioOnly:
         if reverse and not ctx.options.keep_host_header:
             ctx.options.keep_host_header = True
 
+    def in_domains(self, host: str) -> bool:
+        return any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
+
     def host_enabled(self, host: str) -> bool:
-        """Is audio extraction on for the host the client asked for? audio_only_config decides when
-        set, else audio_only_domains."""
-        host = url.parse_authority(host, check=False)[0].lower() if host else ""
+        """Is audio extraction on for the host the client asked for (a hostname, lowercase)?
+        audio_only_config decides when set, else audio_only_domains."""
         if self.config is not None:
             if message := self.config.maybe_reload():
                 (log.warning if message.startswith("kept") else log.info)(f"audio-only: audio_only_config: {message}")
             settings = self.config.for_host(host)
             return settings is not None and settings.audio_only
-        return any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
+        return self.in_domains(host)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        client_host = flow.request.host_header or flow.request.host
+        authority = flow.request.host_header or flow.request.host
+        host = url.parse_authority(authority, check=False)[0].lower() if authority else ""
         if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) and ctx.options.audio_only_origin_host == "origin":
             flow.request.host_header = url.hostport(flow.request.scheme, flow.request.host, flow.request.port)
         value, stripped = split_param(flow.request.path, ctx.options.audio_only_param)
         # The origin never sees our parameter, whatever its value.
         flow.request.path = stripped
-        if value != "1" or not self.host_enabled(client_host):
-            self.maybe_plain_seek(flow, client_host)
+        if value != "1" or not self.host_enabled(host):
+            self.maybe_plain_seek(flow, host)
             return
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
             log.info(f"audio-only: {flow.request.pretty_url}: not extracted (audio_only_compat=cdn): the CDN does not "
                      f"extract audio for Range requests, so the origin's answer to the range passes through")
             return
-        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, client_host)}
-        # We extract from the whole file: a Range would give a slice of the video.
-        for name in ("range", "if-range"):
-            flow.request.headers.pop(name, None)
-        flow.request.headers["accept-encoding"] = "identity"
+        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host)}
+        ask_for_the_whole_file(flow)
         if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
             flow.request.headers["if-none-match"] = inm.replace('-audio"', '"')
 
-    def maybe_plain_seek(self, flow: http.HTTPFlow, client_host: str) -> None:
+    def maybe_plain_seek(self, flow: http.HTTPFlow, host: str) -> None:
         """The CDN's plain video seeking (no audio extraction): on for a host by its video_seek in
         audio_only_config, or by audio_only_plain_seek on the audio_only_domains."""
-        host = url.parse_authority(client_host, check=False)[0].lower() if client_host else ""
         settings = self.config.for_host(host) if self.config is not None else None
         if settings is not None:
             enabled = settings.seek.get("enable") == "on"
         else:
-            enabled = ctx.options.audio_only_plain_seek and any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
+            enabled = ctx.options.audio_only_plain_seek and self.in_domains(host)
         if not enabled:
             return
         names = set(self.seek_settings(host)[2].values())
         if not any(split_param(flow.request.path, name)[0] is not None for name in names):
             return
-        flow.metadata[META] = {"plain": True, "seek": self.take_seek_params(flow, client_host)}
-        for name in ("range", "if-range"):
-            flow.request.headers.pop(name, None)
-        flow.request.headers["accept-encoding"] = "identity"
+        flow.metadata[META] = {"plain": True, "seek": self.take_seek_params(flow, host)}
+        ask_for_the_whole_file(flow)
 
     def seek_settings(self, host: str) -> tuple[bool, bool, dict[str, str]]:
         """(seeking on, FLV by time, parameter names) for a host: the configuration's video_seek when it
@@ -566,10 +570,9 @@ class AudioOnly:
             names.update({k: v for k, v in settings.seek.items() if k in names})
         return enabled, by_time, names
 
-    def take_seek_params(self, flow: http.HTTPFlow, client_host: str) -> dict | None:
-        """The raw start/end values of an audio-only request, removed from what the origin gets (it
-        would seek too); None when seeking is off."""
-        host = url.parse_authority(client_host, check=False)[0].lower() if client_host else ""
+    def take_seek_params(self, flow: http.HTTPFlow, host: str) -> dict | None:
+        """The raw start/end values of a request, removed from what the origin gets (it would seek
+        too); None when seeking is off."""
         enabled, by_time, names = self.seek_settings(host)
         if not enabled:
             return None
@@ -616,23 +619,24 @@ class AudioOnly:
             self.stream_passthrough(flow, fmt)
             return
         # Read from the origin's headers before they are edited.
-        validator = range_validator(response.headers) if ctx.options.audio_only_fetch_moov else None
+        ranges = range_validator(response.headers)
+        validator = ranges if ctx.options.audio_only_fetch_moov else None
         seek = self.seek_range(flow, fmt, state)
         if state.get("plain") and seek is None:
             self.stream_passthrough(flow, fmt)  # plain seeking with nothing to cut: the file as it is
             return
-        if fmt == "mp4" and seek and seek.start and range_validator(response.headers):
+        if fmt == "mp4" and seek and seek.start and ranges:
             # mitmproxy awaits what a hook returns: the headers wait until the moov has been checked.
-            return self.check_seek_then_extract(flow, fmt, state, seek, validator)
+            return self.check_seek_then_extract(flow, fmt, state, seek, ranges, validator)
         self.start_extraction(flow, fmt, state, seek, validator)
 
-    async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, validator) -> None:
+    async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, ranges: str,
+                                      validator) -> None:
         """The CDN answers 400 when an MP4's seek start lies past the audio. The moov is needed to know
         that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
         start past the end ends the response uncleanly instead."""
         try:
-            moov = await asyncio.wait_for(fetch_moov(flow, range_validator(flow.response.headers), self.max_header),
-                                          TAIL_TIMEOUT)
+            moov = await asyncio.wait_for(fetch_moov(flow, ranges, self.max_header), TAIL_TIMEOUT)
         except (OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError, ValueError) as e:
             log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
             moov = None

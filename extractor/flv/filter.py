@@ -7,8 +7,9 @@ States, in the order the bytes arrive:
   copy      pass an audio tag's data through as zero-copy slices of the input
   skip      step over a video (or unknown) tag's data without looking at it
   script    gather a script tag whole (bounded by max_header) and rewrite onMetaData
-  peek      seeking: gather an audio tag's first bytes, to keep a decoder configuration (AAC
-            AudioSpecificConfig, Enhanced FLV SequenceStart) that lies before the seek start
+  peek      seeking: gather a tag's first bytes, to keep a decoder configuration (AAC
+            AudioSpecificConfig, AVC/HEVC or Enhanced FLV SequenceStart) that lies before the seek
+            start, and with video, to find the keyframe the output starts at
 
 Each audio tag leaves with a PreviousTagSize we compute ourselves (inputs often carry wrong ones),
 sent as soon as the tag's data is in, so a live stream gets no added delay waiting for the next tag.
@@ -66,7 +67,7 @@ class FlvAudioFilter:
         self._trailer = b""  # PreviousTagSize to send after the tag being copied
         self._tag_start = 0  # input offset of the current tag, for messages
         self._script_rest = b""
-        self._peeked_header = b""  # seeking: the header of the audio tag being peeked at
+        self._peeked_header = b""  # seeking: the header of the tag being peeked at
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class FlvAudioFilter:
             out.append(buf[pos + tags.PREVIOUS_TAG_SIZE : pos + tags.UNIT_SIZE])
             self._trailer = tags.previous_tag_size(size)
             self._state, self._remaining = "copy", size
-            self.audio_tags += 1
+            self.audio_tags += tag_type == tags.AUDIO
         elif tag_type == tags.SCRIPT:
             if size > self.max_header:
                 raise LimitExceeded(
@@ -190,7 +191,7 @@ class FlvAudioFilter:
         if self._started or is_decoder_config(self._peek_type, first):
             out += (self._peeked_header, first)
             self._state, self._remaining = "copy", rest
-            self.audio_tags += 1
+            self.audio_tags += self._peek_type == tags.AUDIO
         else:
             self._state, self._remaining = "skip", rest
             self.dropped_tags += 1
