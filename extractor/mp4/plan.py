@@ -147,13 +147,14 @@ def _mvhd(data, box: Box, duration: int) -> bytes:
     return make_box(b"mvhd", bytes(p))
 
 
-def _moov(data, moov: Box, audio: list[Track], out_offsets: dict[int, list[int]], wide: bool,
+def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, list[int]], wide: bool,
           replacements: dict[int, dict[bytes, bytes | None]]) -> bytes:
-    """The output moov: audio traks with new chunk offsets (and, when seeking, the boxes the cut
-    replaced, by type: None drops one); references to dropped tracks removed."""
-    kept_ids = {t.track_id for t in audio}
-    by_start = {t.box.start: n for n, t in enumerate(audio)}
-    duration = max(t.duration for t in audio)
+    """The output moov: the kept traks (audio; video too for plain seeking) with new chunk offsets (and,
+    when seeking, the boxes the cut replaced, by type: None drops one); references to dropped tracks
+    removed."""
+    kept_ids = {t.track_id for t in kept}
+    by_start = {t.box.start: n for n, t in enumerate(kept)}
+    duration = max(t.duration for t in kept)
     offsets: list[int] = []  # those of the trak being rebuilt
     replace: dict[bytes, bytes | None] = {}  # and its replaced boxes
 
@@ -209,12 +210,12 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
     seeking, video tracks stay too and every track starts at the video's keyframe at or before start."""
     tracks = [_track(moov_data, b) for b in children(moov_data, moov.payload, moov.end) if b.type == b"trak"]
     kept_handlers = (AUDIO_HANDLER, VIDEO_HANDLER) if keep_video else (AUDIO_HANDLER,)
-    audio = [t for t in tracks if t.handler in kept_handlers]  # the tracks that stay (audio, and video when kept)
+    kept = [t for t in tracks if t.handler in kept_handlers]
     dropped = [t for t in tracks if t.handler not in kept_handlers]
-    if not audio:
+    if not kept:
         kinds = ", ".join(t.handler.decode("latin-1") for t in tracks) or "none"
         raise NoAudio(f"the MP4 has no audio track (tracks: {kinds}): nothing to extract")
-    for t in audio:
+    for t in kept:
         _read_chunks(moov_data, t)
     mvex = find(moov_data, moov, b"mvex")
     replacements, warnings = {}, []
@@ -223,35 +224,35 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
     elif seek is not None:
         movie_timescale = _movie_timescale(moov_data, moov)
         try:
-            video = next((t for t in audio if t.handler == VIDEO_HANDLER), None)
+            video = next((t for t in kept if t.handler == VIDEO_HANDLER), None)
             if video is not None:  # every track starts where the picture can: the keyframe
                 seek = SeekRange(keyframe_time(moov_data, video, seek, movie_timescale), seek.end, True)
-            for n, t in enumerate(audio):
+            for n, t in enumerate(kept):
                 replacements[n], t.duration = cut_track(moov_data, t, seek, movie_timescale, t.handler == VIDEO_HANDLER)
         except SeekNotPossible as e:
             warnings.append(f"{e}: the whole audio is sent")
             replacements = {}
-            for t in audio:
+            for t in kept:
                 _read_chunks(moov_data, t)
-    ranges, placed = _ranges(audio)
+    ranges, placed = _ranges(kept)
     audio_bytes = sum(e - s for s, e in ranges)
     warnings += _check_other_tracks(moov_data, ranges, dropped)
 
     # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
     wide = False
     for _ in range(2):
-        trial = _moov(moov_data, moov, audio, {n: [0] * len(t.offsets) for n, t in enumerate(audio)}, wide, replacements)
+        trial = _moov(moov_data, moov, kept, {n: [0] * len(t.offsets) for n, t in enumerate(kept)}, wide, replacements)
         header = mdat_header(audio_bytes)
         base = len(ftyp) + len(trial) + len(header)
         if wide or base + audio_bytes <= U32_MAX:
             break
         wide = True
     out_offsets = {n: [base + o for o in placed[n]] for n in placed}
-    moov_out = _moov(moov_data, moov, audio, out_offsets, wide, replacements)
+    moov_out = _moov(moov_data, moov, kept, out_offsets, wide, replacements)
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
     trex = trex_defaults(moov_data, mvex) if mvex else {}
-    return Plan(ftyp + moov_out + header, ranges, audio_bytes, audio, dropped, warnings, mvex is not None, trex)
+    return Plan(ftyp + moov_out + header, ranges, audio_bytes, kept, dropped, warnings, mvex is not None, trex)
 
 
 def _movie_timescale(data, moov: Box) -> int:
