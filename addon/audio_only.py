@@ -21,6 +21,7 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import h11
 from mitmproxy import ctx, exceptions, http
@@ -118,7 +119,7 @@ def derived_etag(etag: str, part: str = "", kind: str = "audio") -> str:
 class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
-    def __init__(self, flow: http.HTTPFlow, fmt: str, core_options: dict, tail_validator: str | None = None,
+    def __init__(self, flow: http.HTTPFlow, fmt: str, core_options: dict, tail_version: OriginVersion | None = None,
                  origin_timeout: float = 0):
         self.flow = flow
         self.format = fmt
@@ -128,7 +129,7 @@ class ExtractionStream:
         self.format_checked = False
         self.held = bytearray()  # output not sent yet (see ORIGIN_AHEAD)
         self.origin_fd: int | None = None  # the origin connection's socket, once looked up (-1: none)
-        self.tail_validator = tail_validator  # set when the moov may be fetched from the tail (see moov_from_tail)
+        self.tail_version = tail_version  # set when the moov may be fetched from the tail (see moov_from_tail)
         self.tail_task: asyncio.Task | None = None
         self.idle_check: asyncio.TimerHandle | None = None
         if origin_timeout:
@@ -141,7 +142,7 @@ class ExtractionStream:
         try:
             if data:
                 pieces = self.extractor.feed(data)
-                if self.tail_validator and self.tail_task is None and self.extractor.wants_tail is not None:
+                if self.tail_version and self.tail_task is None and self.extractor.wants_tail is not None:
                     self.tail_task = asyncio.get_running_loop().create_task(self.moov_from_tail(self.extractor.wants_tail))
                 if not self.format_checked and self.extractor.format:
                     self.format_checked = True
@@ -230,11 +231,14 @@ class ExtractionStream:
         url = self.flow.request.pretty_url
         try:
             data = await asyncio.wait_for(
-                fetch_range(self.flow, offset, self.extractor.max_header, self.tail_validator), TAIL_TIMEOUT)
+                fetch_range(self.flow, offset, self.extractor.max_header, self.tail_version), TAIL_TIMEOUT)
+        except RangeRefused as e:
+            log.warning(f"audio-only: {url}: the tail's answer was discarded ({e}); waiting for the moov in the stream")
+            return
         except (OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError, ValueError) as e:
             log.info(f"audio-only: {url}: no moov from the tail ({e!r}); waiting for it in the stream")
             return
-        if self.failed or data is None:
+        if self.failed:
             return
         try:
             used = self.extractor.provide_tail(offset, data)
@@ -256,20 +260,60 @@ class ExtractionStream:
         close_server_connection(self.flow)
 
 
-def range_validator(headers) -> str | None:
-    """What an If-Range can name for the origin's response (its strong ETag, else its Last-Modified),
-    when the origin serves ranges at all; read before we edit the headers."""
-    if headers.get("accept-ranges", "").lower() != "bytes":
+class OriginVersion(NamedTuple):
+    """The version of the origin's file a response is made of: what an If-Range names (its strong
+    ETag, else its Last-Modified) and its length. A Range answer may complete the response only if it
+    comes from this same version."""
+    validator: str
+    length: int | None
+
+    @classmethod
+    def of(cls, headers) -> OriginVersion | None:
+        """The version of an origin's 200, when the origin serves ranges at all; read before we edit
+        the headers."""
+        if headers.get("accept-ranges", "").lower() != "bytes":
+            return None
+        etag = headers.get("etag", "")
+        validator = etag if etag.startswith('"') else headers.get("last-modified")
+        if not validator:
+            return None
+        length = headers.get("content-length", "")
+        return cls(validator, int(length) if length.isdigit() else None)
+
+    def problem_with(self, status: int, headers, first: int, last: int) -> str | None:
+        """Why the origin's answer to `Range: bytes=first-last` cannot be used (None: it can). Many
+        origins ignore If-Range, so a file replaced at the origin shows only here: the status, the
+        range, the total length and the validator must all be the ones asked for."""
+        if status != 206:
+            return f"the origin answered {status}, not 206"
+        content_range = headers.get("content-range", "")
+        m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", content_range.strip())
+        if not m:
+            return f"the origin's Content-Range {content_range!r} is not a byte range"
+        start, end, total = int(m[1]), int(m[2]), m[3]
+        if total != "*" and self.length is not None and int(total) != self.length:
+            return f"the origin's file is now {total} bytes, not {self.length}: it was replaced"
+        expected_end = last if self.length is None else min(last, self.length - 1)
+        if (start, end) != (first, expected_end):
+            return f"the origin sent bytes {start}-{end}, not the {first}-{expected_end} asked for"
+        if self.validator.startswith('"'):
+            if headers.get("etag") != self.validator:
+                return f"the origin's ETag is now {headers.get('etag')!r}, not {self.validator}: the file was replaced"
+        elif headers.get("last-modified") != self.validator:
+            return (f"the origin's Last-Modified is now {headers.get('last-modified')!r}, not {self.validator!r}: "
+                    f"the file was replaced")
         return None
-    etag = headers.get("etag", "")
-    return etag if etag.startswith('"') else headers.get("last-modified") or None
 
 
-async def fetch_range(flow: http.HTTPFlow, offset: int, limit: int, validator: str) -> bytes | None:
+class RangeRefused(Exception):
+    """The origin's answer to a Range request cannot be used; the message says why."""
+
+
+async def fetch_range(flow: http.HTTPFlow, offset: int, limit: int, version: OriginVersion) -> bytes:
     """Up to `limit` bytes of the response's body from `offset` on, fetched from the origin on a new
-    HTTP/1.1 connection, only if it is still the same file (If-Range: validator); None otherwise."""
+    HTTP/1.1 connection, only if they come from the same version of the file (RangeRefused otherwise)."""
     if flow.server_conn.via:
-        return None  # an upstream proxy in between: not done
+        raise RangeRefused("an upstream proxy is in between")
     host, port = flow.server_conn.address
     context = None
     if flow.request.scheme == "https":
@@ -279,12 +323,13 @@ async def fetch_range(flow: http.HTTPFlow, offset: int, limit: int, validator: s
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     reader, writer = await asyncio.open_connection(
         host, port, ssl=context, server_hostname=(flow.server_conn.sni or host) if context else None)
+    last = offset + limit - 1
     try:
         conn = h11.Connection(h11.CLIENT)
         headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
                    if k.lower() not in TAIL_DROPPED_HEADERS and not k.startswith(":")]
         headers += [("Host", flow.request.host_header or url.hostport(flow.request.scheme, host, port)),
-                    ("Range", f"bytes={offset}-{offset + limit - 1}"), ("If-Range", validator),
+                    ("Range", f"bytes={offset}-{last}"), ("If-Range", version.validator),
                     ("Accept-Encoding", "identity"), ("Connection", "close")]
         writer.write(conn.send(h11.Request(method="GET", target=flow.request.path, headers=headers))
                      + conn.send(h11.EndOfMessage()))
@@ -294,27 +339,28 @@ async def fetch_range(flow: http.HTTPFlow, offset: int, limit: int, validator: s
             if event is h11.NEED_DATA:
                 conn.receive_data(await reader.read(65536))
             elif isinstance(event, h11.Response):
-                if event.status_code != 206:
-                    return None  # the origin ignored the range or the file changed: not ours to use
+                answer = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
+                if problem := version.problem_with(event.status_code, answer, offset, last):
+                    raise RangeRefused(problem)
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > limit:
-                    return None
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    raise RangeRefused(f"the origin sent more than the {limit} bytes asked for")
+            elif isinstance(event, h11.EndOfMessage):
                 return bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise RangeRefused(f"the origin closed the connection after {len(body)} bytes")
     finally:
         writer.close()
 
 
-async def fetch_moov(flow: http.HTTPFlow, validator: str | None, limit: int) -> bytes | None:
+async def fetch_moov(flow: http.HTTPFlow, version: OriginVersion, limit: int) -> bytes | None:
     """The MP4's moov box, found by reading top-level box headers with Range requests (a few hops:
     ftyp, free, mdat...) and then the moov itself; None if it cannot be had within `limit` bytes."""
-    if not validator:
-        return None
     pos = 0
     for _ in range(8):
-        head = await fetch_range(flow, pos, 16, validator)
-        if not head or len(head) < 8:
+        head = await fetch_range(flow, pos, 16, version)
+        if len(head) < 8:
             return None
         size, kind = struct.unpack_from(">I4s", head)
         header = 8
@@ -325,8 +371,8 @@ async def fetch_moov(flow: http.HTTPFlow, validator: str | None, limit: int) -> 
         if kind == b"moov":
             if size > limit:
                 return None
-            moov = await fetch_range(flow, pos, size, validator)
-            return moov if moov is not None and len(moov) == size else None
+            moov = await fetch_range(flow, pos, size, version)
+            return moov if len(moov) == size else None
         pos += size
     return None
 
@@ -619,33 +665,34 @@ class AudioOnly:
             self.stream_passthrough(flow, fmt)
             return
         # Read from the origin's headers before they are edited.
-        ranges = range_validator(response.headers)
-        validator = ranges if ctx.options.audio_only_fetch_moov else None
+        ranges = OriginVersion.of(response.headers)
+        tail_version = ranges if ctx.options.audio_only_fetch_moov else None
         seek = self.seek_range(flow, fmt, state)
         if state.get("plain") and seek is None:
             self.stream_passthrough(flow, fmt)  # plain seeking with nothing to cut: the file as it is
             return
         if fmt == "mp4" and seek and seek.start and ranges:
             # mitmproxy awaits what a hook returns: the headers wait until the moov has been checked.
-            return self.check_seek_then_extract(flow, fmt, state, seek, ranges, validator)
-        self.start_extraction(flow, fmt, state, seek, validator)
+            return self.check_seek_then_extract(flow, fmt, state, seek, ranges, tail_version)
+        self.start_extraction(flow, fmt, state, seek, tail_version)
 
-    async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, ranges: str,
-                                      validator) -> None:
+    async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, ranges: OriginVersion,
+                                      tail_version: OriginVersion | None) -> None:
         """The CDN answers 400 when an MP4's seek start lies past the audio. The moov is needed to know
         that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
         start past the end ends the response uncleanly instead."""
         try:
             moov = await asyncio.wait_for(fetch_moov(flow, ranges, self.max_header), TAIL_TIMEOUT)
-        except (OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError, ValueError) as e:
-            log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
+        except (RangeRefused, OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError, ValueError) as e:
+            log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e})")
             moov = None
         if moov is not None and extractor.mp4_seek_past_end(moov, seek):
             answer_400(flow, f"seek start {seek.start / 1000:g} s is past the end of the audio")
             return
-        self.start_extraction(flow, fmt, state, seek, validator)
+        self.start_extraction(flow, fmt, state, seek, tail_version)
 
-    def start_extraction(self, flow: http.HTTPFlow, fmt: str, state: dict, seek, validator) -> None:
+    def start_extraction(self, flow: http.HTTPFlow, fmt: str, state: dict, seek,
+                         tail_version: OriginVersion | None) -> None:
         """Edit the headers for the audio and wire the core to the body."""
         response = flow.response
         plain = bool(state.get("plain"))
@@ -671,7 +718,7 @@ class AudioOnly:
             cdn_limits=ctx.options.audio_only_compat == "cdn",
             flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None, keep_video=plain,
         )
-        response.stream = ExtractionStream(flow, fmt, core_options, validator, ctx.options.audio_only_origin_timeout)
+        response.stream = ExtractionStream(flow, fmt, core_options, tail_version, ctx.options.audio_only_origin_timeout)
 
     @staticmethod
     def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:

@@ -11,6 +11,9 @@ each origin behaviour through the proxy:
   norange=1    no Accept-Ranges, and Range ignored (a 200 with the whole file)
   slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
   stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
+  replaced=F   Range requests are answered from file F, as if the file had been replaced since the
+               200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
+               under a new ETag; replaced=shift: a range one byte later than the one asked for
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
 Every request's path and headers are recorded in `server.requests`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type)`.
@@ -65,7 +68,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ctype = params.get("type", TYPES.get(file.suffix, "application/octet-stream"))
         if not (params.keys() & {"live", "gzip", "chunk", "die", "slow", "stall"}):
             if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
-                return self.send_range(file, rng, ctype, head)
+                return self.send_range(file, rng, ctype, head, params)
             return self.send_file(file, ctype, head, ranges="norange" not in params)
         data = file.read_bytes()
         if params.get("live"):
@@ -76,7 +79,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", "gzip")
             return self.finish_body(body, ctype, head)
         if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
-            return self.send_range(file, rng, ctype, head)
+            return self.send_range(file, rng, ctype, head, params)
         self.send_response(200)
         if "norange" not in params:
             self.send_header("Accept-Ranges", "bytes")
@@ -127,14 +130,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-    def send_range(self, file: Path, rng: str, ctype: str, head: bool):
+    def send_range(self, file: Path, rng: str, ctype: str, head: bool, params: dict):
         """A 206 for one byte range, honouring If-Range (a 200 with the whole file when it does not match)."""
+        replaced = params.get("replaced")
+        if replaced not in (None, "same", "shift"):
+            file = self.server.root / replaced
         size = file.stat().st_size
         etag = f'"{size:x}-{int(file.stat().st_mtime):x}"'
-        if (if_range := self.headers.get("If-Range")) and if_range != etag:
+        if replaced == "same":
+            etag = '"replaced"'
+        if (if_range := self.headers.get("If-Range")) and if_range != etag and not replaced:
             return self.send_file(file, ctype, head)
         start, _, end = rng[6:].partition("-")
         start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
+        if replaced == "shift":
+            start, end = start + 1, min(end + 1, size - 1)
         self.send_response(206)
         self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.send_header("ETag", etag)

@@ -194,6 +194,25 @@ def test_moov_at_end_from_the_tail_or_the_spool(proxy, origin, query, tail):
         assert ranged[0]["If-Range"].startswith('"') and "ali_audio_only" not in str(ranged)
 
 
+@pytest.mark.parametrize("replaced,reason", [
+    ("quicktime.mov", "it was replaced"),  # another file: another length
+    ("same", "ETag is now '\"replaced\"'"),  # the same length, a new validator
+    ("shift", "not the"),  # a range other than the one asked for
+])
+def test_a_tail_answer_from_another_file_version_is_never_used(proxy, origin, replaced, reason):
+    """An origin that ignores If-Range and answers the tail fetch from a replaced file: the answer is
+    discarded (its status, range, total length and validator are checked), the moov is taken from the
+    stream, and the client gets the audio of the file the 200 carried, nothing of the other."""
+    case = f"replaced={replaced}"
+    reply = http_get(proxy.port, f"/moov_end.mp4?ali_audio_only=1&slow=1&{case}")
+    assert reply.clean and reply.body == core_output("moov_end.mp4")
+    assert [h for m, p, h in origin.requests if case in p and "Range" in h], "no tail fetch was made"
+    log = proxy.wait_for_log(f"{case} mp4")
+    lines = [line for line in log.splitlines() if case in line]
+    assert any("the tail's answer was discarded" in line and reason in line for line in lines), lines
+    assert not any("moov fetched from the tail" in line for line in lines)
+
+
 def test_reverse_mode_can_pass_the_clients_host(origin, tmp_path):
     p = Proxy(tmp_path / "client-host.log", "--mode", f"reverse:{origin.url}", "--set", "audio_only_origin_host=client")
     try:
