@@ -9,7 +9,8 @@ Errors are subclasses of ExtractError (see errors.py). The core knows no URL, he
 """
 
 from . import detect as _detect
-from .errors import ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekPastEnd, TruncatedInput, UnsupportedInput
+from .errors import (ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekPastEnd, SpoolFailed, TruncatedInput,
+                     UnsupportedInput)
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
 from .seek import SeekRange, parse_range
@@ -20,7 +21,7 @@ SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4})
 DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
-    "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "TruncatedInput",
+    "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "SpoolFailed", "TruncatedInput",
     "UnsupportedInput", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
 

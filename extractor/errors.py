@@ -26,6 +26,10 @@ class LimitExceeded(ExtractError):
     """Metadata larger than the configured bound (audio_only_max_header)."""
 
 
+class SpoolFailed(ExtractError):
+    """The spool could not keep the media data that waits for a moov (a full or failing disk)."""
+
+
 def human_size(n: int) -> str:
     """Byte counts in error messages: exact when small, rounded with a unit when large."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):

@@ -8,9 +8,12 @@ copy at all).
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from typing import BinaryIO, Protocol
+
+from .errors import SpoolFailed, human_size
 
 
 class Spool(Protocol):
@@ -25,21 +28,51 @@ class Spool(Protocol):
 
 
 class TempFileSpool:
-    """Input bytes from offset `start` on, kept in an unnamed temporary file."""
+    """Input bytes from offset `start` on, kept in an unnamed temporary file.
 
-    def __init__(self, start: int, directory: str | None = None):
+    Unbuffered, so that a full or failing disk shows at the write that meets it (as SpoolFailed, a
+    clean error of the response) and never later, in a flush at close. Free space is checked before
+    each write: a spool must not take the last bytes of a disk the system needs.
+    """
+
+    def __init__(self, start: int, directory: str | None = None, keep_free: int = 64 << 20):
         self.start = start
-        self.file: BinaryIO = tempfile.TemporaryFile(dir=directory)
+        self.where = directory or tempfile.gettempdir()
+        self.keep_free = keep_free
+        try:
+            self.file: BinaryIO = tempfile.TemporaryFile(dir=directory, buffering=0)
+        except OSError as e:
+            raise self._failed(e, "could not be created") from None
+        self.fd = self.file.fileno()
+        self.size = 0
 
     def write(self, data) -> None:
-        self.file.write(data)
+        try:
+            stats = os.fstatvfs(self.fd)
+            free = stats.f_bavail * stats.f_frsize
+            if free - len(data) < self.keep_free:
+                raise OSError(errno.ENOSPC, f"{human_size(free)} free, {human_size(self.keep_free)} kept for the system")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:
+            raise self._failed(e, f"failed after {human_size(self.size)}") from None
+        self.size += len(data)
 
     def read_at(self, offset: int, size: int) -> bytes:
-        self.file.flush()
-        return os.pread(self.file.fileno(), size, offset - self.start)
+        try:
+            return os.pread(self.fd, size, offset - self.start)
+        except OSError as e:
+            raise self._failed(e, "could not be read back") from None
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass  # nothing is buffered: closing an unnamed file frees its space whatever it says
+
+    def _failed(self, error: OSError, what: str) -> SpoolFailed:
+        return SpoolFailed(f"the spool in {self.where} {what}: {error.strerror or error} (audio_only_spool_dir)")
 
 
 class SourceFileSpool:

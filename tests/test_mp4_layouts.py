@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from extractor import AudioExtractor, LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput
+from extractor import AudioExtractor, LimitExceeded, MalformedInput, SpoolFailed, TruncatedInput, UnsupportedInput
 from extractor.spool import TempFileSpool
 from helpers import MEDIA, assert_same_audio, audio_packets, extract, extract_in_random_pieces, run, streams
 from mp4tools import box, boxes
@@ -172,3 +172,15 @@ def test_the_cli_reads_a_moov_at_end_file_in_place(tmp_path):
     r = run(".venv/bin/python", "-m", "extractor", str(MEDIA / "moov_end.mp4"), str(out))
     assert r.returncode == 0, r.stderr
     assert_same_audio(MEDIA / "moov_end.mp4", out)
+
+
+def test_a_spool_that_cannot_write_is_a_clean_error(tmp_path):
+    """A spool short of disk raises SpoolFailed at the write (not an OSError later, at a flush), and
+    closing it never raises."""
+    spool = TempFileSpool(0, str(tmp_path), keep_free=1 << 62)  # more than any disk has free
+    with pytest.raises(SpoolFailed, match=f"the spool in {tmp_path} failed after 0 bytes"):
+        spool.write(b"x" * 1000)
+    spool.close()
+    data = (MEDIA / "moov_end.mp4").read_bytes()
+    with pytest.raises(SpoolFailed):
+        extract(data, spool_factory=lambda start: TempFileSpool(start, str(tmp_path), keep_free=1 << 62))
