@@ -15,6 +15,7 @@ import fcntl
 import fnmatch
 import logging
 import re
+import socket
 import ssl
 import struct
 import sys
@@ -257,6 +258,8 @@ class ExtractionStream:
                     f"({self.summary()})")
         if self.flow.killable:
             self.flow.kill()
+        if unframed(self.flow):
+            reset_client_on_close(self.flow)
         close_server_connection(self.flow)
 
 
@@ -412,6 +415,23 @@ def server_socket_fd(flow: http.HTTPFlow) -> int:
     io = _server_io(flow)
     sock = io.writer.get_extra_info("socket") if io and io.writer else None
     return sock.fileno() if sock is not None else -1
+
+
+def unframed(flow: http.HTTPFlow) -> bool:
+    """An HTTP/1 response whose end is the connection's close (an HTTP/1.0 client: no chunked framing)."""
+    return (flow.request.http_version.startswith("HTTP/1")
+            and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower())
+
+
+def reset_client_on_close(flow: http.HTTPFlow) -> None:
+    """Make the close of the client's connection a reset (SO_LINGER 0). For a body that ends with the
+    connection, a normal close says "complete": a failed extraction must not look like a whole file."""
+    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+    io = handler.transports.get(flow.client_conn) if handler else None
+    sock = io.writer.get_extra_info("socket") if io and io.writer else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def close_server_connection(flow: http.HTTPFlow) -> None:
@@ -744,8 +764,16 @@ class AudioOnly:
     def error(self, flow: http.HTTPFlow) -> None:
         """The response failed (our abort, the origin, or the client leaving): free what it held, and
         name our reason on the flow (mitmweb shows it), not just the connection's fate."""
-        if flow.response and isinstance(flow.response.stream, ExtractionStream):
-            flow.response.stream.release()
+        stream = flow.response.stream if flow.response else None
+        if isinstance(stream, ExtractionStream):
+            if not stream.failed:  # not our abort: the origin or the client ended it
+                stream.release()
+                log.warning(f"audio-only: {flow.request.pretty_url}: response ended uncleanly: {flow.error.msg} "
+                            f"({stream.summary()})")
+                if unframed(flow):
+                    reset_client_on_close(flow)
+            else:
+                stream.release()
         state = flow.metadata.get(META)
         if state and "error" in state:
             flow.error.msg = f"audio-only: {state['error']}"

@@ -2,12 +2,15 @@
 
 import random
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from bigmp4 import BigMp4
+from extractor import SpoolFailed
+from extractor.spool import TempFileSpool
 from helpers import MEDIA, Proxy, extract, http_get, rss_mib
 
 pytestmark = pytest.mark.e2e
@@ -108,3 +111,69 @@ def test_fifty_concurrent_clients(origin, tmp_path):
     print(f"\n50 concurrent clients in {elapsed:.1f} s: proxy RSS {baseline:.0f} MiB before, peak {peak:.0f}, "
           f"{after:.0f} after")
     assert after - baseline < 40
+
+
+def http10_get(port: int, path: str) -> tuple[bytes, str]:
+    """An HTTP/1.0 request, read to the end: (everything received, 'eof' or 'reset'). Without chunked
+    framing the close is the end of the body, so only a reset tells a failed body from a whole one."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    try:
+        while piece := sock.recv(65536):
+            data += piece
+        return data, "eof"
+    except ConnectionResetError:
+        return data, "reset"
+    finally:
+        sock.close()
+
+
+def test_an_http10_client_learns_of_a_failed_body_by_a_reset(fault_proxy):
+    data, end = http10_get(fault_proxy.port, "/h264_aac.flv?ali_audio_only=1")
+    assert end == "eof" and data.split(b"\r\n\r\n", 1)[1] == extract((MEDIA / "h264_aac.flv").read_bytes())
+    for path in ("/h264_aac.flv?ali_audio_only=1&die=100000", "/truncated.flv?ali_audio_only=1"):
+        data, end = http10_get(fault_proxy.port, path)
+        assert data.split(b"\r\n")[0].endswith(b" 200 OK") and end == "reset", path
+
+
+def test_an_origin_closing_early_is_logged(fault_proxy):
+    reply = http_get(fault_proxy.port, "/h264_aac.mp4?ali_audio_only=1&die=150000")
+    assert reply.status == 200 and not reply.clean
+    log = fault_proxy.wait_for_log("h264_aac.mp4?die=150000: response ended uncleanly")
+    line = next(line for line in log.splitlines() if "h264_aac.mp4?die=150000: response ended uncleanly" in line)
+    assert "received 150000 bytes, expected 288172" in line, line
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: a spool folder that fills."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_spool_disk_ends_that_response_uncleanly_and_the_next_works(origin, small_disk, tmp_path):
+    proxy = Proxy(tmp_path / "spool.log", "--mode", f"reverse:{origin.url}", "--set", f"audio_only_spool_dir={small_disk}")
+    try:
+        reply = http_get(proxy.port, "/moov_end.mp4?ali_audio_only=1&norange=1")
+        assert reply.status == 200 and not reply.clean and reply.body == b""
+        log = proxy.wait_for_log("response ended uncleanly")
+        assert f"the spool in {small_disk} failed" in log and "Traceback" not in log and "crashed" not in log
+        reply = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")
+        assert reply.clean and reply.body == extract((MEDIA / "h264_aac.mp4").read_bytes())
+    finally:
+        proxy.stop()
+
+
+def test_a_disk_that_fills_under_the_spool_is_a_clean_error(small_disk):
+    """The kernel's own ENOSPC, at the write that meets a full disk, raises SpoolFailed too (the free
+    space check is turned off here by a negative reserve, so that the write itself meets it)."""
+    spool = TempFileSpool(0, str(small_disk), keep_free=-(1 << 30))
+    with pytest.raises(SpoolFailed, match="No space left on device"):
+        for _ in range(40):
+            spool.write(b"x" * 65536)
+    spool.close()
