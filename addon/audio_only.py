@@ -21,6 +21,7 @@ import struct
 import sys
 import termios
 import time
+import urllib.parse
 from pathlib import Path
 from typing import NamedTuple
 
@@ -87,15 +88,16 @@ def requested_format(flow: http.HTTPFlow) -> str | None:
 
 
 def split_param(path: str, name: str) -> tuple[str | None, str]:
-    """(the first raw value of query parameter `name` or None, the path with every `name` removed)."""
+    """(the first value of query parameter `name` or None, the path with every `name` removed). Names
+    and values are compared decoded: `ali%5Faudio%5Fonly=%31` is `ali_audio_only=1`, and is removed too."""
     base, sep, query = path.partition("?")
     if not sep:
         return None, path
     value, kept = None, []
     for part in query.split("&"):
         key, _, raw = part.partition("=")
-        if key == name:
-            value = raw if value is None else value
+        if urllib.parse.unquote_plus(key) == name:
+            value = urllib.parse.unquote_plus(raw) if value is None else value
         else:
             kept.append(part)
     return value, base + ("?" + "&".join(kept) if kept else "")

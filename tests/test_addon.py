@@ -15,6 +15,8 @@ from addon.audio_only import AudioOnly, ExtractionStream, derived_etag, split_pa
     ("/v.flv?ali_audio_only=1&ali_audio_only=0", "1", "/v.flv"),
     ("/v.flv?xali_audio_only=1", None, "/v.flv?xali_audio_only=1"),
     ("/v.flv", None, "/v.flv"),
+    ("/v.flv?ali%5Faudio%5Fonly=%31&a=%5F", "1", "/v.flv?a=%5F"),  # every spelling of the name is ours
+    ("/v.flv?a=1&ali_audio%5fonly=1&ali_audio_only=0", "1", "/v.flv?a=1"),
 ])
 def test_split_param(path, value, rest):
     assert split_param(path, "ali_audio_only") == (value, rest)

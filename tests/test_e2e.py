@@ -47,6 +47,12 @@ def test_the_origin_never_sees_the_parameter_or_the_range(proxy, origin):
     assert headers["Host"] == f"127.0.0.1:{origin.server_address[1]}"  # mitmproxy's reverse-mode rewrite
 
 
+def test_the_parameter_is_known_in_every_spelling(proxy, origin):
+    reply = http_get(proxy.port, f"{FLV}?a=1&ali%5Faudio%5Fonly=%31")
+    assert reply.clean and reply.body == core_output("h264_aac.flv")
+    assert origin.requests[-1][1] == f"{FLV}?a=1"
+
+
 def test_one_log_line_per_extracted_response(proxy):
     reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1&logline=1")
     log = proxy.wait_for_log("logline=1 flv")
