@@ -600,6 +600,10 @@ class AudioOnly:
         if value != "1" or not self.host_enabled(host):
             self.maybe_plain_seek(flow, host)
             return
+        if flow.request.method.upper() not in ("GET", "HEAD"):
+            log.info(f"audio-only: {flow.request.pretty_url}: not extracted: only GET and HEAD are, not "
+                     f"{flow.request.method}")
+            return
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
             log.info(f"audio-only: {flow.request.pretty_url}: not extracted (audio_only_compat=cdn): the CDN does not "
                      f"extract audio for Range requests, so the origin's answer to the range passes through")

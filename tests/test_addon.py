@@ -58,6 +58,20 @@ def test_request_and_response_rules():
         assert other.response.headers["content-length"] == "1000" and other.response.stream is True
 
 
+@pytest.mark.parametrize("method,extracted", [("GET", True), ("HEAD", True), ("POST", False), ("PUT", False)])
+def test_only_get_and_head_are_extracted(method, extracted):
+    addon = AudioOnly()
+    with taddons.context(addon):
+        f = flow_for("/v.flv?ali_audio_only=1")
+        f.request.method = method
+        addon.requestheaders(f)
+        addon.responseheaders(f)
+        assert f.request.path == "/v.flv"
+        assert ("audio_only" in f.metadata) == extracted
+        assert (f.response.headers.get("content-type") == "video/x-flv"
+                and "content-length" not in f.response.headers) == extracted
+
+
 def test_mp4_output_is_audio_mp4():
     addon = AudioOnly()
     with taddons.context(addon):
