@@ -46,6 +46,9 @@ def flv_tags(data: bytes):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle on, a kept-alive client waits for its
+    # delayed ACK (40 ms) before the body comes. Real origins (nginx: tcp_nodelay) do not do that.
+    disable_nagle_algorithm = True
     server: "Origin"
 
     def log_message(self, *args):  # quiet: tests read server.requests instead
