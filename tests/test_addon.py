@@ -4,7 +4,10 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
-from addon.audio_only import AudioOnly, ExtractionStream, derived_etag, split_param
+from addon.audio_only import AudioOnly
+from addon.request_rules import split_param
+from addon.response import derived_etag
+from addon.stream import ExtractionStream
 
 
 @pytest.mark.parametrize("path,value,rest", [

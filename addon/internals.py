@@ -1,0 +1,80 @@
+"""Every reach into mitmproxy's private parts, in one place.
+
+mitmproxy's addon API gives a flow, its connections' public attributes and `flow.kill()`; it gives no
+way to look at a connection's socket or to end it now. The audio-only edge needs three such things,
+each below with what it reaches, why, and since when it holds. All go through one path:
+
+    ctx.master.addons.get("proxyserver").connections[flow.client_conn.id].transports[connection]
+
+`Proxyserver.connections` (a dict of `ConnectionHandler` by client connection id) and
+`ConnectionHandler.transports` (a dict of `ConnectionIO(handler task, reader, writer)` by connection)
+are private. Both exist in mitmproxy 7.0 through 11.0.2 (checked in its source and by the tests that
+use them: tests/test_internals.py fails with a message naming the reach when one breaks). Each reach
+degrades to doing nothing when the path is not there (unit tests with no proxy server, or a future
+mitmproxy): the feature it serves gets slower or less precise, never wrong.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from mitmproxy import connection, ctx, http
+
+
+def _io(flow: http.HTTPFlow, conn: connection.Connection):
+    """mitmproxy's ConnectionIO for one of the flow's connections, or None."""
+    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id) if proxyserver else None
+    return getattr(handler, "transports", {}).get(conn) if handler else None
+
+
+def _socket(flow: http.HTTPFlow, conn: connection.Connection) -> socket.socket | None:
+    io = _io(flow, conn)
+    writer = getattr(io, "writer", None)
+    return writer.get_extra_info("socket") if writer is not None else None
+
+
+def server_socket_fd(flow: http.HTTPFlow) -> int:
+    """The origin connection's file descriptor (-1: none).
+
+    Why: output is coalesced while the origin is ahead of us (stream.py): whether more of its bytes
+    already wait in the kernel is a FIONREAD on this socket. Without it, output leaves piece by piece
+    (slower, same bytes). Since mitmproxy 7.0."""
+    sock = _socket(flow, flow.server_conn)
+    return sock.fileno() if sock is not None else -1
+
+
+def close_server_connection(flow: http.HTTPFlow) -> None:
+    """End the origin connection now, so that the client's response ends now.
+
+    Why: `flow.kill()` takes effect only when the origin's body ends (mitmproxy issue #4711); an
+    extraction that failed must end the client's response at once. Cancelling the server connection's
+    task makes mitmproxy see the origin gone and, the response having started, close the client
+    connection (HTTP/1) or reset the stream (HTTP/2). Since mitmproxy 7.0."""
+    io = _io(flow, flow.server_conn)
+    task = getattr(io, "handler", None)
+    if task is not None:
+        task.cancel()
+
+
+def reset_client_on_close(flow: http.HTTPFlow) -> None:
+    """Make the coming close of the client's connection a reset (SO_LINGER 0).
+
+    Why: an HTTP/1 body without chunked framing (an HTTP/1.0 client) ends with the connection, so a
+    normal close says "complete"; a failed extraction must not look like a whole file. mitmproxy has no
+    public way to reset a connection. Since mitmproxy 7.0."""
+    sock = _socket(flow, flow.client_conn)
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def reaches_that_broke() -> list[str]:
+    """The reaches above that the running mitmproxy no longer offers (empty when all hold): checked
+    once at start so that the log says so, rather than a feature silently degrading."""
+    proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+    if proxyserver is None:
+        return ["the proxyserver addon"]
+    if not isinstance(getattr(proxyserver, "connections", None), dict):
+        return ["Proxyserver.connections"]
+    return []

@@ -1,0 +1,219 @@
+"""HTTP to the origin of our own, beside the flow mitmproxy forwards: Range requests for the moov.
+
+The stream of a response comes through mitmproxy's own server connection. Some answers need more:
+the moov of an MP4 whose moov comes after its media data (fetched from the tail so that audio starts
+at once), and the moov before the headers leave (a seek start past the audio is a 400). Those are
+Range requests on httpx: one pool of keep-alive connections per origin (and route), HTTP/1.1 or
+HTTP/2 as TLS negotiates, TLS verified as mitmproxy verifies its own upstream connections
+(`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/`_confdir`, else certifi's roots), and through the
+upstream proxy when mitmproxy runs in upstream mode (with `upstream_auth`).
+
+Every answer is checked before use (OriginVersion.problem_with): many origins ignore If-Range, and
+bytes of another version of the file must never complete a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import struct
+from typing import NamedTuple
+
+import certifi
+import httpcore  # noqa: F401 (httpx imports it at its first client: 20-40 ms a tail fetch should not wait)
+import httpx
+from mitmproxy import ctx, http
+from mitmproxy.net.http import url
+
+# Request headers not carried over to our requests (hop-by-hop, conditionals, ranges, encodings).
+DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade",
+                   "range", "if-range", "if-none-match", "if-modified-since", "if-match",
+                   "if-unmodified-since", "accept-encoding", "content-length", "host"}
+TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
+LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
+MAX_POOLS = 64  # origins we keep pools for; the oldest is closed past this
+
+
+class OriginVersion(NamedTuple):
+    """The version of the origin's file a response is made of: what an If-Range names (its strong
+    ETag, else its Last-Modified) and its length. A Range answer may complete the response only if it
+    comes from this same version."""
+    validator: str
+    length: int | None
+
+    @classmethod
+    def of(cls, headers) -> OriginVersion | None:
+        """The version of an origin's 200, when the origin serves ranges at all; read before we edit
+        the headers."""
+        if headers.get("accept-ranges", "").lower() != "bytes":
+            return None
+        etag = headers.get("etag", "")
+        validator = etag if etag.startswith('"') else headers.get("last-modified")
+        if not validator:
+            return None
+        length = headers.get("content-length", "")
+        return cls(validator, int(length) if length.isdigit() else None)
+
+    def problem_with(self, status: int, headers, first: int, last: int) -> str | None:
+        """Why the origin's answer to `Range: bytes=first-last` cannot be used (None: it can). Many
+        origins ignore If-Range, so a file replaced at the origin shows only here: the status, the
+        range, the total length and the validator must all be the ones asked for."""
+        if status != 206:
+            return f"the origin answered {status}, not 206"
+        content_range = headers.get("content-range", "")
+        m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", content_range.strip())
+        if not m:
+            return f"the origin's Content-Range {content_range!r} is not a byte range"
+        start, end, total = int(m[1]), int(m[2]), m[3]
+        if total != "*" and self.length is not None and int(total) != self.length:
+            return f"the origin's file is now {total} bytes, not {self.length}: it was replaced"
+        expected_end = last if self.length is None else min(last, self.length - 1)
+        if (start, end) != (first, expected_end):
+            return f"the origin sent bytes {start}-{end}, not the {first}-{expected_end} asked for"
+        if self.validator.startswith('"'):
+            if headers.get("etag") != self.validator:
+                return f"the origin's ETag is now {headers.get('etag')!r}, not {self.validator}: the file was replaced"
+        elif headers.get("last-modified") != self.validator:
+            return (f"the origin's Last-Modified is now {headers.get('last-modified')!r}, not {self.validator!r}: "
+                    f"the file was replaced")
+        return None
+
+
+class RangeRefused(Exception):
+    """The origin's answer to a Range request cannot be used; the message says why."""
+
+
+# What a fetch can meet besides a refused answer: the network, TLS, the HTTP framing, our timeout.
+FETCH_ERRORS = (RangeRefused, httpx.HTTPError, OSError, ssl.SSLError, TimeoutError)
+
+
+class Route(NamedTuple):
+    """What a pool of connections is for: the origin, and how it is reached."""
+    scheme: str
+    host: str
+    port: int
+    proxy: str | None  # the upstream proxy's URL in upstream mode
+
+
+def route_of(flow: http.HTTPFlow) -> Route:
+    host, port = flow.server_conn.address or (flow.request.host, flow.request.port)
+    proxy = None
+    if flow.server_conn.via:  # upstream mode: ("http" or "https", (host, port))
+        scheme, (proxy_host, proxy_port) = flow.server_conn.via
+        proxy = f"{scheme}://{url.hostport(scheme, proxy_host, proxy_port)}"
+    return Route(flow.request.scheme, host, port, proxy)
+
+
+def tls_context() -> ssl.SSLContext:
+    """Upstream TLS as mitmproxy does it for its own connections to the origin."""
+    if ctx.options.ssl_insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+    cafile = ctx.options.ssl_verify_upstream_trusted_ca
+    capath = ctx.options.ssl_verify_upstream_trusted_confdir
+    return ssl.create_default_context(cafile=cafile or (None if capath else certifi.where()), capath=capath or None)
+
+
+class OriginClient:
+    """Pools of keep-alive connections to origins, made on first use and closed when mitmproxy stops
+    (or when the TLS or upstream options they were made with change)."""
+
+    # Options the pools are made with: a change closes them, the next request makes new ones.
+    OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "upstream_auth"}
+
+    def __init__(self):
+        self.pools: dict[Route, httpx.AsyncClient] = {}
+        self.closing: set[asyncio.Task] = set()
+        self.tls: ssl.SSLContext | None = None
+
+    def configure(self, updated) -> None:
+        if self.OPTIONS & set(updated) or self.tls is None:
+            # Made here, not per request: loading the trusted roots takes about 25 ms.
+            self.tls = tls_context()
+            for route in list(self.pools):
+                self._close_later(self.pools.pop(route))
+
+    def _close_later(self, client: httpx.AsyncClient) -> None:
+        """Close a pool we no longer hand out (its requests in flight finish first)."""
+        try:
+            task = asyncio.get_running_loop().create_task(client.aclose())
+        except RuntimeError:  # no loop (mitmproxy not running yet): nothing was opened
+            return
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
+
+    def pool(self, route: Route) -> httpx.AsyncClient:
+        if (client := self.pools.get(route)) is None:
+            if len(self.pools) >= MAX_POOLS:
+                self._close_later(self.pools.pop(next(iter(self.pools))))
+            proxy = None
+            if route.proxy:
+                auth = None
+                if ctx.options.upstream_auth and ":" in ctx.options.upstream_auth:
+                    user, _, password = ctx.options.upstream_auth.partition(":")
+                    auth = (user, password)
+                proxy = httpx.Proxy(route.proxy, auth=auth)
+            client = httpx.AsyncClient(verify=self.tls or tls_context(), http2=True, limits=LIMITS, proxy=proxy,
+                                       timeout=httpx.Timeout(TIMEOUT), trust_env=False, follow_redirects=False)
+            self.pools[route] = client
+        return client
+
+    async def close(self) -> None:
+        """mitmproxy stops: every pool's connections are closed."""
+        pools, self.pools = list(self.pools.values()), {}
+        for client in pools:
+            await client.aclose()
+        if self.closing:
+            await asyncio.gather(*self.closing, return_exceptions=True)
+
+    async def fetch_range(self, flow: http.HTTPFlow, offset: int, limit: int, version: OriginVersion) -> bytes:
+        """Up to `limit` bytes of the flow's origin file from `offset` on, only if they come from the
+        same version of the file (RangeRefused otherwise)."""
+        route = route_of(flow)
+        last = offset + limit - 1
+        headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
+                   if k.lower() not in DROPPED_HEADERS and not k.startswith(":")]
+        headers += [("Host", flow.request.host_header or url.hostport(route.scheme, route.host, route.port)),
+                    ("Range", f"bytes={offset}-{last}"), ("If-Range", version.validator),
+                    ("Accept-Encoding", "identity")]
+        target = f"{route.scheme}://{url.hostport(route.scheme, route.host, route.port)}{flow.request.path}"
+        extensions = {"sni_hostname": flow.server_conn.sni} if route.scheme == "https" and flow.server_conn.sni else {}
+        client = self.pool(route)
+        request = client.build_request("GET", target, headers=headers, extensions=extensions)
+        response = await client.send(request, stream=True)
+        try:
+            if problem := version.problem_with(response.status_code, response.headers, offset, last):
+                raise RangeRefused(problem)
+            body = bytearray()
+            async for piece in response.aiter_raw():
+                body += piece
+                if len(body) > limit:
+                    raise RangeRefused(f"the origin sent more than the {limit} bytes asked for")
+            return bytes(body)
+        finally:
+            await response.aclose()
+
+    async def fetch_moov(self, flow: http.HTTPFlow, version: OriginVersion, limit: int) -> bytes | None:
+        """The MP4's moov box, found by reading top-level box headers with Range requests (a few hops:
+        ftyp, free, mdat...) and then the moov itself; None if it cannot be had within `limit` bytes."""
+        pos = 0
+        for _ in range(8):
+            head = await self.fetch_range(flow, pos, 16, version)
+            if len(head) < 8:
+                return None
+            size, kind = struct.unpack_from(">I4s", head)
+            header = 8
+            if size == 1 and len(head) >= 16:
+                size, header = struct.unpack_from(">Q", head, 8)[0], 16
+            if size < header:
+                return None  # size 0 (to the end) or broken: the moov is not after it
+            if kind == b"moov":
+                if size > limit:
+                    return None
+                moov = await self.fetch_range(flow, pos, size, version)
+                return moov if len(moov) == size else None
+            pos += size
+        return None
+
