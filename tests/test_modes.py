@@ -16,16 +16,27 @@ pytestmark = pytest.mark.e2e
 
 
 def test_upstream_mode(origin, tmp_path):
-    """Client -> our proxy (upstream mode) -> a plain mitmdump -> origin."""
-    upstream = Proxy(tmp_path / "upstream.log", "--set", "audio_only_domains=nothing.invalid")
+    """Client -> our proxy (upstream mode) -> a plain mitmdump -> origin. Our own Range requests (the
+    moov from the tail, the moov before a seek's answer) go through the upstream proxy too."""
+    # The upstream proxy marks what passes through it, so the origin can tell.
+    upstream = Proxy(tmp_path / "upstream.log", "--set", "audio_only_domains=nothing.invalid",
+                     "--set", "modify_headers=/~q/X-Through/upstream")
     ours = Proxy(tmp_path / "ours.log", "--mode", f"upstream:http://127.0.0.1:{upstream.port}")
     port = origin.server_address[1]
+    base = f"http://127.0.0.1:{port}"
     try:
         for name in ("h264_aac.flv", "h264_aac.mp4", "moov_end.mp4"):
-            reply = http_get(ours.port, f"http://127.0.0.1:{port}/{name}?ali_audio_only=1", host=f"127.0.0.1:{port}")
+            reply = http_get(ours.port, f"{base}/{name}?ali_audio_only=1", host=f"127.0.0.1:{port}")
             assert reply.clean and reply.body == extract((MEDIA / name).read_bytes()), name
-        # Through an upstream proxy the moov of a moov-at-end file is not fetched from the tail.
-        assert "moov fetched from the tail" not in ours.log()
+        reply = http_get(ours.port, f"{base}/moov_end.mp4?ali_audio_only=1&slow=1&via=upstream", host=f"127.0.0.1:{port}")
+        assert reply.clean and reply.body == extract((MEDIA / "moov_end.mp4").read_bytes())
+        assert "moov fetched from the tail" in ours.wait_for_log("moov fetched from the tail")
+        reply = http_get(ours.port, f"{base}/h264_aac.mp4?ali_audio_only=1&start=500&case=upstream-seek", host=f"127.0.0.1:{port}")
+        assert reply.status == 400 and b"past the end" in reply.body
+        # Both reached the origin through the upstream proxy.
+        tail = [h for m, p, h in origin.requests if "Range" in h and "via=upstream" in p]
+        seek = [h for m, p, h in origin.requests if "Range" in h and "case=upstream-seek" in p]
+        assert tail and seek and all(h.get("X-Through") == "upstream" for h in tail + seek), (tail, seek)
     finally:
         ours.stop()
         upstream.stop()
