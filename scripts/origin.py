@@ -15,7 +15,8 @@ each origin behaviour through the proxy:
                200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
                under a new ETag; replaced=shift: a range one byte later than the one asked for
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
-Every request's path and headers are recorded in `server.requests`. Bodies made on the fly (too big
+Every request's path and headers are recorded in `server.requests`, and the client's port of each in
+`server.peers`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type)`.
 """
 
@@ -60,7 +61,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self, head: bool = False):
         path, _, query = self.path.partition("?")
         params = dict(urllib.parse.parse_qsl(query))
-        self.server.requests.append((self.command, self.path, dict(self.headers.items())))
+        with self.server.lock:  # the two lists stay in step across the handler threads
+            self.server.requests.append((self.command, self.path, dict(self.headers.items())))
+            self.server.peers.append(self.client_address[1])
         if "status" in params:
             return self.send_body(int(params["status"]), b"<html>no</html>", "text/html", head)
         if virtual := self.server.virtual.get(path):
@@ -221,6 +224,8 @@ class Origin(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.root = Path(root).resolve()
         self.requests: list[tuple[str, str, dict]] = []
+        self.lock = threading.Lock()
+        self.peers: list[int] = []  # the client's port of each request: a kept-alive connection repeats it
         self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
         self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type)
 
