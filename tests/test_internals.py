@@ -1,0 +1,37 @@
+"""The reaches into mitmproxy's private parts (addon/internals.py) still hold on this mitmproxy.
+
+Each failure names the reach that broke and what degrades, so that an upgrade of mitmproxy shows here
+first rather than as slower output or unclean ends that wait for the origin.
+"""
+
+import dataclasses
+import inspect
+
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy import server
+from mitmproxy.test import taddons
+
+from addon import internals
+
+
+def test_proxyserver_keeps_its_connection_handlers_by_client_id():
+    connections = getattr(Proxyserver(), "connections", None)
+    assert isinstance(connections, dict), (
+        "Proxyserver.connections is gone: the addon cannot find a flow's connections "
+        "(unclean ends wait for the origin's body, HTTP/1.0 failures look complete, output is not coalesced)")
+    assert "self.connections[connection_id] = handler" in inspect.getsource(Proxyserver), (
+        "Proxyserver.connections is no longer keyed by the client connection's id")
+
+
+def test_a_connection_handler_keeps_reader_writer_and_task_per_connection():
+    fields = {f.name for f in dataclasses.fields(server.ConnectionIO)}
+    assert {"handler", "reader", "writer"} <= fields, f"ConnectionIO has {sorted(fields)}, not handler/reader/writer"
+    assert "self.transports" in inspect.getsource(server.ConnectionHandler.__init__), (
+        "ConnectionHandler.transports is gone: see addon/internals.py")
+
+
+def test_the_addon_finds_the_proxyserver():
+    with taddons.context(Proxyserver()):
+        assert internals.reaches_that_broke() == []
+    with taddons.context():
+        assert internals.reaches_that_broke() == ["the proxyserver addon"]
