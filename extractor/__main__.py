@@ -10,46 +10,18 @@ import mmap
 import os
 import stat
 import sys
-import time
-
 from contextlib import nullcontext
+
+from tqdm import tqdm
 
 from . import DEFAULT_MAX_HEADER, AudioExtractor, ExtractError
 from .check import check
-from .errors import human_size
 from .spool import SourceFileSpool, TempFileSpool
 
 PIECE = 1 << 20
 # A file on disk is mapped and fed in large zero-copy slices: the filters step over video without
 # reading it, so its pages are never touched.
 MAPPED_SLICE = 64 << 20
-
-
-class Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal and the work is long."""
-
-    def __init__(self, total: int | None):
-        self.total = total
-        self.enabled = sys.stderr.isatty()
-        self.start = self.last = time.monotonic()
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.2 or now - self.start < 1:
-            return
-        self.last = now
-        rate = done / (now - self.start)
-        if self.total:
-            filled = int(30 * done / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\r[{bar}] {100 * done // self.total:3d}% {human_size(int(rate))}/s ")
-        else:
-            sys.stderr.write(f"\r{human_size(done)} read, {human_size(int(rate))}/s ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and time.monotonic() - self.start >= 1:
-            sys.stderr.write("\n")
 
 
 def spool_for(src):
@@ -78,7 +50,9 @@ def pieces(src):
 
 def run(src, dst, max_header: int, total: int | None, max_spool: int) -> AudioExtractor:
     extractor = AudioExtractor(max_header=max_header, spool_factory=spool_for(src), max_spool=max_spool)
-    progress = Progress(total)
+    # On a terminal, after a second of work: a bar with the rate (tqdm); nothing in pipes and scripts.
+    progress = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, delay=1, mininterval=0.2,
+                    disable=not sys.stderr.isatty(), leave=False)
     try:
         for piece in pieces(src):
             out = extractor.feed(piece)
@@ -87,7 +61,7 @@ def run(src, dst, max_header: int, total: int | None, max_spool: int) -> AudioEx
             del out
             if isinstance(piece, memoryview):
                 piece.release()
-            progress.update(extractor.bytes_in)
+            progress.update(extractor.bytes_in - progress.n)
         dst.write(b"".join(extractor.finish()))
     finally:
         extractor.close()

@@ -35,3 +35,49 @@ def test_mp4_file_to_pipe(tmp_path):
     out = tmp_path / "a.mp4"
     out.write_bytes(r.stdout)
     assert_same_audio(MEDIA / "two_audio.mp4", out)
+
+
+def test_a_progress_bar_on_a_terminal_after_a_second_and_none_in_a_pipe(tmp_path):
+    """Fed 16 MiB at about 10 MiB/s, stderr a terminal (a pty of 100 columns): the bar shows bytes and
+    rate once a second has passed, and is cleared at the end; with stderr a pipe, nothing."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+    import time
+
+    data = (MEDIA / "h264_aac.flv").read_bytes()
+    header_end = struct.unpack_from(">I", data, 5)[0] + 4
+    big = data + data[header_end:] * 55  # tags repeated: the FLV filter takes them as they come
+
+    def feed(stdin):
+        for i in range(0, len(big), 1 << 20):
+            stdin.write(big[i : i + (1 << 20)])
+            stdin.flush()
+            time.sleep(0.1)
+        stdin.close()
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    p = subprocess.Popen(CLI + ["-", str(tmp_path / "a.flv")], cwd=ROOT, stdin=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    threading.Thread(target=feed, args=(p.stdin,), daemon=True).start()
+    seen = b""
+    while True:
+        try:
+            piece = os.read(master, 4096)
+        except OSError:
+            break
+        if not piece:
+            break
+        seen += piece
+    assert p.wait(30) == 0
+    shown = seen.decode().split("\r")
+    assert any("MB [00:01" in s and "MB/s]" in s for s in shown), seen
+    assert shown[-1].strip() == "", seen  # cleared at the end
+
+    p = subprocess.Popen(CLI + ["-", str(tmp_path / "b.flv")], cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    threading.Thread(target=feed, args=(p.stdin,), daemon=True).start()
+    assert p.stderr.read() == b"" and p.wait(30) == 0
