@@ -34,7 +34,8 @@ TYPES = {".flv": "video/x-flv", ".mp4": "video/mp4", ".m4a": "audio/mp4", ".mov"
 
 
 def flv_tags(data: bytes):
-    """(timestamp ms, bytes) for the header and then each tag with its PreviousTagSize."""
+    """(timestamp ms, bytes) for the header and then each tag with its PreviousTagSize. The origin
+    stands in for an encoder and must not depend on the product, so it reads tags itself."""
     offset = struct.unpack_from(">I", data, 5)[0] + 4
     yield 0, data[:offset]
     while offset + 11 <= len(data):

@@ -1,5 +1,12 @@
 """Rewrites MP4 files into layouts ffmpeg does not write, for tests. Independent of the product's code.
 
+Why not the core's box walker (extractor/mp4/boxes.py): these are the tests' judge and their input
+builder. A walker shared with the product would share its misreadings (a size field taken from the
+wrong place, a largesize missed) and the tests would agree with the bug. So the tests read boxes
+with this small walker of their own, and ffmpeg judges the media; where a test patches a field by
+searching for its four-character code (`data.rindex(b"stco")`), it builds a hostile input, it does
+not judge one.
+
 Only what the tests need: a faststart file whose top level is ftyp, moov, (free...), mdat.
 """
 
