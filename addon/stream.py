@@ -20,10 +20,10 @@ from mitmproxy import http
 import extractor
 from addon import internals
 from addon.origin_client import FETCH_ERRORS, RangeRefused
+from addon.request_rules import META
 
 log = logging.getLogger("addon.audio_only")
 
-META = "audio_only"  # flow.metadata key: the state of this feature for the flow
 # Output is held back while the origin is ahead of us and sent in chunks of about FLUSH_AT: each chunk
 # costs a write and its framing, and a small chunk per piece made audio-only as slow as passing the
 # whole video. The origin is ahead when mitmproxy's read came back full (more is buffered) or the
