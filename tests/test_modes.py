@@ -60,14 +60,19 @@ def tls_origin(media_root, tmp_path_factory):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
     server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.cert_folder = folder
     server.start()
     yield server
     server.shutdown()
 
 
-def test_https_origin_and_the_tail_fetch_over_tls(tls_origin, tmp_path):
+@pytest.mark.parametrize("trust", ["ssl_insecure=true", "ssl_verify_upstream_trusted_ca={folder}/cert.pem"])
+def test_https_origin_and_the_tail_fetch_over_tls(tls_origin, tmp_path, trust):
+    """Our own Range requests verify the origin as mitmproxy does: not at all when told so, else
+    against the CA the options name (here the origin's self-signed certificate)."""
     port = tls_origin.server_address[1]
-    proxy = Proxy(tmp_path / "tls.log", "--mode", f"reverse:https://localhost:{port}", "--set", "ssl_insecure=true")
+    proxy = Proxy(tmp_path / "tls.log", "--mode", f"reverse:https://localhost:{port}",
+                  "--set", trust.format(folder=tls_origin.cert_folder))
     try:
         for name in ("h264_aac.mp4", "h264_aac.flv"):
             reply = http_get(proxy.port, f"/{name}?ali_audio_only=1")
