@@ -69,6 +69,20 @@ def reset_client_on_close(flow: http.HTTPFlow) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def client_backlog(flow: http.HTTPFlow) -> int:
+    """Bytes written to the client that it has not taken yet (asyncio's write buffer; 0: none or unknown).
+
+    Why: when the client does not read (a paused player), mitmproxy stops reading the origin, and the
+    origin's silence is ours: the origin timeout must not blame it. Since mitmproxy 7.0."""
+    io = _io(flow, flow.client_conn)
+    writer = getattr(io, "writer", None)
+    transport = getattr(writer, "transport", None)
+    try:
+        return transport.get_write_buffer_size() if transport is not None else 0
+    except (AttributeError, RuntimeError):
+        return 0
+
+
 def reaches_that_broke() -> list[str]:
     """The reaches above that the running mitmproxy no longer offers (empty when all hold): checked
     once at start so that the log says so, rather than a feature silently degrading."""

@@ -116,7 +116,9 @@ class ExtractionStream:
 
     def watch_origin(self, timeout: float) -> None:
         """End the response if the origin sends nothing for `timeout` seconds: mitmproxy itself would
-        wait ten minutes, and a client of an edge should not. One timer, moved on only when it fires."""
+        wait ten minutes, and a client of an edge should not. Only time spent waiting for the origin
+        counts: not a client that does not read, nor a loop busy elsewhere. One timer, moved on only
+        when it fires."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not inside mitmproxy's event loop (unit tests)
@@ -125,6 +127,10 @@ class ExtractionStream:
         def check() -> None:
             if self.failed:
                 return
+            if self.origin_has_more() or internals.client_backlog(self.flow):
+                # Not the origin's silence: its bytes wait for us (the loop was busy), or we wait for
+                # the client (a paused player holds the origin back). The clock starts again.
+                self.last_data = time.monotonic()
             idle = time.monotonic() - self.last_data
             if idle >= timeout:
                 self.abort(f"the origin sent nothing for {idle:.1f} s (audio_only_origin_timeout)")

@@ -11,7 +11,7 @@ import pytest
 from bigmp4 import BigMp4
 from extractor import SpoolFailed
 from extractor.spool import TempFileSpool
-from helpers import MEDIA, Proxy, extract, http_get, rss_mib
+from helpers import MEDIA, Proxy, drain, extract, http_get, http_stream, rss_mib
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +65,24 @@ def test_slow_client_holds_the_origin_back(fault_proxy, origin, query):
         del origin.virtual["/slow.mov"]
     print(f"\nslow client ({query or 'passthrough'}): proxy RSS grew {grown:.0f} MiB while 425 MiB waited")
     assert grown < 60
+
+
+def test_a_paused_client_is_not_blamed_on_the_origin(fault_proxy, origin):
+    """A player that pauses holds the origin back (backpressure): the origin is silent because we do
+    not read, not because it stalled, and the response must go on when the client reads again. With
+    audio_only_origin_timeout=1, a 3 s pause, then the whole body, correct and cleanly ended."""
+    big = BigMp4(chunks=40)  # 40 MiB of audio among 42.5 MiB: far more than the socket buffers hold
+    origin.virtual["/paused.mov"] = (big.size, big.pieces, "video/quicktime")
+    try:
+        status, headers, body = http_stream(fault_proxy.port, "/paused.mov?ali_audio_only=1")
+        first = next(body)
+        time.sleep(3)
+        rest = bytearray()
+        size, clean = drain(body, rest.extend)
+    finally:
+        del origin.virtual["/paused.mov"]
+    assert status == 200 and clean, fault_proxy.log()[-2000:]
+    assert first + rest == extract(b"".join(big.pieces()))
 
 
 def test_fifty_concurrent_clients(origin, tmp_path):
