@@ -109,6 +109,12 @@ class AudioOnly:
             "(0: wait as long as mitmproxy does).",
         )
         loader.add_option(
+            "audio_only_metadata_deadline", int, 60,
+            "End an extracted response uncleanly when the metadata held before output (an MP4's moov or "
+            "a fragment's moof, an FLV script tag) takes longer than this many seconds to arrive once "
+            "begun: an origin that trickles it would hold the response open forever (0: no deadline).",
+        )
+        loader.add_option(
             "audio_only_stream_passthrough", bool, True,
             "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
         )

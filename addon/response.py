@@ -167,8 +167,9 @@ class ResponseRules:
     def configure(self, updated) -> None:
         if "audio_only_max_header" in updated:
             self.max_header = parse_size("audio_only_max_header", minimum=1024)
-        if "audio_only_origin_timeout" in updated and ctx.options.audio_only_origin_timeout < 0:
-            raise exceptions.OptionsError("audio_only_origin_timeout must be 0 (off) or a number of seconds")
+        for option in ("audio_only_origin_timeout", "audio_only_metadata_deadline"):
+            if option in updated and getattr(ctx.options, option) < 0:
+                raise exceptions.OptionsError(f"{option} must be 0 (off) or a number of seconds")
         if "audio_only_max_spool" in updated:
             self.max_spool = parse_size("audio_only_max_spool", minimum=0)
         if "audio_only_spool_dir" in updated and ctx.options.audio_only_spool_dir:
@@ -241,7 +242,8 @@ class ResponseRules:
         if version and ctx.options.audio_only_fetch_moov:
             def fetch_tail(offset: int, limit: int):
                 return self.origin.fetch_range(flow, offset, limit, version)
-        flow.response.stream = ExtractionStream(flow, fmt, core_options, fetch_tail, ctx.options.audio_only_origin_timeout)
+        flow.response.stream = ExtractionStream(flow, fmt, core_options, fetch_tail, ctx.options.audio_only_origin_timeout,
+                                                ctx.options.audio_only_metadata_deadline)
 
     @staticmethod
     def failed(flow: http.HTTPFlow) -> None:

@@ -42,7 +42,7 @@ class ExtractionStream:
     """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
 
     def __init__(self, flow: http.HTTPFlow, fmt: str, core_options: dict, fetch_tail: TailFetch | None = None,
-                 origin_timeout: float = 0):
+                 origin_timeout: float = 0, metadata_deadline: float = 0):
         self.flow = flow
         self.format = fmt
         self.extractor = extractor.AudioExtractor(**core_options)
@@ -54,6 +54,8 @@ class ExtractionStream:
         self.fetch_tail = fetch_tail  # set when the moov may be fetched from the tail (see moov_from_tail)
         self.tail_task: asyncio.Task | None = None
         self.idle_check: asyncio.TimerHandle | None = None
+        self.metadata_deadline = metadata_deadline
+        self.metadata_since: float | None = None  # when the metadata now arriving began
         if origin_timeout:
             self.watch_origin(origin_timeout)
 
@@ -66,6 +68,9 @@ class ExtractionStream:
                 pieces = self.extractor.feed(data)
                 if self.fetch_tail and self.tail_task is None and self.extractor.wants_tail is not None:
                     self.tail_task = asyncio.get_running_loop().create_task(self.moov_from_tail(self.extractor.wants_tail))
+                if self.metadata_deadline and (late := self.metadata_late()):
+                    self.abort(late)
+                    return []
                 if not self.format_checked and self.extractor.format:
                     self.format_checked = True
                     if self.extractor.format != self.format:
@@ -90,6 +95,20 @@ class ExtractionStream:
         out, self.held = bytes(self.held), bytearray()
         # Never hand mitmproxy an empty piece before the end: it would frame it as the last chunk.
         return [out] if out else []
+
+    def metadata_late(self) -> str | None:
+        """Why the response must end (None: it need not): a moov (or script tag) must arrive within the
+        deadline once begun; an origin trickling it, never silent for long, would otherwise hold the
+        response open for ever."""
+        if not self.extractor.in_metadata:
+            self.metadata_since = None
+        elif self.metadata_since is None:
+            self.metadata_since = self.last_data
+        elif self.last_data - self.metadata_since > self.metadata_deadline:
+            what = "moov or moof" if self.format == "mp4" else "script tag"
+            return (f"the {what} had not arrived {self.last_data - self.metadata_since:.1f} s after it began "
+                    f"(audio_only_metadata_deadline)")
+        return None
 
     def origin_has_more(self) -> bool:
         """Whether bytes from the origin already wait in the kernel's socket buffer."""

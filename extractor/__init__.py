@@ -92,6 +92,12 @@ class AudioExtractor:
         return self._impl.feed(data)
 
     @property
+    def in_metadata(self) -> bool:
+        """Inside metadata that is held whole before anything of it can go out (an MP4's moov or moof,
+        an FLV script tag): a caller may bound how long that takes (a trickling origin)."""
+        return bool(self._impl and self._impl.in_metadata)
+
+    @property
     def wants_tail(self) -> int | None:
         """An MP4 whose media data comes before its moov: the input offset where the data after it
         starts. Fetching from there (a Range request) and passing it to provide_tail lets audio start

@@ -11,6 +11,7 @@ each origin behaviour through the proxy:
   norange=1    no Accept-Ranges, and Range ignored (a 200 with the whole file)
   slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
   stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
+  trickle=N    send N bytes of the body, then one byte every 0.1 s (never silent for long)
   replaced=F   Range requests are answered from file F, as if the file had been replaced since the
                200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
                under a new ETag; replaced=shift: a range one byte later than the one asked for
@@ -73,7 +74,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.root not in file.parents or not file.is_file():
             return self.send_body(404, b"<html>not found</html>", "text/html", head)
         ctype = params.get("type", TYPES.get(file.suffix, "application/octet-stream"))
-        if not (params.keys() & {"live", "gzip", "chunk", "die", "slow", "stall"}):
+        if not (params.keys() & {"live", "gzip", "chunk", "die", "slow", "stall", "trickle"}):
             if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
                 return self.send_range(file, rng, ctype, head, params)
             return self.send_file(file, ctype, head, ranges="norange" not in params)
@@ -101,6 +102,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(20)
             self.close_connection = True
+            return
+        if "trickle" in params and not head:
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            fast = int(params["trickle"])
+            self.wfile.write(data[:fast])
+            for i in range(fast, len(data)):
+                time.sleep(0.1)
+                self.wfile.write(data[i : i + 1])
             return
         if "slow" in params and not head:
             self.send_header("Content-Type", ctype)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def fault_proxy(origin, tmp_path_factory):
     p = Proxy(tmp_path_factory.mktemp("log") / "faults.log", "--mode", f"reverse:{origin.url}",
-              "--set", "audio_only_origin_timeout=1")
+              "--set", "audio_only_origin_timeout=1", "--set", "audio_only_metadata_deadline=1")
     yield p
     p.stop()
 
@@ -65,6 +65,17 @@ def test_slow_client_holds_the_origin_back(fault_proxy, origin, query):
         del origin.virtual["/slow.mov"]
     print(f"\nslow client ({query or 'passthrough'}): proxy RSS grew {grown:.0f} MiB while 425 MiB waited")
     assert grown < 60
+
+
+def test_a_trickling_moov_ends_at_the_metadata_deadline(fault_proxy):
+    """An origin that sends the moov a byte every 0.1 s is never silent for the 1 s origin timeout, but
+    the 1 s metadata deadline ends the response, with a line saying so."""
+    start = time.monotonic()
+    reply = http_get(fault_proxy.port, "/h264_aac.mp4?ali_audio_only=1&trickle=100")
+    assert reply.status == 200 and not reply.clean and reply.body == b""
+    assert time.monotonic() - start < 5
+    log = fault_proxy.wait_for_log("audio_only_metadata_deadline")
+    assert "h264_aac.mp4?trickle=100: the moov or moof had not arrived 1." in log
 
 
 def test_a_paused_client_is_not_blamed_on_the_origin(fault_proxy, origin):

@@ -153,3 +153,13 @@ def test_deep_amf_nesting_is_refused():
     deep = amf_string("onMetaData") + b"\x08\x00\x00\x00\x01" + (b"\x00\x01a\x03" * 100)
     with pytest.raises(MalformedInput, match="deeper"):
         amf0.rewrite_metadata(deep)
+
+
+def test_in_metadata_while_a_script_tag_is_held():
+    """The addon bounds how long held metadata may take to arrive: the core says when it holds some."""
+    data = (MEDIA / "h264_aac.flv").read_bytes()
+    x = AudioExtractor()
+    x.feed(data[:9 + 4 + 11 + 5])  # header, PreviousTagSize0, the script tag's header and 5 bytes of it
+    assert x.in_metadata
+    x.feed(data[9 + 4 + 11 + 5 : 4000])
+    assert not x.in_metadata

@@ -210,3 +210,13 @@ def test_fragment_audio_pointing_into_video_is_refused():
     x = AudioExtractor()
     with pytest.raises(MalformedInput, match="overlaps"):
         x.feed(bytes(data))
+
+
+def test_in_metadata_while_the_moov_is_held():
+    data = (MEDIA / "h264_aac.mp4").read_bytes()
+    moov = next(b for b in boxes(data) if b[0] == b"moov")
+    x = AudioExtractor()
+    x.feed(data[: moov[1] + 100])
+    assert x.in_metadata
+    x.feed(data[moov[1] + 100 : moov[1] + moov[3] + 10])
+    assert not x.in_metadata

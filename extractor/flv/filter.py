@@ -71,6 +71,10 @@ class FlvAudioFilter:
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
+    @property
+    def in_metadata(self) -> bool:
+        return self._state == "script"
+
     def feed(self, data: bytes) -> list:
         """Take the next piece of input; return the output pieces it completes (maybe none)."""
         out: list = []

@@ -64,6 +64,10 @@ class Mp4AudioFilter:
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
+    @property
+    def in_metadata(self) -> bool:
+        return self._state in ("keep", "moov", "moof")
+
     def feed(self, data) -> list:
         out, self._early_out = self._early_out, []
         view = memoryview(data)
