@@ -23,13 +23,14 @@ from pathlib import Path
 
 from mitmproxy import http
 
-try:
-    import addon.request_rules  # noqa: F401 (is the checkout importable?)
-except ImportError:  # run as `mitmdump -s addon/audio_only.py` from a checkout, not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from addon import internals
-from addon.request_rules import RequestRules
-from addon.response import ResponseRules
+# The rooms beside this file, and the core, come from this file's own checkout: first on the path, so
+# that another copy installed in the environment is not mixed in.
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
+if sys.path[:1] != [CHECKOUT]:
+    sys.path.insert(0, CHECKOUT)
+from addon import internals  # noqa: E402
+from addon.request_rules import RequestRules  # noqa: E402
+from addon.response import ResponseRules  # noqa: E402
 
 log = logging.getLogger("addon.audio_only")
 
