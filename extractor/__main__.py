@@ -36,13 +36,17 @@ def pieces(src):
     """The input in pieces: slices of a memory map for a regular file, reads for a pipe."""
     info = os.fstat(src.fileno())
     if stat.S_ISREG(info.st_mode) and info.st_size:
-        with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
+        mapped = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
+        view = memoryview(mapped)
+        try:
+            for start in range(0, len(view), MAPPED_SLICE):
+                yield view[start : start + MAPPED_SLICE]
+        finally:
+            view.release()
             try:
-                for start in range(0, len(view), MAPPED_SLICE):
-                    yield view[start : start + MAPPED_SLICE]
-            finally:
-                view.release()
+                mapped.close()
+            except BufferError:
+                pass  # slices still held (by an error's traceback): the map goes with the last of them
         return
     while piece := src.read(PIECE):
         yield piece
@@ -90,6 +94,48 @@ def check_files(argv: list[str]) -> int:
     return 0 if all_cdn else 1
 
 
+class Output:
+    """Where the audio goes: stdout; a regular file (or a path not there yet), written beside it as
+    OUT.part and renamed over it only when complete; or anything else (a device, a FIFO), written in
+    place, since replacing it would swap a device node for a file. A symlink is followed: what it
+    points to is written or replaced, the link stays."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "-":
+            self.file, self.final, self.part = sys.stdout.buffer, None, None
+            return
+        target = os.path.realpath(name)
+        if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+            self.file, self.final, self.part = open(target, "wb"), None, None
+        else:
+            self.final, self.part = target, target + ".part"
+            self.file = open(self.part, "wb")
+
+    def write(self, data) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.flush()
+        if self.file is not sys.stdout.buffer:
+            self.file.close()
+        if self.part:
+            os.replace(self.part, self.final)
+
+    def abandon(self) -> None:
+        if self.file is sys.stdout.buffer:
+            return
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        if self.part:
+            try:
+                os.unlink(self.part)
+            except OSError:
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
@@ -103,20 +149,33 @@ def main(argv: list[str] | None = None) -> int:
                         help="most media bytes kept while waiting for a moov at the end of a pipe")
     args = parser.parse_args(argv)
 
-    src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    def fail(name: str, reason) -> int:
+        print(f"extractor: {name}: {reason}", file=sys.stderr)
+        return 1
+
+    try:
+        src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    except OSError as e:
+        return fail(args.input, e.strerror or e)
+    try:
+        dst = Output(args.output)
+    except OSError as e:
+        return fail(args.output, e.strerror or e)
     total = None if args.input == "-" else os.fstat(src.fileno()).st_size
-    dst = sys.stdout.buffer if args.output == "-" else open(args.output + ".part", "wb")
     try:
         extractor = run(src, dst, args.max_header, total, args.max_spool)
+        dst.commit()
     except ExtractError as e:
-        print(f"extractor: {args.input}: {e}", file=sys.stderr)
-        if args.output != "-":
-            dst.close()
-            os.unlink(args.output + ".part")
+        dst.abandon()
+        return fail(args.input, e)
+    except BrokenPipeError:
+        # The reader of stdout left (`| head`): end quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        dst.abandon()
         return 1
-    if args.output != "-":
-        dst.close()
-        os.replace(args.output + ".part", args.output)
+    except OSError as e:
+        dst.abandon()
+        return fail(args.output if e.filename is None or e.filename == dst.part else e.filename, e.strerror or e)
     for warning in extractor.warnings:
         print(f"extractor: {args.input}: warning: {warning}", file=sys.stderr)
     return 0

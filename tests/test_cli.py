@@ -1,7 +1,10 @@
 """python -m extractor on files and pipes."""
 
+import os
+import stat
 import subprocess
 import sys
+import threading
 
 from helpers import MEDIA, ROOT, assert_same_audio
 
@@ -41,11 +44,9 @@ def test_a_progress_bar_on_a_terminal_after_a_second_and_none_in_a_pipe(tmp_path
     """Fed 16 MiB at about 10 MiB/s, stderr a terminal (a pty of 100 columns): the bar shows bytes and
     rate once a second has passed, and is cleared at the end; with stderr a pipe, nothing."""
     import fcntl
-    import os
     import pty
     import struct
     import termios
-    import threading
     import time
 
     data = (MEDIA / "h264_aac.flv").read_bytes()
@@ -81,3 +82,55 @@ def test_a_progress_bar_on_a_terminal_after_a_second_and_none_in_a_pipe(tmp_path
     p = subprocess.Popen(CLI + ["-", str(tmp_path / "b.flv")], cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     threading.Thread(target=feed, args=(p.stdin,), daemon=True).start()
     assert p.stderr.read() == b"" and p.wait(30) == 0
+
+
+def one_line_failure(*args) -> str:
+    r = subprocess.run(CLI + list(map(str, args)), cwd=ROOT, capture_output=True)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1, r.stderr.decode()  # one line, no traceback
+    return lines[0]
+
+
+def test_every_failure_is_one_line(tmp_path):
+    assert one_line_failure(MEDIA / "video_only.mp4", tmp_path / "a.m4a") == (
+        f"extractor: {MEDIA / 'video_only.mp4'}: the MP4 has no audio track (tracks: vide): nothing to extract")
+    assert not list(tmp_path.iterdir())  # no partial output left
+    assert one_line_failure(tmp_path, tmp_path / "a.m4a") == f"extractor: {tmp_path}: Is a directory"
+    assert one_line_failure(tmp_path / "none.mp4", tmp_path / "a.m4a") == (
+        f"extractor: {tmp_path / 'none.mp4'}: No such file or directory")
+    assert one_line_failure(MEDIA / "h264_aac.mp4", tmp_path / "no" / "a.m4a") == (
+        f"extractor: {tmp_path / 'no' / 'a.m4a'}: No such file or directory")
+
+
+def test_a_full_device_is_written_in_place_and_never_replaced():
+    assert one_line_failure(MEDIA / "h264_aac.mp4", "/dev/full") == "extractor: /dev/full: No space left on device"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_a_symlink_is_written_through_and_a_fifo_in_place(tmp_path):
+    want = subprocess.run(CLI + [str(MEDIA / "h264_aac.mp4"), "-"], cwd=ROOT, capture_output=True).stdout
+    (tmp_path / "target.m4a").write_bytes(b"old")
+    (tmp_path / "link.m4a").symlink_to(tmp_path / "target.m4a")
+    r = subprocess.run(CLI + [str(MEDIA / "h264_aac.mp4"), str(tmp_path / "link.m4a")], cwd=ROOT, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "link.m4a").is_symlink() and (tmp_path / "target.m4a").read_bytes() == want
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = subprocess.run(CLI + [str(MEDIA / "h264_aac.mp4"), str(fifo)], cwd=ROOT, capture_output=True, timeout=30)
+    reader.join(30)
+    assert r.returncode == 0 and got == [want] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_closed_stdout_ends_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write meets EPIPE
+    try:
+        r = subprocess.run(CLI + [str(MEDIA / "h264_aac.mp4"), "-"], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 1 and r.stderr == b""
