@@ -58,6 +58,20 @@ def close_server_connection(flow: http.HTTPFlow) -> None:
         task.cancel()
 
 
+def close_client_connection(flow: http.HTTPFlow) -> None:
+    """Close the client's connection once what was written to it has left (HTTP/1 only: an HTTP/2
+    connection carries other streams, and there mitmproxy resets the one stream).
+
+    Why: cancelling the origin connection (above) makes mitmproxy 11.0 close the client connection,
+    but mitmproxy 12.3 sometimes leaves it open when the origin's whole body had already been read
+    (seen on the first request of a new proxy): the client then waits for ever on a body that will
+    never end. Closing it ourselves ends the response on both. Since mitmproxy 7.0."""
+    io = _io(flow, flow.client_conn)
+    writer = getattr(io, "writer", None)
+    if writer is not None and flow.request.http_version.startswith("HTTP/1"):
+        writer.close()
+
+
 def reset_client_on_close(flow: http.HTTPFlow) -> None:
     """Make the coming close of the client's connection a reset (SO_LINGER 0).
 

@@ -227,3 +227,4 @@ def end_uncleanly(flow: http.HTTPFlow) -> None:
     if unframed(flow):
         internals.reset_client_on_close(flow)
     internals.close_server_connection(flow)
+    internals.close_client_connection(flow)
