@@ -1,6 +1,7 @@
 """Every other MP4 layout: moov at the end (spooled), fragmented and CMAF, QuickTime, init segments."""
 
 import struct
+import sys
 
 import pytest
 
@@ -169,7 +170,7 @@ def test_moof_claiming_a_gigabyte():
 def test_the_cli_reads_a_moov_at_end_file_in_place(tmp_path):
     """A file on disk needs no spool copy: the audio is read where it lies."""
     out = tmp_path / "a.mp4"
-    r = run(".venv/bin/python", "-m", "extractor", str(MEDIA / "moov_end.mp4"), str(out))
+    r = run(sys.executable, "-m", "extractor", str(MEDIA / "moov_end.mp4"), str(out))
     assert r.returncode == 0, r.stderr
     assert_same_audio(MEDIA / "moov_end.mp4", out)
 
