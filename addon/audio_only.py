@@ -9,6 +9,7 @@ This file is what `mitmdump -s` loads: the options, and hooks that call the room
     stream.py          the stream callable: the core fed as the body passes, output coalesced, unclean ends
     origin_client.py   our own Range requests to the origin on httpx (the moov from the tail, the seek check)
     internals.py       every reach into mitmproxy's private parts, with why and since when
+    marks.py           marks and comments on flows for mitmweb and the console, a summary at the end
     cdn_config.py      the CDN API's domain configuration (audio_only_config)
 
 The extraction itself is the sans-IO core in `extractor/`.
@@ -29,6 +30,7 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
 from addon import internals  # noqa: E402
+from addon.marks import Marks  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
 from addon.response import ResponseRules  # noqa: E402
 
@@ -39,6 +41,7 @@ class AudioOnly:
     def __init__(self):
         self.requests = RequestRules()
         self.responses = ResponseRules()
+        self.marks = Marks()
 
     def load(self, loader):
         loader.add_option(
@@ -135,10 +138,15 @@ class AudioOnly:
     def responseheaders(self, flow: http.HTTPFlow):
         return self.responses.decide(flow)
 
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.marks.response(flow)
+
     def error(self, flow: http.HTTPFlow) -> None:
         self.responses.failed(flow)
+        self.marks.error(flow)
 
     async def done(self):
+        self.marks.done()
         await self.responses.origin.close()
 
 

@@ -7,6 +7,7 @@ mitmweb show it) for the response side:
 
     {"requested": True, "seek": {"values": {"mp4_seek_start": "12.5", ...}, "by_time": False} or None}
     {"plain": True, "seek": ...}     the CDN's plain video seeking, no audio extraction
+    {"passthrough": "why"}           audio asked for, not extracted (a POST, a Range in cdn mode)
 """
 
 from __future__ import annotations
@@ -105,13 +106,10 @@ class RequestRules:
             self.maybe_plain_seek(flow, host)
             return
         if flow.request.method.upper() not in ("GET", "HEAD"):
-            log.info(f"audio-only: {flow.request.pretty_url}: not extracted: only GET and HEAD are, not "
-                     f"{flow.request.method}")
-            return
+            return not_extracted(flow, f"only GET and HEAD are, not {flow.request.method}")
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
-            log.info(f"audio-only: {flow.request.pretty_url}: not extracted (audio_only_compat=cdn): the CDN does not "
-                     f"extract audio for Range requests, so the origin's answer to the range passes through")
-            return
+            return not_extracted(flow, "the CDN does not extract audio for Range requests, so the origin's answer "
+                                       "to the range passes through (audio_only_compat=cdn)")
         flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host)}
         ask_for_the_whole_file(flow)
         if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
@@ -155,6 +153,12 @@ class RequestRules:
         for name in set(names.values()):  # MP4 and FLV share the default names: each is taken once
             raw[name], flow.request.path = split_param(flow.request.path, name)
         return {"values": {key: raw[name] for key, name in names.items()}, "by_time": by_time}
+
+
+def not_extracted(flow: http.HTTPFlow, why: str) -> None:
+    """Audio was asked for and will not be extracted: say why in the log and on the flow."""
+    flow.metadata[META] = {"passthrough": why}
+    log.info(f"audio-only: {flow.request.pretty_url}: not extracted: {why}")
 
 
 def keep_client_host() -> None:

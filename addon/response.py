@@ -184,6 +184,9 @@ class ResponseRules:
         response = flow.response
         state = flow.metadata.get(META)
         fmt = requested_format(flow)
+        if state and "passthrough" in state:  # decided on the request already
+            stream_passthrough(flow, fmt)
+            return None
         if state and response.status_code == 304 and (etag := response.headers.get("etag")):
             response.headers["etag"] = derived_etag(etag)
         eligible = (

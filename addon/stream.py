@@ -129,6 +129,8 @@ class ExtractionStream:
                 f"{time.monotonic() - self.started:.2f}s")
 
     def log_done(self) -> None:
+        x = self.extractor
+        self.flow.metadata.setdefault(META, {}).update(bytes_in=x.bytes_in, bytes_out=x.bytes_out)
         for warning in self.extractor.warnings:
             log.warning(f"audio-only: {self.flow.request.pretty_url}: {warning}")
         log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary()}")

@@ -70,7 +70,7 @@ def test_only_get_and_head_are_extracted(method, extracted):
         addon.requestheaders(f)
         addon.responseheaders(f)
         assert f.request.path == "/v.flv"
-        assert ("audio_only" in f.metadata) == extracted
+        assert ("passthrough" not in f.metadata["audio_only"]) == extracted
         assert (f.response.headers.get("content-type") == "video/x-flv"
                 and "content-length" not in f.response.headers) == extracted
 
@@ -139,3 +139,46 @@ def test_bad_options_are_refused(option, value, message):
     with taddons.context(addon) as tctx:
         with pytest.raises(exceptions.OptionsError, match=message):
             tctx.configure(addon, **{option: value})
+
+
+def extracted_flow(addon: AudioOnly, name: str, ctype: str, status: int = 200):
+    """A flow for MEDIA/name?ali_audio_only=1 through the addon's hooks, the body fed whole."""
+    from helpers import MEDIA
+    data = (MEDIA / name).read_bytes()
+    f = flow_for(f"/{name}?ali_audio_only=1", ctype=ctype)
+    f.response.status_code = status
+    f.response.headers["content-length"] = str(len(data))
+    addon.requestheaders(f)
+    addon.responseheaders(f)
+    if callable(f.response.stream):
+        f.response.stream(data)
+        f.response.stream(b"")
+    return f, data
+
+
+def test_marks_comments_and_the_summary(caplog):
+    from helpers import extract
+    addon = AudioOnly()
+    with taddons.context(addon):
+        f, data = extracted_flow(addon, "h264_aac.mp4", "video/mp4")
+        addon.response(f)
+        out = len(extract(data))
+        assert f.marked == ":headphones:"
+        assert f.comment == f"audio only: {len(data) / 1e3:.1f} kB -> {out / 1e3:.1f} kB ({1 - out / len(data):.1%} saved)"
+
+        passed, _ = extracted_flow(addon, "h264_aac.mp4", "video/mp4", status=206)
+        addon.response(passed)
+        assert passed.marked == "" and passed.comment == "audio only: not extracted: origin answered 206"
+
+        failed = flow_for("/v.flv?ali_audio_only=1")
+        failed.live = True
+        addon.requestheaders(failed)
+        addon.responseheaders(failed)
+        failed.response.stream(b"<html>nope</html>")
+        addon.error(failed)
+        assert failed.marked == ":warning:" and "neither FLV nor MP4" in failed.comment
+
+        caplog.set_level("INFO")
+        addon.marks.done()
+        assert (f"audio-only: 1 responses extracted, 1 passed through, 1 failed; {len(data) / 1e3:.1f} kB -> "
+                f"{out / 1e3:.1f} kB") in caplog.text

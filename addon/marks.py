@@ -1,0 +1,84 @@
+"""What the edge did, where a QA engineer looks: marks and comments on flows, and a summary at the end.
+
+mitmweb and the console show a flow's mark and comment in the flow list. An extracted flow is marked
+:headphones: with `audio only: 460.3 MB -> 10.0 MB (97.8% saved)`; one that failed keeps the reason
+(stream.py sets it) and is marked :warning:; a request for audio that was passed through says why
+(`not extracted: origin answered 206`). The decision is read from `flow.metadata["audio_only"]`,
+which request_rules.py, response.py and stream.py fill in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mitmproxy import http
+
+from addon.request_rules import META
+
+log = logging.getLogger("addon.audio_only")
+
+EXTRACTED = ":headphones:"
+FAILED = ":warning:"
+
+
+def size(n: int) -> str:
+    """Sizes as people read them in a flow list: 460.3 MB, 75.5 kB, 812 B."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def saved(bytes_in: int, bytes_out: int) -> str:
+    share = 1 - bytes_out / bytes_in if bytes_in else 0.0
+    return f"{size(bytes_in)} -> {size(bytes_out)} ({share:.1%} saved)"
+
+
+@dataclass
+class Tally:
+    """Counts since mitmproxy started, for the summary when it stops."""
+    extracted: int = 0
+    passed: int = 0
+    failed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def summary(self) -> str:
+        return (f"audio-only: {self.extracted} responses extracted, {self.passed} passed through, "
+                f"{self.failed} failed; {saved(self.bytes_in, self.bytes_out)} in the extracted ones")
+
+
+class Marks:
+    def __init__(self):
+        self.tally = Tally()
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A response that ended cleanly: extracted, answered by us, or passed through."""
+        state = flow.metadata.get(META)
+        if not state or "error" in state:
+            return
+        if "passthrough" in state:
+            self.tally.passed += 1
+            flow.comment = f"audio only: not extracted: {state['passthrough']}"
+        elif "answered" in state:
+            flow.comment = f"audio only: answered {state['answered']}"
+        elif "bytes_out" in state:
+            self.tally.extracted += 1
+            self.tally.bytes_in += state["bytes_in"]
+            self.tally.bytes_out += state["bytes_out"]
+            flow.marked = EXTRACTED
+            flow.comment = f"audio only: {saved(state['bytes_in'], state['bytes_out'])}"
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A response that ended uncleanly (its reason is already on the flow)."""
+        state = flow.metadata.get(META)
+        if state and "format" in state:
+            self.tally.failed += 1
+            flow.marked = FAILED
+            if "error" not in state and flow.error:
+                flow.comment = f"audio only: ended uncleanly: {flow.error.msg}"
+
+    def done(self) -> None:
+        if self.tally.extracted or self.tally.passed or self.tally.failed:
+            log.info(self.tally.summary())
