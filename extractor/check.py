@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import AudioExtractor, ExtractError
 from . import detect as _detect
 from .mp4 import boxes
-from .spool import SourceFileSpool
+from .spool import BufferSpool, SourceFileSpool
 
 FLV_AUDIO = {0: "pcm", 1: "adpcm", 2: "mp3", 3: "pcm_le", 4: "nellymoser16", 5: "nellymoser8", 6: "nellymoser",
              7: "g711a", 8: "g711u", 10: "aac", 11: "speex", 14: "mp3_8k"}
@@ -32,6 +32,9 @@ class Report:
     ours_why: str = ""
     output_size: int = 0
     input_size: int = 0
+    tree: list[str] = field(default_factory=list)  # MP4: the box tree with sizes
+    kept: list[str] = field(default_factory=list)  # what audio extraction keeps
+    dropped: list[str] = field(default_factory=list)  # and what it drops
 
     def lines(self) -> list[str]:
         out = [f"{self.path}: {self.container}, {self.input_size} bytes",
@@ -46,8 +49,50 @@ class Report:
         return out
 
 
-def check(path: str, data, source=None) -> Report:
-    """Report on one file; `data` is its content (a memory map), `source` the open file (for moov-last)."""
+def describe(data, name: str = "body") -> list[str]:
+    """A report on a body held in memory (a content view in mitmproxy): what `check` says, what
+    extraction keeps and drops, and for MP4 the box tree with sizes."""
+    report = check(name, data, in_memory=True)
+    out = report.lines()
+    if report.kept or report.dropped:
+        out.append(f"  audio extraction keeps: {', '.join(report.kept) or 'nothing'}")
+        out.append(f"  and drops: {', '.join(report.dropped) or 'nothing'}")
+    if report.tree:
+        out.append("  boxes (bytes):")
+        out += [f"    {line}" for line in report.tree]
+    return out
+
+
+# Containers the box tree opens (the rest are shown as leaves).
+TREE_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta", b"mvex", b"moof", b"traf", b"dinf",
+                   b"sinf", b"schi"}
+TREE_LINES = 80
+
+
+def box_tree(data, start: int = 0, end: int | None = None, depth: int = 0, lines: list | None = None) -> list[str]:
+    """'moov 6421' lines, indented by depth, for the first TREE_LINES boxes."""
+    lines = [] if lines is None else lines
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end and len(lines) < TREE_LINES:
+        try:
+            box = boxes.parse_header(data, pos, end)
+        except ExtractError as e:
+            lines.append(f"{'  ' * depth}(unreadable: {e})")
+            break
+        size = box.end - box.start
+        lines.append(f"{'  ' * depth}{box.type.decode('latin-1')} {size}")
+        if box.type in TREE_CONTAINERS:
+            box_tree(data, box.payload, min(box.end, end), depth + 1, lines)
+        pos = box.end
+    if len(lines) >= TREE_LINES and depth == 0:
+        lines.append("...")
+    return lines
+
+
+def check(path: str, data, source=None, in_memory: bool = False) -> Report:
+    """Report on one file; `data` is its content (a memory map), `source` the open file (for moov-last),
+    or `in_memory` when data is the whole body and no file is behind it."""
     report = Report(path, input_size=len(data))
     try:
         kind = _detect.detect(bytes(data[:16]))
@@ -58,12 +103,17 @@ def check(path: str, data, source=None) -> Report:
         _describe_mp4(data, report)
     elif kind == _detect.FLV:
         _describe_flv(data, report)
-    _run(data, source, report)
+    _run(data, source, report, in_memory)
     return report
 
 
-def _run(data, source, report: Report) -> None:
-    x = AudioExtractor(spool_factory=(lambda start: SourceFileSpool(source)) if source else None, max_spool=1 << 62)
+def _run(data, source, report: Report, in_memory: bool = False) -> None:
+    spool_factory = None
+    if source:
+        spool_factory = lambda start: SourceFileSpool(source)  # noqa: E731
+    elif in_memory:
+        spool_factory = lambda start: BufferSpool(data)  # noqa: E731
+    x = AudioExtractor(spool_factory=spool_factory, max_spool=1 << 62)
     try:
         report.output_size = sum(map(len, x.feed(data))) + sum(map(len, x.finish()))
         report.ours_ok = True
@@ -81,6 +131,18 @@ def _stsd_codec(data, trak: boxes.Box) -> str:
             return "?"
     entry = box.payload + 8
     return bytes(data[entry + 4 : entry + 8]).decode("latin-1") if entry + 8 <= box.end else "?"
+
+
+def _mdhd_duration(data, mdia: boxes.Box | None) -> str:
+    """' 6.02 s' from the track's mdhd (version 0 or 1), or '' when it cannot be read."""
+    mdhd = boxes.find(data, mdia, b"mdhd") if mdia else None
+    if mdhd is None or mdhd.payload + (32 if mdhd.payload < len(data) and data[mdhd.payload] == 1 else 20) > mdhd.end:
+        return ""
+    if data[mdhd.payload] == 1:
+        timescale, duration = struct.unpack_from(">IQ", data, mdhd.payload + 20)
+    else:
+        timescale, duration = struct.unpack_from(">II", data, mdhd.payload + 12)
+    return f" {duration / timescale:.2f} s" if timescale else ""
 
 
 def _describe_mp4(data, report: Report) -> None:
@@ -108,7 +170,10 @@ def _describe_mp4(data, report: Report) -> None:
             hdlr = boxes.find(data, mdia, b"hdlr") if mdia else None
             handler = bytes(data[hdlr.payload + 8 : hdlr.payload + 12]).decode("latin-1") if hdlr else "?"
             name = {"soun": "audio", "vide": "video", "text": "text", "sbtl": "subtitles", "tmcd": "timecode"}
-            report.tracks.append(f"{name.get(handler, handler)} {_stsd_codec(data, trak)}")
+            track = f"{name.get(handler, handler)} {_stsd_codec(data, trak)}"
+            report.tracks.append(track + _mdhd_duration(data, mdia))
+            (report.kept if handler == "soun" else report.dropped).append(track)
+    report.tree = box_tree(data)
     report.layout.append(f"moov: {'before the media data' if moov_first else 'after the media data' if moov else 'missing'}")
     report.layout.append(f"mdat header: {', '.join(f'{m.header} bytes' for m in mdats) or 'no mdat'}")
     report.layout.append(f"fragmented: {'yes (moof)' if fragmented else 'no'}")
@@ -141,4 +206,7 @@ def _describe_flv(data, report: Report) -> None:
         pos += 11 + size + 4
         scanned += 1
     report.tracks = [t for t in (f"audio {audio}" if audio else "", f"video {video}" if video else "") if t]
+    report.kept = ["the header (flags: audio)", "onMetaData without its video fields"] + (
+        [f"audio tags ({audio})"] if audio else [])
+    report.dropped = [f"video tags ({video})"] if video else []
     report.cdn_ok = True  # the CDN documents no requirement for FLV

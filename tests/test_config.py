@@ -154,7 +154,7 @@ def test_check_verdicts(name, cdn, container):
 def test_check_describes_tracks_and_layout(media_root):
     r = run_check(MEDIA / "quicktime.mov", media_root / "wide.mp4", MEDIA / "video_only.mp4")
     assert r.returncode == 1
-    assert "tracks: video avc1, audio mp4a, text text, timecode tmcd" in r.stdout
+    assert "tracks: video avc1 4.00 s, audio mp4a 4.02 s, text text 4.00 s, timecode tmcd 4.00 s" in r.stdout
     assert "moov: after the media data" in r.stdout and "mdat header: 16 bytes" in r.stdout
     assert "16-byte (64-bit) header" in r.stdout
     assert "this product: no: the MP4 has no audio track" in r.stdout
