@@ -10,6 +10,7 @@ This file is what `mitmdump -s` loads: the options, and hooks that call the room
     origin_client.py   our own Range requests to the origin on httpx (the moov from the tail, the seek check)
     internals.py       every reach into mitmproxy's private parts, with why and since when
     marks.py           marks and comments on flows for mitmweb and the console, a summary at the end
+    contentview.py     a content view of MP4 and FLV bodies (mitmproxy 11 and 12 APIs)
     cdn_config.py      the CDN API's domain configuration (audio_only_config)
 
 The extraction itself is the sans-IO core in `extractor/`.
@@ -29,7 +30,7 @@ from mitmproxy import http
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
-from addon import internals  # noqa: E402
+from addon import contentview, internals  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
 from addon.response import ResponseRules  # noqa: E402
@@ -42,8 +43,10 @@ class AudioOnly:
         self.requests = RequestRules()
         self.responses = ResponseRules()
         self.marks = Marks()
+        self.view = None  # the content view, while loaded
 
     def load(self, loader):
+        self.view = contentview.register()
         loader.add_option(
             "audio_only_param", str, "ali_audio_only",
             "Query parameter that asks for audio only; only the value 1 turns it on.",
@@ -146,6 +149,9 @@ class AudioOnly:
         self.marks.error(flow)
 
     async def done(self):
+        if self.view is not None:
+            contentview.unregister(self.view)
+            self.view = None
         self.marks.done()
         await self.responses.origin.close()
 
