@@ -1,0 +1,20 @@
+"""mitmweb as a QA engineer sees it, in headless Chromium: the extracted flow marked, its comment, and
+(mitmproxy 12, which keeps streamed bodies on request) the MP4/FLV content view of its body."""
+
+import mitmproxy.version
+import pytest
+
+from mitmweb_screenshot import shoot
+
+pytestmark = pytest.mark.e2e
+
+
+def test_mitmweb_shows_the_mark_the_comment_and_the_view(tmp_path):
+    texts = shoot(tmp_path, tmp_path / "mitmweb.log")
+    assert "audio only: 288.2 kB -> 75.5 kB (73.8% saved)" in texts["Comment"]
+    assert "🎧" in texts["list"] or "headphones" in texts["list"], texts["list"][:2000]
+    if int(mitmproxy.version.VERSION.split(".")[0]) >= 12:
+        assert "MP4/FLV (audio-only edge)" in texts["Response"]
+        assert "tracks: audio mp4a 6.02 s" in texts["Response"] and "and drops: nothing" in texts["Response"]
+    assert (tmp_path / "mitmweb-view.png").stat().st_size > 10000
+    assert (tmp_path / "mitmweb-comment.png").stat().st_size > 10000
