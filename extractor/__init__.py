@@ -13,6 +13,7 @@ from .errors import (ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekP
                      UnsupportedInput)
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
+from .mp4.file import FilePlan, plan_file
 from .seek import SeekRange, parse_range
 
 # Formats the core extracts; the addon only announces extraction for these.
@@ -22,7 +23,7 @@ DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
     "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "SpoolFailed", "TruncatedInput",
-    "UnsupportedInput", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
+    "UnsupportedInput", "FilePlan", "plan_file", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
 
 

@@ -1,0 +1,57 @@
+"""The audio-only MP4 as a file (extractor/mp4/file.py): the whole file and any byte range of it equal
+the streamed output, for every layout a file can have; fragmented files and stray offsets refused."""
+
+import random
+
+import pytest
+
+from extractor import MalformedInput, SeekRange, UnsupportedInput
+from extractor.mp4.file import plan_file
+from helpers import MEDIA, extract
+from mp4tools import boxes, to_64bit
+
+FILES = ["h264_aac.mp4", "moov_end.mp4", "two_audio.mp4", "quicktime.mov", "hevc_aac.mp4", "h264_opus.mp4",
+         "audio_only.m4a"]
+
+
+def top_level(data: bytes):
+    found = {kind: (pos, size) for kind, pos, header, size in boxes(data) if kind in (b"ftyp", b"moov")}
+    mdats = [(pos + header, pos + size) for kind, pos, header, size in boxes(data) if kind == b"mdat"]
+    (fpos, fsize), (mpos, msize) = found[b"ftyp"], found[b"moov"]
+    return data[fpos : fpos + fsize], data[mpos : mpos + msize], mdats
+
+
+def render(plan, data: bytes, first: int, last: int) -> bytes:
+    return b"".join(plan.head[s:e] if kind == "head" else data[s:e] for kind, s, e in plan.segments(first, last))
+
+
+@pytest.mark.parametrize("name", FILES + ["wide"])
+def test_every_range_of_the_file_is_that_slice_of_the_streamed_output(name):
+    data = to_64bit((MEDIA / "h264_aac.mp4").read_bytes()) if name == "wide" else (MEDIA / name).read_bytes()
+    plan = plan_file(*top_level(data), len(data))
+    whole = extract(data)
+    assert plan.size == len(whole) and render(plan, data, 0, plan.size - 1) == whole
+    rng = random.Random(name)
+    for _ in range(300):
+        first = rng.randrange(plan.size)
+        last = rng.randrange(first, plan.size)
+        assert render(plan, data, first, last) == whole[first : last + 1], (first, last)
+    for first in (0, len(plan.head) - 1, len(plan.head), plan.size - 1):  # the edges of head and body
+        assert render(plan, data, first, first) == whole[first : first + 1]
+
+
+def test_a_seek_cut_is_a_file_too():
+    data = (MEDIA / "h264_aac.mp4").read_bytes()
+    cut = SeekRange(1500, 4000, True)
+    plan = plan_file(*top_level(data), len(data), seek=cut)
+    assert render(plan, data, 0, plan.size - 1) == extract(data, mp4_seek=cut)
+
+
+def test_fragmented_files_and_offsets_outside_the_mdats_are_refused():
+    data = (MEDIA / "frag_moof_base.mp4").read_bytes()
+    with pytest.raises(UnsupportedInput, match="fragmented"):
+        plan_file(*top_level(data), len(data))
+    data = (MEDIA / "h264_aac.mp4").read_bytes()
+    ftyp, moov, mdats = top_level(data)
+    with pytest.raises(MalformedInput, match="do not lie inside an mdat"):
+        plan_file(ftyp, moov, [(mdats[0][0], mdats[0][1] - 5000)], len(data))  # the last 5 kB not an mdat
