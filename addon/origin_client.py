@@ -97,12 +97,37 @@ class Route(NamedTuple):
 
 
 def route_of(flow: http.HTTPFlow) -> Route:
+    """Where mitmproxy sends (or sent) the flow's request: its own server connection's address when it
+    has one, else the request's target; through the upstream proxy in upstream mode."""
     host, port = flow.server_conn.address or (flow.request.host, flow.request.port)
     proxy = None
     if flow.server_conn.via:  # upstream mode: ("http" or "https", (host, port))
         scheme, (proxy_host, proxy_port) = flow.server_conn.via
         proxy = f"{scheme}://{url.hostport(scheme, proxy_host, proxy_port)}"
     return Route(flow.request.scheme, host, port, proxy)
+
+
+class Target(NamedTuple):
+    """One file at the origin, as our own requests ask for it: the route, the path, the Host, the
+    client's end-to-end headers (cookies, authorization, user agent...) and the TLS server name."""
+    route: Route
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    sni: str | None
+
+    @classmethod
+    def of(cls, flow: http.HTTPFlow) -> Target:
+        route = route_of(flow)
+        headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
+                   if k.lower() not in DROPPED_HEADERS and not k.startswith(":")]
+        headers.append(("Host", flow.request.host_header or url.hostport(route.scheme, route.host, route.port)))
+        sni = (flow.server_conn.sni or flow.request.host) if route.scheme == "https" else None
+        return cls(route, flow.request.path, tuple(headers), sni)
+
+    @property
+    def url(self) -> str:
+        r = self.route
+        return f"{r.scheme}://{url.hostport(r.scheme, r.host, r.port)}{self.path}"
 
 
 def tls_context() -> ssl.SSLContext:
@@ -168,39 +193,47 @@ class OriginClient:
         if self.closing:
             await asyncio.gather(*self.closing, return_exceptions=True)
 
-    async def fetch_range(self, flow: http.HTTPFlow, offset: int, limit: int, version: OriginVersion) -> bytes:
-        """Up to `limit` bytes of the flow's origin file from `offset` on, only if they come from the
-        same version of the file (RangeRefused otherwise)."""
-        route = route_of(flow)
-        last = offset + limit - 1
-        headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
-                   if k.lower() not in DROPPED_HEADERS and not k.startswith(":")]
-        headers += [("Host", flow.request.host_header or url.hostport(route.scheme, route.host, route.port)),
-                    ("Range", f"bytes={offset}-{last}"), ("If-Range", version.validator),
-                    ("Accept-Encoding", "identity")]
-        target = f"{route.scheme}://{url.hostport(route.scheme, route.host, route.port)}{flow.request.path}"
-        extensions = {"sni_hostname": flow.server_conn.sni} if route.scheme == "https" and flow.server_conn.sni else {}
-        client = self.pool(route)
-        request = client.build_request("GET", target, headers=headers, extensions=extensions)
-        response = await client.send(request, stream=True)
+    async def open(self, target: Target, method: str = "GET", headers=()) -> httpx.Response:
+        """A request for the target with `headers` added; the answer's body is not read yet (the caller
+        reads it, and closes the answer with aclose)."""
+        client = self.pool(target.route)
+        extensions = {"sni_hostname": target.sni} if target.sni else {}
+        request = client.build_request(method, target.url, headers=[*target.headers, *headers,
+                                                                     ("Accept-Encoding", "identity")],
+                                       extensions=extensions)
+        return await client.send(request, stream=True)
+
+    async def stream_range(self, target: Target, first: int, last: int, version: OriginVersion):
+        """Bytes first..last of the target file, piece by piece as they arrive, only if they come from
+        `version` of it (RangeRefused otherwise, before any piece, or after the last if the origin sent
+        fewer bytes than it announced)."""
+        response = await self.open(target, headers=[("Range", f"bytes={first}-{last}"), ("If-Range", version.validator)])
         try:
-            if problem := version.problem_with(response.status_code, response.headers, offset, last):
+            if problem := version.problem_with(response.status_code, response.headers, first, last):
                 raise RangeRefused(problem)
-            body = bytearray()
+            expected = (last if version.length is None else min(last, version.length - 1)) + 1 - first
+            got = 0
             async for piece in response.aiter_raw():
-                body += piece
-                if len(body) > limit:
-                    raise RangeRefused(f"the origin sent more than the {limit} bytes asked for")
-            return bytes(body)
+                got += len(piece)
+                if got > expected:
+                    raise RangeRefused(f"the origin sent more than the {expected} bytes asked for")
+                yield piece
+            if got < expected:
+                raise RangeRefused(f"the origin sent {got} of the {expected} bytes asked for")
         finally:
             await response.aclose()
 
-    async def fetch_moov(self, flow: http.HTTPFlow, version: OriginVersion, limit: int) -> bytes | None:
+    async def fetch_range(self, target: Target, offset: int, limit: int, version: OriginVersion) -> bytes:
+        """Up to `limit` bytes of the target file from `offset` on, only if they come from the same
+        version of the file (RangeRefused otherwise)."""
+        return b"".join([piece async for piece in self.stream_range(target, offset, offset + limit - 1, version)])
+
+    async def fetch_moov(self, target: Target, version: OriginVersion, limit: int) -> bytes | None:
         """The MP4's moov box, found by reading top-level box headers with Range requests (a few hops:
         ftyp, free, mdat...) and then the moov itself; None if it cannot be had within `limit` bytes."""
         pos = 0
         for _ in range(8):
-            head = await self.fetch_range(flow, pos, 16, version)
+            head = await self.fetch_range(target, pos, 16, version)
             if len(head) < 8:
                 return None
             size, kind = struct.unpack_from(">I4s", head)
@@ -212,7 +245,7 @@ class OriginClient:
             if kind == b"moov":
                 if size > limit:
                     return None
-                moov = await self.fetch_range(flow, pos, size, version)
+                moov = await self.fetch_range(target, pos, size, version)
                 return moov if len(moov) == size else None
             pos += size
         return None

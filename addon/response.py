@@ -15,7 +15,7 @@ from mitmproxy.utils import human
 
 import extractor
 from addon import internals
-from addon.origin_client import FETCH_ERRORS, OriginClient, OriginVersion
+from addon.origin_client import FETCH_ERRORS, OriginClient, OriginVersion, Target
 from addon.request_rules import META
 from addon.stream import TAIL_TIMEOUT, ExtractionStream
 from extractor.errors import human_size
@@ -218,7 +218,7 @@ class ResponseRules:
         that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
         start past the end ends the response uncleanly instead."""
         try:
-            moov = await asyncio.wait_for(self.origin.fetch_moov(flow, version, self.max_header), TAIL_TIMEOUT)
+            moov = await asyncio.wait_for(self.origin.fetch_moov(Target.of(flow), version, self.max_header), TAIL_TIMEOUT)
         except FETCH_ERRORS as e:
             log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
             moov = None
@@ -243,8 +243,10 @@ class ResponseRules:
         )
         fetch_tail = None
         if version and ctx.options.audio_only_fetch_moov:
+            target = Target.of(flow)
+
             def fetch_tail(offset: int, limit: int):
-                return self.origin.fetch_range(flow, offset, limit, version)
+                return self.origin.fetch_range(target, offset, limit, version)
         flow.response.stream = ExtractionStream(flow, fmt, core_options, fetch_tail, ctx.options.audio_only_origin_timeout,
                                                 ctx.options.audio_only_metadata_deadline)
 
