@@ -8,6 +8,7 @@ This file is what `mitmdump -s` loads: the options, and hooks that call the room
     response.py        extract, answer 400 or pass through, and the header edits (responseheaders)
     stream.py          the stream callable: the core fed as the body passes, output coalesced, unclean ends
     origin_client.py   our own Range requests to the origin on httpx (the moov from the tail, the seek check)
+    file_server.py     the audio-only MP4 served as a file (length, ranges, conditionals) from 127.0.0.1
     internals.py       every reach into mitmproxy's private parts, with why and since when
     marks.py           marks and comments on flows for mitmweb and the console, a summary at the end
     contentview.py     a content view of MP4 and FLV bodies (mitmproxy 11 and 12 APIs)
@@ -23,7 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 # The rooms beside this file, and the core, come from this file's own checkout: first on the path, so
 # that another copy installed in the environment is not mixed in.
@@ -31,9 +32,10 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
 from addon import contentview, internals  # noqa: E402
+from addon.file_server import FileServer  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
-from addon.response import ResponseRules  # noqa: E402
+from addon.response import ResponseRules, parse_size  # noqa: E402
 
 log = logging.getLogger("addon.audio_only")
 
@@ -43,6 +45,8 @@ class AudioOnly:
         self.requests = RequestRules()
         self.responses = ResponseRules()
         self.marks = Marks()
+        self.files = FileServer(self.responses.origin)
+        self.range_gap = 16 << 10
         self.view = None  # the content view, while loaded
 
     def load(self, loader):
@@ -122,6 +126,22 @@ class AudioOnly:
             "begun: an origin that trickles it would hold the response open forever (0: no deadline).",
         )
         loader.add_option(
+            "audio_only_origin_ranges", bool, True,
+            "extended mode: serve an audio-only MP4 as a file (Content-Length, Range requests, conditionals) "
+            "when its origin serves ranges with a validator, reading only the moov and the audio from it; "
+            "off: every response is streamed.",
+        )
+        loader.add_option(
+            "audio_only_file_cache", str, "64m",
+            "Memory for planned audio-only files (new moov and chunk map) kept between requests, e.g. 64m: "
+            "a player's range requests read the moov from the origin once per file version.",
+        )
+        loader.add_option(
+            "audio_only_range_gap", str, "16k",
+            "Audio chunks closer than this in the origin's file are fetched in one Range request, the bytes "
+            "between them read and dropped; farther ones in requests of their own.",
+        )
+        loader.add_option(
             "audio_only_stream_passthrough", bool, True,
             "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
         )
@@ -129,14 +149,21 @@ class AudioOnly:
     def configure(self, updated):
         self.requests.configure(updated)
         self.responses.configure(updated)
+        if "audio_only_file_cache" in updated:
+            self.files.cache.limit = parse_size("audio_only_file_cache", minimum=0)
+        if "audio_only_range_gap" in updated:
+            self.range_gap = parse_size("audio_only_range_gap", minimum=0)
 
-    def running(self):
+    async def running(self):
+        await self.files.start()
         if broken := internals.reaches_that_broke():
             log.warning(f"audio-only: this mitmproxy lacks {', '.join(broken)}: unclean ends wait for the origin's "
                         f"body, and output is not coalesced (see addon/internals.py)")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.requests.decide(flow)
+        if ctx.options.audio_only_origin_ranges and ctx.options.audio_only_compat == "extended":
+            self.files.route_if_wanted(flow, self.responses.max_header, self.range_gap)
 
     def responseheaders(self, flow: http.HTTPFlow):
         return self.responses.decide(flow)
@@ -153,6 +180,7 @@ class AudioOnly:
             contentview.unregister(self.view)
             self.view = None
         self.marks.done()
+        await self.files.stop()
         await self.responses.origin.close()
 
 

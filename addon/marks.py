@@ -61,6 +61,13 @@ class Marks:
         if "passthrough" in state:
             self.tally.passed += 1
             flow.comment = f"audio only: not extracted: {state['passthrough']}"
+        elif "sent" in state:  # served as a file (file_server.py)
+            self.tally.extracted += 1
+            self.tally.bytes_in += state["origin_read"]
+            self.tally.bytes_out += state["sent"]
+            flow.marked = EXTRACTED
+            flow.comment = (f"audio only (file): {size(state['sent'])} sent of the audio of a "
+                            f"{size(state['file_length'])} file, {size(state['origin_read'])} read from the origin")
         elif "answered" in state:
             flow.comment = f"audio only: answered {state['answered']}"
         elif "bytes_out" in state:

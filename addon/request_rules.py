@@ -110,7 +110,10 @@ class RequestRules:
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
             return not_extracted(flow, "the CDN does not extract audio for Range requests, so the origin's answer "
                                        "to the range passes through (audio_only_compat=cdn)")
-        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host)}
+        # The client's own conditions, before they are taken off for the origin (a file answer obeys them).
+        conditions = {k: flow.request.headers[k] for k in ("range", "if-range", "if-none-match")
+                      if k in flow.request.headers}
+        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host), "conditions": conditions}
         ask_for_the_whole_file(flow)
         if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
             flow.request.headers["if-none-match"] = inm.replace('-audio"', '"')

@@ -16,6 +16,7 @@ from mitmproxy.utils import human
 import extractor
 from addon import internals
 from addon.origin_client import FETCH_ERRORS, OriginClient, OriginVersion, Target
+from addon.file_server import FILE_HEADER, JOB_HEADER
 from addon.request_rules import META
 from addon.stream import TAIL_TIMEOUT, ExtractionStream
 from extractor.errors import human_size
@@ -187,6 +188,15 @@ class ResponseRules:
         if state and "passthrough" in state:  # decided on the request already
             stream_passthrough(flow, fmt)
             return None
+        if state and state.get("file"):  # the answer of our file server (file_server.py)
+            # The request went to us; what it shows (mitmweb, the log) is where it was for.
+            flow.request.scheme, flow.request.host, flow.request.port = state["origin"]
+            flow.request.headers.pop(JOB_HEADER, None)
+            served = response.headers.pop(FILE_HEADER, "relay")
+            state["served"] = served
+            if served == "file":  # already the audio, and headers as they should be
+                flow.response.stream = True
+                return None
         if state and response.status_code == 304 and (etag := response.headers.get("etag")):
             response.headers["etag"] = derived_etag(etag)
         eligible = (

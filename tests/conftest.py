@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from helpers import MEDIA, Proxy
+from helpers import MEDIA, STREAM_PATH, Proxy
 from mp4tools import to_64bit
 from origin import Origin
 
@@ -45,7 +45,7 @@ def origin(media_root) -> Origin:
 
 @pytest.fixture(scope="session")
 def proxy(origin, tmp_path_factory) -> Proxy:
-    """Reverse mode in front of the origin, the feature on for every host."""
-    p = Proxy(tmp_path_factory.mktemp("log") / "reverse.log", "--mode", f"reverse:{origin.url}")
+    """Reverse mode in front of the origin, the feature on for every host, every response streamed."""
+    p = Proxy(tmp_path_factory.mktemp("log") / "reverse.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH)
     yield p
     p.stop()

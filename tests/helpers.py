@@ -16,6 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / "tests" / "media"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
+# Every audio-only response streamed (chunked, the core fed as the body passes), as for origins
+# without ranges: what the tests of the stream path run with. The file path has tests of its own.
+STREAM_PATH = ("--set", "audio_only_origin_ranges=false")
 
 sys.path.insert(0, str(ROOT))
 from extractor import AudioExtractor  # noqa: E402

@@ -11,14 +11,14 @@ import pytest
 from bigmp4 import BigMp4
 from extractor import SpoolFailed
 from extractor.spool import TempFileSpool
-from helpers import MEDIA, Proxy, drain, extract, http_get, http_stream, rss_mib
+from helpers import MEDIA, STREAM_PATH, Proxy, drain, extract, http_get, http_stream, rss_mib
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def fault_proxy(origin, tmp_path_factory):
-    p = Proxy(tmp_path_factory.mktemp("log") / "faults.log", "--mode", f"reverse:{origin.url}",
+    p = Proxy(tmp_path_factory.mktemp("log") / "faults.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH,
               "--set", "audio_only_origin_timeout=1", "--set", "audio_only_metadata_deadline=1")
     yield p
     p.stop()
@@ -186,7 +186,8 @@ def small_disk(tmp_path):
 
 
 def test_a_full_spool_disk_ends_that_response_uncleanly_and_the_next_works(origin, small_disk, tmp_path):
-    proxy = Proxy(tmp_path / "spool.log", "--mode", f"reverse:{origin.url}", "--set", f"audio_only_spool_dir={small_disk}")
+    proxy = Proxy(tmp_path / "spool.log", "--mode", f"reverse:{origin.url}", "--set", f"audio_only_spool_dir={small_disk}",
+                  *STREAM_PATH)
     try:
         reply = http_get(proxy.port, "/moov_end.mp4?ali_audio_only=1&norange=1")
         assert reply.status == 200 and not reply.clean and reply.body == b""

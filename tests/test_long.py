@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, Proxy, audio_packets, drain, http_stream
+from helpers import ROOT, STREAM_PATH, Proxy, audio_packets, drain, http_stream
 from origin import Origin
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ def spool_dir(tmp_path_factory):
 
 def make_proxy(kind: str, origin, spool_dir, tmp_path_factory) -> Proxy:
     fetch = "true" if kind == "tail" else "false"
-    p = Proxy(tmp_path_factory.mktemp("log") / f"long-{kind}.log", "--mode", f"reverse:{origin.url}",
+    p = Proxy(tmp_path_factory.mktemp("log") / f"long-{kind}.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH,
               "--set", f"audio_only_spool_dir={spool_dir}", "--set", f"audio_only_fetch_moov={fetch}")
     p.kind = kind
     return p

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from helpers import MEDIA, Proxy, extract, http_get
+from helpers import MEDIA, STREAM_PATH, Proxy, extract, http_get
 from origin import Origin
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,7 @@ def test_upstream_mode(origin, tmp_path):
     # The upstream proxy marks what passes through it, so the origin can tell.
     upstream = Proxy(tmp_path / "upstream.log", "--set", "audio_only_domains=nothing.invalid",
                      "--set", "modify_headers=/~q/X-Through/upstream")
-    ours = Proxy(tmp_path / "ours.log", "--mode", f"upstream:http://127.0.0.1:{upstream.port}")
+    ours = Proxy(tmp_path / "ours.log", "--mode", f"upstream:http://127.0.0.1:{upstream.port}", *STREAM_PATH)
     port = origin.server_address[1]
     base = f"http://127.0.0.1:{port}"
     try:
@@ -71,7 +71,7 @@ def test_https_origin_and_the_tail_fetch_over_tls(tls_origin, tmp_path, trust):
     """Our own Range requests verify the origin as mitmproxy does: not at all when told so, else
     against the CA the options name (here the origin's self-signed certificate)."""
     port = tls_origin.server_address[1]
-    proxy = Proxy(tmp_path / "tls.log", "--mode", f"reverse:https://localhost:{port}",
+    proxy = Proxy(tmp_path / "tls.log", "--mode", f"reverse:https://localhost:{port}", *STREAM_PATH,
                   "--set", trust.format(folder=tls_origin.cert_folder))
     try:
         for name in ("h264_aac.mp4", "h264_aac.flv"):

@@ -1,0 +1,432 @@
+"""The audio-only MP4 served as a file: a length, Range requests, conditionals, only audio from the origin.
+
+mitmproxy streams to its client only a body that comes from a server connection (a response an
+addon makes is buffered whole, and a stream callable can neither wait nor add data of its own). So
+an audio-only request for an MP4 path is sent, by `request_rules.py`, not to the origin but to this
+server, on 127.0.0.1 inside mitmproxy's own event loop (tornado, which mitmproxy itself uses for
+mitmweb). mitmproxy then streams our answer to the client like any origin's, with its backpressure.
+
+For each request this server asks the origin, with Range requests on the origin client's pooled
+connections, for what it needs and nothing more:
+
+1. a probe (the first 64 KiB, or 1 byte when the file is cached): the status, the validator (strong
+   ETag, else Last-Modified), the length. An origin without ranges or a validator, a body that is not
+   an MP4 with its moov readable this way, or a fragmented file: the request is answered as a relay of
+   the origin's whole response, and mitmproxy's stream extraction applies to it as to any other;
+2. the moov (box headers walked with small Range requests, then the moov), planned into a FilePlan in
+   a worker thread, off the event loop, and cached (by URL, validator and cut, bounded in bytes);
+3. for a GET, the audio of the bytes asked for: neighbouring chunks joined into one request when the
+   bytes between them are fewer than audio_only_range_gap, each answer checked (206, the range asked
+   for, the same length and validator), streamed through with backpressure (the client's pace holds
+   the origin back). A file replaced at the origin while a response is in flight ends that response
+   uncleanly (short of its Content-Length), with a warning; never two versions in one body.
+
+The answer follows RFC 9110: 200 with Content-Length, Accept-Ranges and a strong ETag derived from
+the origin's validator (and the cut); 206 for one range (`a-b`, `a-`, `-n`) with Content-Range; 416
+with `bytes */N` for a range past the end; several ranges get the whole 200; If-Range (our ETag, or
+the origin's Last-Modified date) decides between the range and the whole 200; If-None-Match with our
+ETag gives 304; HEAD gives the headers of the GET and reads no media data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import httpx
+import tornado.httpserver
+import tornado.iostream
+import tornado.netutil
+import tornado.web
+from mitmproxy import connection, http
+
+import extractor
+from addon.origin_client import FETCH_ERRORS, OriginClient, OriginVersion, RangeRefused, Target
+from addon.request_rules import META
+from extractor.mp4 import boxes
+from extractor.mp4.boxes import Box
+
+log = logging.getLogger("addon.audio_only")
+
+JOB_HEADER = "x-audio-only-file"  # request header naming the job; stripped before anything else sees it
+FILE_HEADER = "x-audio-only-served"  # response header: "file" or "relay", read and removed by response.py
+PROBE = 64 << 10  # the first read of a file not in the cache: ftyp and moov of most faststart files
+MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
+MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for (a piece of memory at most)
+JOB_TTL = 120  # seconds a routed request may take to reach us
+MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer",
+              "proxy-authenticate", "proxy-authorization"}
+
+
+@dataclass
+class Job:
+    """An audio-only request routed to us: where the file is, what was asked."""
+    target: Target
+    method: str
+    conditions: dict[str, str]  # range, if-range, if-none-match of the client's request
+    seek: extractor.SeekRange | None
+    seek_part: str  # the cut as the ETag names it, "" for none
+    max_header: int
+    gap: int
+    url: str
+    state: dict  # the flow's metadata["audio_only"]: what was served is written back there
+    made: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class AudioFile:
+    plan: extractor.FilePlan
+    version: OriginVersion
+    etag: str
+    last_modified: str | None
+
+
+class PlanCache:
+    """Planned files by (URL, validator, cut), least recently used first out, bounded in bytes."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.entries: OrderedDict[tuple, AudioFile] = OrderedDict()
+        self.used = 0
+        self.versions: dict[str, OriginVersion] = {}  # URL -> the version last planned
+
+    def get(self, key: tuple) -> AudioFile | None:
+        if (entry := self.entries.get(key)) is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple, entry: AudioFile) -> None:
+        if key in self.entries or entry.plan.memory > self.limit:
+            return
+        self.entries[key] = entry
+        self.used += entry.plan.memory
+        self.versions[key[0]] = entry.version
+        while self.used > self.limit:
+            _, old = self.entries.popitem(last=False)
+            self.used -= old.plan.memory
+
+
+class FileServer:
+    """The server, its pending jobs and its cache; made by the addon, started when mitmproxy runs."""
+
+    def __init__(self, origin: OriginClient):
+        self.origin = origin
+        self.jobs: dict[str, Job] = {}
+        self.cache = PlanCache(64 << 20)
+        self.port: int | None = None
+        self.server: tornado.httpserver.HTTPServer | None = None
+
+    async def start(self) -> None:
+        if self.server is not None:
+            return
+        app = tornado.web.Application([(r".*", FileHandler, {"files": self})], compress_response=False)
+        self.server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=60)
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        self.server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            await self.server.close_all_connections()
+            self.server = None
+
+    def route_if_wanted(self, flow: http.HTTPFlow, max_header: int, gap: int) -> None:
+        """An audio-only GET or HEAD for an MP4 path, in extended mode with audio_only_origin_ranges
+        on: send it to us instead of the origin, keeping what it asked for the handler."""
+        state = flow.metadata.get(META) or {}
+        if not (state.get("requested") and self.port is not None and flow.request.method.upper() in ("GET", "HEAD")
+                and MP4_PATHS.search(flow.request.path.split("?")[0])):
+            return
+        seek = None
+        if values := (state.get("seek") or {}).get("values"):
+            seek = extractor.parse_range(values["mp4_seek_start"], values["mp4_seek_end"], True)
+        now = time.monotonic()
+        for token in [t for t, job in self.jobs.items() if now - job.made > JOB_TTL]:
+            del self.jobs[token]
+        token = secrets.token_hex(12)
+        seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
+        self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
+                               max_header, gap, flow.request.pretty_url, state)
+        flow.request.headers[JOB_HEADER] = token
+        state["origin"] = (flow.request.scheme, flow.request.host, flow.request.port)
+        flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.port
+        # A Server of its own, direct (no upstream proxy: ours is on this machine), so that this flow's
+        # detour changes nothing for the client connection's other requests.
+        flow.server_conn = connection.Server(address=("127.0.0.1", self.port))
+        state["file"] = True
+
+    # -- what a request needs from the origin -------------------------------------------------------
+
+    async def audio_file(self, job: Job) -> AudioFile | httpx.Response:
+        """The planned file, or the origin's answer to relay when the file cannot be served as one."""
+        cached = self.cache.versions.get(job.url)
+        response = await self.origin.open(job.target, headers=[("Range", f"bytes=0-{0 if cached else PROBE - 1}")])
+        version = probe_version(response)
+        if version is None:
+            return response  # no ranges, no validator, an error status...: relayed as it is
+        key = (job.url, version, job.seek_part)
+        if (entry := self.cache.get(key)) is not None:
+            await response.aclose()
+            return entry
+        head = b"".join([piece async for piece in response.aiter_raw()]) if not cached else b""
+        await response.aclose()
+        try:
+            ftyp, moov, mdats = await self.read_top_level(job, version, head)
+            plan = await asyncio.to_thread(extractor.plan_file, ftyp, moov, mdats, version.length, job.seek)
+        except extractor.SeekPastEnd:
+            raise
+        except (extractor.ExtractError, RangeRefused) as e:
+            log.info(f"audio-only: {job.url}: served as a stream, not as a file: {e}")
+            return await self.origin.open(job.target, method=job.method)
+        for warning in plan.warnings:
+            log.warning(f"audio-only: {job.url}: {warning}")
+        entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version))
+        self.cache.put(key, entry)
+        return entry
+
+    async def read_top_level(self, job: Job, version: OriginVersion, head: bytes):
+        """ftyp and moov bytes and every mdat's payload range, read with Range requests where the
+        first bytes (`head`) do not hold them."""
+        ftyp = moov = None
+        mdats, pos = [], 0
+        for _ in range(MAX_HOPS):
+            if pos >= version.length:
+                break
+            header = head[pos : pos + 16] if pos + 16 <= len(head) else \
+                await self.origin.fetch_range(job.target, pos, min(16, version.length - pos), version)
+            box = box_at(header, pos, version.length)
+            if box.type in (b"ftyp", b"moov"):
+                if box.size > job.max_header:
+                    raise extractor.LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
+                data = head[box.start : box.end] if box.end <= len(head) else \
+                    await self.origin.fetch_range(job.target, box.start, box.size, version)
+                ftyp, moov = (data, moov) if box.type == b"ftyp" else (ftyp, data)
+            elif box.type == b"mdat":
+                mdats.append((box.payload, box.end))
+            elif box.type == b"moof":
+                raise extractor.UnsupportedInput("a fragmented MP4 (moof)")
+            pos = box.end
+        else:
+            raise extractor.UnsupportedInput(f"more than {MAX_HOPS} top-level boxes")
+        if moov is None:
+            raise extractor.MalformedInput("no moov box")
+        return ftyp or b"", moov, mdats
+
+
+def box_at(header: bytes, pos: int, length: int) -> Box:
+    """The top-level box whose first bytes (up to 16) are `header`, at byte `pos` of a `length`-byte file."""
+    box = boxes.parse_header(header, 0, length - pos)
+    return Box(box.type, pos, box.header, box.size)
+
+
+def probe_version(response) -> OriginVersion | None:
+    """The file's version from the answer to our probe, when the origin serves it as a file: a 206
+    with a Content-Range giving the whole length, and a strong ETag or a Last-Modified."""
+    if response.status_code != 206 or response.headers.get("content-encoding", "identity") != "identity":
+        return None
+    m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", response.headers.get("content-range", "").strip())
+    etag = response.headers.get("etag", "")
+    validator = etag if etag.startswith('"') else response.headers.get("last-modified")
+    if not m or not validator:
+        return None
+    return OriginVersion(validator, int(m[3]))
+
+
+def our_etag(version: OriginVersion, seek_part: str) -> str:
+    """A strong ETag for the audio-only file of this version of the origin's file (and this cut)."""
+    if version.validator.startswith('"'):
+        return f'"{version.validator[1:-1]}-audio{seek_part}"'
+    token = re.sub(r"[^0-9A-Za-z]", "", version.validator)
+    return f'"lm{token}-{version.length}-audio{seek_part}"'
+
+
+def version_date(version: OriginVersion) -> str | None:
+    return None if version.validator.startswith('"') else version.validator
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
+    """One byte range of a Range header as (first, last), 'unsatisfiable', or None (absent, several
+    ranges, or not a bytes range: answered with the whole file)."""
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", value)
+    if not m or (not m[1] and not m[2]):
+        return None
+    if not m[1]:  # the last n bytes
+        n = int(m[2])
+        return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
+    first = int(m[1])
+    last = min(int(m[2]), size - 1) if m[2] else size - 1
+    if m[2] and int(m[2]) < first:
+        return None  # invalid: ignored, as RFC 9110 says
+    return (first, last) if first < size else "unsatisfiable"
+
+
+def etag_matches(header: str, etag: str, weak: bool) -> bool:
+    """If-None-Match (weak comparison) or If-Range (strong) against our ETag."""
+    if header.strip() == "*":
+        return weak
+    for candidate in (c.strip() for c in header.split(",")):
+        if candidate.startswith("W/"):
+            if weak and candidate[2:] == etag:
+                return True
+        elif candidate == etag:
+            return True
+    return False
+
+
+class FileHandler(tornado.web.RequestHandler):
+    files: FileServer
+
+    def initialize(self, files: FileServer) -> None:
+        self.files = files
+
+    def compute_etag(self):
+        return None  # ours are set by hand; tornado's would hash the body
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Content-Type")
+        self.clear_header("Server")
+
+    async def head(self) -> None:
+        await self.serve()
+
+    async def get(self) -> None:
+        await self.serve()
+
+    async def serve(self) -> None:
+        job = self.files.jobs.pop(self.request.headers.get(JOB_HEADER, ""), None)
+        if job is None:
+            self.set_status(404)
+            return
+        try:
+            found = await self.files.audio_file(job)
+        except extractor.SeekPastEnd as e:
+            return self.plain(400, f"{e}\n")
+        except FETCH_ERRORS as e:
+            log.warning(f"audio-only: {job.url}: the origin could not be read: {e!r}")
+            return self.plain(502, f"the origin could not be read: {e}\n")
+        if isinstance(found, AudioFile):
+            await self.serve_file(job, found)
+        else:
+            await self.relay(job, found)
+
+    origin_bytes = 0
+
+    def plain(self, status: int, text: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header(FILE_HEADER, "file")
+        self.finish(text.encode())
+
+    async def relay(self, job: Job, response) -> None:
+        """The origin's answer as it is, for mitmproxy's stream extraction to work on."""
+        try:
+            self.set_status(response.status_code, response.reason_phrase or None)
+            for name, value in response.headers.multi_items():
+                if name.lower() not in HOP_BY_HOP:
+                    self.add_header(name, value)
+            self.set_header(FILE_HEADER, "relay")
+            if job.method == "HEAD" or response.status_code in (204, 304):
+                return
+            async for piece in response.aiter_raw():
+                self.write(piece)
+                await self.flush()
+        except (tornado.iostream.StreamClosedError, *FETCH_ERRORS):
+            self.request.connection.close()
+        finally:
+            await response.aclose()
+
+    async def serve_file(self, job: Job, file: AudioFile) -> None:
+        size = file.plan.size
+        self.set_header("Content-Type", "audio/mp4")
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("ETag", file.etag)
+        if file.last_modified:
+            self.set_header("Last-Modified", file.last_modified)
+        self.set_header(FILE_HEADER, "file")
+        conditions = job.conditions
+        if (inm := conditions.get("if-none-match")) and etag_matches(inm, file.etag, weak=True):
+            self.set_status(304)
+            return
+        wanted = parse_range(conditions["range"], size) if "range" in conditions else None
+        if wanted is not None and "if-range" in conditions:
+            if_range = conditions["if-range"].strip()
+            if not (if_range == file.etag or (file.last_modified and if_range == file.last_modified)):
+                wanted = None  # another version than the client has: the whole file
+        if wanted == "unsatisfiable":
+            self.set_status(416)
+            self.set_header("Content-Range", f"bytes */{size}")
+            self.set_header("Content-Length", "0")
+            return
+        first, last = wanted if wanted else (0, size - 1)
+        if wanted:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {first}-{last}/{size}")
+        self.set_header("Content-Length", str(last + 1 - first))
+        if job.method == "HEAD" or size == 0:
+            return
+        sent = 0
+        self.origin_bytes = 0
+        try:
+            async for piece in self.body(job, file, first, last):
+                self.write(piece)
+                sent += len(piece)
+                await self.flush()
+        except RangeRefused as e:
+            log.warning(f"audio-only: {job.url}: response ended uncleanly after {sent} of {last + 1 - first} "
+                        f"bytes: {e}")
+            self.request.connection.close()
+        except FETCH_ERRORS as e:
+            log.warning(f"audio-only: {job.url}: response ended uncleanly after {sent} bytes: the origin: {e!r}")
+            self.request.connection.close()
+        except tornado.iostream.StreamClosedError:
+            pass  # the client left
+        else:
+            job.state.update(origin_read=self.origin_bytes, sent=sent, file_length=file.version.length)
+            part = f"bytes {first}-{last}/{size}" if wanted else f"{size} bytes"
+            log.info(f"audio-only: {job.url} file: {part}: {self.origin_bytes} bytes read from the origin, "
+                     f"{sent} sent")
+
+    async def body(self, job: Job, file: AudioFile, first: int, last: int):
+        """Output bytes first..last: head bytes, and the audio from the origin in joined requests."""
+        batch: list[tuple[int, int]] = []  # input ranges of the origin request being gathered
+        for kind, s, e in file.plan.segments(first, last):
+            if kind == "head":
+                yield file.plan.head[s:e]
+                continue
+            if batch and (s - batch[-1][1] > job.gap or e - batch[0][0] > MAX_REQUEST):
+                async for piece in self.fetch(job, file, batch):
+                    yield piece
+                batch = []
+            batch.append((s, e))
+        if batch:
+            async for piece in self.fetch(job, file, batch):
+                yield piece
+
+    async def fetch(self, job: Job, file: AudioFile, batch: list[tuple[int, int]]):
+        """One origin request from the first range's start to the last one's end; only the bytes of
+        the ranges go out, the gaps between them are dropped as they pass."""
+        start, end = batch[0][0], batch[-1][1]
+        pos, i = start, 0
+        async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
+            self.origin_bytes += len(piece)
+            view = memoryview(piece)
+            piece_end = pos + len(view)
+            out = []
+            while i < len(batch) and batch[i][0] < piece_end:
+                s, e = batch[i]
+                lo, hi = max(s, pos), min(e, piece_end)
+                if hi > lo:
+                    out.append(view[lo - pos : hi - pos])
+                if e > piece_end:
+                    break
+                i += 1
+            pos = piece_end
+            if out:
+                yield b"".join(out)
