@@ -9,11 +9,12 @@ mitmweb). mitmproxy then streams our answer to the client like any origin's, wit
 For each request this server asks the origin, with Range requests on the origin client's pooled
 connections, for what it needs and nothing more:
 
-1. a probe (the first 64 KiB, or 1 byte when the file is cached): the status, the validator (strong
-   ETag, else Last-Modified), the length. An origin without ranges or a validator, a body that is not
+1. a probe (the first 16 bytes): the status, the validator (strong ETag, else Last-Modified), the
+   length, and the first box header. An origin without ranges or a validator, a body that is not
    an MP4 with its moov readable this way, or a fragmented file: the request is answered as a relay of
    the origin's whole response, and mitmproxy's stream extraction applies to it as to any other;
-2. the moov (box headers walked with small Range requests, then the moov), planned into a FilePlan in
+2. unless cached, the top level (each box header read with a 16-byte Range request, then the ftyp
+   and the moov; of the media data only what follows an 8-byte mdat header in those 16 bytes), planned into a FilePlan in
    a worker thread, off the event loop, and cached (by URL, validator and cut, bounded in bytes);
 3. for a GET, the audio of the bytes asked for: neighbouring chunks joined into one request when the
    bytes between them are fewer than audio_only_range_gap, each answer checked (206, the range asked
@@ -55,7 +56,7 @@ log = logging.getLogger("addon.audio_only")
 
 JOB_HEADER = "x-audio-only-file"  # request header naming the job; stripped before anything else sees it
 FILE_HEADER = "x-audio-only-served"  # response header: "file" or "relay", read and removed by response.py
-PROBE = 64 << 10  # the first read of a file not in the cache: ftyp and moov of most faststart files
+PROBE = 16  # the first read: the version of the file, and its first box header (no media data)
 MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
 MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for (a piece of memory at most)
 JOB_TTL = 120  # seconds a routed request may take to reach us
@@ -94,7 +95,6 @@ class PlanCache:
         self.limit = limit
         self.entries: OrderedDict[tuple, AudioFile] = OrderedDict()
         self.used = 0
-        self.versions: dict[str, OriginVersion] = {}  # URL -> the version last planned
 
     def get(self, key: tuple) -> AudioFile | None:
         if (entry := self.entries.get(key)) is not None:
@@ -106,7 +106,6 @@ class PlanCache:
             return
         self.entries[key] = entry
         self.used += entry.plan.memory
-        self.versions[key[0]] = entry.version
         while self.used > self.limit:
             _, old = self.entries.popitem(last=False)
             self.used -= old.plan.memory
@@ -166,8 +165,7 @@ class FileServer:
 
     async def audio_file(self, job: Job) -> AudioFile | httpx.Response:
         """The planned file, or the origin's answer to relay when the file cannot be served as one."""
-        cached = self.cache.versions.get(job.url)
-        response = await self.origin.open(job.target, headers=[("Range", f"bytes=0-{0 if cached else PROBE - 1}")])
+        response = await self.origin.open(job.target, headers=[("Range", f"bytes=0-{PROBE - 1}")])
         version = probe_version(response)
         if version is None:
             return response  # no ranges, no validator, an error status...: relayed as it is
@@ -175,7 +173,7 @@ class FileServer:
         if (entry := self.cache.get(key)) is not None:
             await response.aclose()
             return entry
-        head = b"".join([piece async for piece in response.aiter_raw()]) if not cached else b""
+        head = b"".join([piece async for piece in response.aiter_raw()])
         await response.aclose()
         try:
             ftyp, moov, mdats = await self.read_top_level(job, version, head)

@@ -14,7 +14,8 @@ each origin behaviour through the proxy:
   trickle=N    send N bytes of the body, then one byte every 0.1 s (never silent for long)
   replaced=F   Range requests are answered from file F, as if the file had been replaced since the
                200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
-               under a new ETag; replaced=shift: a range one byte later than the one asked for
+               under a new ETag; replaced=shift: a range one byte later than the one asked for;
+               with replace_after=N, only Range requests after the first N of this URL are
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
 Every request's path and headers are recorded in `server.requests`, and the client's port of each in
 `server.peers`. Bodies made on the fly (too big
@@ -151,6 +152,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_range(self, file: Path, rng: str, ctype: str, head: bool, params: dict):
         """A 206 for one byte range, honouring If-Range (a 200 with the whole file when it does not match)."""
         replaced = params.get("replaced")
+        if replaced and "replace_after" in params:  # the first N Range requests come from the file itself
+            with self.server.lock:
+                count = self.server.range_counts[self.path] = self.server.range_counts.get(self.path, 0) + 1
+            if count <= int(params["replace_after"]):
+                replaced = None
         if replaced not in (None, "same", "shift"):
             file = self.server.root / replaced
         size = file.stat().st_size
@@ -237,6 +243,7 @@ class Origin(http.server.ThreadingHTTPServer):
         self.root = Path(root).resolve()
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
+        self.range_counts: dict[str, int] = {}  # Range requests per path and query (replace_after)
         self.peers: list[int] = []  # the client's port of each request: a kept-alive connection repeats it
         self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
         self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type)

@@ -1,0 +1,169 @@
+"""The audio-only MP4 served as a file (addon/file_server.py), through a real mitmdump in front of an
+origin that serves ranges: lengths, every form of Range, conditionals, versions, only audio read."""
+
+import os
+import random
+import shutil
+import time
+
+import pytest
+
+from helpers import MEDIA, Proxy, assert_same_audio, audio_packets, drain, extract, http_get, http_stream
+from mp4tools import boxes
+from origin import Origin
+
+pytestmark = pytest.mark.e2e
+FILES = ["h264_aac.mp4", "moov_end.mp4", "two_audio.mp4", "wide.mp4", "quicktime.mov", "audio_only.m4a"]
+
+
+@pytest.fixture(scope="module")
+def file_proxy(origin, tmp_path_factory):
+    """Reverse mode with the defaults: audio-only MP4 served as a file when the origin serves ranges."""
+    p = Proxy(tmp_path_factory.mktemp("log") / "file.log", "--mode", f"reverse:{origin.url}")
+    yield p
+    p.stop()
+
+
+def media_bytes(origin, name: str) -> int:
+    """Bytes of the named file the origin sent in answer to Range requests that touch an mdat's payload."""
+    data = (origin.root / name).read_bytes()
+    payloads = [(pos + header, pos + size) for kind, pos, header, size in boxes(data) if kind == b"mdat"]
+    total = 0
+    for method, path, headers in origin.requests:
+        if path.split("?")[0] != f"/{name}" or "Range" not in headers:
+            continue
+        first, last = map(int, headers["Range"][6:].split("-"))
+        total += sum(max(0, min(last + 1, e) - max(first, s)) for s, e in payloads)
+    return total
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_get_is_a_whole_file_with_its_length_and_only_audio(file_proxy, origin, media_root, name, tmp_path):
+    reply = http_get(file_proxy.port, f"/{name}?ali_audio_only=1&case=get")
+    assert reply.status == 200 and reply.clean
+    assert "transfer-encoding" not in reply.headers
+    assert int(reply.headers["content-length"]) == len(reply.body)
+    assert reply.headers["accept-ranges"] == "bytes" and reply.headers["content-type"] == "audio/mp4"
+    assert reply.headers["etag"].startswith('"') and reply.headers["etag"].endswith('-audio"')
+    assert reply.body == extract((media_root / name).read_bytes())
+    out = tmp_path / name
+    out.write_bytes(reply.body)
+    assert_same_audio(media_root / name, out)
+    if name == "two_audio.mp4":
+        assert audio_packets(out, 1) == audio_packets(media_root / name, 1)
+    head = http_get(file_proxy.port, f"/{name}?ali_audio_only=1&case=head", method="HEAD")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["content-length"] == reply.headers["content-length"]
+    assert head.headers["etag"] == reply.headers["etag"]
+
+
+def test_head_reads_no_media_data(file_proxy, origin):
+    http_get(file_proxy.port, "/hevc_aac.mp4?ali_audio_only=1", method="HEAD")
+    assert media_bytes(origin, "hevc_aac.mp4") <= 8  # at most what follows an 8-byte mdat header in a 16-byte read
+
+
+@pytest.mark.parametrize("name", ["h264_aac.mp4", "moov_end.mp4"])
+def test_every_form_of_range_is_that_slice_of_the_whole(file_proxy, name):
+    whole = http_get(file_proxy.port, f"/{name}?ali_audio_only=1").body
+    n = len(whole)
+    rng = random.Random(name)
+    for _ in range(12):
+        first = rng.randrange(n)
+        last = rng.randrange(first, n)
+        for spec, want in ((f"{first}-{last}", (first, last)), (f"{first}-", (first, n - 1)),
+                           (f"-{n - first}", (first, n - 1)), (f"{first}-{n + 1000}", (first, n - 1))):
+            r = http_get(file_proxy.port, f"/{name}?ali_audio_only=1", headers={"Range": f"bytes={spec}"})
+            assert r.status == 206 and r.clean, spec
+            assert r.headers["content-range"] == f"bytes {want[0]}-{want[1]}/{n}", spec
+            assert r.body == whole[want[0] : want[1] + 1], spec
+    r = http_get(file_proxy.port, f"/{name}?ali_audio_only=1", headers={"Range": "bytes=0-1"})  # AVPlayer's probe
+    assert r.status == 206 and r.body == whole[:2]
+
+
+def test_unsatisfiable_several_ranges_and_conditionals(file_proxy):
+    path = "/h264_aac.mp4?ali_audio_only=1"
+    whole = http_get(file_proxy.port, path)
+    n, etag = len(whole.body), whole.headers["etag"]
+    r = http_get(file_proxy.port, path, headers={"Range": f"bytes={n}-"})
+    assert r.status == 416 and r.headers["content-range"] == f"bytes */{n}" and r.body == b""
+    r = http_get(file_proxy.port, path, headers={"Range": "bytes=0-9,20-29"})  # several: the whole file
+    assert r.status == 200 and r.body == whole.body
+    r = http_get(file_proxy.port, path, headers={"Range": "bytes=10-19", "If-Range": etag})
+    assert r.status == 206 and r.body == whole.body[10:20]
+    r = http_get(file_proxy.port, path, headers={"Range": "bytes=10-19", "If-Range": '"stale-audio"'})
+    assert r.status == 200 and r.body == whole.body
+    r = http_get(file_proxy.port, path, headers={"If-None-Match": etag})
+    assert r.status == 304 and r.body == b""
+    r = http_get(file_proxy.port, path, headers={"If-None-Match": '"other"'})
+    assert r.status == 200 and r.body == whole.body
+
+
+def test_a_seek_cut_is_a_file_and_past_the_end_is_400(file_proxy, media_root):
+    from extractor import SeekRange
+    r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=1.5&end=4")
+    assert r.status == 200 and int(r.headers["content-length"]) == len(r.body)
+    assert r.body == extract((media_root / "h264_aac.mp4").read_bytes(), mp4_seek=SeekRange(1500, 4000, True))
+    assert r.headers["etag"].endswith('-audio-1500-4000"')
+    r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=60")
+    assert r.status == 400 and b"past" in r.body
+
+
+def test_a_file_replaced_between_requests_is_planned_again(file_proxy, origin, media_root):
+    shutil.copy(media_root / "h264_aac.mp4", media_root / "replaced.mp4")
+    first = http_get(file_proxy.port, "/replaced.mp4?ali_audio_only=1")
+    assert first.body == extract((media_root / "h264_aac.mp4").read_bytes())
+    shutil.copy(media_root / "moov_end.mp4", media_root / "replaced.mp4")
+    os.utime(media_root / "replaced.mp4", (time.time() + 5, time.time() + 5))  # a new ETag, whatever the clock
+    second = http_get(file_proxy.port, "/replaced.mp4?ali_audio_only=1")
+    assert second.body == extract((media_root / "moov_end.mp4").read_bytes())
+    assert second.headers["etag"] != first.headers["etag"]
+
+
+def test_a_file_replaced_during_a_response_ends_it_uncleanly(file_proxy):
+    """After the top level was read (probe, box headers, ftyp, moov), the origin answers from another
+    file, ignoring If-Range: the body stops short of its Content-Length, and no byte of the other file
+    is sent."""
+    name = "/h264_aac.mp4?ali_audio_only=1&replaced=hevc_aac.mp4&replace_after=6"
+    status, headers, body = http_stream(file_proxy.port, name)
+    got = bytearray()
+    size, clean = drain(body, got.extend)
+    assert status == 200 and not clean
+    whole = extract((MEDIA / "h264_aac.mp4").read_bytes())
+    assert 0 < len(got) < int(headers["content-length"]) and whole.startswith(got)
+    log = file_proxy.wait_for_log("replace_after=6: response ended uncleanly")
+    assert "the file was replaced" in log or "it was replaced" in log
+
+
+def test_an_origin_without_ranges_gets_the_stream_path(file_proxy, media_root):
+    r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1&norange=1")
+    assert r.status == 200 and r.clean and r.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in r.headers and r.body == extract((media_root / "h264_aac.mp4").read_bytes())
+    r = http_get(file_proxy.port, "/frag_moof_base.mp4?ali_audio_only=1")  # fragmented: streamed too
+    assert r.clean and r.headers["transfer-encoding"] == "chunked"
+    assert r.body == extract((media_root / "frag_moof_base.mp4").read_bytes())
+
+
+def test_a_client_leaving_mid_body_and_the_next_request(file_proxy):
+    status, headers, body = http_stream(file_proxy.port, "/two_audio.mp4?ali_audio_only=1")
+    next(body)
+    body.close()
+    r = http_get(file_proxy.port, "/two_audio.mp4?ali_audio_only=1")
+    assert r.clean and r.body == extract((MEDIA / "two_audio.mp4").read_bytes())
+    assert "Traceback" not in file_proxy.log()
+
+
+def test_the_plan_is_read_once_per_file_version(file_proxy, origin):
+    """A player's range requests: the moov is read from the origin once, then only the probe and audio."""
+    path = "/h264_opus.mp4?ali_audio_only=1"
+    http_get(file_proxy.port, path)
+    moov_reads = lambda: sum(1 for m, p, h in origin.requests  # noqa: E731
+                             if p.startswith("/h264_opus.mp4") and h.get("Range", "").endswith(f"-{moov_end() - 1}"))
+    before = moov_reads()
+    for first in range(0, 60000, 7000):
+        assert http_get(file_proxy.port, path, headers={"Range": f"bytes={first}-{first + 999}"}).status == 206
+    assert before == 1 and moov_reads() == 1
+
+
+def moov_end() -> int:
+    data = (MEDIA / "h264_opus.mp4").read_bytes()
+    return next(pos + size for kind, pos, header, size in boxes(data) if kind == b"moov")
