@@ -335,7 +335,10 @@ class FileHandler(tornado.web.RequestHandler):
             async for piece in response.aiter_raw():
                 self.write(piece)
                 await self.flush()
-        except (tornado.iostream.StreamClosedError, *FETCH_ERRORS):
+        except tornado.iostream.StreamClosedError:
+            pass  # the client left
+        except FETCH_ERRORS as e:
+            log.warning(f"audio-only: {job.url}: the origin's answer ended early: {e!r}")
             self.request.connection.close()
         finally:
             await response.aclose()
@@ -371,11 +374,15 @@ class FileHandler(tornado.web.RequestHandler):
             return
         sent = 0
         self.origin_bytes = 0
+        part = f"bytes {first}-{last}/{size}" if wanted else f"{size} bytes"
         try:
             async for piece in self.body(job, file, first, last):
                 self.write(piece)
                 sent += len(piece)
                 await self.flush()
+        except tornado.iostream.StreamClosedError:  # an OSError too: before the origin's errors
+            # The client left (a player seeking elsewhere does so all the time).
+            log.info(f"audio-only: {job.url} file: {part}: the client left after {sent} bytes")
         except RangeRefused as e:
             log.warning(f"audio-only: {job.url}: response ended uncleanly after {sent} of {last + 1 - first} "
                         f"bytes: {e}")
@@ -383,11 +390,8 @@ class FileHandler(tornado.web.RequestHandler):
         except FETCH_ERRORS as e:
             log.warning(f"audio-only: {job.url}: response ended uncleanly after {sent} bytes: the origin: {e!r}")
             self.request.connection.close()
-        except tornado.iostream.StreamClosedError:
-            pass  # the client left
         else:
             job.state.update(origin_read=self.origin_bytes, sent=sent, file_length=file.version.length)
-            part = f"bytes {first}-{last}/{size}" if wanted else f"{size} bytes"
             log.info(f"audio-only: {job.url} file: {part}: {self.origin_bytes} bytes read from the origin, "
                      f"{sent} sent")
 

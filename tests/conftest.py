@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from helpers import MEDIA, STREAM_PATH, Proxy
+from helpers import MEDIA, ROOT, STREAM_PATH, Proxy
 from mp4tools import to_64bit
 from origin import Origin
 
@@ -49,3 +50,18 @@ def proxy(origin, tmp_path_factory) -> Proxy:
     p = Proxy(tmp_path_factory.mktemp("log") / "reverse.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH)
     yield p
     p.stop()
+
+
+@pytest.fixture(scope="session")
+def long_media() -> str:
+    """The 10-minute 720p file in three layouts (scripts/make-long-media, made once and cached)."""
+    r = subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode().strip()
+
+
+@pytest.fixture(scope="session")
+def long_origin(long_media):
+    server = Origin(long_media).start()
+    yield server
+    server.shutdown()

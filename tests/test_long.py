@@ -15,20 +15,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def long_media() -> str:
-    r = subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True, timeout=600)
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout.decode().strip()
-
-
-@pytest.fixture(scope="module")
-def long_origin(long_media):
-    server = Origin(long_media).start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
 def spool_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("spool")
 

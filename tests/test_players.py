@@ -1,0 +1,66 @@
+"""A real range client: headless Chromium's <audio> (Debian's Chromium, driven by Playwright) on the
+10-minute file through the proxy. It seeks to 80% before that part was downloaded, and must land
+there and play on, as it does on the original file. Through the stream path (no ranges) it could not:
+the seek restarts the file, which is why audio-only MP4 is served as a file."""
+
+import pytest
+
+from browser import chromium
+from helpers import STREAM_PATH, Proxy
+
+pytestmark = pytest.mark.e2e
+
+SEEK_AND_PLAY = """async (url) => {
+  const a = document.createElement('audio');
+  a.preload = 'auto';
+  a.src = url;
+  document.body.appendChild(a);
+  await new Promise((ok, bad) => { a.onloadedmetadata = ok; a.onerror = () => bad(a.error && a.error.message); });
+  const duration = a.duration, buffered = a.buffered.length ? a.buffered.end(a.buffered.length - 1) : 0;
+  a.currentTime = duration * 0.8;
+  await new Promise(ok => a.addEventListener('seeked', ok, {once: true}));
+  const landed = a.currentTime;
+  await a.play();
+  await new Promise(ok => setTimeout(ok, 1500));
+  return {duration, buffered, landed, after: a.currentTime, error: a.error && a.error.message};
+}"""
+
+
+def seek_in_chromium(port: int, path: str) -> dict:
+    with chromium() as page:
+        page.set_content("<html><body></body></html>")
+        return page.evaluate(SEEK_AND_PLAY, f"http://127.0.0.1:{port}/{path}")
+
+
+@pytest.fixture(scope="module")
+def players_proxy(long_origin, tmp_path_factory):
+    p = Proxy(tmp_path_factory.mktemp("log") / "players.log", "--mode", f"reverse:{long_origin.url}")
+    yield p
+    p.stop()
+
+
+@pytest.mark.parametrize("name", ["long.mp4", "long_moov_end.mp4"])
+def test_chromium_seeks_to_80_percent_of_an_audio_only_mp4(players_proxy, name):
+    reference = seek_in_chromium(players_proxy.port, name)  # the original file, passed through
+    ours = seek_in_chromium(players_proxy.port, f"{name}?ali_audio_only=1")
+    print(f"\n{name}: original {reference}\n{name}: audio only {ours}")
+    assert reference["landed"] == pytest.approx(480, abs=0.5)
+    assert ours["error"] is None and ours["duration"] == pytest.approx(600, abs=0.15)
+    assert ours["buffered"] < 400  # the seek target was not downloaded before the seek
+    assert ours["landed"] == pytest.approx(480, abs=0.5)
+    assert ours["after"] > ours["landed"] + 0.5  # and it plays on from there
+    # Chromium asked for the part it seeked to with a Range request of its own, 80% into the file.
+    ranges = [line.split(" file: bytes ")[1].split(":")[0] for line in players_proxy.log().splitlines()
+              if f"/{name} file: bytes " in line]
+    spans = [(int(r.split("-")[0]), int(r.split("/")[1])) for r in ranges]
+    assert any(start >= 0.7 * size for start, size in spans), ranges
+
+
+def test_the_stream_path_cannot_seek(long_origin, tmp_path):
+    """Why the file path exists: the streamed answer has no ranges, and Chromium's seek restarts it."""
+    p = Proxy(tmp_path / "stream.log", "--mode", f"reverse:{long_origin.url}", *STREAM_PATH)
+    try:
+        result = seek_in_chromium(p.port, "long.mp4?ali_audio_only=1")
+    finally:
+        p.stop()
+    assert result["landed"] < 5
