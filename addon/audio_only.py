@@ -46,7 +46,7 @@ class AudioOnly:
         self.responses = ResponseRules()
         self.marks = Marks()
         self.files = FileServer(self.responses.origin)
-        self.range_gap = 16 << 10
+        self.range_gap = 256 << 10
         self.view = None  # the content view, while loaded
 
     def load(self, loader):
@@ -137,7 +137,7 @@ class AudioOnly:
             "a player's range requests read the moov from the origin once per file version.",
         )
         loader.add_option(
-            "audio_only_range_gap", str, "16k",
+            "audio_only_range_gap", str, "256k",
             "Audio chunks closer than this in the origin's file are fetched in one Range request, the bytes "
             "between them read and dropped; farther ones in requests of their own.",
         )

@@ -36,7 +36,7 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import httpx
@@ -58,7 +58,9 @@ JOB_HEADER = "x-audio-only-file"  # request header naming the job; stripped befo
 FILE_HEADER = "x-audio-only-served"  # response header: "file" or "relay", read and removed by response.py
 PROBE = 16  # the first read: the version of the file, and its first box header (no media data)
 MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
-MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for (a piece of memory at most)
+MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
+WINDOW = 16  # origin requests of one response in flight at once
+WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 JOB_TTL = 120  # seconds a routed request may take to reach us
 MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer",
@@ -396,31 +398,53 @@ class FileHandler(tornado.web.RequestHandler):
                      f"{sent} sent")
 
     async def body(self, job: Job, file: AudioFile, first: int, last: int):
-        """Output bytes first..last: head bytes, and the audio from the origin in joined requests."""
-        batch: list[tuple[int, int]] = []  # input ranges of the origin request being gathered
+        """Output bytes first..last: head bytes, then the audio from the origin. Up to WINDOW requests
+        are in flight at once (their answers held, at most WINDOW_BYTES, until their turn), so that
+        thousands of small chunks do not each wait for a round trip; they leave in order."""
+        window: deque[asyncio.Task] = deque()
+        held = 0
+        try:
+            for kind, value in self.batches(job, file, first, last):
+                if kind == "head":
+                    yield value
+                    continue
+                size = value[-1][1] - value[0][0]
+                while window and (len(window) >= WINDOW or held + size > WINDOW_BYTES):
+                    piece = await window.popleft()
+                    held -= piece[1]
+                    yield piece[0]
+                window.append(asyncio.ensure_future(self.fetch(job, file, value, size)))
+                held += size
+            while window:
+                yield (await window.popleft())[0]
+        finally:
+            for task in window:
+                task.cancel()
+
+    @staticmethod
+    def batches(job: Job, file: AudioFile, first: int, last: int):
+        """('head', bytes) and ('fetch', input ranges for one origin request) in output order."""
+        batch: list[tuple[int, int]] = []
         for kind, s, e in file.plan.segments(first, last):
             if kind == "head":
-                yield file.plan.head[s:e]
+                yield "head", file.plan.head[s:e]
                 continue
             if batch and (s - batch[-1][1] > job.gap or e - batch[0][0] > MAX_REQUEST):
-                async for piece in self.fetch(job, file, batch):
-                    yield piece
+                yield "fetch", batch
                 batch = []
             batch.append((s, e))
         if batch:
-            async for piece in self.fetch(job, file, batch):
-                yield piece
+            yield "fetch", batch
 
-    async def fetch(self, job: Job, file: AudioFile, batch: list[tuple[int, int]]):
+    async def fetch(self, job: Job, file: AudioFile, batch: list[tuple[int, int]], size: int) -> tuple[bytes, int]:
         """One origin request from the first range's start to the last one's end; only the bytes of
-        the ranges go out, the gaps between them are dropped as they pass."""
+        the ranges are kept, the gaps between them dropped as they pass. (bytes, bytes requested)."""
         start, end = batch[0][0], batch[-1][1]
-        pos, i = start, 0
+        pos, i, out = start, 0, []
         async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
             self.origin_bytes += len(piece)
             view = memoryview(piece)
             piece_end = pos + len(view)
-            out = []
             while i < len(batch) and batch[i][0] < piece_end:
                 s, e = batch[i]
                 lo, hi = max(s, pos), min(e, piece_end)
@@ -430,5 +454,4 @@ class FileHandler(tornado.web.RequestHandler):
                     break
                 i += 1
             pos = piece_end
-            if out:
-                yield b"".join(out)
+        return b"".join(out), size
