@@ -19,7 +19,7 @@ each origin behaviour through the proxy:
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
 Every request's path and headers are recorded in `server.requests`, and the client's port of each in
 `server.peers`. Bodies made on the fly (too big
-for a disk) are served from `server.virtual[path] = (size, pieces factory, content type)`.
+for a disk) are served from `server.virtual[path] = (size, pieces factory, content type[, range reader])`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if "status" in params:
             return self.send_body(int(params["status"]), b"<html>no</html>", "text/html", head)
         if virtual := self.server.virtual.get(path):
-            return self.send_virtual(*virtual, head)
+            return self.send_virtual(*virtual[:3], head, *virtual[3:])
         file = (self.server.root / urllib.parse.unquote(path.lstrip("/"))).resolve()
         if self.server.root not in file.parents or not file.is_file():
             return self.send_body(404, b"<html>not found</html>", "text/html", head)
@@ -176,9 +176,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
             f.seek(start)
             self.finish_body(f.read(end + 1 - start), ctype, head)
 
-    def send_virtual(self, size: int, pieces, ctype: str, head: bool):
-        """A body made on the fly (never on disk), with its Content-Length."""
+    def send_virtual(self, size: int, pieces, ctype: str, head: bool, read_range=None):
+        """A body made on the fly (never on disk), with its Content-Length; ranges too when the body
+        can be made from any offset (read_range(first, last) gives those bytes in pieces)."""
+        rng = self.headers.get("Range", "")
+        if read_range is not None and rng.startswith("bytes="):
+            start, _, end = rng[6:].partition("-")
+            start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", f'"virtual-{size:x}"')
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(end + 1 - start))
+            self.end_headers()
+            if not head:
+                try:
+                    for piece in read_range(start, end):
+                        self.wfile.write(piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            return
         self.send_response(200)
+        if read_range is not None:
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", f'"virtual-{size:x}"')
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(size))
         self.end_headers()
@@ -246,7 +268,7 @@ class Origin(http.server.ThreadingHTTPServer):
         self.range_counts: dict[str, int] = {}  # Range requests per path and query (replace_after)
         self.peers: list[int] = []  # the client's port of each request: a kept-alive connection repeats it
         self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
-        self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type)
+        self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type[, range reader])
 
     def handle_error(self, request, client_address):
         """A client (the proxy) that leaves mid-body is part of the tests, not an error to print."""

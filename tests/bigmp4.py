@@ -85,6 +85,20 @@ class BigMp4:
             yield audio_chunk(i)
             yield _VIDEO
 
+    def range(self, first: int, last: int):
+        """Bytes first..last (inclusive) of the file, in pieces, without making what comes before."""
+        head = self.head + struct.pack(">I4sQ", 1, b"mdat", 16 + self.payload)
+        if first < len(head):
+            yield head[first : last + 1]
+        step = AUDIO_CHUNK + VIDEO_CHUNK
+        pos = max(first, len(head))
+        while pos <= last:
+            i, within = divmod(pos - len(head), step)
+            chunk = audio_chunk(i) + _VIDEO
+            piece = chunk[within : within + last + 1 - pos]
+            yield piece
+            pos += len(piece)
+
     def audio_md5(self) -> str:
         h = hashlib.md5()
         for i in range(self.chunks):

@@ -167,3 +167,65 @@ def test_the_plan_is_read_once_per_file_version(file_proxy, origin):
 def moov_end() -> int:
     data = (MEDIA / "h264_opus.mp4").read_bytes()
     return next(pos + size for kind, pos, header, size in boxes(data) if kind == b"moov")
+
+
+def test_upstream_mode_serves_files_and_keeps_the_connection_upstream(origin, tmp_path):
+    """Through an upstream proxy: the file's Range requests go through it, and a second request on the
+    same client connection, not audio, still goes through it (the file detour is per flow)."""
+    import http.client
+
+    upstream = Proxy(tmp_path / "upstream.log", "--set", "audio_only_domains=nothing.invalid",
+                     "--set", "modify_headers=/~q/X-Through/upstream")
+    ours = Proxy(tmp_path / "ours.log", "--mode", f"upstream:http://127.0.0.1:{upstream.port}")
+    port = origin.server_address[1]
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", ours.port, timeout=30)
+        conn.request("GET", f"http://127.0.0.1:{port}/h264_aac.mp4?ali_audio_only=1&case=upfile",
+                     headers={"Range": "bytes=100-20099"})
+        first = conn.getresponse()
+        body = first.read()
+        assert first.status == 206 and body == extract((MEDIA / "h264_aac.mp4").read_bytes())[100:20100]
+        conn.request("GET", f"http://127.0.0.1:{port}/tiny.mp4?case=upplain")
+        second = conn.getresponse()
+        assert second.status == 200 and second.read() == (MEDIA / "tiny.mp4").read_bytes()
+        conn.close()
+    finally:
+        ours.stop()
+        upstream.stop()
+    ranged = [h for m, p, h in origin.requests if "case=upfile" in p]
+    plain = [h for m, p, h in origin.requests if "case=upplain" in p]
+    assert ranged and all(h.get("X-Through") == "upstream" and "Range" in h for h in ranged)
+    assert plain and all(h.get("X-Through") == "upstream" for h in plain)
+
+
+def test_a_slow_client_holds_the_origin_back(origin, file_proxy):
+    """A client that stops reading: 400 MiB of audio among 425 MiB, far more than the socket buffers on
+    the way hold. While it waits, the origin is asked for only a small part, and memory stays small."""
+    import socket
+
+    from bigmp4 import BigMp4
+    from helpers import rss_mib
+    big = BigMp4(chunks=400)
+    origin.virtual["/slowfile.mov"] = (big.size, big.pieces, "video/quicktime", big.range)
+    try:
+        before = file_proxy.rss()
+        sock = socket.create_connection(("127.0.0.1", file_proxy.port), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /slowfile.mov?ali_audio_only=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"accept-ranges: bytes" in sock.recv(65536).lower()  # served as a file
+        grown = 0.0
+        for _ in range(20):  # 2 s of not reading
+            time.sleep(0.1)
+            grown = max(grown, rss_mib(file_proxy.process.pid) - before)
+        requested = 0
+        for m, p, h in list(origin.requests):
+            if p.startswith("/slowfile.mov") and "Range" in h:
+                first, last = map(int, h["Range"][6:].split("-"))
+                requested += last + 1 - first
+        sock.close()
+    finally:
+        del origin.virtual["/slowfile.mov"]
+    print(f"\nslow client: origin asked for {requested / 2**20:.0f} MiB of {big.size / 2**20:.0f} MiB, "
+          f"proxy RSS grew {grown:.0f} MiB")
+    assert requested < 0.1 * big.size
+    assert grown < 60
