@@ -6,8 +6,10 @@ On the 10-minute 1280x720 30 fps H.264+AAC file (scripts/make-long-media) as moo
 moov-last MP4 and FLV, prints the median of N runs of:
   1. the core in-process: input throughput;
   2. python -m extractor IN OUT against ffmpeg -i IN -vn -c:a copy OUT;
-  3. through mitmdump on 127.0.0.1: audio-only vs streamed passthrough (stream_large_bodies=1m) vs
-     the origin direct: wall time (curl), time to the first body byte, ratio;
+  3. one GET through mitmdump on 127.0.0.1, by path: streamed passthrough (stream_large_bodies=1m),
+     audio-only as a file (two range gaps) and as a stream, against the origin direct: wall time
+     (curl), time to the first body byte, bytes sent and bytes asked of the origin; 3b. the same
+     from an origin limited to 40 MB/s per connection;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
   5. the added latency of a live FLV paced in real time (per audio tag).
 """
@@ -87,20 +89,54 @@ def first_body_byte(port: int, path: str) -> float:
     return elapsed
 
 
-def through_proxy(origin: Origin, name: str, runs: int) -> dict[str, tuple[float, float, int]]:
-    """label -> (first body byte, total time, bytes received), medians."""
-    proxy = mitmdump(origin, "--set", "stream_large_bodies=1m")
-    try:
-        results = {}
-        for label, port, path in (("origin direct", origin.server_address[1], f"/{name}"),
-                                  ("passthrough", proxy.port, f"/{name}"),
-                                  ("audio-only", proxy.port, f"/{name}?ali_audio_only=1")):
-            samples = [curl(f"http://127.0.0.1:{port}{path}") for _ in range(runs)]
-            first = median(first_body_byte(port, path) for _ in range(runs))
-            results[label] = (first, median(s[1] for s in samples), samples[0][2])
-        return results
-    finally:
-        proxy.stop()
+PATHS = {
+    "passthrough": ((), ""),
+    "file, gap 256k": ((), "?ali_audio_only=1"),
+    "file, gap 16k": (("--set", "audio_only_range_gap=16k"), "?ali_audio_only=1"),
+    "stream": (("--set", "audio_only_origin_ranges=false"), "?ali_audio_only=1"),
+}
+
+
+def origin_bytes(origin: Origin, since: int, name: str) -> int:
+    """Bytes the origin was asked for since request number `since`: Range lengths, or the whole file."""
+    size = (origin.root / name).stat().st_size
+    total = 0
+    for method, path, headers in origin.requests[since:]:
+        if path.split("?")[0] != f"/{name}":
+            continue
+        if "Range" in headers:
+            first, last = map(int, headers["Range"][6:].split("-"))
+            total += min(last, size - 1) + 1 - first
+        else:
+            total += size
+    return total
+
+
+def through_proxy(origin: Origin, name: str, runs: int, paths=PATHS, suffix: str = "") -> dict[str, tuple]:
+    """label -> (first body byte, total time, bytes received, bytes asked of the origin), medians."""
+    results = {}
+    first_samples = [curl(f"http://127.0.0.1:{origin.server_address[1]}/{name}") for _ in range(runs)]
+    results["origin direct"] = (median(s[0] for s in first_samples), median(s[1] for s in first_samples),
+                                first_samples[0][2], first_samples[0][2])
+    for label, (options, query) in paths.items():
+        proxy = mitmdump(origin, "--set", "stream_large_bodies=1m", *options)
+        try:
+            path = f"/{name}{query}{suffix}"
+            since = len(origin.requests)
+            samples = [curl(f"http://127.0.0.1:{proxy.port}{path}") for _ in range(runs)]
+            asked = origin_bytes(origin, since, name) // runs
+            first = median(first_body_byte(proxy.port, path) for _ in range(runs))
+            results[label] = (first, median(s[1] for s in samples), samples[0][2], asked)
+        finally:
+            proxy.stop()
+    return results
+
+
+def print_table(results: dict) -> None:
+    base = results["passthrough"][1]
+    for label, (first, total, sent, asked) in results.items():
+        print(f"   {label:16s} {total:8.3f} s  first byte {first * 1000:7.1f} ms  {total / base:5.2f}x passthrough"
+              f"  sent {sent / 1e6:7.1f} MB  asked of the origin {asked / 1e6:7.1f} MB")
 
 
 def concurrent_rss(origin: Origin, name: str) -> tuple[float, float]:
@@ -169,13 +205,18 @@ def main() -> None:
     origin = Origin(media).start()
     small = Origin(ROOT / "tests" / "media").start()
     try:
-        print("\n3. Through mitmdump on 127.0.0.1: total time (curl) / first body byte")
-        print(f"   {'':16s} {'origin direct':>22s} {'passthrough':>22s} {'audio-only':>22s}  audio-only / passthrough")
+        print("\n3. One GET through mitmdump on 127.0.0.1 (curl), by path: passthrough, the file path with two gaps,")
+        print("   the stream path; what the client got and what the origin was asked for")
         for label, name in FILES.items():
-            r = through_proxy(origin, name, runs)
-            cells = "".join(f"{r[k][1]:9.3f} s /{r[k][0] * 1000:6.1f} ms " for k in ("origin direct", "passthrough", "audio-only"))
-            print(f"   {label:16s} {cells} {r['audio-only'][1] / r['passthrough'][1]:5.2f}"
-                  f"   ({r['audio-only'][2] / 1e6:.1f} MB of {r['passthrough'][2] / 1e6:.1f} MB sent)")
+            paths = PATHS if name.endswith(".mp4") else {k: PATHS[k] for k in ("passthrough", "stream")}
+            print(f"   {label}:")
+            print_table(through_proxy(origin, name, runs, paths))
+        slow = Origin(media, rate=40e6).start()
+        try:
+            print("\n3b. The same from an origin sending 40 MB/s per connection, MP4 moov first (one run)")
+            print_table(through_proxy(slow, "long.mp4", 1))
+        finally:
+            slow.shutdown()
         if not args.quick:
             print("\n4. Proxy memory with 4 concurrent audio-only responses of the file")
             for label, name in FILES.items():

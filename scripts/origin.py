@@ -145,7 +145,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not head:
             with open(file, "rb") as f:
                 try:
-                    self.connection.sendfile(f)
+                    if self.server.rate:
+                        self.write_paced(f.read())
+                    else:
+                        self.connection.sendfile(f)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
@@ -174,7 +177,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("ETag", etag)
         with open(file, "rb") as f:
             f.seek(start)
-            self.finish_body(f.read(end + 1 - start), ctype, head)
+            body = f.read(end + 1 - start)
+        if self.server.rate and not head:
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.write_paced(body)
+        self.finish_body(body, ctype, head)
+
+    def write_paced(self, body: bytes) -> None:
+        """The body at the server's rate (bytes a second, per connection), as a distant origin sends."""
+        start, piece = time.monotonic(), 65536
+        for i in range(0, len(body), piece):
+            if (ahead := start + i / self.server.rate - time.monotonic()) > 0:
+                time.sleep(ahead)
+            self.wfile.write(body[i : i + piece])
 
     def send_virtual(self, size: int, pieces, ctype: str, head: bool, read_range=None):
         """A body made on the fly (never on disk), with its Content-Length; ranges too when the body
@@ -260,8 +277,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Origin(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root: Path, port: int = 0):
+    def __init__(self, root: Path, port: int = 0, rate: float = 0):
         super().__init__(("127.0.0.1", port), Handler)
+        self.rate = rate  # bytes a second per connection for files and ranges (0: as fast as it goes)
         self.root = Path(root).resolve()
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
