@@ -122,10 +122,10 @@ class ExtractionStream:
             return False
         return int.from_bytes(waiting, sys.byteorder) > 0
 
-    def summary(self) -> str:
+    def summary(self, path: str = "") -> str:
         x = self.extractor
         saved = 1 - x.bytes_out / x.bytes_in if x.bytes_in else 0.0
-        return (f"{self.format}: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
+        return (f"{self.format}{' ' + path if path else ''}: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
                 f"{time.monotonic() - self.started:.2f}s")
 
     def log_done(self) -> None:
@@ -133,7 +133,7 @@ class ExtractionStream:
         self.flow.metadata.setdefault(META, {}).update(bytes_in=x.bytes_in, bytes_out=x.bytes_out)
         for warning in self.extractor.warnings:
             log.warning(f"audio-only: {self.flow.request.pretty_url}: {warning}")
-        log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary()}")
+        log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary('stream')}")
 
     def watch_origin(self, timeout: float) -> None:
         """End the response if the origin sends nothing for `timeout` seconds: mitmproxy itself would

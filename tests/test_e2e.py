@@ -57,7 +57,7 @@ def test_one_log_line_per_extracted_response(proxy):
     reply = http_get(proxy.port, f"{FLV}?ali_audio_only=1&logline=1")
     log = proxy.wait_for_log("logline=1 flv")
     line = next(l for l in log.splitlines() if "logline=1 flv" in l)
-    assert f"{289581} bytes in, {len(reply.body)} out" in line and "saved" in line
+    assert f"logline=1 flv stream: {289581} bytes in, {len(reply.body)} out" in line and "saved" in line
 
 
 @pytest.mark.parametrize("value", [None, "0", "2", "true", "", "01"])
