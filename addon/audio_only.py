@@ -19,6 +19,7 @@ The extraction itself is the sans-IO core in `extractor/`.
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import logging
 import sys
@@ -45,7 +46,7 @@ class AudioOnly:
         self.requests = RequestRules()
         self.responses = ResponseRules()
         self.marks = Marks()
-        self.files = FileServer(self.responses.origin)
+        self.files = FileServer(self.responses.origin, self.responses.relayed)
         self.range_gap = 256 << 10
         self.view = None  # the content view, while loaded
 
@@ -154,8 +155,10 @@ class AudioOnly:
         if "audio_only_range_gap" in updated:
             self.range_gap = parse_size("audio_only_range_gap", minimum=0)
 
-    async def running(self):
-        await self.files.start()
+    def running(self):
+        # Hooks stay synchronous: mitmproxy calls running and done without awaiting when it reloads
+        # an edited script, and refuses coroutines there.
+        self.files.start()
         if broken := internals.reaches_that_broke():
             log.warning(f"audio-only: this mitmproxy lacks {', '.join(broken)}: unclean ends wait for the origin's "
                         f"body, and output is not coalesced (see addon/internals.py)")
@@ -175,13 +178,16 @@ class AudioOnly:
         self.responses.failed(flow)
         self.marks.error(flow)
 
-    async def done(self):
+    def done(self):
         if self.view is not None:
             contentview.unregister(self.view)
             self.view = None
         self.marks.done()
-        await self.files.stop()
-        await self.responses.origin.close()
+        self.files.stop()
+        try:  # the pools' connections close on the loop, which goes on for a while after this hook
+            self.closing = asyncio.get_running_loop().create_task(self.responses.origin.close())
+        except RuntimeError:  # no loop: nothing was opened
+            pass
 
 
 addons = [AudioOnly()]

@@ -11,19 +11,22 @@ connections, for what it needs and nothing more:
 
 1. a probe (the first 16 bytes): the status, the validator (strong ETag, else Last-Modified), the
    length, and the first box header. An origin without ranges or a validator, a body that is not
-   an MP4 with its moov readable this way, or a fragmented file: the request is answered as a relay of
-   the origin's whole response, and mitmproxy's stream extraction applies to it as to any other;
+   an MP4 with its moov readable this way, or a fragmented file: the origin's answer to a request
+   for the whole file is relayed as it is, and mitmproxy's stream extraction applies to it as to any
+   other;
 2. unless cached, the top level (each box header read with a 16-byte Range request, then the ftyp
    and the moov; of the media data only what follows an 8-byte mdat header in those 16 bytes), planned into a FilePlan in
    a worker thread, off the event loop, and cached (by URL, validator and cut, bounded in bytes);
 3. for a GET, the audio of the bytes asked for: neighbouring chunks joined into one request when the
    bytes between them are fewer than audio_only_range_gap, each answer checked (206, the range asked
-   for, the same length and validator), streamed through with backpressure (the client's pace holds
-   the origin back). A file replaced at the origin while a response is in flight ends that response
-   uncleanly (short of its Content-Length), with a warning; never two versions in one body.
+   for, the same length and validator). Up to WINDOW requests (WINDOW_BYTES of the input) are read
+   ahead of what the client has taken; beyond that the client's pace holds the origin back. A file
+   replaced at the origin while a response is in flight ends that response uncleanly (short of its
+   Content-Length), with a warning; never two versions in one body (as far as the validator can
+   tell: an origin with only a Last-Modified date cannot tell two versions of one second and length).
 
-The answer follows RFC 9110: 200 with Content-Length, Accept-Ranges and a strong ETag derived from
-the origin's validator (and the cut); 206 for one range (`a-b`, `a-`, `-n`) with Content-Range; 416
+The answer follows RFC 9110: 200 with Content-Length, Accept-Ranges, an ETag derived from the
+origin's validator (and the cut), and the origin's other end-to-end headers (CORS, caching, cookies); 206 for one range (`a-b`, `a-`, `-n`) with Content-Range; 416
 with `bytes */N` for a range past the end; several ranges get the whole 200; If-Range (our ETag, or
 the origin's Last-Modified date) decides between the range and the whole 200; If-None-Match with our
 ETag gives 304; HEAD gives the headers of the GET and reads no media data.
@@ -79,6 +82,7 @@ class Job:
     gap: int
     url: str
     state: dict  # the flow's metadata["audio_only"]: what was served is written back there
+    flow_id: str
     made: float = field(default_factory=time.monotonic)
 
 
@@ -88,6 +92,7 @@ class AudioFile:
     version: OriginVersion
     etag: str
     last_modified: str | None
+    headers: list[tuple[str, str]] = field(default_factory=list)  # the origin's, that hold for our bytes too
 
 
 class PlanCache:
@@ -116,14 +121,16 @@ class PlanCache:
 class FileServer:
     """The server, its pending jobs and its cache; made by the addon, started when mitmproxy runs."""
 
-    def __init__(self, origin: OriginClient):
+    def __init__(self, origin: OriginClient, relayed: dict[str, Target]):
         self.origin = origin
+        self.relayed = relayed  # flow id -> the origin file, for the response side of a relayed flow
         self.jobs: dict[str, Job] = {}
+        self.relayed_at: dict[str, float] = {}  # when each entry of `relayed` was made (dropped after JOB_TTL)
         self.cache = PlanCache(64 << 20)
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
 
-    async def start(self) -> None:
+    def start(self) -> None:
         if self.server is not None:
             return
         app = tornado.web.Application([(r".*", FileHandler, {"files": self})], compress_response=False)
@@ -132,10 +139,10 @@ class FileServer:
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """No new connections; those open end with mitmproxy (a script reload keeps them until then)."""
         if self.server is not None:
             self.server.stop()
-            await self.server.close_all_connections()
             self.server = None
 
     def route_if_wanted(self, flow: http.HTTPFlow, max_header: int, gap: int) -> None:
@@ -151,12 +158,15 @@ class FileServer:
         now = time.monotonic()
         for token in [t for t, job in self.jobs.items() if now - job.made > JOB_TTL]:
             del self.jobs[token]
+        for flow_id in [f for f, made in self.relayed_at.items() if now - made > JOB_TTL]:
+            self.relayed.pop(flow_id, None)
+            del self.relayed_at[flow_id]
         token = secrets.token_hex(12)
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
         self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
-                               max_header, gap, flow.request.pretty_url, state)
+                               max_header, gap, flow.request.pretty_url, state, flow.id)
         flow.request.headers[JOB_HEADER] = token
-        state["origin"] = (flow.request.scheme, flow.request.host, flow.request.port)
+        state["origin"] = (flow.request.scheme, flow.request.host, flow.request.port, flow.request.host_header)
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.port
         # A Server of its own, direct (no upstream proxy: ours is on this machine), so that this flow's
         # detour changes nothing for the client connection's other requests.
@@ -170,11 +180,16 @@ class FileServer:
         response = await self.origin.open(job.target, headers=[("Range", f"bytes=0-{PROBE - 1}")])
         version = probe_version(response)
         if version is None:
-            return response  # no ranges, no validator, an error status...: relayed as it is
+            if response.status_code != 206 and job.method == "GET":
+                return response  # the origin ignored the range (or failed): its answer is the whole story
+            # A 206 without a validator or a length, a 416...: the whole file, asked for anew, is relayed.
+            await response.aclose()
+            return await self.origin.open(job.target, method=job.method)
         key = (job.url, version, job.seek_part)
+        kept = kept_headers(response.headers)
         if (entry := self.cache.get(key)) is not None:
             await response.aclose()
-            return entry
+            return AudioFile(entry.plan, entry.version, entry.etag, entry.last_modified, kept)
         head = b"".join([piece async for piece in response.aiter_raw()])
         await response.aclose()
         try:
@@ -187,7 +202,7 @@ class FileServer:
             return await self.origin.open(job.target, method=job.method)
         for warning in plan.warnings:
             log.warning(f"audio-only: {job.url}: {warning}")
-        entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version))
+        entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version), kept)
         self.cache.put(key, entry)
         return entry
 
@@ -226,6 +241,19 @@ def box_at(header: bytes, pos: int, length: int) -> Box:
     return Box(box.type, pos, box.header, box.size)
 
 
+# Headers of the origin's answer that describe its bytes, or the connection: ours are set anew.
+NOT_KEPT = HOP_BY_HOP | {"content-length", "content-range", "content-type", "accept-ranges", "etag", "last-modified",
+                         "content-md5", "digest", "content-encoding", "date", "server"}
+# What a 304 carries of them (RFC 9110, 15.4.5).
+KEPT_IN_304 = {"cache-control", "expires", "vary", "content-location"}
+
+
+def kept_headers(headers) -> list[tuple[str, str]]:
+    """The origin's end-to-end headers that hold for the audio-only file as well (CORS, caching,
+    cookies, disposition...)."""
+    return [(k, v) for k, v in headers.multi_items() if k.lower() not in NOT_KEPT]
+
+
 def probe_version(response) -> OriginVersion | None:
     """The file's version from the answer to our probe, when the origin serves it as a file: a 206
     with a Content-Range giving the whole length, and a strong ETag or a Last-Modified."""
@@ -240,11 +268,13 @@ def probe_version(response) -> OriginVersion | None:
 
 
 def our_etag(version: OriginVersion, seek_part: str) -> str:
-    """A strong ETag for the audio-only file of this version of the origin's file (and this cut)."""
+    """An ETag for the audio-only file of this version of the origin's file (and this cut): strong
+    when the origin's is, weak when only a Last-Modified date names the version."""
     if version.validator.startswith('"'):
         return f'"{version.validator[1:-1]}-audio{seek_part}"'
+    # A date has a one-second grain: what it names is only weakly the same bytes.
     token = re.sub(r"[^0-9A-Za-z]", "", version.validator)
-    return f'"lm{token}-{version.length}-audio{seek_part}"'
+    return f'W/"lm{token}-{version.length}-audio{seek_part}"'
 
 
 def version_date(version: OriginVersion) -> str | None:
@@ -326,6 +356,8 @@ class FileHandler(tornado.web.RequestHandler):
 
     async def relay(self, job: Job, response) -> None:
         """The origin's answer as it is, for mitmproxy's stream extraction to work on."""
+        self.files.relayed[job.flow_id] = job.target
+        self.files.relayed_at[job.flow_id] = time.monotonic()
         try:
             self.set_status(response.status_code, response.reason_phrase or None)
             for name, value in response.headers.multi_items():
@@ -347,20 +379,26 @@ class FileHandler(tornado.web.RequestHandler):
 
     async def serve_file(self, job: Job, file: AudioFile) -> None:
         size = file.plan.size
+        conditions = job.conditions
+        not_modified = "if-none-match" in conditions and etag_matches(conditions["if-none-match"], file.etag, weak=True)
+        for name, value in file.headers:
+            if not not_modified or name.lower() in KEPT_IN_304:
+                self.add_header(name, value)
         self.set_header("Content-Type", "audio/mp4")
         self.set_header("Accept-Ranges", "bytes")
         self.set_header("ETag", file.etag)
         if file.last_modified:
             self.set_header("Last-Modified", file.last_modified)
         self.set_header(FILE_HEADER, "file")
-        conditions = job.conditions
-        if (inm := conditions.get("if-none-match")) and etag_matches(inm, file.etag, weak=True):
+        if not_modified:
             self.set_status(304)
             return
-        wanted = parse_range(conditions["range"], size) if "range" in conditions else None
+        # Range counts for GET only (RFC 9110, 14.2): a HEAD gets the headers of the whole file.
+        wanted = parse_range(conditions["range"], size) if "range" in conditions and job.method == "GET" else None
         if wanted is not None and "if-range" in conditions:
             if_range = conditions["if-range"].strip()
-            if not (if_range == file.etag or (file.last_modified and if_range == file.last_modified)):
+            strong_etag = not file.etag.startswith("W/") and if_range == file.etag
+            if not (strong_etag or (file.last_modified and if_range == file.last_modified)):
                 wanted = None  # another version than the client has: the whole file
         if wanted == "unsatisfiable":
             self.set_status(416)

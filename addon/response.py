@@ -164,6 +164,8 @@ class ResponseRules:
         self.max_header = extractor.DEFAULT_MAX_HEADER
         self.max_spool = 4 << 30
         self.origin = OriginClient()
+        # Where relayed flows really went (file_server.py): their server connection is our own server.
+        self.relayed: dict[str, Target] = {}
 
     def configure(self, updated) -> None:
         if "audio_only_max_header" in updated:
@@ -190,7 +192,9 @@ class ResponseRules:
             return None
         if state and state.get("file"):  # the answer of our file server (file_server.py)
             # The request went to us; what it shows (mitmweb, the log) is where it was for.
-            flow.request.scheme, flow.request.host, flow.request.port = state["origin"]
+            scheme, host, port, host_header = state["origin"]
+            flow.request.scheme, flow.request.host, flow.request.port = scheme, host, port
+            flow.request.host_header = host_header
             flow.request.headers.pop(JOB_HEADER, None)
             served = response.headers.pop(FILE_HEADER, "relay")
             state["served"] = served
@@ -220,6 +224,10 @@ class ResponseRules:
         if fmt == "mp4" and seek and seek.start and version:
             return self.check_seek_then_extract(flow, fmt, state, seek, version)
         self.start_extraction(flow, fmt, state, seek, version)
+
+    def target(self, flow: http.HTTPFlow) -> Target:
+        """The origin file of a flow, for our own Range requests."""
+        return self.relayed.get(flow.id) or Target.of(flow)
         return None
 
     async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek: extractor.SeekRange,
@@ -228,7 +236,7 @@ class ResponseRules:
         that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
         start past the end ends the response uncleanly instead."""
         try:
-            moov = await asyncio.wait_for(self.origin.fetch_moov(Target.of(flow), version, self.max_header), TAIL_TIMEOUT)
+            moov = await asyncio.wait_for(self.origin.fetch_moov(self.target(flow), version, self.max_header), TAIL_TIMEOUT)
         except FETCH_ERRORS as e:
             log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
             moov = None
@@ -253,7 +261,7 @@ class ResponseRules:
         )
         fetch_tail = None
         if version and ctx.options.audio_only_fetch_moov:
-            target = Target.of(flow)
+            target = self.target(flow)
 
             def fetch_tail(offset: int, limit: int):
                 return self.origin.fetch_range(target, offset, limit, version)

@@ -12,6 +12,8 @@ each origin behaviour through the proxy:
   slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
   stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
   trickle=N    send N bytes of the body, then one byte every 0.1 s (never silent for long)
+  noetag=1     no ETag; lastmod=1: a Last-Modified; cors=1: Access-Control-Allow-Origin and
+               Cache-Control, as a CDN would add
   replaced=F   Range requests are answered from file F, as if the file had been replaced since the
                200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
                under a new ETag; replaced=shift: a range one byte later than the one asked for;
@@ -24,6 +26,7 @@ for a disk) are served from `server.virtual[path] = (size, pieces factory, conte
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import http.server
 import struct
@@ -78,7 +81,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not (params.keys() & {"live", "gzip", "chunk", "die", "slow", "stall", "trickle"}):
             if (rng := self.headers.get("Range", "")).startswith("bytes=") and "norange" not in params:
                 return self.send_range(file, rng, ctype, head, params)
-            return self.send_file(file, ctype, head, ranges="norange" not in params)
+            return self.send_file(file, ctype, head, ranges="norange" not in params, params=params)
         data = file.read_bytes()
         if params.get("live"):
             return self.send_live(data, ctype)
@@ -132,13 +135,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.finish_body(data, ctype, head)
 
-    def send_file(self, file: Path, ctype: str, head: bool, ranges: bool = True):
+    def send_validators(self, file: Path, etag: str, params: dict) -> None:
+        """ETag (unless noetag=1), Last-Modified (lastmod=1), and headers a CDN adds (cors=1)."""
+        if "noetag" not in params:
+            self.send_header("ETag", etag)
+        if "lastmod" in params:
+            self.send_header("Last-Modified", email.utils.formatdate(int(file.stat().st_mtime), usegmt=True))
+        if "cors" in params:
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Cache-Control", "max-age=60")
+
+    def send_file(self, file: Path, ctype: str, head: bool, ranges: bool = True, params: dict | None = None):
         """The plain case, with sendfile: the origin must not be what a benchmark measures."""
         size = file.stat().st_size
         self.send_response(200)
         if ranges:
             self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{size:x}-{int(file.stat().st_mtime):x}"')
+        self.send_validators(file, f'"{size:x}-{int(file.stat().st_mtime):x}"', params or {})
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(size))
         self.end_headers()
@@ -166,15 +179,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         etag = f'"{size:x}-{int(file.stat().st_mtime):x}"'
         if replaced == "same":
             etag = '"replaced"'
-        if (if_range := self.headers.get("If-Range")) and if_range != etag and not replaced:
-            return self.send_file(file, ctype, head)
+        current = {etag, email.utils.formatdate(int(file.stat().st_mtime), usegmt=True)}
+        if (if_range := self.headers.get("If-Range")) and if_range not in current and not replaced:
+            return self.send_file(file, ctype, head, params=params)
         start, _, end = rng[6:].partition("-")
         start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
         if replaced == "shift":
             start, end = start + 1, min(end + 1, size - 1)
         self.send_response(206)
         self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("ETag", etag)
+        self.send_validators(file, etag, params)
         with open(file, "rb") as f:
             f.seek(start)
             body = f.read(end + 1 - start)

@@ -229,3 +229,49 @@ def test_a_slow_client_holds_the_origin_back(origin, file_proxy):
           f"proxy RSS grew {grown:.0f} MiB")
     assert requested < 0.1 * big.size
     assert grown < 60
+
+
+def test_an_origin_with_ranges_but_no_validator_gets_the_whole_audio_streamed(file_proxy):
+    """Without an ETag or a Last-Modified a file cannot be checked across requests: streamed, and the
+    client gets the whole audio, never the answer to our probe."""
+    for method in ("GET", "HEAD"):
+        r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1&noetag=1", method=method)
+        assert r.status == 200 and r.clean and r.headers["transfer-encoding"] == "chunked"
+        assert "content-range" not in r.headers and "accept-ranges" not in r.headers
+        if method == "GET":
+            assert r.body == extract((MEDIA / "h264_aac.mp4").read_bytes())
+
+
+def test_a_last_modified_origin_gets_a_weak_etag_and_if_range_by_date(file_proxy):
+    path = "/h264_aac.mp4?ali_audio_only=1&noetag=1&lastmod=1"
+    whole = http_get(file_proxy.port, path)
+    assert whole.status == 200 and whole.headers["etag"].startswith('W/"lm')
+    date = whole.headers["last-modified"]
+    r = http_get(file_proxy.port, path, headers={"Range": "bytes=10-19", "If-Range": date})
+    assert r.status == 206 and r.body == whole.body[10:20]
+    r = http_get(file_proxy.port, path, headers={"Range": "bytes=10-19", "If-Range": whole.headers["etag"]})
+    assert r.status == 200 and r.body == whole.body  # a weak ETag never satisfies If-Range
+
+
+def test_the_origins_other_headers_are_kept(file_proxy):
+    path = "/h264_aac.mp4?ali_audio_only=1&cors=1"
+    r = http_get(file_proxy.port, path)
+    assert r.headers["access-control-allow-origin"] == "*" and r.headers["cache-control"] == "max-age=60"
+    r = http_get(file_proxy.port, path, headers={"If-None-Match": r.headers["etag"]})
+    assert r.status == 304 and r.headers["cache-control"] == "max-age=60"
+
+
+def test_head_ignores_range(file_proxy):
+    whole = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1")
+    r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1", method="HEAD", headers={"Range": "bytes=0-9"})
+    assert r.status == 200 and r.headers["content-length"] == str(len(whole.body))
+
+
+def test_a_relayed_flow_reads_its_moov_from_the_origin(file_proxy, origin):
+    """A fragmented file is relayed to the stream path; its seek check still asks the origin for the
+    moov (not our own server, which the flow's connection went to)."""
+    r = http_get(file_proxy.port, "/frag_moof_base.mp4?ali_audio_only=1&start=1&case=relaymoov")
+    assert r.status == 200 and r.clean
+    ranged = [h["Range"] for m, p, h in origin.requests if "case=relaymoov" in p and "Range" in h]
+    assert len(ranged) >= 3  # our probe and box walk, then the seek check's own
+    assert "could not read the moov before answering" not in file_proxy.log()
