@@ -2,7 +2,8 @@
 
     scripts/serve                 (or: .venv/bin/python scripts/demo.py [--port 8080])
 
-Prints URLs to try, then runs until Ctrl-C.
+Prints the demo page's URL (every sample beside its audio-only self, see demo_page.py) and URLs to
+try with curl, then runs until Ctrl-C.
 """
 
 import argparse
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import demo_page
 from origin import Origin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +44,7 @@ def main() -> int:
     args = parser.parse_args()
 
     origin = Origin(MEDIA).start()
+    demo_page.mount(origin, MEDIA)
     port = pick_port(args.port)
     mitmdump = Path(sys.executable).parent / "mitmdump"
     proxy = subprocess.Popen([
@@ -66,8 +69,9 @@ def main() -> int:
     edge = f"http://127.0.0.1:{port}"
     names = sorted(p.name for p in MEDIA.iterdir() if p.suffix in (".flv", ".mp4", ".m4a", ".mov"))
     print(f"\nAudio-only edge on {edge}, in front of the origin {origin.url} ({MEDIA.relative_to(ROOT)}/).")
+    print(f"\n  Open {edge}/ in a browser: every sample beside its audio-only self, to play and compare.\n")
     print("Sample files:", ", ".join(names))
-    print("Try:")
+    print("Or try:")
     print(f"  curl -o audio.flv '{edge}/h264_aac.flv?ali_audio_only=1'   # only metadata and audio, chunked")
     print(f"  curl -o video.flv '{edge}/h264_aac.flv'                    # the origin's file, untouched")
     print(f"  curl -o live.flv  '{edge}/h264_aac.flv?ali_audio_only=1&live=1'  # paced like a live stream")

@@ -19,7 +19,7 @@ each origin behaviour through the proxy:
                under a new ETag; replaced=shift: a range one byte later than the one asked for;
                with replace_after=N, only Range requests after the first N of this URL are
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
-Every request's path and headers are recorded in `server.requests`, and the client's port of each in
+Pages (the demo's) are served from `server.pages[path] = (body, content type)`. Every request's path and headers are recorded in `server.requests`, and the client's port of each in
 `server.peers`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type[, range reader])`.
 """
@@ -70,6 +70,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:  # the two lists stay in step across the handler threads
             self.server.requests.append((self.command, self.path, dict(self.headers.items())))
             self.server.peers.append(self.client_address[1])
+        if page := self.server.pages.get(path):
+            return self.send_body(200, page[0], page[1], head)
         if "status" in params:
             return self.send_body(int(params["status"]), b"<html>no</html>", "text/html", head)
         if virtual := self.server.virtual.get(path):
@@ -300,6 +302,7 @@ class Origin(http.server.ThreadingHTTPServer):
         self.range_counts: dict[str, int] = {}  # Range requests per path and query (replace_after)
         self.peers: list[int] = []  # the client's port of each request: a kept-alive connection repeats it
         self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
+        self.pages: dict[str, tuple[bytes, str]] = {}  # path: (body, content type), served before files
         self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type[, range reader])
 
     def handle_error(self, request, client_address):

@@ -26,6 +26,10 @@ def test_serve_demo_prints_a_url_that_gives_audio_only(tmp_path):
                 break
         else:
             pytest.fail("no URLs printed:\n" + "".join(lines))
+        page = re.search(r"Open (http://\S+/) in a browser", "".join(lines))
+        assert page, "".join(lines)
+        r = subprocess.run(["curl", "-sS", page[1]], capture_output=True, timeout=60)
+        assert b"<h1>Audio-only edge</h1>" in r.stdout and b"h264_aac.flv?ali_audio_only=1" in r.stdout
         urls = dict(re.findall(r"curl -o (\S+) +'([^']+ali_audio_only=1[^']*)'", "".join(lines)))
         assert {"audio.flv", "audio.mp4", "late.m4a", "frag.mp4"} <= set(urls)
         for name in ("audio.flv", "audio.mp4", "late.m4a", "frag.mp4"):
