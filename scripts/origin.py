@@ -19,8 +19,8 @@ each origin behaviour through the proxy:
                under a new ETag; replaced=shift: a range one byte later than the one asked for;
                with replace_after=N, only Range requests after the first N of this URL are
 Range requests get a 206 (so a test sees at once if a Range reached the origin).
-Pages (the demo's) are served from `server.pages[path] = (body, content type)`. Every request's path and headers are recorded in `server.requests`, and the client's port of each in
-`server.peers`. Bodies made on the fly (too big
+Pages (the demo's) are served from `server.pages[path] = (body, content type)`. Every request's path
+and headers are recorded in `server.requests`, and the client's port of each in `server.peers`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type[, range reader])`.
 """
 
