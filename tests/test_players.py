@@ -64,3 +64,37 @@ def test_the_stream_path_cannot_seek(long_origin, tmp_path):
     finally:
         p.stop()
     assert result["landed"] < 5
+
+
+PLAY_TO_THE_END = """async ([url, tag]) => {
+  const el = document.createElement(tag);
+  el.muted = true;
+  el.src = url;
+  document.body.appendChild(el);
+  await new Promise((ok, bad) => { el.onloadedmetadata = ok; el.onerror = () => bad(el.error && el.error.message); });
+  const duration = el.duration;
+  el.playbackRate = 4;
+  await el.play();
+  await new Promise(ok => { el.onended = ok; setTimeout(ok, 8000); });
+  return {duration, ended: el.ended, at: el.currentTime, error: el.error && el.error.message};
+}"""
+
+
+@pytest.fixture(scope="module")
+def small_proxy(origin, tmp_path_factory):
+    p = Proxy(tmp_path_factory.mktemp("log") / "small-players.log", "--mode", f"reverse:{origin.url}")
+    yield p
+    p.stop()
+
+
+@pytest.mark.parametrize("name", ["h264_aac.mp4", "moov_end.mp4"])
+@pytest.mark.parametrize("tag", ["audio", "video"])
+def test_audio_and_video_elements_play_an_audio_only_mp4_to_its_end(small_proxy, name, tag):
+    from helpers import MEDIA, streams
+
+    audio = float(next(s for s in streams(MEDIA / name) if s["codec_type"] == "audio")["duration"])
+    with chromium() as page:
+        page.set_content("<html><body></body></html>")
+        r = page.evaluate(PLAY_TO_THE_END, [f"http://127.0.0.1:{small_proxy.port}/{name}?ali_audio_only=1", tag])
+    assert r["error"] is None and r["ended"], r
+    assert r["duration"] == pytest.approx(audio, abs=0.15), (r, audio)
