@@ -275,3 +275,16 @@ def test_a_relayed_flow_reads_its_moov_from_the_origin(file_proxy, origin):
     ranged = [h["Range"] for m, p, h in origin.requests if "case=relaymoov" in p and "Range" in h]
     assert len(ranged) >= 3  # our probe and box walk, then the seek check's own
     assert "could not read the moov before answering" not in file_proxy.log()
+
+
+def test_an_http2_client_gets_the_file_and_its_ranges(file_proxy, tmp_path):
+    import subprocess
+    whole = extract((MEDIA / "moov_end.mp4").read_bytes())
+    for extra, want, status in (([], whole, "200"), (["-r", "1000-1999"], whole[1000:2000], "206")):
+        out = tmp_path / "h2.m4a"
+        r = subprocess.run(["curl", "-sSk", "--http2", "-D", "-", "-o", str(out), *extra,
+                            f"https://127.0.0.1:{file_proxy.port}/moov_end.mp4?ali_audio_only=1"],
+                           capture_output=True, timeout=60)
+        headers = r.stdout.decode()
+        assert r.returncode == 0 and headers.startswith(f"HTTP/2 {status}"), headers
+        assert f"content-length: {len(want)}" in headers.lower() and out.read_bytes() == want
