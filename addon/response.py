@@ -240,7 +240,8 @@ class ResponseRules:
         except FETCH_ERRORS as e:
             log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
             moov = None
-        if moov is not None and extractor.mp4_seek_past_end(moov, seek):
+        # Parsing a moov takes a while when it is big: a worker thread does it, not the event loop.
+        if moov is not None and await asyncio.to_thread(extractor.mp4_seek_past_end, moov, seek):
             answer_400(flow, f"seek start {seek.start / 1000:g} s is past the end of the audio")
             return
         self.start_extraction(flow, fmt, state, seek, version)
