@@ -47,7 +47,7 @@ class AudioOnly:
         self.responses = ResponseRules()
         self.marks = Marks()
         self.files = FileServer(self.responses.origin, self.responses.relayed)
-        self.range_gap = 256 << 10
+        self.range_gap = 16 << 10
         self.view = None  # the content view, while loaded
 
     def load(self, loader):
@@ -138,9 +138,10 @@ class AudioOnly:
             "a player's range requests read the moov from the origin once per file version.",
         )
         loader.add_option(
-            "audio_only_range_gap", str, "256k",
-            "Audio chunks closer than this in the origin's file are fetched in one Range request, the bytes "
-            "between them read and dropped; farther ones in requests of their own.",
+            "audio_only_range_gap", str, "16k",
+            "Audio chunks closer than this in the origin's file are fetched as one range, the bytes between "
+            "them read and dropped (up to 200 ranges go in one request where the origin answers several; "
+            "an origin that answers one range per request gets at least 256k).",
         )
         loader.add_option(
             "audio_only_stream_passthrough", bool, True,

@@ -50,7 +50,7 @@ import tornado.web
 from mitmproxy import connection, http
 
 import extractor
-from addon.origin_client import FETCH_ERRORS, OriginClient, OriginVersion, RangeRefused, Target
+from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
 from addon.request_rules import META
 from extractor.mp4 import boxes
 from extractor.mp4.boxes import Box
@@ -63,6 +63,8 @@ PROBE = 16  # the first read: the version of the file, and its first box header 
 MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
 MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 WINDOW = 16  # origin requests of one response in flight at once
+MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
+ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
 WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 JOB_TTL = 120  # seconds a routed request may take to reach us
 MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
@@ -125,6 +127,7 @@ class FileServer:
         self.origin = origin
         self.relayed = relayed  # flow id -> the origin file, for the response side of a relayed flow
         self.jobs: dict[str, Job] = {}
+        self.multirange: dict = {}  # route -> False once its origin answered several ranges otherwise
         self.relayed_at: dict[str, float] = {}  # when each entry of `relayed` was made (dropped after JOB_TTL)
         self.cache = PlanCache(64 << 20)
         self.port: int | None = None
@@ -442,16 +445,16 @@ class FileHandler(tornado.web.RequestHandler):
         window: deque[asyncio.Task] = deque()
         held = 0
         try:
-            for kind, value in self.batches(job, file, first, last):
+            for kind, value in self.requests(job, file, first, last):
                 if kind == "head":
                     yield value
                     continue
-                size = value[-1][1] - value[0][0]
+                size = sum(batch[-1][1] - batch[0][0] for batch in value)
                 while window and (len(window) >= WINDOW or held + size > WINDOW_BYTES):
                     piece = await window.popleft()
                     held -= piece[1]
                     yield piece[0]
-                window.append(asyncio.ensure_future(self.fetch(job, file, value, size)))
+                window.append(asyncio.ensure_future(self.fetch_group(job, file, value, size)))
                 held += size
             while window:
                 yield (await window.popleft())[0]
@@ -459,15 +462,61 @@ class FileHandler(tornado.web.RequestHandler):
             for task in window:
                 task.cancel()
 
+    def requests(self, job: Job, file: AudioFile, first: int, last: int):
+        """('head', bytes) and ('fetch', batches for one origin request): several batches go in one
+        request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those."""
+        several = self.files.multirange.get(job.target.route, True)
+        multi = MULTI_RANGES if several else 1
+        # One range per request costs a round trip each: then reading the video between is cheaper.
+        gap = job.gap if several else max(job.gap, ONE_BY_ONE_GAP)
+        group: list[list[tuple[int, int]]] = []
+        span = 0
+        for kind, value in self.batches(file, first, last, gap):
+            if kind == "head":
+                yield kind, value
+                continue
+            size = value[-1][1] - value[0][0]
+            if group and (len(group) >= multi or span + size > MAX_REQUEST):
+                yield "fetch", group
+                group, span = [], 0
+            group.append(value)
+            span += size
+        if group:
+            yield "fetch", group
+
+    async def fetch_group(self, job: Job, file: AudioFile, group: list[list[tuple[int, int]]],
+                          size: int) -> tuple[bytes, int]:
+        """The audio of several batches: one request of several ranges, or (one batch, or an origin
+        that does not answer several ranges) one request per batch."""
+        route = job.target.route
+        if len(group) > 1 and self.files.multirange.get(route, True):
+            spans = [(batch[0][0], batch[-1][1] - 1) for batch in group]
+            try:
+                pieces = await self.files.origin.fetch_spans(job.target, spans, file.version)
+            except MultiRangeRefused as e:
+                if self.files.multirange.get(route, True):
+                    log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
+                             f"({e}): asking for them one by one")
+                self.files.multirange[route] = False
+            else:
+                self.origin_bytes += sum(map(len, pieces))
+                out = []
+                for batch, piece in zip(group, pieces):
+                    base = batch[0][0]
+                    out += [piece[s - base : e - base] for s, e in batch]
+                return b"".join(out), size
+        return b"".join([(await self.fetch(job, file, batch, 0))[0] for batch in group]), size
+
     @staticmethod
-    def batches(job: Job, file: AudioFile, first: int, last: int):
-        """('head', bytes) and ('fetch', input ranges for one origin request) in output order."""
+    def batches(file: AudioFile, first: int, last: int, gap: int):
+        """('head', bytes) and ('fetch', input ranges for one range of an origin request) in output
+        order: ranges closer than `gap` join, the bytes between them read and dropped."""
         batch: list[tuple[int, int]] = []
         for kind, s, e in file.plan.segments(first, last):
             if kind == "head":
                 yield "head", file.plan.head[s:e]
                 continue
-            if batch and (s - batch[-1][1] > job.gap or e - batch[0][0] > MAX_REQUEST):
+            if batch and (s - batch[-1][1] > gap or e - batch[0][0] > MAX_REQUEST):
                 yield "fetch", batch
                 batch = []
             batch.append((s, e))

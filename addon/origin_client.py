@@ -84,6 +84,38 @@ class RangeRefused(Exception):
     """The origin's answer to a Range request cannot be used; the message says why."""
 
 
+class MultiRangeRefused(Exception):
+    """The origin does not answer several ranges in one request (a 200, or one range only): ask for
+    them one by one. Nothing of its answer was read."""
+
+
+def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int, bytes]]:
+    """The parts of a multipart/byteranges body: (first, last, total length, bytes) each. Raises
+    RangeRefused on anything that is not such a body."""
+    delimiter = b"--" + boundary
+    parts, pos = [], body.find(delimiter)
+    if pos < 0:
+        raise RangeRefused("the origin's multipart answer has no boundary")
+    while True:
+        pos += len(delimiter)
+        if body[pos : pos + 2] == b"--":
+            return parts
+        header_end = body.find(b"\r\n\r\n", pos)
+        if header_end < 0:
+            raise RangeRefused("a part of the origin's multipart answer is cut short")
+        headers = body[pos:header_end].decode("latin-1")
+        m = re.search(r"(?im)^content-range:\s*bytes (\d+)-(\d+)/(\d+)\s*$", headers)
+        if not m:
+            raise RangeRefused("a part of the origin's multipart answer has no Content-Range")
+        first, last, total = int(m[1]), int(m[2]), int(m[3])
+        start = header_end + 4
+        end = start + last + 1 - first
+        if last < first or body[end : end + 2 + len(delimiter)] != b"\r\n" + delimiter:
+            raise RangeRefused(f"the part for bytes {first}-{last} of the origin's multipart answer is malformed")
+        parts.append((first, last, total, body[start:end]))
+        pos = end + 2
+
+
 # What a fetch can meet besides a refused answer: the network, TLS, the HTTP framing, our timeout.
 FETCH_ERRORS = (RangeRefused, httpx.HTTPError, OSError, ssl.SSLError, TimeoutError)
 
@@ -222,6 +254,41 @@ class OriginClient:
                 raise RangeRefused(f"the origin sent {got} of the {expected} bytes asked for")
         finally:
             await response.aclose()
+
+    async def fetch_spans(self, target: Target, spans: list[tuple[int, int]], version: OriginVersion) -> list[bytes]:
+        """The bytes of each (first, last) span, asked for in one request of several ranges (RFC 9110,
+        14.6: a multipart/byteranges answer), each part checked against the version."""
+        spec = ",".join(f"{first}-{last}" for first, last in spans)
+        response = await self.open(target, headers=[("Range", f"bytes={spec}"), ("If-Range", version.validator)])
+        try:
+            ctype = response.headers.get("content-type", "")
+            if response.status_code != 206 or not ctype.lower().startswith("multipart/byteranges"):
+                raise MultiRangeRefused(f"the origin answered {response.status_code} {ctype or ''}".rstrip())
+            m = re.search(r'boundary="?([^";]+)"?', ctype)
+            if not m:
+                raise RangeRefused("the origin's multipart answer names no boundary")
+            named = response.headers.get("etag") if version.validator.startswith('"') else response.headers.get("last-modified")
+            if named != version.validator:
+                raise RangeRefused(f"the origin's validator is now {named!r}, not {version.validator}: the file was replaced")
+            wanted = sum(last + 1 - first for first, last in spans)
+            limit = wanted + 512 * len(spans) + 4096  # the parts' own headers, at most
+            body = bytearray()
+            async for piece in response.aiter_raw():
+                body += piece
+                if len(body) > limit:
+                    raise RangeRefused(f"the origin's multipart answer is longer than the {limit} bytes expected")
+        finally:
+            await response.aclose()
+        parts = parse_byteranges(bytes(body), m[1].encode())
+        out = []
+        for first, last in spans:
+            part = next((p for p in parts if p[0] <= first and last <= p[1]), None)
+            if part is None:
+                raise RangeRefused(f"the origin's multipart answer has no part for bytes {first}-{last}")
+            if part[2] != version.length:
+                raise RangeRefused(f"the origin's file is now {part[2]} bytes, not {version.length}: it was replaced")
+            out.append(part[3][first - part[0] : last + 1 - part[0]])
+        return out
 
     async def fetch_range(self, target: Target, offset: int, limit: int, version: OriginVersion) -> bytes:
         """Up to `limit` bytes of the target file from `offset` on, only if they come from the same

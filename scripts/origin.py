@@ -12,13 +12,15 @@ each origin behaviour through the proxy:
   slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
   stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
   trickle=N    send N bytes of the body, then one byte every 0.1 s (never silent for long)
+  nomultirange=1  several ranges in one request get only the first (else multipart/byteranges)
   noetag=1     no ETag; lastmod=1: a Last-Modified; cors=1: Access-Control-Allow-Origin and
                Cache-Control, as a CDN would add
   replaced=F   Range requests are answered from file F, as if the file had been replaced since the
                200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
                under a new ETag; replaced=shift: a range one byte later than the one asked for;
                with replace_after=N, only Range requests after the first N of this URL are
-Range requests get a 206 (so a test sees at once if a Range reached the origin).
+Range requests get a 206 (so a test sees at once if a Range reached the origin); several ranges in one
+request a multipart/byteranges 206.
 Pages (the demo's) are served from `server.pages[path] = (body, content type)`. Every request's path
 and headers are recorded in `server.requests`, and the client's port of each in `server.peers`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type[, range reader])`.
@@ -184,7 +186,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         current = {etag, email.utils.formatdate(int(file.stat().st_mtime), usegmt=True)}
         if (if_range := self.headers.get("If-Range")) and if_range not in current and not replaced:
             return self.send_file(file, ctype, head, params=params)
-        start, _, end = rng[6:].partition("-")
+        specs = rng[6:].split(",")
+        if len(specs) > 1 and "nomultirange" not in params:
+            return self.send_multirange(file, specs, size, etag, ctype, head, params)
+        start, _, end = specs[0].partition("-")  # several ranges with nomultirange=1: only the first, as some do
         start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
         if replaced == "shift":
             start, end = start + 1, min(end + 1, size - 1)
@@ -201,6 +206,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.write_paced(body)
         self.finish_body(body, ctype, head)
 
+    def send_multirange(self, file: Path, specs: list[str], size: int, etag: str, ctype: str, head: bool,
+                        params: dict) -> None:
+        """Several ranges: a multipart/byteranges 206, one part per range in the order asked (RFC 9110, 14.6)."""
+        boundary = "edge-test-origin-boundary"
+        parts = []
+        with open(file, "rb") as f:
+            for spec in specs:
+                start, _, end = spec.strip().partition("-")
+                start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
+                f.seek(start)
+                parts.append(f"--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {start}-{end}/{size}\r\n\r\n"
+                             .encode() + f.read(end + 1 - start) + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        self.send_response(206)
+        self.send_validators(file, etag, params)
+        self.finish_body(body, f"multipart/byteranges; boundary={boundary}", head)
+
     def write_paced(self, body: bytes) -> None:
         """The body at the server's rate (bytes a second, per connection), as a distant origin sends."""
         start, piece = time.monotonic(), 65536
@@ -214,7 +236,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         can be made from any offset (read_range(first, last) gives those bytes in pieces)."""
         rng = self.headers.get("Range", "")
         if read_range is not None and rng.startswith("bytes="):
-            start, _, end = rng[6:].partition("-")
+            start, _, end = rng[6:].split(",")[0].partition("-")  # several ranges: the first only, as S3 does
             start, end = int(start or 0), min(int(end) if end else size - 1, size - 1)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
