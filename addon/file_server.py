@@ -487,7 +487,7 @@ class FileHandler(tornado.web.RequestHandler):
     async def fetch_group(self, job: Job, file: AudioFile, group: list[list[tuple[int, int]]],
                           size: int) -> tuple[bytes, int]:
         """The audio of several batches: one request of several ranges, or (one batch, or an origin
-        that does not answer several ranges) one request per batch."""
+        that does not answer several ranges) one request for the span of them all."""
         route = job.target.route
         if len(group) > 1 and self.files.multirange.get(route, True):
             spans = [(batch[0][0], batch[-1][1] - 1) for batch in group]
@@ -505,7 +505,9 @@ class FileHandler(tornado.web.RequestHandler):
                     base = batch[0][0]
                     out += [piece[s - base : e - base] for s, e in batch]
                 return b"".join(out), size
-        return b"".join([(await self.fetch(job, file, batch, 0))[0] for batch in group]), size
+        # One range from the group's first byte to its last (at most MAX_REQUEST): the bytes between its
+        # batches are read and dropped, as a coarser gap would have had it.
+        return (await self.fetch(job, file, [r for batch in group for r in batch], size))[0], size
 
     @staticmethod
     def batches(file: AudioFile, first: int, last: int, gap: int):
