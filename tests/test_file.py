@@ -308,3 +308,19 @@ def test_several_ranges_in_one_request_and_one_by_one(origin, tmp_path):
         assert "does not answer several ranges in one request" in proxy.log()
     finally:
         proxy.stop()
+
+
+def test_hostile_multipart_answers_are_refused_cleanly():
+    """Hostile or odd multipart/byteranges answers: a clean refusal, never a crash or wrong bytes."""
+    from addon.origin_client import OriginVersion, RangeRefused, parse_byteranges
+
+    good = b"--b\r\nContent-Range: bytes 0-3/10\r\n\r\nabcd\r\n--b--\r\n"
+    assert parse_byteranges(good, b"b") == [(0, 3, 10, b"abcd")]
+    for body in (good.replace(b"\r\n", b"\n"),  # LF only
+                 b"--b\r\nContent-Range: bytes 0-" + b"9" * 5000 + b"/10\r\n\r\nabcd\r\n--b--\r\n",  # a huge number
+                 good.replace(b"0-3", b"0-9"),  # a part claiming more than it holds
+                 good[:30]):  # cut short
+        with pytest.raises(RangeRefused):
+            parse_byteranges(body, b"b")
+    version = OriginVersion('"v"', 10)
+    assert version.problem_with(206, {"content-range": "bytes 0-" + "9" * 5000 + "/10", "etag": '"v"'}, 0, 3)
