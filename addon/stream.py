@@ -56,6 +56,7 @@ class ExtractionStream:
         self.idle_check: asyncio.TimerHandle | None = None
         self.metadata_deadline = metadata_deadline
         self.metadata_since: float | None = None  # when the metadata now arriving began
+        self.metadata_box: int | None = None  # and where in the input (a new box starts a new deadline)
         if origin_timeout:
             self.watch_origin(origin_timeout)
 
@@ -100,10 +101,11 @@ class ExtractionStream:
         """Why the response must end (None: it need not): a moov (or script tag) must arrive within the
         deadline once begun; an origin trickling it, never silent for long, would otherwise hold the
         response open for ever."""
-        if not self.extractor.in_metadata:
+        start = self.extractor.metadata_start
+        if start is None:
             self.metadata_since = None
-        elif self.metadata_since is None:
-            self.metadata_since = self.last_data
+        elif self.metadata_since is None or start != self.metadata_box:
+            self.metadata_since, self.metadata_box = self.last_data, start  # a new box: its own deadline
         elif self.last_data - self.metadata_since > self.metadata_deadline:
             what = "moov or moof" if self.format == "mp4" else "script tag"
             return (f"the {what} had not arrived {self.last_data - self.metadata_since:.1f} s after it began "
@@ -148,7 +150,10 @@ class ExtractionStream:
         def check() -> None:
             if self.failed:
                 return
-            if self.origin_has_more() or internals.client_backlog(self.flow):
+            # (On HTTP/2 other streams share the connection's buffer, and mitmproxy reads the origin on
+            # regardless: only an HTTP/1 client's backlog says we wait for the client.)
+            waiting_for_client = self.flow.request.http_version.startswith("HTTP/1") and internals.client_backlog(self.flow)
+            if self.origin_has_more() or waiting_for_client:
                 # Not the origin's silence: its bytes wait for us (the loop was busy), or we wait for
                 # the client (a paused player holds the origin back). The clock starts again.
                 self.last_data = time.monotonic()

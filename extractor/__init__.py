@@ -99,6 +99,12 @@ class AudioExtractor:
         return bool(self._impl and self._impl.in_metadata)
 
     @property
+    def metadata_start(self) -> int | None:
+        """Input offset where the metadata being held began (None: none is held): a new value is a new
+        box, whose deadline starts anew."""
+        return self._impl.metadata_start if self._impl else None
+
+    @property
     def wants_tail(self) -> int | None:
         """An MP4 whose media data comes before its moov: the input offset where the data after it
         starts. Fetching from there (a Range request) and passing it to provide_tail lets audio start

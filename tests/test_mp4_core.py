@@ -220,3 +220,14 @@ def test_in_metadata_while_the_moov_is_held():
     assert x.in_metadata
     x.feed(data[moov[1] + 100 : moov[1] + moov[3] + 10])
     assert not x.in_metadata
+
+
+def test_metadata_start_names_each_held_box():
+    """Each moof of a fragmented file is its own piece of held metadata (the addon's deadline restarts)."""
+    data = (MEDIA / "frag_moof_base.mp4").read_bytes()
+    moofs = [pos for kind, pos, header, size in boxes(data) if kind == b"moof"]
+    x = AudioExtractor()
+    x.feed(data[: moofs[0] + 20])
+    assert x.metadata_start == moofs[0]
+    x.feed(data[moofs[0] + 20 : moofs[1] + 20])
+    assert x.metadata_start == moofs[1]

@@ -75,6 +75,11 @@ class FlvAudioFilter:
     def in_metadata(self) -> bool:
         return self._state == "script"
 
+    @property
+    def metadata_start(self) -> int | None:
+        """Input offset of the script tag being held (None: none is)."""
+        return self._tag_start if self.in_metadata else None
+
     def feed(self, data: bytes) -> list:
         """Take the next piece of input; return the output pieces it completes (maybe none)."""
         out: list = []

@@ -68,6 +68,11 @@ class Mp4AudioFilter:
     def in_metadata(self) -> bool:
         return self._state in ("keep", "moov", "moof")
 
+    @property
+    def metadata_start(self) -> int | None:
+        """Input offset of the metadata box being held (None: none is)."""
+        return self._box.start if self.in_metadata and self._box is not None else None
+
     def feed(self, data) -> list:
         out, self._early_out = self._early_out, []
         view = memoryview(data)
