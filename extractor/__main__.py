@@ -94,6 +94,17 @@ def check_files(argv: list[str]) -> int:
     return 0 if all_cdn else 1
 
 
+def inherited_fd(name: str) -> int | None:
+    """The descriptor a /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N path names, else None."""
+    aliases = {"/dev/stdout": 1, "/dev/stderr": 2}
+    if name in aliases:
+        return aliases[name]
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):])
+    return None
+
+
 class Output:
     """Where the audio goes: stdout; a regular file (or a path not there yet), written beside it as
     OUT.part and renamed over it only when complete; or anything else (a device, a FIFO), written in
@@ -105,18 +116,27 @@ class Output:
         if name == "-":
             self.file, self.final, self.part = sys.stdout.buffer, None, None
             return
+        if (fd := inherited_fd(name)) is not None:
+            # /dev/stdout, /dev/fd/N: the descriptor we were given (a pipe, or a file opened to append),
+            # written as it is: resolving the link would truncate or replace what it points to.
+            self.file, self.final, self.part = os.fdopen(os.dup(fd), "wb"), None, None
+            return
         target = os.path.realpath(name)
         if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
             self.file, self.final, self.part = open(target, "wb"), None, None
         else:
             self.final, self.part = target, target + ".part"
             self.file = open(self.part, "wb")
+            if os.path.exists(target):  # the replacement keeps the file's permissions
+                os.chmod(self.part, stat.S_IMODE(os.stat(target).st_mode))
 
     def write(self, data) -> None:
         self.file.write(data)
 
     def commit(self) -> None:
         self.file.flush()
+        if self.part:
+            os.fsync(self.file.fileno())  # the new content is on disk before it takes the old one's name
         if self.file is not sys.stdout.buffer:
             self.file.close()
         if self.part:
@@ -176,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         dst.abandon()
         return fail(args.output if e.filename is None or e.filename == dst.part else e.filename, e.strerror or e)
+    except BaseException:  # Ctrl-C, a signal, a bug: no OUT.part is left behind
+        dst.abandon()
+        raise
     for warning in extractor.warnings:
         print(f"extractor: {args.input}: warning: {warning}", file=sys.stderr)
     return 0

@@ -99,10 +99,13 @@ def check(path: str, data, source=None, in_memory: bool = False) -> Report:
     except ExtractError as e:
         report.ours_why = report.cdn_why = str(e)
         return report
-    if kind == _detect.MP4:
-        _describe_mp4(data, report)
-    elif kind == _detect.FLV:
-        _describe_flv(data, report)
+    try:
+        if kind == _detect.MP4:
+            _describe_mp4(data, report)
+        elif kind == _detect.FLV:
+            _describe_flv(data, report)
+    except ExtractError as e:  # a broken structure is a fact about the file, not a crash of the report
+        report.layout.append(f"structure: {e}")
     _run(data, source, report, in_memory)
     return report
 

@@ -134,3 +134,20 @@ def test_a_closed_stdout_ends_quietly():
     finally:
         os.close(write_end)
     assert r.returncode == 1 and r.stderr == b""
+
+
+def test_dev_stdout_appended_to_and_permissions_kept(tmp_path):
+    """OUT as /dev/stdout writes to the descriptor given (a file opened to append keeps its lines);
+    a replaced regular OUT keeps its permissions."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"line 1\n")
+    with open(log, "ab") as out:
+        r = subprocess.run(CLI + [str(MEDIA / "h264_aac.flv"), "/dev/stdout"], cwd=ROOT, stdout=out, stderr=subprocess.PIPE)
+    assert r.returncode == 0, r.stderr
+    want = subprocess.run(CLI + [str(MEDIA / "h264_aac.flv"), "-"], cwd=ROOT, capture_output=True).stdout
+    assert log.read_bytes() == b"line 1\n" + want
+    private = tmp_path / "private.flv"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    assert subprocess.run(CLI + [str(MEDIA / "h264_aac.flv"), str(private)], cwd=ROOT).returncode == 0
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_bytes() == want
