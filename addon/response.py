@@ -224,11 +224,11 @@ class ResponseRules:
         if fmt == "mp4" and seek and seek.start and version:
             return self.check_seek_then_extract(flow, fmt, state, seek, version)
         self.start_extraction(flow, fmt, state, seek, version)
+        return None
 
     def target(self, flow: http.HTTPFlow) -> Target:
         """The origin file of a flow, for our own Range requests."""
         return self.relayed.get(flow.id) or Target.of(flow)
-        return None
 
     async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek: extractor.SeekRange,
                                       version: OriginVersion) -> None:
