@@ -123,12 +123,11 @@ class PlanCache:
 class FileServer:
     """The server, its pending jobs and its cache; made by the addon, started when mitmproxy runs."""
 
-    def __init__(self, origin: OriginClient, relayed: dict[str, Target]):
+    def __init__(self, origin: OriginClient, relayed: dict):
         self.origin = origin
-        self.relayed = relayed  # flow id -> the origin file, for the response side of a relayed flow
+        self.relayed = relayed  # flow id -> the Job of a relayed flow, for its response side (its origin file)
         self.jobs: dict[str, Job] = {}
         self.multirange: dict = {}  # route -> False once its origin answered several ranges otherwise
-        self.relayed_at: dict[str, float] = {}  # when each entry of `relayed` was made (dropped after JOB_TTL)
         self.cache = PlanCache(64 << 20)
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
@@ -161,9 +160,8 @@ class FileServer:
         now = time.monotonic()
         for token in [t for t, job in self.jobs.items() if now - job.made > JOB_TTL]:
             del self.jobs[token]
-        for flow_id in [f for f, made in self.relayed_at.items() if now - made > JOB_TTL]:
-            self.relayed.pop(flow_id, None)
-            del self.relayed_at[flow_id]
+        for flow_id in [f for f, job in self.relayed.items() if now - job.made > JOB_TTL]:
+            del self.relayed[flow_id]
         token = secrets.token_hex(12)
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
         self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
@@ -359,8 +357,7 @@ class FileHandler(tornado.web.RequestHandler):
 
     async def relay(self, job: Job, response) -> None:
         """The origin's answer as it is, for mitmproxy's stream extraction to work on."""
-        self.files.relayed[job.flow_id] = job.target
-        self.files.relayed_at[job.flow_id] = time.monotonic()
+        self.files.relayed[job.flow_id] = job
         try:
             self.set_status(response.status_code, response.reason_phrase or None)
             for name, value in response.headers.multi_items():

@@ -164,8 +164,9 @@ class ResponseRules:
         self.max_header = extractor.DEFAULT_MAX_HEADER
         self.max_spool = 4 << 30
         self.origin = OriginClient()
-        # Where relayed flows really went (file_server.py): their server connection is our own server.
-        self.relayed: dict[str, Target] = {}
+        # Relayed flows' jobs by flow id (file_server.py): their server connection is our own server,
+        # the job knows where their origin file is.
+        self.relayed: dict = {}
 
     def configure(self, updated) -> None:
         if "audio_only_max_header" in updated:
@@ -228,7 +229,8 @@ class ResponseRules:
 
     def target(self, flow: http.HTTPFlow) -> Target:
         """The origin file of a flow, for our own Range requests."""
-        return self.relayed.get(flow.id) or Target.of(flow)
+        job = self.relayed.get(flow.id)
+        return job.target if job is not None else Target.of(flow)
 
     async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek: extractor.SeekRange,
                                       version: OriginVersion) -> None:
