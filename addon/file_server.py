@@ -52,15 +52,12 @@ from mitmproxy import connection, http
 import extractor
 from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
 from addon.request_rules import META
-from extractor.mp4 import boxes
-from extractor.mp4.boxes import Box
 
 log = logging.getLogger("addon.audio_only")
 
 JOB_HEADER = "x-audio-only-file"  # request header naming the job; stripped before anything else sees it
 FILE_HEADER = "x-audio-only-served"  # response header: "file" or "relay", read and removed by response.py
 PROBE = 16  # the first read: the version of the file, and its first box header (no media data)
-MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
 MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 WINDOW = 16  # origin requests of one response in flight at once
 MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
@@ -194,7 +191,7 @@ class FileServer:
         head = b"".join([piece async for piece in response.aiter_raw()])
         await response.aclose()
         try:
-            ftyp, moov, mdats = await self.read_top_level(job, version, head)
+            ftyp, moov, mdats = await self.origin.read_top_level(job.target, version, job.max_header, head)
             plan = await asyncio.to_thread(extractor.plan_file, ftyp, moov, mdats, version.length, job.seek)
         except extractor.SeekPastEnd:
             raise
@@ -207,39 +204,6 @@ class FileServer:
         self.cache.put(key, entry)
         return entry
 
-    async def read_top_level(self, job: Job, version: OriginVersion, head: bytes):
-        """ftyp and moov bytes and every mdat's payload range, read with Range requests where the
-        first bytes (`head`) do not hold them."""
-        ftyp = moov = None
-        mdats, pos = [], 0
-        for _ in range(MAX_HOPS):
-            if pos >= version.length:
-                break
-            header = head[pos : pos + 16] if pos + 16 <= len(head) else \
-                await self.origin.fetch_range(job.target, pos, min(16, version.length - pos), version)
-            box = box_at(header, pos, version.length)
-            if box.type in (b"ftyp", b"moov"):
-                if box.size > job.max_header:
-                    raise extractor.LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
-                data = head[box.start : box.end] if box.end <= len(head) else \
-                    await self.origin.fetch_range(job.target, box.start, box.size, version)
-                ftyp, moov = (data, moov) if box.type == b"ftyp" else (ftyp, data)
-            elif box.type == b"mdat":
-                mdats.append((box.payload, box.end))
-            elif box.type == b"moof":
-                raise extractor.UnsupportedInput("a fragmented MP4 (moof)")
-            pos = box.end
-        else:
-            raise extractor.UnsupportedInput(f"more than {MAX_HOPS} top-level boxes")
-        if moov is None:
-            raise extractor.MalformedInput("no moov box")
-        return ftyp or b"", moov, mdats
-
-
-def box_at(header: bytes, pos: int, length: int) -> Box:
-    """The top-level box whose first bytes (up to 16) are `header`, at byte `pos` of a `length`-byte file."""
-    box = boxes.parse_header(header, 0, length - pos)
-    return Box(box.type, pos, box.header, box.size)
 
 
 # Headers of the origin's answer that describe its bytes, or the connection: ours are set anew.

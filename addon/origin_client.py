@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-import struct
 from typing import NamedTuple
 
 import certifi
@@ -26,6 +25,10 @@ import httpx
 from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 
+import extractor
+from extractor.mp4 import boxes
+from extractor.mp4.boxes import Box
+
 # Request headers not carried over to our requests (hop-by-hop, conditionals, ranges, encodings).
 DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade",
                    "range", "if-range", "if-none-match", "if-modified-since", "if-match",
@@ -33,6 +36,7 @@ DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-enc
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
 MAX_POOLS = 64  # origins we keep pools for; the oldest is closed past this
+MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
 
 
 class OriginVersion(NamedTuple):
@@ -298,25 +302,50 @@ class OriginClient:
         version of the file (RangeRefused otherwise)."""
         return b"".join([piece async for piece in self.stream_range(target, offset, offset + limit - 1, version)])
 
-    async def fetch_moov(self, target: Target, version: OriginVersion, limit: int) -> bytes | None:
-        """The MP4's moov box, found by reading top-level box headers with Range requests (a few hops:
-        ftyp, free, mdat...) and then the moov itself; None if it cannot be had within `limit` bytes."""
-        pos = 0
-        for _ in range(8):
-            head = await self.fetch_range(target, pos, 16, version)
-            if len(head) < 8:
-                return None
-            size, kind = struct.unpack_from(">I4s", head)
-            header = 8
-            if size == 1 and len(head) >= 16:
-                size, header = struct.unpack_from(">Q", head, 8)[0], 16
-            if size < header:
-                return None  # size 0 (to the end) or broken: the moov is not after it
-            if kind == b"moov":
-                if size > limit:
-                    return None
-                moov = await self.fetch_range(target, pos, size, version)
-                return moov if len(moov) == size else None
-            pos += size
-        return None
+    async def read_top_level(self, target: Target, version: OriginVersion, limit: int, head: bytes = b"",
+                             until_moov: bool = False) -> tuple[bytes, bytes, list[tuple[int, int]]]:
+        """An MP4's ftyp and moov bytes and every mdat's payload range, read with 16-byte Range requests
+        of each top-level box header and one for each of ftyp and moov, where the file's first bytes
+        (`head`) do not hold them; with until_moov, no further than the moov. ExtractError when the
+        file is not such an MP4 (no moov, a box above `limit`, a fragment, too many boxes)."""
+        length = version.length
+        ftyp = moov = None
+        mdats, pos = [], 0
+        for _ in range(MAX_HOPS):
+            if (length is not None and pos >= length) or (until_moov and moov is not None):
+                break
+            header = head[pos : pos + 16] if pos + 16 <= len(head) else \
+                await self.fetch_range(target, pos, 16 if length is None else min(16, length - pos), version)
+            box = box_at(header, pos, length)
+            if box.size < 0:
+                break  # a box to the end of a file of unknown length: nothing follows it
+            if box.type in (b"ftyp", b"moov"):
+                if box.size > limit:
+                    raise extractor.LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
+                data = head[box.start : box.end] if box.end <= len(head) else \
+                    await self.fetch_range(target, box.start, box.size, version)
+                ftyp, moov = (data, moov) if box.type == b"ftyp" else (ftyp, data)
+            elif box.type == b"mdat":
+                mdats.append((box.payload, box.end))
+            elif box.type == b"moof":
+                raise extractor.UnsupportedInput("a fragmented MP4 (moof)")
+            pos = box.end
+        else:
+            raise extractor.UnsupportedInput(f"more than {MAX_HOPS} top-level boxes")
+        if moov is None:
+            raise extractor.MalformedInput("no moov box")
+        return ftyp or b"", moov, mdats
 
+    async def fetch_moov(self, target: Target, version: OriginVersion, limit: int) -> bytes | None:
+        """The MP4's moov box (see read_top_level); None if it cannot be had within `limit` bytes."""
+        try:
+            return (await self.read_top_level(target, version, limit, until_moov=True))[1]
+        except extractor.ExtractError:
+            return None
+
+
+def box_at(header: bytes, pos: int, length: int | None) -> Box:
+    """The top-level box whose first bytes (up to 16) are `header`, at byte `pos` of a `length`-byte
+    file (None: unknown, and a box running to the end has size -1)."""
+    box = boxes.parse_header(header, 0, None if length is None else length - pos)
+    return Box(box.type, pos, box.header, box.size)
