@@ -96,7 +96,7 @@ class AudioExtractor:
     def in_metadata(self) -> bool:
         """Inside metadata that is held whole before anything of it can go out (an MP4's moov or moof,
         an FLV script tag): a caller may bound how long that takes (a trickling origin)."""
-        return bool(self._impl and self._impl.in_metadata)
+        return self.metadata_start is not None
 
     @property
     def metadata_start(self) -> int | None:
