@@ -5,10 +5,11 @@
 This file is what `mitmdump -s` loads: the options, and hooks that call the rooms next to it.
 
     request_rules.py   what the client asked for: the parameter, domains, seek parameters (requestheaders)
-    response.py        extract, answer 400 or pass through, and the header edits (responseheaders)
-    stream.py          the stream callable: the core fed as the body passes, output coalesced, unclean ends
-    origin_client.py   our own Range requests to the origin on httpx (the moov from the tail, the seek check)
-    file_server.py     the audio-only MP4 served as a file (length, ranges, conditionals) from 127.0.0.1
+    response.py        what an answer is made of (type, headers), and its mitmproxy side (responseheaders)
+    file_server.py     our server on 127.0.0.1 that answers every audio request: as a file, streamed, or relayed
+    stream.py          a streamed answer: the core fed as the origin's body arrives, planning in a worker
+    origin_client.py   HTTP to the origin on httpx (whole files, and Range requests)
+    budgets.py         metadata memory and spool disk across responses
     internals.py       every reach into mitmproxy's private parts, with why and since when
     marks.py           marks and comments on flows for mitmweb and the console, a summary at the end
     contentview.py     a content view of MP4 and FLV bodies (mitmproxy 11 and 12 APIs)
@@ -33,7 +34,7 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
 from addon import contentview, internals  # noqa: E402
-from addon.file_server import FileServer  # noqa: E402
+from addon.file_server import FileServer, Settings  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
 from addon.response import ResponseRules, parse_size  # noqa: E402
@@ -46,7 +47,7 @@ class AudioOnly:
         self.requests = RequestRules()
         self.responses = ResponseRules()
         self.marks = Marks()
-        self.files = FileServer(self.responses.origin, self.responses.relayed)
+        self.files = FileServer(self.responses.origin)
         self.range_gap = 16 << 10
         self.view = None  # the content view, while loaded
 
@@ -161,13 +162,17 @@ class AudioOnly:
         # an edited script, and refuses coroutines there.
         self.files.start()
         if broken := internals.reaches_that_broke():
-            log.warning(f"audio-only: this mitmproxy lacks {', '.join(broken)}: unclean ends wait for the origin's "
-                        f"body, and output is not coalesced (see addon/internals.py)")
+            log.warning(f"audio-only: this mitmproxy lacks {', '.join(broken)}: an HTTP/1.0 client may take a failed "
+                        f"body for a whole one (see addon/internals.py)")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.requests.decide(flow)
-        if ctx.options.audio_only_origin_ranges and ctx.options.audio_only_compat == "extended":
-            self.files.route_if_wanted(flow, self.responses.max_header, self.range_gap)
+        o = ctx.options
+        cdn = o.audio_only_compat == "cdn"
+        self.files.route(flow, Settings(
+            file=o.audio_only_origin_ranges and not cdn, cdn=cdn, max_header=self.responses.max_header,
+            max_spool=self.responses.max_spool, spool_dir=o.audio_only_spool_dir or None, fetch_moov=o.audio_only_fetch_moov,
+            origin_timeout=o.audio_only_origin_timeout, metadata_deadline=o.audio_only_metadata_deadline, gap=self.range_gap))
 
     def responseheaders(self, flow: http.HTTPFlow):
         return self.responses.decide(flow)

@@ -2,18 +2,26 @@
 
 mitmproxy streams to its client only a body that comes from a server connection (a response an
 addon makes is buffered whole, and a stream callable can neither wait nor add data of its own). So
-an audio-only request for an MP4 path is sent, by `request_rules.py`, not to the origin but to this
-server, on 127.0.0.1 inside mitmproxy's own event loop (tornado, which mitmproxy itself uses for
-mitmweb). mitmproxy then streams our answer to the client like any origin's, with its backpressure.
+every request that asks for audio is sent (`FileServer.route`, in requestheaders) not to the origin
+but to this server, on 127.0.0.1 inside mitmproxy's own event loop (tornado, which mitmproxy itself
+uses for mitmweb). This server asks the origin itself (origin_client.py) and answers; mitmproxy
+streams our answer to the client like any origin's, with its backpressure. Three ways to answer, named
+in the log and in the answer's SERVED_HEADER (response.py takes it off):
 
-For each request this server asks the origin, with Range requests on the origin client's pooled
+- file: an MP4 (extended mode, audio_only_origin_ranges, an MP4 path) whose origin serves ranges
+  with a validator, served as a file as below;
+- stream: the origin's whole answer fed through the core as it arrives (stream.py): FLV, live,
+  fragmented MP4, an origin without ranges, cdn mode;
+- relay: the origin's answer as it is, when there is nothing to extract (a 404, HTML, a 206 in cdn
+  mode...).
+
+For a file this server asks the origin, with Range requests on the origin client's pooled
 connections, for what it needs and nothing more:
 
 1. a probe (the first 16 bytes): the status, the validator (strong ETag, else Last-Modified), the
    length, and the first box header. An origin without ranges or a validator, a body that is not
    an MP4 with its moov readable this way, or a fragmented file: the origin's answer to a request
-   for the whole file is relayed as it is, and mitmproxy's stream extraction applies to it as to any
-   other;
+   for the whole file is streamed;
 2. unless cached, the top level (each box header read with a 16-byte Range request, then the ftyp
    and the moov; of the media data only what follows an 8-byte mdat header in those 16 bytes), planned into a FilePlan in
    a worker thread, off the event loop, and cached (by URL, validator and cut, bounded in bytes);
@@ -40,7 +48,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 import tornado.httpserver
@@ -50,13 +58,14 @@ import tornado.web
 from mitmproxy import connection, http
 
 import extractor
+from addon import response as decisions
+from addon.budgets import Budgets
 from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
-from addon.request_rules import META
+from addon.request_rules import JOB_HEADER, META, SERVED_HEADER
+from addon.stream import TAIL_TIMEOUT, StreamedAnswer, describe
 
 log = logging.getLogger("addon.audio_only")
 
-JOB_HEADER = "x-audio-only-file"  # request header naming the job; stripped before anything else sees it
-FILE_HEADER = "x-audio-only-served"  # response header: "file" or "relay", read and removed by response.py
 PROBE = 16  # the first read: the version of the file, and its first box header (no media data)
 MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 WINDOW = 16  # origin requests of one response in flight at once
@@ -69,19 +78,33 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding
               "proxy-authenticate", "proxy-authorization"}
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The options a routed request is answered with, as they were when it arrived."""
+    file: bool  # try to serve an MP4 as a file (extended mode, audio_only_origin_ranges, an MP4 path)
+    cdn: bool  # audio_only_compat=cdn
+    max_header: int
+    max_spool: int
+    spool_dir: str | None
+    fetch_moov: bool
+    origin_timeout: float  # 0: none
+    metadata_deadline: float  # 0: none
+    gap: int  # audio_only_range_gap
+
+
 @dataclass
 class Job:
-    """An audio-only request routed to us: where the file is, what was asked."""
+    """A request routed to us: where the file is, what was asked."""
     target: Target
     method: str
     conditions: dict[str, str]  # range, if-range, if-none-match of the client's request
-    seek: extractor.SeekRange | None
+    seek: extractor.SeekRange | None  # MP4's cut, for the file path
     seek_part: str  # the cut as the ETag names it, "" for none
-    max_header: int
-    gap: int
+    settings: Settings
     url: str
     state: dict  # the flow's metadata["audio_only"]: what was served is written back there
-    flow_id: str
+    plain: bool = False  # the CDN's plain video seeking: cut, but keep the video
+    version: OriginVersion | None = None  # of the origin's file, once its answer is in
     made: float = field(default_factory=time.monotonic)
 
 
@@ -118,14 +141,14 @@ class PlanCache:
 
 
 class FileServer:
-    """The server, its pending jobs and its cache; made by the addon, started when mitmproxy runs."""
+    """The server, its pending jobs, its cache and budgets; made by the addon, started when mitmproxy runs."""
 
-    def __init__(self, origin: OriginClient, relayed: dict):
+    def __init__(self, origin: OriginClient):
         self.origin = origin
-        self.relayed = relayed  # flow id -> the Job of a relayed flow, for its response side (its origin file)
         self.jobs: dict[str, Job] = {}
         self.multirange: dict = {}  # route -> False once its origin answered several ranges otherwise
         self.cache = PlanCache(64 << 20)
+        self.budgets = Budgets()
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
 
@@ -144,45 +167,52 @@ class FileServer:
             self.server.stop()
             self.server = None
 
-    def route_if_wanted(self, flow: http.HTTPFlow, max_header: int, gap: int) -> None:
-        """An audio-only GET or HEAD for an MP4 path, in extended mode with audio_only_origin_ranges
-        on: send it to us instead of the origin, keeping what it asked for the handler."""
+    def route(self, flow: http.HTTPFlow, settings: Settings) -> None:
+        """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
+        origin, keeping what it asked for the handler."""
         state = flow.metadata.get(META) or {}
-        if not (state.get("requested") and self.port is not None and flow.request.method.upper() in ("GET", "HEAD")
-                and MP4_PATHS.search(flow.request.path.split("?")[0])):
+        if not (state.get("requested") or state.get("plain")) or self.port is None:
             return
         seek = None
-        if values := (state.get("seek") or {}).get("values"):
+        values = (state.get("seek") or {}).get("values")
+        if values and state.get("requested"):
             seek = extractor.parse_range(values["mp4_seek_start"], values["mp4_seek_end"], True)
         now = time.monotonic()
         for token in [t for t, job in self.jobs.items() if now - job.made > JOB_TTL]:
             del self.jobs[token]
-        for flow_id in [f for f, job in self.relayed.items() if now - job.made > JOB_TTL]:
-            del self.relayed[flow_id]
         token = secrets.token_hex(12)
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
+        wants_file = (settings.file and not state.get("plain") and flow.request.method.upper() in ("GET", "HEAD")
+                      and bool(MP4_PATHS.search(flow.request.path.split("?")[0])))
         self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
-                               max_header, gap, flow.request.pretty_url, state, flow.id)
+                               replace(settings, file=wants_file),
+                               flow.request.pretty_url, state, plain=bool(state.get("plain")))
         flow.request.headers[JOB_HEADER] = token
-        state["origin"] = (flow.request.scheme, flow.request.host, flow.request.port, flow.request.host_header)
+        state["origin"] = (flow.request.scheme, flow.request.host, flow.request.port, flow.request.host_header,
+                           flow.request.http_version)
+        state["routed"] = True
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.port
+        # We answer with chunked framing whatever the client speaks (ResponseRules.decide fits it to the
+        # client again): an HTTP/1.0 close-delimited body could not tell mitmproxy of a failure.
+        flow.request.http_version = "HTTP/1.1"
         # A Server of its own, direct (no upstream proxy: ours is on this machine), so that this flow's
         # detour changes nothing for the client connection's other requests.
         flow.server_conn = connection.Server(address=("127.0.0.1", self.port))
-        state["file"] = True
+
 
     # -- what a request needs from the origin -------------------------------------------------------
 
     async def audio_file(self, job: Job) -> AudioFile | httpx.Response:
         """The planned file, or the origin's answer to relay when the file cannot be served as one."""
-        response = await self.origin.open(job.target, headers=[("Range", f"bytes=0-{PROBE - 1}")])
+        timeout = job.settings.origin_timeout  # a 200 to the probe is the answer streamed
+        response = await self.origin.open(job.target, headers=[("Range", f"bytes=0-{PROBE - 1}")], read_timeout=timeout)
         version = probe_version(response)
         if version is None:
             if response.status_code != 206 and job.method == "GET":
                 return response  # the origin ignored the range (or failed): its answer is the whole story
-            # A 206 without a validator or a length, a 416...: the whole file, asked for anew, is relayed.
+            # A 206 without a validator or a length, a 416...: the whole file, asked for anew, is streamed.
             await response.aclose()
-            return await self.origin.open(job.target, method=job.method)
+            return await self.origin.open(job.target, method=job.method, read_timeout=timeout)
         key = (job.url, version, job.seek_part)
         kept = kept_headers(response.headers)
         if (entry := self.cache.get(key)) is not None:
@@ -191,13 +221,13 @@ class FileServer:
         head = b"".join([piece async for piece in response.aiter_raw()])
         await response.aclose()
         try:
-            ftyp, moov, mdats = await self.origin.read_top_level(job.target, version, job.max_header, head)
+            ftyp, moov, mdats = await self.origin.read_top_level(job.target, version, job.settings.max_header, head)
             plan = await asyncio.to_thread(extractor.plan_file, ftyp, moov, mdats, version.length, job.seek)
         except extractor.SeekPastEnd:
             raise
         except (extractor.ExtractError, RangeRefused) as e:
             log.info(f"audio-only: {job.url}: served as a stream, not as a file: {e}")
-            return await self.origin.open(job.target, method=job.method)
+            return await self.origin.open(job.target, method=job.method, read_timeout=timeout)
         for warning in plan.warnings:
             log.warning(f"audio-only: {job.url}: {warning}")
         entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version), kept)
@@ -300,34 +330,82 @@ class FileHandler(tornado.web.RequestHandler):
             self.set_status(404)
             return
         try:
-            found = await self.files.audio_file(job)
+            if job.settings.file:
+                found = await self.files.audio_file(job)
+            else:
+                found = await self.files.origin.open(job.target, method=job.method, read_timeout=job.settings.origin_timeout)
         except extractor.SeekPastEnd as e:
             return self.plain(400, f"{e}\n")
         except FETCH_ERRORS as e:
-            log.warning(f"audio-only: {job.url}: the origin could not be read: {e!r}")
-            return self.plain(502, f"the origin could not be read: {e}\n")
+            log.warning(f"audio-only: {job.url}: the origin could not be read: {describe(e)}")
+            return self.plain(502, f"the origin could not be read: {describe(e)}\n")
         if isinstance(found, AudioFile):
             await self.serve_file(job, found)
-        else:
-            await self.relay(job, found)
+            return
+        try:
+            await self.answer(job, found)
+        finally:
+            await found.aclose()
 
     origin_bytes = 0
 
-    def plain(self, status: int, text: str) -> None:
+    def plain(self, status: int, text: str, served: str = "file") -> None:
         self.set_status(status)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.set_header(FILE_HEADER, "file")
+        self.set_header(SERVED_HEADER, served)
         self.finish(text.encode())
 
-    async def relay(self, job: Job, response) -> None:
-        """The origin's answer as it is, for mitmproxy's stream extraction to work on."""
-        self.files.relayed[job.flow_id] = job
+    async def answer(self, job: Job, response: httpx.Response) -> None:
+        """The origin's answer to the request for the whole file: streamed as audio only, a 400 (a
+        seek start past an MP4's audio), or relayed as it is."""
+        state, headers = job.state, response.headers
+        fmt = decisions.requested_format(headers.get("content-type", ""), job.target.path)
+        if why := decisions.why_not(response.status_code, headers, fmt):
+            if state.get("requested"):
+                state["passthrough"] = why
+                log.info(f"audio-only: {job.url}: not extracted: {why}")
+            if response.status_code == 304 and (etag := headers.get("etag")):
+                headers["etag"] = decisions.derived_etag(etag)
+            return await self.relay(job, response)
+        job.version = OriginVersion.of(headers)
+        seek = decisions.seek_range(fmt, state, headers, job.url)
+        if job.plain and seek is None:
+            state["passthrough"] = "nothing to cut"
+            return await self.relay(job, response)  # plain seeking with nothing to cut: the file as it is
+        if fmt == "mp4" and seek and seek.start and job.version and await self.seek_past_end(job, seek):
+            state["answered"] = f"400: seek start {seek.start / 1000:g} s is past the end of the audio"
+            log.info(f"audio-only: {job.url}: answered {state['answered']} (as the CDN does)")
+            return self.plain(400, f"seek start {seek.start / 1000:g} s is past the end of the audio\n", "stream")
+        state["format"] = fmt
+        out_headers = decisions.audio_headers(headers.multi_items(), fmt, seek, job.plain)
+        if job.method == "HEAD":
+            for name, value in out_headers:
+                self.add_header(name, value)
+            self.set_header(SERVED_HEADER, "stream")
+            return
+        await StreamedAnswer(self, job, response, fmt, out_headers, seek, self.files.budgets).run()
+
+    async def seek_past_end(self, job: Job, seek: extractor.SeekRange) -> bool:
+        """The CDN answers 400 when an MP4's seek start lies past the audio. The moov is needed to know
+        that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
+        start past the end ends the response uncleanly instead."""
+        try:
+            moov = await asyncio.wait_for(self.files.origin.fetch_moov(job.target, job.version, job.settings.max_header),
+                                          TAIL_TIMEOUT)
+        except FETCH_ERRORS as e:
+            log.info(f"audio-only: {job.url}: could not read the moov before answering ({describe(e)})")
+            return False
+        # Parsing a moov takes a while when it is big: a worker thread does it, not the event loop.
+        return moov is not None and await asyncio.to_thread(extractor.mp4_seek_past_end, moov, seek)
+
+    async def relay(self, job: Job, response: httpx.Response) -> None:
+        """The origin's answer as it is (not for extraction: a 404, a 206, HTML...)."""
         try:
             self.set_status(response.status_code, response.reason_phrase or None)
             for name, value in response.headers.multi_items():
                 if name.lower() not in HOP_BY_HOP:
                     self.add_header(name, value)
-            self.set_header(FILE_HEADER, "relay")
+            self.set_header(SERVED_HEADER, "relay")
             if job.method == "HEAD" or response.status_code in (204, 304):
                 return
             async for piece in response.aiter_raw():
@@ -336,10 +414,8 @@ class FileHandler(tornado.web.RequestHandler):
         except tornado.iostream.StreamClosedError:
             pass  # the client left
         except FETCH_ERRORS as e:
-            log.warning(f"audio-only: {job.url}: the origin's answer ended early: {e!r}")
+            log.warning(f"audio-only: {job.url}: the origin's answer ended early: {describe(e)}")
             self.request.connection.close()
-        finally:
-            await response.aclose()
 
     async def serve_file(self, job: Job, file: AudioFile) -> None:
         size = file.plan.size
@@ -353,7 +429,7 @@ class FileHandler(tornado.web.RequestHandler):
         self.set_header("ETag", file.etag)
         if file.last_modified:
             self.set_header("Last-Modified", file.last_modified)
-        self.set_header(FILE_HEADER, "file")
+        self.set_header(SERVED_HEADER, "file")
         if not_modified:
             self.set_status(304)
             return
@@ -429,7 +505,7 @@ class FileHandler(tornado.web.RequestHandler):
         several = self.files.multirange.get(job.target.route, True)
         multi = MULTI_RANGES if several else 1
         # One range per request costs a round trip each: then reading the video between is cheaper.
-        gap = job.gap if several else max(job.gap, ONE_BY_ONE_GAP)
+        gap = job.settings.gap if several else max(job.settings.gap, ONE_BY_ONE_GAP)
         group: list[list[tuple[int, int]]] = []
         span = 0
         for kind, value in self.batches(file, first, last, gap):

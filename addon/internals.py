@@ -1,14 +1,14 @@
 """Every reach into mitmproxy's private parts, in one place.
 
 mitmproxy's addon API gives a flow, its connections' public attributes and `flow.kill()`; it gives no
-way to look at a connection's socket or to end it now. The audio-only edge needs three such things,
-each below with what it reaches, why, and since when it holds. All go through one path:
+way to look at a connection's socket or to end it now. The audio-only edge needs two such things,
+each below with what it reaches, why, and since when it holds. Both go through one path:
 
     ctx.master.addons.get("proxyserver").connections[flow.client_conn.id].transports[connection]
 
 `Proxyserver.connections` (a dict of `ConnectionHandler` by client connection id) and
 `ConnectionHandler.transports` (a dict of `ConnectionIO(handler task, reader, writer)` by connection)
-are private. Both exist in mitmproxy 7.0 through 11.0.2 (checked in its source and by the tests that
+are private. Both exist in mitmproxy 7.0 through 12.3 (checked in its source and by the tests that
 use them: tests/test_internals.py fails with a message naming the reach when one breaks). Each reach
 degrades to doing nothing when the path is not there (unit tests with no proxy server, or a future
 mitmproxy): the feature it serves gets slower or less precise, never wrong.
@@ -35,37 +35,14 @@ def _socket(flow: http.HTTPFlow, conn: connection.Connection) -> socket.socket |
     return writer.get_extra_info("socket") if writer is not None else None
 
 
-def server_socket_fd(flow: http.HTTPFlow) -> int:
-    """The origin connection's file descriptor (-1: none).
-
-    Why: output is coalesced while the origin is ahead of us (stream.py): whether more of its bytes
-    already wait in the kernel is a FIONREAD on this socket. Without it, output leaves piece by piece
-    (slower, same bytes). Since mitmproxy 7.0."""
-    sock = _socket(flow, flow.server_conn)
-    return sock.fileno() if sock is not None else -1
-
-
-def close_server_connection(flow: http.HTTPFlow) -> None:
-    """End the origin connection now, so that the client's response ends now.
-
-    Why: `flow.kill()` takes effect only when the origin's body ends (mitmproxy issue #4711); an
-    extraction that failed must end the client's response at once. Cancelling the server connection's
-    task makes mitmproxy see the origin gone and, the response having started, close the client
-    connection (HTTP/1) or reset the stream (HTTP/2). Since mitmproxy 7.0."""
-    io = _io(flow, flow.server_conn)
-    task = getattr(io, "handler", None)
-    if task is not None:
-        task.cancel()
-
-
 def close_client_connection(flow: http.HTTPFlow) -> None:
     """Close the client's connection once what was written to it has left (HTTP/1 only: an HTTP/2
     connection carries other streams, and there mitmproxy resets the one stream).
 
-    Why: cancelling the origin connection (above) makes mitmproxy 11.0 close the client connection,
-    but mitmproxy 12.3 sometimes leaves it open when the origin's whole body had already been read
-    (seen on the first request of a new proxy): the client then waits for ever on a body that will
-    never end. Closing it ourselves ends the response on both. Since mitmproxy 7.0."""
+    Why: when our server ends an answer uncleanly, mitmproxy 11.0 closes the client connection, but
+    mitmproxy 12.3 was seen to leave it open when the server's whole body had already been read (on
+    the first request of a new proxy): the client then waits for ever on a body that will never end.
+    Closing it ourselves ends the response on both. Since mitmproxy 7.0."""
     io = _io(flow, flow.client_conn)
     writer = getattr(io, "writer", None)
     if writer is not None and flow.request.http_version.startswith("HTTP/1"):
@@ -81,20 +58,6 @@ def reset_client_on_close(flow: http.HTTPFlow) -> None:
     sock = _socket(flow, flow.client_conn)
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
-def client_backlog(flow: http.HTTPFlow) -> int:
-    """Bytes written to the client that it has not taken yet (asyncio's write buffer; 0: none or unknown).
-
-    Why: when the client does not read (a paused player), mitmproxy stops reading the origin, and the
-    origin's silence is ours: the origin timeout must not blame it. Since mitmproxy 7.0."""
-    io = _io(flow, flow.client_conn)
-    writer = getattr(io, "writer", None)
-    transport = getattr(writer, "transport", None)
-    try:
-        return transport.get_write_buffer_size() if transport is not None else 0
-    except (AttributeError, RuntimeError):
-        return 0
 
 
 def reaches_that_broke() -> list[str]:

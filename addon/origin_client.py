@@ -1,9 +1,8 @@
-"""HTTP to the origin of our own, beside the flow mitmproxy forwards: Range requests for the moov.
+"""HTTP to the origin: every request that asks for audio is answered by our server from here.
 
-The stream of a response comes through mitmproxy's own server connection. Some answers need more:
-the moov of an MP4 whose moov comes after its media data (fetched from the tail so that audio starts
-at once), and the moov before the headers leave (a seek start past the audio is a 400). Those are
-Range requests on httpx: one pool of keep-alive connections per origin (and route), HTTP/1.1 or
+The whole file for a streamed answer, and Range requests: the moov and audio of a file answer, the
+moov of an MP4 whose moov comes after its media data (fetched from the tail so that audio starts at
+once), and the moov before the headers leave (a seek start past the audio is a 400). On httpx: one pool of keep-alive connections per origin (and route), HTTP/1.1 or
 HTTP/2 as TLS negotiates, TLS verified as mitmproxy verifies its own upstream connections
 (`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/`_confdir`, else certifi's roots), and through the
 upstream proxy when mitmproxy runs in upstream mode (with `upstream_auth`).
@@ -229,14 +228,16 @@ class OriginClient:
         if self.closing:
             await asyncio.gather(*self.closing, return_exceptions=True)
 
-    async def open(self, target: Target, method: str = "GET", headers=()) -> httpx.Response:
+    async def open(self, target: Target, method: str = "GET", headers=(), read_timeout: float | None = None) -> httpx.Response:
         """A request for the target with `headers` added; the answer's body is not read yet (the caller
-        reads it, and closes the answer with aclose)."""
+        reads it, and closes the answer with aclose). read_timeout: the most seconds between two reads
+        of the answer (0: none; None: the pool's TIMEOUT); it runs only while we wait to read."""
         client = self.pool(target.route)
         extensions = {"sni_hostname": target.sni} if target.sni else {}
+        timeout = httpx.Timeout(TIMEOUT, read=read_timeout or None) if read_timeout is not None else httpx.USE_CLIENT_DEFAULT
         request = client.build_request(method, target.url, headers=[*target.headers, *headers,
                                                                      ("Accept-Encoding", "identity")],
-                                       extensions=extensions)
+                                       extensions=extensions, timeout=timeout)
         return await client.send(request, stream=True)
 
     async def stream_range(self, target: Target, first: int, last: int, version: OriginVersion):

@@ -26,6 +26,8 @@ from addon.cdn_config import ConfigError, ConfigFile
 log = logging.getLogger("addon.audio_only")
 
 META = "audio_only"  # flow.metadata key: the state of this feature for the flow
+JOB_HEADER = "x-audio-only-job"  # request header naming a routed flow's job at our server (file_server.py)
+SERVED_HEADER = "x-audio-only-served"  # our server's answer says how it answered: file, stream or relay
 HOST_PATTERN = re.compile(r"^[a-z0-9*?\[\]._:-]+$")
 SEEK_NAMES = ("mp4_seek_start", "mp4_seek_end", "flv_seek_start", "flv_seek_end")
 

@@ -1,12 +1,15 @@
-"""The response side: extract, answer 400, or pass through; and the header edits for the audio.
+"""What an audio-only request is answered with, and the mitmproxy side of that answer.
 
-Decided in `responseheaders`, when the origin's status and headers are known and before they leave
-for the client: header edits in the `response` hook would be too late for a streamed body.
+Every request that asks for audio (or for the CDN's plain seeking) is routed by `file_server.py` to
+our own server on 127.0.0.1, which asks the origin itself: the decisions below are made there, from
+the origin's status and headers (extract, answer 400, or relay the origin's answer as it is). What
+comes back to mitmproxy is already the answer; `ResponseRules.decide` (responseheaders) only puts
+the flow back to how the client sent it, fits the framing to the client's HTTP version, and streams
+the body. Requests that did not ask for audio are left to mitmproxy, streamed when they are media.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -15,12 +18,9 @@ from mitmproxy.utils import human
 
 import extractor
 from addon import internals
-from addon.origin_client import FETCH_ERRORS, OriginClient, OriginVersion, Target
-from addon.file_server import FILE_HEADER, JOB_HEADER
-from addon.request_rules import META
-from addon.stream import TAIL_TIMEOUT, ExtractionStream
+from addon.origin_client import OriginClient
+from addon.request_rules import JOB_HEADER, META, SERVED_HEADER
 from extractor.errors import human_size
-from extractor.spool import TempFileSpool
 
 log = logging.getLogger("addon.audio_only")
 
@@ -33,20 +33,21 @@ MEDIA_TYPES = {
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/x-octet-stream"}
 EXTENSIONS = {".mp4": "mp4", ".mov": "mp4", ".m4a": "mp4", ".m4v": "mp4", ".f4v": "mp4", ".flv": "flv"}
 OUTPUT_TYPES = {"mp4": "audio/mp4", "flv": "video/x-flv"}
-# Headers that describe the origin's bytes, not ours.
-DROPPED_RESPONSE_HEADERS = ("content-length", "accept-ranges", "content-range", "content-md5", "digest",
-                            "transfer-encoding")
+# Headers that describe the origin's bytes (or its connection), not ours.
+DROPPED_RESPONSE_HEADERS = {"content-length", "accept-ranges", "content-range", "content-md5", "digest",
+                            "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer",
+                            "upgrade", "proxy-authenticate"}
 # Passthrough bodies at least this large (or of unknown size, when media) are streamed, not buffered.
 STREAM_PASSTHROUGH_ABOVE = 1 << 20
 
 
-def requested_format(flow: http.HTTPFlow) -> str | None:
+def requested_format(content_type: str, path: str) -> str | None:
     """'mp4' or 'flv' when the response's type (or, for generic types, the path) says media."""
-    ctype = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = content_type.split(";")[0].strip().lower()
     if ctype in MEDIA_TYPES:
         return MEDIA_TYPES[ctype]
     if ctype in GENERIC_TYPES:
-        return EXTENSIONS.get(Path(flow.request.path.split("?")[0]).suffix.lower())
+        return EXTENSIONS.get(Path(path.split("?")[0]).suffix.lower())
     return None
 
 
@@ -59,19 +60,20 @@ def derived_etag(etag: str, part: str = "", kind: str = "audio") -> str:
     return f'{weak}"{opaque}-{kind}{part}"'
 
 
-def why_not(flow: http.HTTPFlow, fmt: str | None) -> str:
-    """Why an asked-for extraction does not happen, for the log."""
-    response = flow.response
-    if response.status_code != 200:
-        return f"origin answered {response.status_code}"
-    if response.headers.get("content-encoding", "identity").lower() != "identity":
-        return f"origin body is {response.headers['content-encoding']}-encoded"
+def why_not(status: int, headers, fmt: str | None) -> str | None:
+    """Why an asked-for extraction does not happen (None: it does)."""
+    if status != 200:
+        return f"origin answered {status}"
+    if headers.get("content-encoding", "identity").lower() != "identity":
+        return f"origin body is {headers['content-encoding']}-encoded"
     if fmt is None:
-        return f"content type {response.headers.get('content-type', '(none)')!r} is not MP4 or FLV"
-    return f"{fmt.upper()} extraction is not available in this version"
+        return f"content type {headers.get('content-type', '(none)')!r} is not MP4 or FLV"
+    if fmt not in extractor.SUPPORTED_FORMATS:
+        return f"{fmt.upper()} extraction is not available in this version"
+    return None
 
 
-def seek_range(flow: http.HTTPFlow, fmt: str, state: dict) -> extractor.SeekRange | None:
+def seek_range(fmt: str, state: dict, headers, url: str) -> extractor.SeekRange | None:
     """The part the request asks for (None: all of it): MP4 in seconds, FLV in bytes or seconds."""
     seek = state.get("seek")
     if not seek:
@@ -81,65 +83,43 @@ def seek_range(flow: http.HTTPFlow, fmt: str, state: dict) -> extractor.SeekRang
         wanted = extractor.parse_range(v["mp4_seek_start"], v["mp4_seek_end"], True)
     else:
         wanted = extractor.parse_range(v["flv_seek_start"], v["flv_seek_end"], seek["by_time"])
-        length = flow.response.headers.get("content-length", "")
+        length = headers.get("content-length", "")
         if wanted and not wanted.by_time and length.isdigit() and wanted.start >= int(length):
-            log.info(f"audio-only: {flow.request.pretty_url}: seek start {wanted.start} is past the file's "
-                     f"{length} bytes: the whole file is sent (the CDN's rule for FLV)")
+            log.info(f"audio-only: {url}: seek start {wanted.start} is past the file's {length} bytes: the whole "
+                     f"file is sent (the CDN's rule for FLV)")
             return None
     if wanted:
         state["seek_range"] = wanted.describe()
     return wanted
 
 
-def audio_headers(flow: http.HTTPFlow, fmt: str, seek: extractor.SeekRange | None, plain: bool) -> None:
+def audio_headers(origin_headers: list[tuple[str, str]], fmt: str, seek: extractor.SeekRange | None,
+                  plain: bool) -> list[tuple[str, str]]:
     """The origin's headers made ours: no length or ranges (the body is streamed), our type, an ETag
-    derived from the origin's, chunked framing for HTTP/1.1."""
-    response = flow.response
-    for name in DROPPED_RESPONSE_HEADERS:
-        response.headers.pop(name, None)
+    derived from the origin's (or none)."""
+    out = []
+    for name, value in origin_headers:
+        lower = name.lower()
+        if lower in DROPPED_RESPONSE_HEADERS or (lower == "content-type" and not plain):
+            continue
+        if lower == "etag":
+            part = f"-{seek.start}-{seek.end or ''}" if seek else ""
+            value = derived_etag(value, part, "seek" if plain else "audio")
+            if not value:
+                continue
+        out.append((name, value))
     if not plain:
-        response.headers["content-type"] = OUTPUT_TYPES[fmt]
-    if etag := response.headers.get("etag"):
-        part = f"-{seek.start}-{seek.end or ''}" if seek else ""
-        if new_etag := derived_etag(etag, part, "seek" if plain else "audio"):
-            response.headers["etag"] = new_etag
-        else:
-            response.headers.pop("etag")
-    if flow.request.http_version == "HTTP/1.1":
-        # Only HTTP/1.1 has chunked framing; mitmproxy frames when this header says so.
-        response.headers["transfer-encoding"] = "chunked"
+        out.append(("Content-Type", OUTPUT_TYPES[fmt]))
+    return out
 
 
-def answer_400(flow: http.HTTPFlow, reason: str) -> None:
-    """Turn the origin's 200 into the 400 the CDN gives, before any header has left; the origin's body
-    is not wanted, so its connection is closed once the 400 is out."""
-    body = f"{reason}\n".encode()
-    response = flow.response
-    response.status_code, response.reason = 400, "Bad Request"
-    response.headers.clear()
-    response.headers["content-type"] = "text/plain; charset=utf-8"
-    response.headers["content-length"] = str(len(body))
-    sent = []
-
-    def stream(data: bytes) -> list[bytes]:
-        if sent:
-            return []
-        sent.append(True)
-        if data:
-            internals.close_server_connection(flow)
-        return [body]
-
-    response.stream = stream
-    flow.metadata.setdefault(META, {})["answered"] = f"400: {reason}"
-    log.info(f"audio-only: {flow.request.pretty_url}: answered 400: {reason} (as the CDN does)")
-
-
-def stream_passthrough(flow: http.HTTPFlow, fmt: str | None) -> None:
+def stream_passthrough(flow: http.HTTPFlow) -> None:
     """A CDN edge never holds a whole video in memory: stream what we pass on untouched."""
     if not ctx.options.audio_only_stream_passthrough or flow.response.stream:
         return
     length = flow.response.headers.get("content-length", "")
     big = int(length) > STREAM_PASSTHROUGH_ABOVE if length.isdigit() else False
+    fmt = requested_format(flow.response.headers.get("content-type", ""), flow.request.path)
     media = fmt is not None or Path(flow.request.path.split("?")[0]).suffix.lower() in EXTENSIONS
     if big or media:
         flow.response.stream = True
@@ -157,16 +137,20 @@ def parse_size(option: str, minimum: int) -> int:
     return size
 
 
+def unframed(flow: http.HTTPFlow) -> bool:
+    """An HTTP/1 response whose end is the connection's close (an HTTP/1.0 client: no chunked framing)."""
+    return (flow.request.http_version.startswith("HTTP/1") and flow.response is not None
+            and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()
+            and "content-length" not in flow.response.headers)
+
+
 class ResponseRules:
-    """The response side's settings and its decision per response."""
+    """The response side's settings, and the mitmproxy side of routed answers."""
 
     def __init__(self):
         self.max_header = extractor.DEFAULT_MAX_HEADER
         self.max_spool = 4 << 30
         self.origin = OriginClient()
-        # Relayed flows' jobs by flow id (file_server.py): their server connection is our own server,
-        # the job knows where their origin file is.
-        self.relayed: dict = {}
 
     def configure(self, updated) -> None:
         if "audio_only_max_header" in updated:
@@ -182,102 +166,42 @@ class ResponseRules:
                     f"audio_only_spool_dir: {ctx.options.audio_only_spool_dir!r} is not a folder")
         self.origin.configure(updated)
 
-    def decide(self, flow: http.HTTPFlow):
-        """Extract, pass through, or (an awaitable) read the moov first to decide between a 400 and
-        extraction: mitmproxy awaits what a hook returns, so the headers wait until it is done."""
-        response = flow.response
+    def decide(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get(META)
-        fmt = requested_format(flow)
-        if state and "passthrough" in state:  # decided on the request already
-            stream_passthrough(flow, fmt)
-            return None
-        if state and state.get("file"):  # the answer of our file server (file_server.py)
-            # The request went to us; what it shows (mitmweb, the log) is where it was for.
-            scheme, host, port, host_header = state["origin"]
-            flow.request.scheme, flow.request.host, flow.request.port = scheme, host, port
-            flow.request.host_header = host_header
-            flow.request.headers.pop(JOB_HEADER, None)
-            served = response.headers.pop(FILE_HEADER, "relay")
-            state["served"] = served
-            if served == "file":  # already the audio, and headers as they should be
-                flow.response.stream = True
-                return None
-        if state and response.status_code == 304 and (etag := response.headers.get("etag")):
-            response.headers["etag"] = derived_etag(etag)
-        eligible = (
-            state is not None
-            and response.status_code == 200
-            and fmt in extractor.SUPPORTED_FORMATS
-            and response.headers.get("content-encoding", "identity").lower() == "identity"
-        )
-        if not eligible:
-            if state is not None:
-                state["passthrough"] = why_not(flow, fmt)
-                log.info(f"audio-only: {flow.request.pretty_url}: not extracted: {state['passthrough']}")
-            stream_passthrough(flow, fmt)
-            return None
-        # Read from the origin's headers before they are edited.
-        version = OriginVersion.of(response.headers)
-        seek = seek_range(flow, fmt, state)
-        if state.get("plain") and seek is None:
-            stream_passthrough(flow, fmt)  # plain seeking with nothing to cut: the file as it is
-            return None
-        if fmt == "mp4" and seek and seek.start and version:
-            return self.check_seek_then_extract(flow, fmt, state, seek, version)
-        self.start_extraction(flow, fmt, state, seek, version)
-        return None
-
-    def target(self, flow: http.HTTPFlow) -> Target:
-        """The origin file of a flow, for our own Range requests."""
-        job = self.relayed.get(flow.id)
-        return job.target if job is not None else Target.of(flow)
-
-    async def check_seek_then_extract(self, flow: http.HTTPFlow, fmt: str, state: dict, seek: extractor.SeekRange,
-                                      version: OriginVersion) -> None:
-        """The CDN answers 400 when an MP4's seek start lies past the audio. The moov is needed to know
-        that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
-        start past the end ends the response uncleanly instead."""
-        try:
-            moov = await asyncio.wait_for(self.origin.fetch_moov(self.target(flow), version, self.max_header), TAIL_TIMEOUT)
-        except FETCH_ERRORS as e:
-            log.info(f"audio-only: {flow.request.pretty_url}: could not read the moov before answering ({e!r})")
-            moov = None
-        # Parsing a moov takes a while when it is big: a worker thread does it, not the event loop.
-        if moov is not None and await asyncio.to_thread(extractor.mp4_seek_past_end, moov, seek):
-            answer_400(flow, f"seek start {seek.start / 1000:g} s is past the end of the audio")
+        if not (state and state.get("routed")):
+            stream_passthrough(flow)
             return
-        self.start_extraction(flow, fmt, state, seek, version)
-
-    def start_extraction(self, flow: http.HTTPFlow, fmt: str, state: dict, seek: extractor.SeekRange | None,
-                         version: OriginVersion | None) -> None:
-        """Edit the headers for the audio and wire the core to the body."""
-        plain = bool(state.get("plain"))
-        audio_headers(flow, fmt, seek, plain)
-        state["format"] = fmt
-        if flow.request.method.upper() == "HEAD":
-            return
-        spool_dir = ctx.options.audio_only_spool_dir or None
-        core_options = dict(
-            max_header=self.max_header, max_spool=self.max_spool, spool_factory=lambda start: TempFileSpool(start, spool_dir),
-            cdn_limits=ctx.options.audio_only_compat == "cdn",
-            flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None, keep_video=plain,
-        )
-        fetch_tail = None
-        if version and ctx.options.audio_only_fetch_moov:
-            target = self.target(flow)
-
-            def fetch_tail(offset: int, limit: int):
-                return self.origin.fetch_range(target, offset, limit, version)
-        flow.response.stream = ExtractionStream(flow, fmt, core_options, fetch_tail, ctx.options.audio_only_origin_timeout,
-                                                ctx.options.audio_only_metadata_deadline)
+        # Our server's answer: show (mitmweb, the log) where the request was for, as the client sent it.
+        scheme, host, port, host_header, http_version = state["origin"]
+        flow.request.scheme, flow.request.host, flow.request.port = scheme, host, port
+        flow.request.host_header = host_header
+        flow.request.http_version = http_version
+        flow.request.headers.pop(JOB_HEADER, None)
+        response = flow.response
+        state["served"] = response.headers.pop(SERVED_HEADER, "relay")
+        if state["served"] == "stream" and flow.request.method.upper() == "HEAD" and response.status_code == 200:
+            # What a GET's answer has (tornado gives a HEAD's answer a Content-Length of 0 instead).
+            response.headers.pop("content-length", None)
+            response.headers["transfer-encoding"] = "chunked"
+        if http_version != "HTTP/1.1":
+            # Only HTTP/1.1 has chunked framing: an HTTP/1.0 body ends with the connection, and HTTP/2
+            # and 3 frame it themselves. (mitmproxy reads our server's body by the framing it announced.)
+            response.headers.pop("transfer-encoding", None)
+            if http_version.startswith("HTTP/1"):
+                response.http_version = http_version
+        response.stream = True
 
     @staticmethod
     def failed(flow: http.HTTPFlow) -> None:
-        """mitmproxy's error hook: free what the response held, and name our reason on the flow
-        (mitmweb shows it), not just the connection's fate."""
-        stream = flow.response.stream if flow.response else None
-        if isinstance(stream, ExtractionStream):
-            stream.ended_by_others()
+        """mitmproxy's error hook: name our reason on the flow (mitmweb shows it), not just the
+        connection's fate; and make sure the client can tell the body is incomplete."""
         state = flow.metadata.get(META)
-        if state and "error" in state:
+        if not state:
+            return
+        if "error" in state:
             flow.error.msg = f"audio-only: {state['error']}"
+            flow.comment = f"audio-only: {state['error']}"
+        if state.get("routed") and flow.response is not None:
+            if unframed(flow):
+                internals.reset_client_on_close(flow)
+            internals.close_client_connection(flow)

@@ -1,237 +1,250 @@
-"""The stream callable set as `flow.response.stream`: the core fed as the origin's body passes.
+"""A streamed audio-only answer: the origin's body fed through the core as it arrives, in our server.
 
-It joins the core's output into few, large chunks, fetches an MP4's moov from the tail when the
-origin offers it, watches the origin for silence, and turns any failure into an unclean end of the
-client's response with one warning line naming the URL and the reason.
+This is the CDN's way (FLV, live, fragmented MP4, an origin without ranges, `audio_only_compat=cdn`):
+no length, chunked framing. It runs in our server (file_server.py), not in a mitmproxy stream
+callable, because a callable can neither wait nor add data of its own: here the feed that completes a
+big moov (or script tag) runs in a worker thread while mitmproxy serves everyone else, and the moov
+fetched from the tail of a file is planned there too.
+
+Time limits blame the right party: the origin's read timeout (httpx) runs only while we wait to read
+from it, not while we wait for the client to take what we wrote (a paused player) or for a worker;
+and the metadata deadline bounds how long a moov, moof or script tag may take to arrive once begun.
+Every failure ends the answer uncleanly (our connection to mitmproxy closes before the last chunk, and
+mitmproxy ends the client's response so), with one warning line naming the URL and the reason;
+the headers go out once the first piece of the body has been fed (before the output is known, as the
+CDN's), so a budget refusal met at that first piece is a 503 with Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import sys
-import termios
 import time
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from mitmproxy import http
+import httpx
+import tornado.iostream
 
 import extractor
-from addon import internals
+from addon.budgets import Budgets, BudgetExceeded
 from addon.origin_client import FETCH_ERRORS, RangeRefused
-from addon.request_rules import META
+from addon.request_rules import SERVED_HEADER
+
+if TYPE_CHECKING:
+    from addon.file_server import FileHandler, Job
 
 log = logging.getLogger("addon.audio_only")
 
 # Output is held back while the origin is ahead of us and sent in chunks of about FLUSH_AT: each chunk
-# costs a write and its framing, and a small chunk per piece made audio-only as slow as passing the
-# whole video. The origin is ahead when mitmproxy's read came back full (more is buffered) or the
-# kernel already holds more of its bytes (they will be handed over in this same loop pass). Otherwise
-# we have caught up (a live stream, the end of a burst) and everything held leaves at once: no timer,
-# and no delay for live audio.
+# costs a write and its framing. The origin is ahead when a read came back full; otherwise we have
+# caught up (a live stream, the end of a burst) and everything held leaves at once, with no delay.
 ORIGIN_AHEAD = 32 << 10
 FLUSH_AT = 64 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
-
-# fetch_tail(offset, limit) -> the origin file's bytes from offset on (at most limit), of the same version
-TailFetch = Callable[[int, int], Awaitable[bytes]]
+RETRY_AFTER = 5  # seconds a client refused by a budget is asked to wait
 
 
-class ExtractionStream:
-    """The callable set as `flow.response.stream`: feeds the core, joins its output, ends badly on errors."""
+class Failed(Exception):
+    """The answer cannot go on; the message says why."""
 
-    def __init__(self, flow: http.HTTPFlow, fmt: str, core_options: dict, fetch_tail: TailFetch | None = None,
-                 origin_timeout: float = 0, metadata_deadline: float = 0):
-        self.flow = flow
+
+class StreamedAnswer:
+    """One origin answer (a 200 of MP4 or FLV) streamed to our client as audio only."""
+
+    def __init__(self, handler: FileHandler, job: Job, response: httpx.Response, fmt: str, headers: list,
+                 seek: extractor.SeekRange | None, budgets: Budgets):
+        self.handler = handler
+        self.job = job
+        self.response = response
         self.format = fmt
-        self.extractor = extractor.AudioExtractor(**core_options)
-        self.started = self.last_data = time.monotonic()
-        self.failed = False
-        self.format_checked = False
-        self.held = bytearray()  # output not sent yet (see ORIGIN_AHEAD)
-        self.origin_fd: int | None = None  # the origin connection's socket, once looked up (-1: none)
-        self.fetch_tail = fetch_tail  # set when the moov may be fetched from the tail (see moov_from_tail)
+        self.headers = headers
+        self.budgets = budgets
+        settings = job.settings
+        self.extractor = extractor.AudioExtractor(
+            max_header=settings.max_header, max_spool=settings.max_spool,
+            spool_factory=lambda start: budgets.spool(start, settings.spool_dir),
+            cdn_limits=settings.cdn, flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None,
+            keep_video=job.plain,
+        )
+        self.lock = asyncio.Lock()  # one caller of the core at a time: the body, or the tail's moov
+        self.started = time.monotonic()
+        self.headers_sent = False
+        self.held = 0  # output written to tornado and not flushed yet
+        self.metadata_reserved = 0  # our share of the metadata budget
+        self.metadata_since: float | None = None
+        self.metadata_box: int | None = None
         self.tail_task: asyncio.Task | None = None
-        self.idle_check: asyncio.TimerHandle | None = None
-        self.metadata_deadline = metadata_deadline
-        self.metadata_since: float | None = None  # when the metadata now arriving began
-        self.metadata_box: int | None = None  # and where in the input (a new box starts a new deadline)
-        if origin_timeout:
-            self.watch_origin(origin_timeout)
 
-    def __call__(self, data: bytes) -> list[bytes]:
-        if self.failed:
-            return []  # swallow the rest of the origin's body; the client's response is already ending
-        self.last_data = time.monotonic()
+    async def run(self) -> None:
+        x = self.extractor
         try:
-            if data:
-                pieces = self.extractor.feed(data)
-                if self.fetch_tail and self.tail_task is None and self.extractor.wants_tail is not None:
-                    self.tail_task = asyncio.get_running_loop().create_task(self.moov_from_tail(self.extractor.wants_tail))
-                if self.metadata_deadline and (late := self.metadata_late()):
-                    self.abort(late)
-                    return []
-                if not self.format_checked and self.extractor.format:
-                    self.format_checked = True
-                    if self.extractor.format != self.format:
-                        raise extractor.UnsupportedInput(
-                            f"the origin announced {self.format.upper()} but the body is {self.extractor.format.upper()}"
-                        )
-            else:
-                pieces = self.extractor.finish()
+            async for piece in self.response.aiter_raw():
+                out = await self.feed(piece)
+                if not self.headers_sent:
+                    # The first piece is read before the headers go out: it says how much metadata
+                    # will be held, so that a spent budget can still be a 503 rather than a broken body.
+                    self.send_headers()
+                    await self.handler.flush()
+                if x.format and x.format != self.format:
+                    raise extractor.UnsupportedInput(
+                        f"the origin announced {self.format.upper()} but the body is {x.format.upper()}")
+                await self.write(out, ahead=len(piece) >= ORIGIN_AHEAD)
+                self.check_metadata()
+                if self.tail_task is None and x.wants_tail is not None and self.job.version and self.job.settings.fetch_moov:
+                    self.tail_task = asyncio.create_task(self.moov_from_tail(x.wants_tail))
+            async with self.lock:
+                out = await self.in_worker(x.finish) if x.in_metadata else x.finish()
+            await self.write(out, ahead=False)
+        except tornado.iostream.StreamClosedError:
+            log.info(f"audio-only: {self.job.url}: the client left ({self.summary()})")
+            return
+        except BudgetExceeded as e:
+            return await self.fail(str(e), budget=True)
         except extractor.ExtractError as e:
-            self.abort(str(e))
-            return []
-        except Exception as e:  # a bug in the core must still end the response uncleanly
+            return await self.fail(str(e))
+        except httpx.ReadTimeout:
+            return await self.fail(f"the origin sent nothing for {float(self.job.settings.origin_timeout):.1f} s "
+                                   f"(audio_only_origin_timeout)")
+        except FETCH_ERRORS as e:
+            return await self.fail(f"the origin's body ended early: {describe(e)}")
+        except Failed as e:
+            return await self.fail(str(e))
+        except Exception as e:  # a bug must still end the answer uncleanly, never as a whole file
             log.exception("audio-only: internal error")
-            self.abort(f"internal error: {e!r}")
-            return []
-        if not data:
-            self.log_done()
-            self.stop_timers()
-        self.held += b"".join(pieces)
-        if data and len(self.held) < FLUSH_AT and (len(data) >= ORIGIN_AHEAD or self.origin_has_more()):
-            return []
-        out, self.held = bytes(self.held), bytearray()
-        # Never hand mitmproxy an empty piece before the end: it would frame it as the last chunk.
-        return [out] if out else []
+            return await self.fail(f"internal error: {e!r}")
+        finally:
+            self.release()
+        self.done()
 
-    def metadata_late(self) -> str | None:
-        """Why the response must end (None: it need not): a moov (or script tag) must arrive within the
-        deadline once begun; an origin trickling it, never silent for long, would otherwise hold the
-        response open for ever."""
+    async def feed(self, piece: bytes) -> list:
+        """The core's output for one piece. Feeding a piece while metadata is being held (a moov, a moof,
+        a script tag) may complete it, and planning a big moov takes long: that feed runs in a worker
+        thread, so mitmproxy's event loop goes on serving the others."""
+        x = self.extractor
+        async with self.lock:
+            out = await self.in_worker(x.feed, piece) if x.in_metadata else x.feed(piece)
+        self.reserve_metadata()
+        return out
+
+    async def in_worker(self, call, *args):
+        """`call` in a worker thread, outside the origin's read timeout and the metadata deadline's view."""
+        return await asyncio.to_thread(call, *args)
+
+    def reserve_metadata(self) -> None:
+        """The metadata the core holds counts against the budget across responses: its whole size as
+        soon as its header says it (the box is held whole, and its plan costs a few times that)."""
+        size = self.extractor.metadata_size or 0
+        if size > self.metadata_reserved:
+            self.budgets.reserve_metadata(size - self.metadata_reserved)
+            self.metadata_reserved = size
+
+    def check_metadata(self) -> None:
+        """A moov (or moof, or script tag) must arrive within the deadline once begun: an origin that
+        trickles it, never silent for long, would otherwise hold the answer open for ever."""
+        deadline = self.job.settings.metadata_deadline
         start = self.extractor.metadata_start
-        if start is None:
+        now = time.monotonic()
+        if not deadline or start is None:
             self.metadata_since = None
         elif self.metadata_since is None or start != self.metadata_box:
-            self.metadata_since, self.metadata_box = self.last_data, start  # a new box: its own deadline
-        elif self.last_data - self.metadata_since > self.metadata_deadline:
+            self.metadata_since, self.metadata_box = now, start  # a new box: its own deadline
+        elif now - self.metadata_since > deadline:
             what = "moov or moof" if self.format == "mp4" else "script tag"
-            return (f"the {what} had not arrived {self.last_data - self.metadata_since:.1f} s after it began "
-                    f"(audio_only_metadata_deadline)")
-        return None
+            raise Failed(f"the {what} had not arrived {now - self.metadata_since:.1f} s after it began "
+                         f"(audio_only_metadata_deadline)")
 
-    def origin_has_more(self) -> bool:
-        """Whether bytes from the origin already wait in the kernel's socket buffer."""
-        if self.origin_fd is None:
-            self.origin_fd = internals.server_socket_fd(self.flow)
-        if self.origin_fd < 0:
-            return False
-        try:
-            waiting = fcntl.ioctl(self.origin_fd, termios.FIONREAD, b"\0\0\0\0")
-        except OSError:
-            return False
-        return int.from_bytes(waiting, sys.byteorder) > 0
+    async def write(self, pieces: list, ahead: bool) -> None:
+        handler = self.handler
+        if not self.headers_sent:
+            self.send_headers()
+        for piece in pieces:
+            if piece:
+                handler.write(bytes(piece))
+                self.held += len(piece)
+        if self.held >= FLUSH_AT or (not ahead and self.held):
+            self.held = 0
+            await handler.flush()
 
-    def summary(self, path: str = "") -> str:
-        x = self.extractor
-        saved = 1 - x.bytes_out / x.bytes_in if x.bytes_in else 0.0
-        return (f"{self.format}{' ' + path if path else ''}: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
-                f"{time.monotonic() - self.started:.2f}s")
-
-    def log_done(self) -> None:
-        x = self.extractor
-        self.flow.metadata.setdefault(META, {}).update(bytes_in=x.bytes_in, bytes_out=x.bytes_out)
-        for warning in self.extractor.warnings:
-            log.warning(f"audio-only: {self.flow.request.pretty_url}: {warning}")
-        log.info(f"audio-only: {self.flow.request.pretty_url} {self.summary('stream')}")
-
-    def watch_origin(self, timeout: float) -> None:
-        """End the response if the origin sends nothing for `timeout` seconds: mitmproxy itself would
-        wait ten minutes, and a client of an edge should not. Only time spent waiting for the origin
-        counts: not a client that does not read, nor a loop busy elsewhere. One timer, moved on only
-        when it fires."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not inside mitmproxy's event loop (unit tests)
-            return
-
-        def check() -> None:
-            if self.failed:
-                return
-            # (On HTTP/2 other streams share the connection's buffer, and mitmproxy reads the origin on
-            # regardless: only an HTTP/1 client's backlog says we wait for the client.)
-            waiting_for_client = self.flow.request.http_version.startswith("HTTP/1") and internals.client_backlog(self.flow)
-            if self.origin_has_more() or waiting_for_client:
-                # Not the origin's silence: its bytes wait for us (the loop was busy), or we wait for
-                # the client (a paused player holds the origin back). The clock starts again.
-                self.last_data = time.monotonic()
-            idle = time.monotonic() - self.last_data
-            if idle >= timeout:
-                self.abort(f"the origin sent nothing for {idle:.1f} s (audio_only_origin_timeout)")
-            else:
-                self.idle_check = loop.call_later(timeout - idle, check)
-
-        self.idle_check = loop.call_later(timeout, check)
-
-    def release(self) -> None:
-        """The response is over one way or another: drop the spool, ignore what still comes."""
-        self.failed = True
-        self.extractor.close()
-        self.stop_timers()
-
-    def stop_timers(self) -> None:
-        if self.tail_task is not None:
-            self.tail_task.cancel()
-        if self.idle_check is not None:
-            self.idle_check.cancel()
+    def send_headers(self) -> None:
+        self.headers_sent = True
+        handler = self.handler
+        handler.set_status(200)
+        for name, value in self.headers:
+            handler.add_header(name, value)
+        handler.set_header(SERVED_HEADER, "stream")
 
     async def moov_from_tail(self, offset: int) -> None:
         """The moov comes after the media data: ask the origin for what follows the mdat (a Range
         request of our own), so audio starts now instead of after the whole download. Any failure
         leaves the spool to do its work."""
         started = time.monotonic()
-        url = self.flow.request.pretty_url
+        url, x = self.job.url, self.extractor
         try:
-            data = await asyncio.wait_for(self.fetch_tail(offset, self.extractor.max_header), TAIL_TIMEOUT)
+            data = await asyncio.wait_for(
+                self.handler.files.origin.fetch_range(self.job.target, offset, x.max_header, self.job.version), TAIL_TIMEOUT)
         except RangeRefused as e:
             log.warning(f"audio-only: {url}: the tail's answer was discarded ({e}); waiting for the moov in the stream")
             return
         except FETCH_ERRORS as e:
-            log.info(f"audio-only: {url}: no moov from the tail ({e!r}); waiting for it in the stream")
+            log.info(f"audio-only: {url}: no moov from the tail ({describe(e)}); waiting for it in the stream")
             return
-        if self.failed:
-            return
-        try:
-            used = self.extractor.provide_tail(offset, data)
-        except extractor.ExtractError as e:
-            self.abort(str(e))
-            return
+        async with self.lock:
+            try:
+                used = await self.in_worker(x.provide_tail, offset, data)
+            except extractor.ExtractError as e:
+                log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
+                return
         if used:
             log.info(f"audio-only: {url}: moov fetched from the tail ({len(data)} bytes from byte {offset}) in "
                      f"{(time.monotonic() - started) * 1000:.0f} ms: audio starts before the download ends")
 
-    def abort(self, reason: str) -> None:
-        self.release()
-        self.flow.metadata.setdefault(META, {})["error"] = reason
-        self.flow.comment = f"audio-only: {reason}"
-        log.warning(f"audio-only: {self.flow.request.pretty_url}: {reason}; response ended uncleanly "
-                    f"({self.summary()})")
-        end_uncleanly(self.flow)
+    def summary(self) -> str:
+        x = self.extractor
+        saved = 1 - x.bytes_out / x.bytes_in if x.bytes_in else 0.0
+        return (f"{self.format} stream: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
+                f"{time.monotonic() - self.started:.2f}s")
 
-    def ended_by_others(self) -> None:
-        """mitmproxy's error hook: the origin or the client ended the response, not us."""
-        if self.failed:
+    def done(self) -> None:
+        x = self.extractor
+        self.job.state.update(format=self.format, bytes_in=x.bytes_in, bytes_out=x.bytes_out)
+        for warning in x.warnings:
+            log.warning(f"audio-only: {self.job.url}: {warning}")
+        log.info(f"audio-only: {self.job.url} {self.summary()}")
+        self.handler.finish()
+
+    async def fail(self, reason: str, budget: bool = False) -> None:
+        """End the answer uncleanly, after the headers if they had not gone out yet (the client must see
+        a broken body, never a clean end); a spent budget met before the headers went out is a 503."""
+        state = self.job.state
+        state["format"] = self.format
+        handler = self.handler
+        if budget and not self.headers_sent:
+            log.warning(f"audio-only: {self.job.url}: answered 503: {reason} ({self.summary()})")
+            state["answered"] = f"503: {reason}"
+            handler.set_status(503)
+            handler.set_header("Content-Type", "text/plain; charset=utf-8")
+            handler.set_header("Retry-After", str(RETRY_AFTER))
+            handler.set_header(SERVED_HEADER, "stream")
+            handler.finish(f"{reason}\n".encode())
             return
-        self.release()
-        log.warning(f"audio-only: {self.flow.request.pretty_url}: response ended uncleanly: {self.flow.error.msg} "
-                    f"({self.summary()})")
-        if unframed(self.flow):
-            internals.reset_client_on_close(self.flow)
+        state["error"] = reason
+        log.warning(f"audio-only: {self.job.url}: {reason}; response ended uncleanly ({self.summary()})")
+        try:
+            if not self.headers_sent:
+                self.send_headers()
+            await handler.flush()
+        except tornado.iostream.StreamClosedError:
+            pass
+        handler.request.connection.close()
+
+    def release(self) -> None:
+        if self.tail_task is not None:
+            self.tail_task.cancel()
+        self.extractor.close()
+        self.budgets.release_metadata(self.metadata_reserved)
+        self.metadata_reserved = 0
 
 
-def unframed(flow: http.HTTPFlow) -> bool:
-    """An HTTP/1 response whose end is the connection's close (an HTTP/1.0 client: no chunked framing)."""
-    return (flow.request.http_version.startswith("HTTP/1")
-            and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower())
-
-
-def end_uncleanly(flow: http.HTTPFlow) -> None:
-    """End the client's response now, in a way the client can tell from a complete body."""
-    if flow.killable:
-        flow.kill()
-    if unframed(flow):
-        internals.reset_client_on_close(flow)
-    internals.close_server_connection(flow)
-    internals.close_client_connection(flow)
+def describe(e: BaseException) -> str:
+    """An origin failure in words: httpx's message where it has one."""
+    return str(e) or type(e).__name__

@@ -105,6 +105,11 @@ class AudioExtractor:
         return self._impl.metadata_start if self._impl else None
 
     @property
+    def metadata_size(self) -> int | None:
+        """Size of the metadata being held (None: none is): what a caller's memory budget counts."""
+        return self._impl.metadata_size if self._impl else None
+
+    @property
     def wants_tail(self) -> int | None:
         """An MP4 whose media data comes before its moov: the input offset where the data after it
         starts. Fetching from there (a Range request) and passing it to provide_tail lets audio start

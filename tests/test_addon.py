@@ -1,13 +1,13 @@
 """The addon's decisions, with mitmproxy's own test helpers (no sockets)."""
 
 import pytest
-from mitmproxy import exceptions
+from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon.audio_only import AudioOnly
 from addon.request_rules import split_param
-from addon.response import derived_etag
-from addon.stream import ExtractionStream
+from addon.response import audio_headers, derived_etag, requested_format, why_not
+from extractor import SeekRange
 
 
 @pytest.mark.parametrize("path,value,rest", [
@@ -41,89 +41,112 @@ def flow_for(path: str, host: str = "example.com", ctype: str = "video/x-flv", h
     return f
 
 
-def test_request_and_response_rules():
+def routing_addon() -> AudioOnly:
     addon = AudioOnly()
+    addon.files.port = 9  # as if our server were listening (it starts with mitmproxy's `running`)
+    return addon
+
+
+def test_audio_requests_are_routed_to_our_server_and_others_are_not():
+    addon = routing_addon()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, audio_only_domains=["*.example.com"])
         f = flow_for("/v.flv?ali_audio_only=1", host="cdn.example.com")
         addon.requestheaders(f)
         assert f.request.path == "/v.flv" and "range" not in f.request.headers
-        addon.responseheaders(f)
-        h = f.response.headers
-        assert isinstance(f.response.stream, ExtractionStream)
-        assert h["transfer-encoding"] == "chunked" and "content-length" not in h and "accept-ranges" not in h
-        assert h["etag"] == '"e1-audio"'
+        assert (f.request.host, f.request.port, f.server_conn.address) == ("127.0.0.1", 9, ("127.0.0.1", 9))
+        job = addon.files.jobs[f.request.headers["x-audio-only-job"]]
+        # Our own request goes where mitmproxy's would have (tflow's server connection), for the same Host.
+        assert job.target.route.host == "address" and job.target.path == "/v.flv" and not job.settings.file
+        assert ("Host", "cdn.example.com") in job.target.headers
 
         other = flow_for("/v.flv?ali_audio_only=1", host="example.org")
         addon.requestheaders(other)
-        assert other.request.path == "/v.flv" and "range" in other.request.headers
+        assert other.request.path == "/v.flv" and "range" in other.request.headers and other.request.host == "example.org"
         addon.responseheaders(other)
         assert other.response.headers["content-length"] == "1000" and other.response.stream is True
 
 
+@pytest.mark.parametrize("path,file", [("/v.mp4", True), ("/v.m4a", True), ("/v.flv", False), ("/v", False)])
+def test_only_mp4_paths_try_the_file_path(path, file):
+    addon = routing_addon()
+    with taddons.context(addon):
+        f = flow_for(path + "?ali_audio_only=1")
+        addon.requestheaders(f)
+        assert addon.files.jobs[f.request.headers["x-audio-only-job"]].settings.file == file
+
+
 @pytest.mark.parametrize("method,extracted", [("GET", True), ("HEAD", True), ("POST", False), ("PUT", False)])
 def test_only_get_and_head_are_extracted(method, extracted):
-    addon = AudioOnly()
+    addon = routing_addon()
     with taddons.context(addon):
         f = flow_for("/v.flv?ali_audio_only=1")
         f.request.method = method
         addon.requestheaders(f)
-        addon.responseheaders(f)
         assert f.request.path == "/v.flv"
         assert ("passthrough" not in f.metadata["audio_only"]) == extracted
-        assert (f.response.headers.get("content-type") == "video/x-flv"
-                and "content-length" not in f.response.headers) == extracted
+        assert (f.request.host == "127.0.0.1") == extracted
 
 
-def test_mp4_output_is_audio_mp4():
-    addon = AudioOnly()
+def test_output_headers():
+    origin = [("Content-Type", "video/mp4"), ("Content-Length", "1000"), ("Accept-Ranges", "bytes"),
+              ("ETag", '"e1"'), ("Transfer-Encoding", "chunked"), ("Access-Control-Allow-Origin", "*")]
+    assert audio_headers(origin, "mp4", None, plain=False) == [
+        ("ETag", '"e1-audio"'), ("Access-Control-Allow-Origin", "*"), ("Content-Type", "audio/mp4")]
+    assert audio_headers(origin, "mp4", SeekRange(2000, None, True), plain=True) == [
+        ("Content-Type", "video/mp4"), ("ETag", '"e1-seek-2000-"'), ("Access-Control-Allow-Origin", "*")]
+
+
+def routed_answer(addon: AudioOnly, http_version: str, method: str = "GET"):
+    """A flow routed to our server, with our server's streamed answer in."""
+    f = flow_for("/v.flv?ali_audio_only=1", http_version=http_version)
+    f.request.method = method
+    addon.requestheaders(f)
+    f.response.headers["x-audio-only-served"] = "stream"
+    f.response.headers["transfer-encoding"] = "chunked"
+    del f.response.headers["content-length"]
+    addon.responseheaders(f)
+    return f
+
+
+@pytest.mark.parametrize("version,chunked", [("HTTP/1.1", True), ("HTTP/1.0", False), ("HTTP/2.0", False)])
+def test_the_answer_is_framed_for_the_client(version, chunked):
+    addon = routing_addon()
     with taddons.context(addon):
-        f = flow_for("/v.mp4?ali_audio_only=1", ctype="video/mp4")
-        addon.requestheaders(f)
-        addon.responseheaders(f)
-        assert f.response.headers["content-type"] == "audio/mp4"
+        f = routed_answer(addon, version)
+        # The request shows where it was for, as the client sent it, and the body streams.
+        assert (f.request.host, f.request.port, f.request.http_version) == ("example.com", 22, version)
+        assert "x-audio-only-job" not in f.request.headers and "x-audio-only-served" not in f.response.headers
+        assert ("transfer-encoding" in f.response.headers) == chunked and f.response.stream is True
+        assert f.metadata["audio_only"]["served"] == "stream"
 
 
-def test_http2_clients_get_no_transfer_encoding():
-    addon = AudioOnly()
-    with taddons.context(addon):
-        f = flow_for("/v.flv?ali_audio_only=1", http_version="HTTP/2.0")
-        addon.requestheaders(f)
-        addon.responseheaders(f)
-        assert "transfer-encoding" not in f.response.headers and callable(f.response.stream)
-
-
-@pytest.mark.parametrize("ctype,path,extracted", [
-    ("video/x-flv", "/a", True),
-    ("application/octet-stream", "/a.flv", True),
-    ("application/octet-stream", "/a.bin", False),
-    ("text/html", "/a.flv", False),
-    ("video/mp4", "/a", True),
-    ("application/octet-stream", "/a.m4a", True),
-    ("image/png", "/a.mp4", False),
+@pytest.mark.parametrize("ctype,path,fmt", [
+    ("video/x-flv", "/a", "flv"),
+    ("application/octet-stream", "/a.flv", "flv"),
+    ("application/octet-stream", "/a.bin", None),
+    ("text/html", "/a.flv", None),
+    ("video/mp4", "/a", "mp4"),
+    ("application/octet-stream", "/a.m4a", "mp4"),
+    ("image/png", "/a.mp4", None),
 ])
-def test_eligibility_by_type_and_extension(ctype, path, extracted):
-    addon = AudioOnly()
-    with taddons.context(addon):
-        f = flow_for(path + "?ali_audio_only=1", ctype=ctype)
-        addon.requestheaders(f)
-        addon.responseheaders(f)
-        assert callable(f.response.stream) == extracted
+def test_eligibility_by_type_and_extension(ctype, path, fmt):
+    assert requested_format(ctype, path) == fmt
+    why = why_not(200, {"content-type": ctype}, fmt)
+    assert (why is None) == (fmt is not None)
+    assert why_not(206, {"content-type": ctype}, "mp4") == "origin answered 206"
+    assert why_not(200, {"content-encoding": "gzip"}, "mp4") == "origin body is gzip-encoded"
 
 
-def test_stream_failure_kills_the_flow_and_names_the_reason():
-    addon = AudioOnly()
+def test_a_failure_names_the_reason_on_the_flow():
+    addon = routing_addon()
     with taddons.context(addon):
-        f = flow_for("/v.flv?ali_audio_only=1")
-        f.live = True
-        addon.requestheaders(f)
-        addon.responseheaders(f)
-        assert f.response.stream(b"<html>nope</html>") == []
-        assert f.error and f.error.msg == "Connection killed."
-        assert "neither FLV nor MP4" in f.comment and "neither FLV" in f.metadata["audio_only"]["error"]
-        assert f.response.stream(b"more") == [] and f.response.stream(b"") == []
+        f = routed_answer(addon, "HTTP/1.1")
+        f.metadata["audio_only"].update(format="flv", error="body is neither FLV nor MP4")
+        f.error = flow.Error("Server disconnected.")
         addon.error(f)
-        assert f.error.msg.startswith("audio-only: body is neither")
+        assert f.error.msg == "audio-only: body is neither FLV nor MP4"
+        assert f.marked == ":warning:" and "neither FLV nor MP4" in f.comment
 
 
 @pytest.mark.parametrize("option,value,message", [
@@ -141,44 +164,25 @@ def test_bad_options_are_refused(option, value, message):
             tctx.configure(addon, **{option: value})
 
 
-def extracted_flow(addon: AudioOnly, name: str, ctype: str, status: int = 200):
-    """A flow for MEDIA/name?ali_audio_only=1 through the addon's hooks, the body fed whole."""
-    from helpers import MEDIA
-    data = (MEDIA / name).read_bytes()
-    f = flow_for(f"/{name}?ali_audio_only=1", ctype=ctype)
-    f.response.status_code = status
-    f.response.headers["content-length"] = str(len(data))
-    addon.requestheaders(f)
-    addon.responseheaders(f)
-    if callable(f.response.stream):
-        f.response.stream(data)
-        f.response.stream(b"")
-    return f, data
-
-
 def test_marks_comments_and_the_summary(caplog):
-    from helpers import extract
-    addon = AudioOnly()
+    addon = routing_addon()
     with taddons.context(addon):
-        f, data = extracted_flow(addon, "h264_aac.mp4", "video/mp4")
+        f = routed_answer(addon, "HTTP/1.1")
+        f.metadata["audio_only"].update(format="flv", bytes_in=460_300_000, bytes_out=10_000_000)
         addon.response(f)
-        out = len(extract(data))
-        assert f.marked == ":headphones:"
-        assert f.comment == f"audio only: {len(data) / 1e3:.1f} kB -> {out / 1e3:.1f} kB ({1 - out / len(data):.1%} saved)"
+        assert f.marked == ":headphones:" and f.comment == "audio only: 460.3 MB -> 10.0 MB (97.8% saved)"
 
-        passed, _ = extracted_flow(addon, "h264_aac.mp4", "video/mp4", status=206)
+        passed = routed_answer(addon, "HTTP/1.1")
+        passed.metadata["audio_only"]["passthrough"] = "origin answered 206"
         addon.response(passed)
         assert passed.marked == "" and passed.comment == "audio only: not extracted: origin answered 206"
 
-        failed = flow_for("/v.flv?ali_audio_only=1")
-        failed.live = True
-        addon.requestheaders(failed)
-        addon.responseheaders(failed)
-        failed.response.stream(b"<html>nope</html>")
+        failed = routed_answer(addon, "HTTP/1.1")
+        failed.metadata["audio_only"].update(format="flv", error="body is neither FLV nor MP4")
+        failed.error = flow.Error("Server disconnected.")
         addon.error(failed)
         assert failed.marked == ":warning:" and "neither FLV nor MP4" in failed.comment
 
         caplog.set_level("INFO")
         addon.marks.done()
-        assert (f"audio-only: 1 responses extracted, 1 passed through, 1 failed; {len(data) / 1e3:.1f} kB -> "
-                f"{out / 1e3:.1f} kB") in caplog.text
+        assert "audio-only: 1 responses extracted, 1 passed through, 1 failed; 460.3 MB -> 10.0 MB" in caplog.text

@@ -67,6 +67,7 @@ class FlvAudioFilter:
         self._trailer = b""  # PreviousTagSize to send after the tag being copied
         self._tag_start = 0  # input offset of the current tag, for messages
         self._script_rest = b""
+        self._script_size = 0
         self._peeked_header = b""  # seeking: the header of the tag being peeked at
 
     # -- the sans-IO interface ------------------------------------------------------------------
@@ -79,6 +80,11 @@ class FlvAudioFilter:
     def metadata_start(self) -> int | None:
         """Input offset of the script tag being held (None: none is)."""
         return self._tag_start if self.in_metadata else None
+
+    @property
+    def metadata_size(self) -> int | None:
+        """Size of the script tag being held (None: none is)."""
+        return self._script_size if self.in_metadata else None
 
     def feed(self, data: bytes) -> list:
         """Take the next piece of input; return the output pieces it completes (maybe none)."""
@@ -184,7 +190,7 @@ class FlvAudioFilter:
                     f"(audio_only_max_header)"
                 )
             self._script_rest = bytes(buf[pos + 8 : pos + tags.UNIT_SIZE])  # timestamp, stream id
-            self._state, self._remaining = "script", size
+            self._state, self._remaining, self._script_size = "script", size, size
         else:
             self._state, self._remaining = "skip", size
             self.dropped_tags += 1

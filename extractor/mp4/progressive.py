@@ -73,6 +73,11 @@ class Mp4AudioFilter:
         """Input offset of the metadata box being held (None: none is)."""
         return self._box.start if self.in_metadata and self._box is not None else None
 
+    @property
+    def metadata_size(self) -> int | None:
+        """Size of the metadata box being held (None: none is)."""
+        return self._box.size if self.in_metadata and self._box is not None else None
+
     def feed(self, data) -> list:
         out, self._early_out = self._early_out, []
         view = memoryview(data)
