@@ -112,6 +112,17 @@ class AudioOnly:
             "Most media data one response may spool while waiting for a moov at the end, e.g. 4g; 0 refuses such files.",
         )
         loader.add_option(
+            "audio_only_metadata_budget", str, "1g",
+            "Most memory the metadata of all responses together may take (moovs, script tags and their "
+            "plans, counted as 3 times their size), e.g. 1g: past it a new extraction is refused with a 503 "
+            "and Retry-After, or ends uncleanly if its headers have gone out.",
+        )
+        loader.add_option(
+            "audio_only_spool_budget", str, "16g",
+            "Most disk the spools of all responses together may take, e.g. 16g: past it a response is "
+            "refused as for audio_only_metadata_budget.",
+        )
+        loader.add_option(
             "audio_only_fetch_moov", bool, True,
             "For an MP4 whose moov comes after its media data, fetch the moov from the origin with a "
             "Range request so audio starts at once (else it starts when the whole file has arrived).",
@@ -154,6 +165,10 @@ class AudioOnly:
         self.responses.configure(updated)
         if "audio_only_file_cache" in updated:
             self.files.cache.limit = parse_size("audio_only_file_cache", minimum=0)
+        if "audio_only_metadata_budget" in updated:
+            self.files.budgets.metadata_limit = parse_size("audio_only_metadata_budget", minimum=1 << 20)
+        if "audio_only_spool_budget" in updated:
+            self.files.budgets.spool_limit = parse_size("audio_only_spool_budget", minimum=0)
         if "audio_only_range_gap" in updated:
             self.range_gap = parse_size("audio_only_range_gap", minimum=0)
 

@@ -13,6 +13,7 @@ are cut to the kept samples; chunks that the cut crosses are shortened.
 from __future__ import annotations
 
 import struct
+from array import array
 from bisect import bisect_right
 from itertools import accumulate, chain, groupby, repeat
 
@@ -205,7 +206,7 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
             new_counts.append(b - a)
             new_descriptions.append(description_of[chunk])
         start_sample += n
-    track.offsets, track.sizes = new_offsets, new_sizes
+    track.offsets, track.sizes = array("q", new_offsets), array("q", new_sizes)
 
     kept_durations = durations[keep_from:last]
     # The pre-roll and the part of the first frame before start (never negative: a video's first

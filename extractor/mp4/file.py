@@ -20,24 +20,25 @@ from ..errors import MalformedInput, UnsupportedInput
 from ..seek import SeekRange
 from .boxes import Box
 from .plan import plan
+from .ranges import Ranges, inside, minus
 
 
 @dataclass
 class FilePlan:
     head: bytes
-    ranges: list[tuple[int, int]]  # input (start, end) ranges, in output order, after the head
+    ranges: Ranges  # input ranges, in output order, after the head
     size: int  # the whole output's length
     warnings: list[str] = field(default_factory=list)
     starts: array = field(default_factory=lambda: array("q"))  # output offset of each range
 
     def __post_init__(self):
-        self.starts = array("q", accumulate((e - s for s, e in self.ranges), initial=len(self.head)))
+        self.starts = array("q", accumulate(minus(self.ranges.ends, self.ranges.starts), initial=len(self.head)))
         assert self.starts.pop() == self.size
 
     @property
     def memory(self) -> int:
         """About what this plan holds in memory, for a cache bounded in bytes."""
-        return len(self.head) + 40 * len(self.ranges) + 200
+        return len(self.head) + self.ranges.memory + 8 * len(self.starts) + 200
 
     def segments(self, first: int, last: int):
         """('head', start, end) and ('input', start, end) pieces, in order, that make output bytes
@@ -64,8 +65,9 @@ def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: in
     result = plan(ftyp, moov, box, seek)
     if result.fragmented:
         raise UnsupportedInput("a fragmented MP4 (mvex): its audio is in the fragments, served as a stream")
-    for s, e in result.ranges:
-        if e > length or not any(a <= s and e <= b for a, b in mdats):
-            raise MalformedInput(f"audio bytes {s}-{e} do not lie inside an mdat box of the {length}-byte file")
-    size = len(result.head) + sum(e - s for s, e in result.ranges)
+    ranges = result.ranges
+    if outside := inside(ranges, [(a, min(b, length)) for a, b in mdats]):
+        raise MalformedInput(f"audio bytes {outside[0]}-{outside[1]} do not lie inside an mdat box of the "
+                             f"{length}-byte file")
+    size = len(result.head) + ranges.total
     return FilePlan(result.head, result.ranges, size, result.warnings)

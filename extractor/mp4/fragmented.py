@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import MalformedInput, UnsupportedInput
 from .boxes import Box, children, make_box, mdat_header
-from .ranges import first_overlap
+from .ranges import Ranges, first_overlap
 
 # tfhd flags
 BASE_DATA_OFFSET = 0x000001
@@ -148,7 +148,8 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
             ranges.append((run.start, run.start + run.length))
         prev_end = run.start + run.length
 
-    if hit := first_overlap(ranges, others):
+    ranges = Ranges.of(ranges)
+    if hit := first_overlap(ranges, array("q", (s for s, _ in others)), array("q", (e - s for s, e in others))):
         raise MalformedInput(f"audio data at byte {hit[0]} overlaps another track's samples at byte {hit[1]}")
     # Data offsets are relative to the output moof, whose size does not depend on their values.
     size = len(_moof(data, moof, kept, 0))

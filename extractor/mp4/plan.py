@@ -8,6 +8,7 @@ mdia > minf > stbl > stco); everything else is copied as the input had it.
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass, field
 
 from ..errors import ExtractError, MalformedInput, NoAudio, UnsupportedInput
@@ -16,7 +17,7 @@ from .boxes import U32_MAX, Box, children, find, make_box, mdat_header
 from ..seek import SeekRange
 from .cut import SeekNotPossible, cut_track, keyframe_time
 from .fragmented import trex_defaults
-from .ranges import first_overlap
+from .ranges import Ranges, first_overlap, is_ascending, merge_sorted, out_positions, shift
 
 AUDIO_HANDLER = b"soun"
 VIDEO_HANDLER = b"vide"
@@ -28,14 +29,14 @@ class Track:
     track_id: int
     handler: bytes
     duration: int  # tkhd, in the movie timescale
-    offsets: list[int] = field(default_factory=list)  # input chunk offsets
-    sizes: list[int] = field(default_factory=list)
+    offsets: array = field(default_factory=lambda: array("q"))  # input chunk offsets
+    sizes: array = field(default_factory=lambda: array("q"))  # and the bytes in each chunk
 
 
 @dataclass
 class Plan:
     head: bytes  # ftyp + moov (+ mdat header when the moov has samples): the first bytes out
-    ranges: list[tuple[int, int]]  # sorted, merged (start, end) input ranges that make up the mdat payload
+    ranges: Ranges  # sorted, merged input ranges that make up the mdat payload
     audio_bytes: int
     tracks: list[Track]
     dropped: list[Track]
@@ -92,30 +93,34 @@ def _read_chunks(data, track: Track) -> None:
     firsts, per_chunk = tables.sample_to_chunk(_payload(data, found[b"stsc"]))
     counts = tables.samples_per_chunk(firsts, per_chunk, len(offsets))
     track.sizes = tables.chunk_sizes(counts, constant, sizes, count)
-    track.offsets = offsets.tolist()
+    try:
+        track.offsets = array("q", offsets)
+    except OverflowError:
+        raise MalformedInput(f"track {track.track_id} has a chunk offset past 2^63") from None
 
 
-def _ranges(tracks: list[Track]) -> tuple[list[tuple[int, int]], dict[int, list[int]]]:
-    """Sorted, merged input ranges, and for each track where each of its chunks lands in the mdat payload."""
-    # Chunks are nearly always in order already; sorting sorted data is linear.
-    chunks = sorted(
-        (off, size, t, i)
-        for t, track in enumerate(tracks)
-        for i, (off, size) in enumerate(zip(track.offsets, track.sizes))
-    )
-    placed = {t: [0] * len(track.offsets) for t, track in enumerate(tracks)}
-    merged: list[tuple[int, int]] = []
-    out, prev_end = 0, 0
-    for off, size, t, i in chunks:
-        if off < prev_end:
-            raise MalformedInput(f"audio chunks overlap at byte {off} (the previous one ends at byte {prev_end})")
-        placed[t][i] = out
-        out += size
-        if merged and merged[-1][1] == off:
-            merged[-1] = (merged[-1][0], off + size)
-        elif size:
-            merged.append((off, off + size))
-        prev_end = max(prev_end, off + size)
+def _ranges(tracks: list[Track]) -> tuple[Ranges, dict[int, array]]:
+    """Sorted, merged input ranges, and for each track where each of its chunks lands in the mdat payload
+    (chunks go out in input order)."""
+    if len(tracks) == 1 and is_ascending(tracks[0].offsets):  # nearly always: all in bulk
+        track = tracks[0]
+        return merge_sorted(track.offsets, track.sizes), {0: out_positions(track.sizes)}
+    # Several audio tracks, or chunks out of order: one order for all, by input offset.
+    offsets, sizes = array("q"), array("q")
+    for track in tracks:
+        offsets += track.offsets
+        sizes += track.sizes
+    order = sorted(range(len(offsets)), key=offsets.__getitem__)
+    in_order = array("q", map(sizes.__getitem__, order))
+    merged = merge_sorted(array("q", map(offsets.__getitem__, order)), in_order)
+    placed_in_order = out_positions(in_order)
+    placed_all = array("q", bytes(8 * len(offsets)))
+    for position, chunk in zip(placed_in_order, order):
+        placed_all[chunk] = position
+    placed, first = {}, 0
+    for t, track in enumerate(tracks):
+        placed[t] = placed_all[first : first + len(track.offsets)]
+        first += len(track.offsets)
     return merged, placed
 
 
@@ -147,7 +152,7 @@ def _mvhd(data, box: Box, duration: int) -> bytes:
     return make_box(b"mvhd", bytes(p))
 
 
-def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, list[int]], wide: bool,
+def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, array], wide: bool,
           replacements: dict[int, dict[bytes, bytes | None]]) -> bytes:
     """The output moov: the kept traks (audio; video too for plain seeking) with new chunk offsets (and,
     when seeking, the boxes the cut replaced, by type: None drops one); references to dropped tracks
@@ -155,7 +160,7 @@ def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, list[int]],
     kept_ids = {t.track_id for t in kept}
     by_start = {t.box.start: n for n, t in enumerate(kept)}
     duration = max(t.duration for t in kept)
-    offsets: list[int] = []  # those of the trak being rebuilt
+    current = {"offsets": array("q")}  # those of the trak being rebuilt
     replace: dict[bytes, bytes | None] = {}  # and its replaced boxes
 
     def copy(b: Box):
@@ -168,7 +173,7 @@ def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, list[int]],
 
     def stbl_child(b: Box):
         if b.type in (b"stco", b"co64"):
-            return make_box(b"co64" if wide else b"stco", tables.build_chunk_offsets(offsets, wide))
+            return make_box(b"co64" if wide else b"stco", tables.build_chunk_offsets(current["offsets"], wide))
         return copy(b)
 
     trak_path = descend(b"mdia", descend(b"minf", descend(b"stbl", stbl_child)))
@@ -184,7 +189,7 @@ def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, list[int]],
             if b.start not in by_start:
                 return None
             n = by_start[b.start]
-            offsets[:] = out_offsets[n]
+            current["offsets"] = out_offsets[n]
             replace.clear()
             replace.update(replacements.get(n, {}))
             return _rebuild(data, b, trak_child)
@@ -235,23 +240,26 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
             for t in kept:
                 _read_chunks(moov_data, t)
     ranges, placed = _ranges(kept)
-    audio_bytes = sum(e - s for s, e in ranges)
+    audio_bytes = ranges.total
     warnings += _check_other_tracks(moov_data, ranges, dropped)
 
     # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
     wide = False
     for _ in range(2):
-        trial = _moov(moov_data, moov, kept, {n: [0] * len(t.offsets) for n, t in enumerate(kept)}, wide, replacements)
+        zeros = {n: array("q", bytes(8 * len(t.offsets))) for n, t in enumerate(kept)}
+        trial = _moov(moov_data, moov, kept, zeros, wide, replacements)
         header = mdat_header(audio_bytes)
         base = len(ftyp) + len(trial) + len(header)
         if wide or base + audio_bytes <= U32_MAX:
             break
         wide = True
-    out_offsets = {n: [base + o for o in placed[n]] for n in placed}
+    out_offsets = {n: shift(placed[n], base) for n in placed}
     moov_out = _moov(moov_data, moov, kept, out_offsets, wide, replacements)
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
     trex = trex_defaults(moov_data, mvex) if mvex else {}
+    for t in kept:  # their tables are in the new moov and the ranges now: free them with the response
+        t.offsets = t.sizes = array("q")
     return Plan(ftyp + moov_out + header, ranges, audio_bytes, kept, dropped, warnings, mvex is not None, trex)
 
 
@@ -266,10 +274,10 @@ def _movie_timescale(data, moov: Box) -> int:
     return timescale
 
 
-def _check_other_tracks(data, ranges: list[tuple[int, int]], others: list[Track]) -> list[str]:
+def _check_other_tracks(data, ranges: Ranges, others: list[Track]) -> list[str]:
     """Refuse a moov whose audio chunks share bytes with another track's; warn for tracks whose tables
     cannot be read (they are dropped anyway, so that alone is no reason to refuse the file)."""
-    claimed, warnings = [], []
+    warnings = []
     for track in others:
         try:
             _read_chunks(data, track)
@@ -277,8 +285,9 @@ def _check_other_tracks(data, ranges: list[tuple[int, int]], others: list[Track]
             warnings.append(f"the {track.handler.decode('latin-1')} track {track.track_id} could not be checked "
                             f"for overlap with the audio: {e}")
             continue
-        claimed += [(off, off + size) for off, size in zip(track.offsets, track.sizes)]
-    if hit := first_overlap(ranges, claimed):
-        raise MalformedInput(f"audio data at byte {hit[0]} overlaps a chunk of another track at byte {hit[1]}: "
-                             f"refusing to send it as audio")
+        hit = first_overlap(ranges, track.offsets, track.sizes)
+        track.offsets = track.sizes = array("q")  # a dropped track's tables are not needed again
+        if hit:
+            raise MalformedInput(f"audio data at byte {hit[0]} overlaps a chunk of another track at byte {hit[1]}: "
+                                 f"refusing to send it as audio")
     return warnings

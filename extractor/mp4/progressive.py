@@ -18,17 +18,88 @@ range must have been sent, or the input was short and that is an error, not a sh
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
+from itertools import repeat
+from operator import sub
 
 from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
 from .fragmented import rewrite_moof
 from .plan import Plan, plan
+from .ranges import Ranges
 
 TO_THE_END = -1  # a size-0 box: it runs to the end of the input
 PASSED_ON = {b"styp", b"emsg", b"prft"}  # small boxes between fragments that players may want
 REPLAY_PIECE = 1 << 20
+
+
+class Pending:
+    """The input ranges still to send, in order: blocks of Ranges (the moov's plan, each moof's), the
+    first read from index `i`, its range `i` begun at `start`. Millions of ranges cost their arrays,
+    and the ranges that fall in one input piece are sliced out of it in bulk."""
+
+    def __init__(self):
+        self.blocks: deque[Ranges] = deque()
+        self.i = 0
+        self.start = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks)
+
+    def add(self, ranges: Ranges) -> None:
+        if len(ranges):
+            self.blocks.append(ranges)
+            if len(self.blocks) == 1:
+                self.i, self.start = 0, ranges.starts[0]
+
+    def first(self) -> tuple[int, int]:
+        """The next (start, end) to send (there must be one)."""
+        return self.start, self.blocks[0].ends[self.i]
+
+    def _next(self, i: int) -> None:
+        """Range i of the first block is next (past its end: the next block's first)."""
+        block = self.blocks[0]
+        if i < len(block):
+            self.i, self.start = i, block.starts[i]
+            return
+        self.blocks.popleft()
+        self.i, self.start = 0, (self.blocks[0].starts[0] if self.blocks else 0)
+
+    def missing(self, position: int) -> int:
+        """Bytes of the pending ranges at or after input offset `position`."""
+        total = 0
+        for n, block in enumerate(self.blocks):
+            first = self.i if n == 0 else 0
+            starts = block.starts[first:]
+            if n == 0:
+                starts[0] = self.start
+            total += sum(block.ends[first:]) - sum(map(max, starts, repeat(position)))
+        return total
+
+    def send(self, view: memoryview, at: int, out: list) -> None:
+        """Append to `out` the parts of the pending ranges that lie in `view`, the input from offset
+        `at` on; what is sent is no longer pending."""
+        end = at + len(view)
+        while self.blocks and self.start < end:
+            block, i = self.blocks[0], self.i
+            range_end = block.ends[i]
+            out.append(view[max(self.start, at) - at : min(range_end, end) - at])
+            if range_end > end:
+                self.start = end  # the rest comes with the next piece
+                return
+            # The ranges after it that end in this view, sliced out together.
+            j = bisect_right(block.ends, end, i + 1)
+            if j > i + 1:
+                starts = map(sub, block.starts[i + 1 : j], repeat(at))
+                ends = map(sub, block.ends[i + 1 : j], repeat(at))
+                out.append(b"".join(map(view.__getitem__, map(slice, starts, ends))))
+            self._next(j)
+            if self.blocks and self.blocks[0] is block and self.start < end:
+                out.append(view[self.start - at : end - at])  # begun here, ends in a later piece
+                self.start = end
+                return
 
 
 class Mp4AudioFilter:
@@ -55,7 +126,7 @@ class Mp4AudioFilter:
         self._remaining = 0  # payload bytes of it still to come (TO_THE_END: unknown)
         self._held = bytearray()  # ftyp, moov or moof being gathered
         self._ftyp = b""
-        self._pending: deque[tuple[int, int]] = deque()  # input ranges still to send, in order
+        self._pending = Pending()  # input ranges still to send, in order
         self._early_mdats: list[tuple[int, int]] = []  # payload extents of mdats before the moov
         self._spool = None
         self.wants_tail: int | None = None  # where the data after the first early mdat starts (see provide_tail)
@@ -128,8 +199,8 @@ class Mp4AudioFilter:
             spooled = f" after {human_size(self.spooled)} of media data" if self.spooled else ""
             raise MalformedInput(f"the input has no moov box{spooled}: not an MP4 with metadata")
         if self._pending:
-            start = self._pending[0][0]
-            missing = sum(e - max(s, self.bytes_in) for s, e in self._pending)
+            start = self._pending.first()[0]
+            missing = self._pending.missing(self.bytes_in)
             raise TruncatedInput(
                 f"input ends at byte {self.bytes_in} before the audio at byte {start} ({missing} bytes of audio missing)"
             )
@@ -181,8 +252,8 @@ class Mp4AudioFilter:
                 self.wants_tail = None if box.size == -1 else box.end
             return "skip"
         if kind == b"mdat":
-            if self._pending and self._pending[0][0] < box.payload:
-                self._outside(self._pending[0][0])
+            if self._pending and self._pending.first()[0] < box.payload:
+                self._outside(self._pending.first()[0])
             return "media"
         if kind in PASSED_ON and self.plan is not None and self.plan.fragmented and box.size != -1:
             return "copy"
@@ -212,16 +283,16 @@ class Mp4AudioFilter:
                              self.keep_video)
             self.warnings += self.plan.warnings
             out.append(self.plan.head)
-            self._pending.extend(self.plan.ranges)
+            self._pending.add(self.plan.ranges)
             self._replay_early(box, out)
         elif self._state == "moof":
             self._fragment(box, out)
         elif self._state == "media":
-            if self._pending and self._pending[0][0] < end:
-                s, e = self._pending[0]
+            if self._pending and self._pending.first()[0] < end:
+                s, e = self._pending.first()
                 raise MalformedInput(f"audio at bytes {s}-{e} runs past the end of the mdat at byte {end}")
-        elif self.plan is not None and self._pending and self._pending[0][0] < end:
-            self._outside(self._pending[0][0])
+        elif self.plan is not None and self._pending and self._pending.first()[0] < end:
+            self._outside(self._pending.first()[0])
         self._held = bytearray()
         self._state = "box"
         self._remaining = 0
@@ -242,7 +313,7 @@ class Mp4AudioFilter:
             return
         head, ranges = result
         out.append(head)
-        self._pending.extend(ranges)
+        self._pending.add(ranges)
         self.fragments += 1
 
     # -- media data before the moov -------------------------------------------------------------
@@ -286,7 +357,7 @@ class Mp4AudioFilter:
         self.warnings += self.plan.warnings
         self._tail_moov = offset + moov.start
         out = [self.plan.head]
-        self._pending.extend(self.plan.ranges)
+        self._pending.add(self.plan.ranges)
         self._replay_early(boxes.Box(b"moov", self._tail_moov, moov.header, moov.size), out, until=self.bytes_in)
         if self._state == "skip" and self._box is not None and self._box.type == b"mdat":
             self._state = "media"  # the rest of the mdat now passing is sent as it comes
@@ -295,21 +366,17 @@ class Mp4AudioFilter:
 
     def _replay_early(self, moov: boxes.Box, out: list, until: int | None = None) -> None:
         """Send the audio that arrived before the moov (or before `until`, where the input now is), read
-        back from the spool."""
+        back from the spool a piece at a time; the bytes between ranges far apart are not read."""
         pending = self._pending
         limit = moov.start if until is None else min(until, moov.start)
-        while pending and pending[0][0] < limit:
-            s, e = pending.popleft()
+        while pending and pending.first()[0] < limit:
+            s, e = pending.first()
             if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
                 self._outside(s)
-            stop = min(e, limit)
-            for piece in range(s, stop, REPLAY_PIECE):
-                out.append(self._spool.read_at(piece, min(REPLAY_PIECE, stop - piece)))
-            if stop < e:  # the rest of this range has not arrived yet
-                pending.appendleft((stop, e))
-                break
-        if until is None and pending and pending[0][0] < moov.end:
-            self._outside(pending[0][0])
+            piece = self._spool.read_at(s, min(REPLAY_PIECE, limit - s))
+            pending.send(memoryview(piece), s, out)
+        if until is None and pending and pending.first()[0] < moov.end:
+            self._outside(pending.first()[0])
         self.close()
 
     def _outside(self, offset: int) -> None:
@@ -317,15 +384,4 @@ class Mp4AudioFilter:
 
     def _send(self, view: memoryview, pos: int, n: int, out: list) -> None:
         """Send the parts of the pending ranges that fall in view[pos:pos+n]."""
-        pending = self._pending
-        a = self.bytes_in + pos
-        b = a + n
-        while pending:
-            s, e = pending[0]
-            if s >= b:
-                break
-            lo, hi = max(s, a), min(e, b)
-            out.append(view[pos + lo - a : pos + hi - a])
-            if e > b:
-                break
-            pending.popleft()
+        self._pending.send(view[pos : pos + n], self.bytes_in + pos, out)

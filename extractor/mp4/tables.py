@@ -1,13 +1,14 @@
 """Sample tables in bulk: one array construction per table, never a Python loop per sample.
 
-A two-hour 60 fps video holds hundreds of thousands of entries per table; only audio tables are read
-here, but they too reach hundreds of thousands of entries, and this runs on the proxy's event loop.
+A two-hour 60 fps video holds hundreds of thousands of entries per table, a hostile moov of 64 MiB
+millions: tables stay arrays (8 bytes an entry at most) from parse to output.
 """
 
 import struct
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import mul, sub
 
 from ..errors import MalformedInput
 
@@ -73,32 +74,34 @@ def chunk_offsets(kind: bytes, payload) -> array:
     return _array("I" if kind == b"stco" else "Q", payload[8:], count, kind.decode())
 
 
-def samples_per_chunk(first_chunks: array, per_chunk: array, chunk_count: int) -> list[int]:
+def samples_per_chunk(first_chunks: array, per_chunk: array, chunk_count: int) -> array:
     """How many samples each chunk holds, expanded from the stsc runs."""
     if chunk_count and (not first_chunks or first_chunks[0] != 1):
         raise MalformedInput("stsc does not start at chunk 1")
-    counts: list[int] = []
+    counts = array("q")
     bounds = list(first_chunks[1:]) + [chunk_count + 1]
     for first, next_first, n in zip(first_chunks, bounds, per_chunk):
         if next_first <= first or next_first > chunk_count + 1:
             raise MalformedInput(f"stsc run at chunk {first} is out of order or past the {chunk_count} chunks")
-        counts += [n] * (next_first - first)
+        counts.extend(array("q", [n]) * (next_first - first))
     return counts
 
 
-def chunk_sizes(counts: list[int], constant: int, sizes: array | None, sample_count: int) -> list[int]:
+def chunk_sizes(counts: array, constant: int, sizes: array | None, sample_count: int) -> array:
     """Bytes in each chunk: the sum of the sizes of the samples it holds."""
     total = sum(counts)
     if total != sample_count:
         raise MalformedInput(f"stsc places {total} samples in chunks but the sample size table has {sample_count}")
     if constant:
-        return [n * constant for n in counts]
-    ends = list(accumulate(sizes, initial=0))  # ends[i]: bytes before sample i
-    firsts = list(accumulate(counts, initial=0))
-    return list(map(int.__sub__, [ends[i] for i in firsts[1:]], [ends[i] for i in firsts[:-1]]))
+        return array("q", map(mul, counts, repeat(constant)))
+    if len(counts) == sample_count:  # one sample a chunk (then every count is 1)
+        return array("q", sizes)
+    ends = array("q", accumulate(sizes, initial=0))  # ends[i]: bytes before sample i
+    at_firsts = array("q", map(ends.__getitem__, accumulate(counts, initial=0)))
+    return array("q", map(sub, at_firsts[1:], at_firsts[:-1]))
 
 
-def build_chunk_offsets(offsets: list[int], wide: bool) -> bytes:
+def build_chunk_offsets(offsets, wide: bool) -> bytes:
     """An stco (or co64 when wide) box payload."""
     code = "Q" if wide else "I"
     a = array(code, offsets)
