@@ -60,6 +60,7 @@ from mitmproxy import connection, http
 import extractor
 from addon import response as decisions
 from addon.budgets import Budgets
+from addon.planner import Planner, PlannerFailed
 from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
 from addon.request_rules import JOB_HEADER, META, SERVED_HEADER
 from addon.stream import TAIL_TIMEOUT, StreamedAnswer, describe
@@ -149,6 +150,7 @@ class FileServer:
         self.multirange: dict = {}  # route -> False once its origin answered several ranges otherwise
         self.cache = PlanCache(64 << 20)
         self.budgets = Budgets()
+        self.planner = Planner()
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
 
@@ -166,6 +168,7 @@ class FileServer:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        self.planner.close()
 
     def route(self, flow: http.HTTPFlow, settings: Settings) -> None:
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
@@ -222,10 +225,10 @@ class FileServer:
         await response.aclose()
         try:
             ftyp, moov, mdats = await self.origin.read_top_level(job.target, version, job.settings.max_header, head)
-            plan = await asyncio.to_thread(extractor.plan_file, ftyp, moov, mdats, version.length, job.seek)
+            plan = await self.planner.run(len(moov), extractor.plan_file, ftyp, moov, mdats, version.length, job.seek)
         except extractor.SeekPastEnd:
             raise
-        except (extractor.ExtractError, RangeRefused) as e:
+        except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
             log.info(f"audio-only: {job.url}: served as a stream, not as a file: {e}")
             return await self.origin.open(job.target, method=job.method, read_timeout=timeout)
         for warning in plan.warnings:
@@ -395,8 +398,12 @@ class FileHandler(tornado.web.RequestHandler):
         except FETCH_ERRORS as e:
             log.info(f"audio-only: {job.url}: could not read the moov before answering ({describe(e)})")
             return False
-        # Parsing a moov takes a while when it is big: a worker thread does it, not the event loop.
-        return moov is not None and await asyncio.to_thread(extractor.mp4_seek_past_end, moov, seek)
+        # Parsing a moov takes a while when it is big: the planner does it, not the event loop.
+        try:
+            return moov is not None and await self.files.planner.run(len(moov), extractor.mp4_seek_past_end, moov, seek)
+        except PlannerFailed as e:
+            log.warning(f"audio-only: {job.url}: {e}: the seek start is not checked before answering")
+            return False
 
     async def relay(self, job: Job, response: httpx.Response) -> None:
         """The origin's answer as it is (not for extraction: a 404, a 206, HTML...)."""

@@ -28,6 +28,7 @@ import tornado.iostream
 import extractor
 from addon.budgets import Budgets, BudgetExceeded
 from addon.origin_client import FETCH_ERRORS, RangeRefused
+from addon.planner import PlannerFailed
 from addon.request_rules import SERVED_HEADER
 
 if TYPE_CHECKING:
@@ -64,8 +65,9 @@ class StreamedAnswer:
             max_header=settings.max_header, max_spool=settings.max_spool,
             spool_factory=lambda start: budgets.spool(start, settings.spool_dir),
             cdn_limits=settings.cdn, flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None,
-            keep_video=job.plain,
+            keep_video=job.plain, defer_plans=True,
         )
+        self.planner = handler.files.planner
         self.lock = asyncio.Lock()  # one caller of the core at a time: the body, or the tail's moov
         self.started = time.monotonic()
         self.headers_sent = False
@@ -107,7 +109,7 @@ class StreamedAnswer:
                                    f"(audio_only_origin_timeout)")
         except FETCH_ERRORS as e:
             return await self.fail(f"the origin's body ended early: {describe(e)}")
-        except Failed as e:
+        except (Failed, PlannerFailed) as e:
             return await self.fail(str(e))
         except Exception as e:  # a bug must still end the answer uncleanly, never as a whole file
             log.exception("audio-only: internal error")
@@ -117,13 +119,16 @@ class StreamedAnswer:
         self.done()
 
     async def feed(self, piece: bytes) -> list:
-        """The core's output for one piece. Feeding a piece while metadata is being held (a moov, a moof,
-        a script tag) may complete it, and planning a big moov takes long: that feed runs in a worker
-        thread, so mitmproxy's event loop goes on serving the others."""
+        """The core's output for one piece. A piece that completes a moov leaves its planning to the
+        planner (a worker thread, or a process for a big one: planner.py), and a piece fed while other
+        metadata is being held (a moof, a script tag, whose parse may take a while) is fed in a worker
+        thread: mitmproxy's event loop goes on serving the others."""
         x = self.extractor
         async with self.lock:
             out = await self.in_worker(x.feed, piece) if x.in_metadata else x.feed(piece)
-        self.reserve_metadata()
+            self.reserve_metadata()
+            if (request := x.plan_wanted) is not None:  # a moov is complete: planned off the loop
+                out += x.provide_plan(await self.planner.run(request.size, extractor.make_plan, request))
         return out
 
     async def in_worker(self, call, *args):
@@ -189,11 +194,16 @@ class StreamedAnswer:
             log.info(f"audio-only: {url}: no moov from the tail ({describe(e)}); waiting for it in the stream")
             return
         async with self.lock:
-            try:
-                used = await self.in_worker(x.provide_tail, offset, data)
-            except extractor.ExtractError as e:
-                log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
-                return
+            request = x.tail_moov(offset, data)
+        if request is None:
+            return
+        try:
+            plan = await self.planner.run(request.size, extractor.make_plan, request)
+        except extractor.ExtractError as e:
+            log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
+            return
+        async with self.lock:
+            used = x.provide_tail_plan(request, plan)
         if used:
             log.info(f"audio-only: {url}: moov fetched from the tail ({len(data)} bytes from byte {offset}) in "
                      f"{(time.monotonic() - started) * 1000:.0f} ms: audio starts before the download ends")

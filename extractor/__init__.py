@@ -14,6 +14,7 @@ from .errors import (ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekP
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
 from .mp4.file import FilePlan, plan_file
+from .mp4.plan import Plan, PlanRequest, make_plan
 from .seek import SeekRange, parse_range
 
 # Formats the core extracts; the addon only announces extraction for these.
@@ -23,7 +24,7 @@ DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
     "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "SpoolFailed", "TruncatedInput",
-    "UnsupportedInput", "FilePlan", "plan_file", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
+    "UnsupportedInput", "FilePlan", "plan_file", "Plan", "PlanRequest", "make_plan", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
 
 
@@ -48,8 +49,9 @@ class AudioExtractor:
 
     def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
                  cdn_limits: bool = False, flv_seek: SeekRange | None = None, mp4_seek: SeekRange | None = None,
-                 keep_video: bool = False):
+                 keep_video: bool = False, defer_plans: bool = False):
         self.max_header = max_header
+        self.defer_plans = defer_plans  # MP4: see plan_wanted
         self.flv_seek = flv_seek  # FLV: the part of the input wanted (seek.py)
         self.mp4_seek = mp4_seek  # MP4: the time range wanted, in milliseconds
         self.keep_video = keep_video  # the CDN's plain video seeking: cut, but keep the video
@@ -86,7 +88,7 @@ class AudioExtractor:
         kind = _detect.detect(data[:16])  # 16: an error message quotes that much
         if kind == _detect.MP4:
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek,
-                                        self.keep_video)
+                                        self.keep_video, self.defer_plans)
         else:
             self._impl = FlvAudioFilter(self.max_header, self.flv_seek, self.keep_video)
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
@@ -118,6 +120,22 @@ class AudioExtractor:
 
     def provide_tail(self, offset: int, data: bytes) -> bool:
         return isinstance(self._impl, Mp4AudioFilter) and self._impl.provide_tail(offset, data)
+
+    @property
+    def plan_wanted(self) -> PlanRequest | None:
+        """With defer_plans, after a feed that completed an MP4's moov: what to plan (make_plan, wherever
+        the caller likes); the input stops there until provide_plan gets the result."""
+        return getattr(self._impl, "plan_wanted", None)
+
+    def provide_plan(self, plan: Plan) -> list:
+        return self._impl.provide_plan(plan)
+
+    def tail_moov(self, offset: int, data: bytes) -> PlanRequest | None:
+        """provide_tail in two steps, for a caller that plans elsewhere: the request, then the plan."""
+        return self._impl.tail_moov(offset, data) if isinstance(self._impl, Mp4AudioFilter) else None
+
+    def provide_tail_plan(self, request: PlanRequest, plan: Plan) -> bool:
+        return self._impl.provide_tail_plan(request, plan)
 
     def close(self) -> None:
         """Release what the filter holds outside memory (an MP4 spool); safe to call at any time."""

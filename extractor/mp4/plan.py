@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import ExtractError, MalformedInput, NoAudio, UnsupportedInput
 from . import tables
@@ -47,6 +48,25 @@ class Plan:
     @property
     def audio_ids(self) -> set[int]:
         return {t.track_id for t in self.tracks}
+
+
+class PlanRequest(NamedTuple):
+    """Everything plan() needs, in plain values: a caller may run it where it likes (a thread, another
+    process) and hand the Plan back (Mp4AudioFilter.provide_plan)."""
+    ftyp: bytes
+    moov: bytes  # the whole moov box, header included
+    seek: SeekRange | None
+    keep_video: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.moov)
+
+
+def make_plan(request: PlanRequest) -> Plan:
+    moov = request.moov
+    header = 16 if int.from_bytes(moov[:4], "big") == 1 else 8
+    return plan(request.ftyp, moov, Box(b"moov", 0, header, len(moov)), request.seek, request.keep_video)
 
 
 def _payload(data, box: Box):

@@ -27,7 +27,7 @@ from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
 from .fragmented import rewrite_moof
-from .plan import Plan, plan
+from .plan import Plan, PlanRequest, make_plan
 from .ranges import Ranges
 
 TO_THE_END = -1  # a size-0 box: it runs to the end of the input
@@ -106,7 +106,7 @@ class Mp4AudioFilter:
     format = "mp4"
 
     def __init__(self, max_header: int = 64 << 20, spool_factory=None, max_spool: int = 0, cdn_limits: bool = False,
-                 seek=None, keep_video: bool = False):
+                 seek=None, keep_video: bool = False, defer_plans: bool = False):
         self.max_header = max_header
         self.seek = seek  # SeekRange in milliseconds: only that part of the audio
         self.keep_video = keep_video  # the CDN's plain video seeking: video tracks stay
@@ -117,6 +117,13 @@ class Mp4AudioFilter:
         self.bytes_out = 0
         self.warnings: list[str] = []
         self.plan: Plan | None = None
+        # defer_plans: a complete moov is not planned here; feed stops there, plan_wanted says what to
+        # plan, and provide_plan(plan) goes on (the caller plans where it likes: a big moov takes seconds).
+        self.defer_plans = defer_plans
+        self.plan_wanted: PlanRequest | None = None
+        self._waiting = b""  # the rest of the piece that completed the moov, fed once the plan is here
+        self._moov_box: boxes.Box | None = None
+        self._tail_candidate: tuple[int, int, int] | None = None  # (start, header, size) of tail_moov's moov
         self.fragments = 0  # moofs sent on
         self.dropped_fragments = 0  # moofs with no audio
         self.spooled = 0  # bytes written to the spool
@@ -150,12 +157,18 @@ class Mp4AudioFilter:
         return self._box.size if self.in_metadata and self._box is not None else None
 
     def feed(self, data) -> list:
+        if self.plan_wanted is not None:
+            raise RuntimeError("feed() while a plan is wanted: provide_plan() first")
         out, self._early_out = self._early_out, []
         view = memoryview(data)
         if self._spool is not None and self.plan is None:
             self._spool_write(view)
         pos, end = 0, len(view)
         while pos < end:
+            if self.plan_wanted is not None:  # the moov is complete: the rest waits for its plan
+                self._waiting = bytes(view[pos:])
+                end = pos
+                break
             if self._state == "box":
                 pos = self._read_header(view, pos, out)
                 continue
@@ -279,12 +292,12 @@ class Mp4AudioFilter:
         if self._state == "keep":
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
-            self.plan = plan(self._ftyp, self._whole_box(), boxes.Box(b"moov", 0, box.header, box.size), self.seek,
-                             self.keep_video)
-            self.warnings += self.plan.warnings
-            out.append(self.plan.head)
-            self._pending.add(self.plan.ranges)
-            self._replay_early(box, out)
+            request = PlanRequest(self._ftyp, self._whole_box(), self.seek, self.keep_video)
+            self._moov_box = box
+            if self.defer_plans:
+                self.plan_wanted = request
+            else:
+                self._use_plan(make_plan(request), out)
         elif self._state == "moof":
             self._fragment(box, out)
         elif self._state == "media":
@@ -296,6 +309,25 @@ class Mp4AudioFilter:
         self._held = bytearray()
         self._state = "box"
         self._remaining = 0
+
+    def _use_plan(self, plan: Plan, out: list) -> None:
+        self.plan = plan
+        self.warnings += plan.warnings
+        out.append(plan.head)
+        self._pending.add(plan.ranges)
+        self._replay_early(self._moov_box, out)
+
+    def provide_plan(self, plan: Plan) -> list:
+        """The plan of plan_wanted (make_plan's result): the output it starts, and that of the rest of
+        the piece that completed the moov."""
+        if self.plan_wanted is None:
+            raise RuntimeError("provide_plan() without a plan wanted")
+        self.plan_wanted = None
+        out = []
+        self._use_plan(plan, out)
+        self.bytes_out += sum(map(len, out))
+        rest, self._waiting = self._waiting, b""
+        return out + (self.feed(rest) if rest else [])
 
     def _whole_box(self) -> bytes:
         """The held moov or moof with its header, so box offsets inside it are plain indexes."""
@@ -335,34 +367,47 @@ class Mp4AudioFilter:
             )
         self._spool.write(view)
 
-    def provide_tail(self, offset: int, data: bytes) -> bool:
+    def tail_moov(self, offset: int, data: bytes) -> PlanRequest | None:
         """The input's bytes from `offset` on, fetched out of band (a Range request) while the media data
-        before them still streams. If they hold the moov, the audio starts now rather than when the
-        whole file has passed: what is spooled is sent with the next feed, the rest as it arrives, and
-        spooling stops. Returns whether the moov was found and used."""
-        if self.plan is not None or self._spool is None or self._state == "moov":
-            return False  # too late: the moov is here, or already arriving in band
-        moov, pos = None, 0
-        while pos + 8 <= len(data) and moov is None:
+        before them still streams: the plan request of the moov they hold (None: they hold none, or it
+        is too late to use one). Plan it, then hand both to provide_tail_plan."""
+        if self.plan is not None or self._spool is None or self._state == "moov" or self.plan_wanted is not None:
+            return None  # too late: the moov is here, or already arriving in band
+        pos = 0
+        while pos + 8 <= len(data):
             box = boxes.parse_header(data, pos, None)
             if box.size == -1 or box.end > len(data):
-                break
+                return None
             if box.type == b"moov":
-                moov = box
+                if box.size > self.max_header:
+                    return None
+                self._tail_candidate = (offset + box.start, box.header, box.size)
+                return PlanRequest(self._ftyp, bytes(data[box.start : box.end]), self.seek, self.keep_video)
             pos = box.end
-        if moov is None or moov.size > self.max_header:
+        return None
+
+    def provide_tail_plan(self, request: PlanRequest, plan: Plan) -> bool:
+        """Use the plan of tail_moov's request, if it is still of use: then audio starts now rather than
+        when the whole file has passed (what is spooled is sent with the next feed, the rest as it
+        arrives, and spooling stops). Returns whether it was used."""
+        if self.plan is not None or self._spool is None or self._state == "moov" or self.plan_wanted is not None:
             return False
-        self.plan = plan(self._ftyp, data[moov.start : moov.end], boxes.Box(b"moov", 0, moov.header, moov.size), self.seek,
-                         self.keep_video)
-        self.warnings += self.plan.warnings
-        self._tail_moov = offset + moov.start
-        out = [self.plan.head]
-        self._pending.add(self.plan.ranges)
-        self._replay_early(boxes.Box(b"moov", self._tail_moov, moov.header, moov.size), out, until=self.bytes_in)
+        start, header, size = self._tail_candidate
+        self.plan = plan
+        self.warnings += plan.warnings
+        self._tail_moov = start
+        out = [plan.head]
+        self._pending.add(plan.ranges)
+        self._replay_early(boxes.Box(b"moov", start, header, size), out, until=self.bytes_in)
         if self._state == "skip" and self._box is not None and self._box.type == b"mdat":
             self._state = "media"  # the rest of the mdat now passing is sent as it comes
         self._early_out = out
         return True
+
+    def provide_tail(self, offset: int, data: bytes) -> bool:
+        """tail_moov, make_plan and provide_tail_plan in one (the plan made here)."""
+        request = self.tail_moov(offset, data)
+        return request is not None and self.provide_tail_plan(request, make_plan(request))
 
     def _replay_early(self, moov: boxes.Box, out: list, until: int | None = None) -> None:
         """Send the audio that arrived before the moov (or before `until`, where the input now is), read
@@ -374,7 +419,9 @@ class Mp4AudioFilter:
             if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
                 self._outside(s)
             piece = self._spool.read_at(s, min(REPLAY_PIECE, limit - s))
-            pending.send(memoryview(piece), s, out)
+            audio: list = []
+            pending.send(memoryview(piece), s, audio)
+            out.append(b"".join(audio))  # a copy of the audio only: the piece read (video too) goes
         if until is None and pending and pending.first()[0] < moov.end:
             self._outside(pending.first()[0])
         self.close()
