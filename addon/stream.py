@@ -127,8 +127,8 @@ class StreamedAnswer:
         async with self.lock:
             out = await self.in_worker(x.feed, piece) if x.in_metadata else x.feed(piece)
             self.reserve_metadata()
-            if (request := x.plan_wanted) is not None:  # a moov is complete: planned off the loop
-                out += x.provide_plan(await self.planner.run(request.size, extractor.make_plan, request))
+            if x.plan_wanted is not None:  # a moov is complete: planned off the loop
+                out += x.provide_plan(await self.planner.plan(x.pop_plan_request()))
         return out
 
     async def in_worker(self, call, *args):
@@ -198,7 +198,7 @@ class StreamedAnswer:
         if request is None:
             return
         try:
-            plan = await self.planner.run(request.size, extractor.make_plan, request)
+            plan = await self.planner.plan(request)
         except extractor.ExtractError as e:
             log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
             return

@@ -127,6 +127,10 @@ class AudioExtractor:
         the caller likes); the input stops there until provide_plan gets the result."""
         return getattr(self._impl, "plan_wanted", None)
 
+    def pop_plan_request(self) -> PlanRequest | None:
+        """plan_wanted handed over (the filter lets go of the moov, and still waits for provide_plan)."""
+        return self._impl.pop_plan_request() if isinstance(self._impl, Mp4AudioFilter) else None
+
     def provide_plan(self, plan: Plan) -> list:
         return self._impl.provide_plan(plan)
 

@@ -111,8 +111,11 @@ def _read_chunks(data, track: Track) -> None:
     constant, count, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
     offsets = tables.chunk_offsets(offsets_box.type, _payload(data, offsets_box))
     firsts, per_chunk = tables.sample_to_chunk(_payload(data, found[b"stsc"]))
-    counts = tables.samples_per_chunk(firsts, per_chunk, len(offsets))
-    track.sizes = tables.chunk_sizes(counts, constant, sizes, count)
+    if len(firsts) == 1 and per_chunk[0] == 1 and firsts[0] == 1 and len(offsets) == count and sizes is not None:
+        track.sizes = array("q", sizes)  # one sample a chunk: chunk sizes are the sample sizes
+    else:
+        counts = tables.samples_per_chunk(firsts, per_chunk, len(offsets))
+        track.sizes = tables.chunk_sizes(counts, constant, sizes, count)
     try:
         track.offsets = array("q", offsets)
     except OverflowError:
@@ -260,13 +263,15 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
             for t in kept:
                 _read_chunks(moov_data, t)
     ranges, placed = _ranges(kept)
+    for t in kept:  # in the ranges and placements now: freed before the other tracks are read
+        t.offsets = t.sizes = array("q")
     audio_bytes = ranges.total
     warnings += _check_other_tracks(moov_data, ranges, dropped)
 
     # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
     wide = False
     for _ in range(2):
-        zeros = {n: array("q", bytes(8 * len(t.offsets))) for n, t in enumerate(kept)}
+        zeros = {n: array("q", bytes(8 * len(placed[n]))) for n in placed}
         trial = _moov(moov_data, moov, kept, zeros, wide, replacements)
         header = mdat_header(audio_bytes)
         base = len(ftyp) + len(trial) + len(header)
@@ -278,8 +283,6 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
     trex = trex_defaults(moov_data, mvex) if mvex else {}
-    for t in kept:  # their tables are in the new moov and the ranges now: free them with the response
-        t.offsets = t.sizes = array("q")
     return Plan(ftyp + moov_out + header, ranges, audio_bytes, kept, dropped, warnings, mvex is not None, trex)
 
 

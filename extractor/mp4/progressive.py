@@ -317,6 +317,15 @@ class Mp4AudioFilter:
         self._pending.add(plan.ranges)
         self._replay_early(self._moov_box, out)
 
+    def pop_plan_request(self) -> PlanRequest | None:
+        """plan_wanted, handed over: the filter no longer holds the moov while it is planned elsewhere
+        (it still waits for provide_plan)."""
+        request = self.plan_wanted
+        if request is not None and request.moov:
+            self.plan_wanted = request._replace(moov=b"")
+            return request
+        return None
+
     def provide_plan(self, plan: Plan) -> list:
         """The plan of plan_wanted (make_plan's result): the output it starts, and that of the rest of
         the piece that completed the moov."""
@@ -336,7 +345,9 @@ class Mp4AudioFilter:
             header = box.size.to_bytes(4, "big") + box.type
         else:
             header = (1).to_bytes(4, "big") + box.type + box.size.to_bytes(8, "big")
-        return header + bytes(self._held)
+        whole = b"".join((header, self._held))  # one copy (a moov may be 64 MiB), and the held one goes
+        self._held = bytearray()
+        return whole
 
     def _fragment(self, box: boxes.Box, out: list) -> None:
         result = rewrite_moof(self._whole_box(), box.start, self.plan.audio_ids, self.plan.trex)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, compress, islice, repeat
 from operator import add, gt, ne, sub
 
 from ..errors import MalformedInput
@@ -66,20 +66,21 @@ def merge_sorted(offsets: array, sizes: array) -> Ranges:
     otherwise), neighbours joined, empty chunks left out."""
     ends = chunk_ends(offsets, sizes)
     n = len(offsets)
-    if n > 1 and any(map(gt, ends[:-1], offsets[1:])):
+    # (Comparisons pair each entry with the next through islice: no copies of arrays of millions.)
+    if n > 1 and any(map(gt, ends, islice(offsets, 1, None))):
         i = next(i for i in range(n - 1) if ends[i] > offsets[i + 1])
         raise MalformedInput(f"audio chunks overlap at byte {offsets[i + 1]} (the previous one ends at byte {ends[i]})")
     if n and not all(sizes):
-        keep = list(map(bool, sizes))
+        keep = bytes(map(bool, sizes))
         offsets, ends = array("q", compress(offsets, keep)), array("q", compress(ends, keep))
         n = len(offsets)
     if not n:
         return Ranges()
     # A range breaks where a chunk does not start where the previous one ended.
-    breaks = list(map(ne, ends[:-1], offsets[1:]))
+    breaks = bytes(map(ne, ends, islice(offsets, 1, None)))
     starts = array("q", offsets[:1])
-    starts.extend(compress(offsets[1:], breaks))
-    new_ends = array("q", compress(ends[:-1], breaks))
+    starts.extend(compress(islice(offsets, 1, None), breaks))
+    new_ends = array("q", compress(ends, breaks))  # breaks is one shorter: the last end is not taken
     new_ends.append(ends[-1])
     return Ranges(starts, new_ends)
 
@@ -92,7 +93,7 @@ def out_positions(sizes: array) -> array:
 
 
 def is_ascending(offsets: array) -> bool:
-    return len(offsets) < 2 or not any(map(gt, offsets[:-1], offsets[1:]))
+    return not any(map(gt, offsets, islice(offsets, 1, None)))
 
 
 def first_overlap(audio: Ranges, other_offsets: array, other_sizes: array) -> tuple[int, int] | None:
@@ -102,18 +103,17 @@ def first_overlap(audio: Ranges, other_offsets: array, other_sizes: array) -> tu
         return None
     other_ends = chunk_ends(other_offsets, other_sizes)
     if not all(other_sizes):  # an empty chunk holds no byte
-        keep = list(map(bool, other_sizes))
+        keep = bytes(map(bool, other_sizes))
         other_offsets, other_ends = array("q", compress(other_offsets, keep)), array("q", compress(other_ends, keep))
     # For a chunk [s, e): j = the number of audio ranges starting before e (a sentinel first makes it
     # at least 1); the last of them, the one with the furthest end (they are sorted and disjoint), is
     # ends_by_count[j]. The chunk overlaps the audio exactly when that end lies past s.
-    starts = array("q", [-1]) + audio.starts
-    ends_by_count = array("q", [-1, -1]) + audio.ends
-    if _hits(starts, ends_by_count, other_offsets, other_ends):
+    ends_by_count = array("q", [-1]) + audio.ends
+    if _hits(audio.starts, ends_by_count, other_offsets, other_ends):
         for s, e in zip(other_offsets, other_ends):  # only to name the place: the file is refused
-            j = bisect_left(starts, e)
+            j = bisect_left(audio.starts, e)
             if ends_by_count[j] > s:
-                return audio.starts[j - 2], s
+                return audio.starts[j - 1], s
     return None
 
 
@@ -121,9 +121,9 @@ BLOCK = 256  # other chunks looked up together when they come in order
 
 
 def _hits(starts: array, ends_by_count: array, offsets: array, ends: array) -> bool:
-    """Whether a chunk [s, e) overlaps the audio: j = the number of audio ranges starting before e (a
-    sentinel first makes it at least 1); the last of them, the one with the furthest end (they are
-    sorted and disjoint), is ends_by_count[j], and the chunk overlaps exactly when that lies past s.
+    """Whether a chunk [s, e) overlaps the audio: j = the number of audio ranges starting before e; the
+    last of them, the one with the furthest end (they are sorted and disjoint), ends at
+    ends_by_count[j] (-1 for none), and the chunk overlaps exactly when that lies past s.
     Chunks in order (nearly always) are looked up a block at a time, each lookup searching only the
     audio ranges the block spans: a few probes each rather than log2 of millions."""
     def overlaps(block_offsets, block_ends, lo: int, hi: int) -> bool:

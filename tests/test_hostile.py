@@ -1,0 +1,157 @@
+"""Hostile but legal: a 61 MiB moov of 8 million samples must not stall, starve or fool the others.
+
+Through a real mitmdump: while one such file is extracted, a small request every 20 ms measures the
+proxy's latency for everyone else; the big response must be complete and lossless (its mdat payload
+equals the audio samples the generator wrote, in order: tests/hostile.py, not the product, says what
+they are); the memory of the proxy and of its planning processes is sampled throughout and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import STREAM_PATH, Proxy, http_get, http_stream, drain
+from hostile import HostileMp4
+
+SMALL = "/tiny.mp4"  # a small file passed through untouched: the others' requests
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process under it (the planner's forkserver and its workers)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
+def rss_all(pid: int) -> float:
+    """Resident memory of the proxy and its descendants together, in MiB."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
+
+
+class Probe(threading.Thread):
+    """A small request every 20 ms, and the proxy's memory, until stopped."""
+
+    def __init__(self, proxy: Proxy):
+        super().__init__(daemon=True)
+        self.proxy = proxy
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.peak = 0.0
+        self.peak_proxy = 0.0  # the mitmdump process alone
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            started = time.monotonic()
+            try:
+                reply = http_get(self.proxy.port, SMALL, timeout=10)
+                ok = reply.status == 200 and reply.clean
+            except OSError:
+                ok = False
+            self.latencies.append(time.monotonic() - started)
+            self.failures += not ok
+            self.peak = max(self.peak, rss_all(self.proxy.process.pid))
+            self.peak_proxy = max(self.peak_proxy, self.proxy.rss())
+            self.halt.wait(max(0.0, 0.02 - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(15)
+
+    def summary(self) -> tuple[float, float]:
+        ordered = sorted(self.latencies)
+        return ordered[int(len(ordered) * 0.99) - 1], ordered[-1]
+
+
+@pytest.fixture(scope="module")
+def hostile_origin(origin):
+    files = {"/hostile.mp4": HostileMp4(), "/hostile_end.mp4": HostileMp4(moov_at_end=True)}
+    for path, h in files.items():
+        origin.virtual[path] = (h.size, h.pieces, "video/mp4", lambda first, last, h=h: [h.read_range(first, last)])
+    yield origin, files
+    for path in files:
+        origin.virtual.pop(path, None)
+
+
+def mdat_payload(body: bytes) -> bytes:
+    pos = 0
+    while pos < len(body):
+        size, kind = int.from_bytes(body[pos : pos + 4], "big"), body[pos + 4 : pos + 8]
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(body[pos + 8 : pos + 16], "big"), 16
+        if kind == b"mdat":
+            return body[pos + header : pos + size]
+        pos += size
+    raise AssertionError("no mdat in the output")
+
+
+@pytest.mark.parametrize("path,options", [
+    ("/hostile.mp4", STREAM_PATH),  # the moov first, streamed
+    ("/hostile_end.mp4", ()),  # the moov at the end, served as a file (moov read with Range requests)
+], ids=["stream-moov-first", "file-moov-at-end"])
+def test_one_hostile_file_does_not_stall_the_others(hostile_origin, tmp_path, path, options):
+    origin, files = hostile_origin
+    hostile = files[path]
+    proxy = Proxy(tmp_path / "proxy.log", "--mode", f"reverse:{origin.url}", *options)
+    try:
+        assert http_get(proxy.port, SMALL).status == 200  # warm
+        time.sleep(0.5)
+        start_rss, start_proxy = rss_all(proxy.process.pid), proxy.rss()
+        probe = Probe(proxy)
+        probe.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, headers, body = http_stream(proxy.port, f"{path}?ali_audio_only=1", timeout=120)
+        out = bytearray()
+        _, clean = drain(body, out.extend)
+        took = time.monotonic() - started
+        time.sleep(0.3)
+        probe.stop()
+        p99, worst = probe.summary()
+        time.sleep(10)
+        after = rss_all(proxy.process.pid) - start_rss
+        peak = probe.peak - start_rss
+        print(f"\n{path}: {len(out) / 2**20:.1f} MiB out in {took:.1f} s; others: {len(probe.latencies)} requests, "
+              f"median {statistics.median(probe.latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max "
+              f"{worst * 1000:.0f} ms; memory above the start: peak {peak:.0f} MiB (mitmdump alone {probe.peak_proxy - start_proxy:.0f}), "
+              f"10 s after {after:.0f} MiB")
+        assert status == 200 and clean
+        payload = mdat_payload(bytes(out))
+        assert hashlib.md5(payload).digest() == hashlib.md5(hostile.audio_payload).digest()
+        assert b"VIDEOVID" not in out
+        assert probe.failures == 0
+        assert p99 < 0.100 and worst < 0.250, (p99, worst)
+        assert peak < 600 and after < 200, (peak, after)
+    finally:
+        proxy.stop()
+
+
+SMALL_FILE = Path(__file__).parent / "media" / "tiny.mp4"
+assert SMALL_FILE.exists()
