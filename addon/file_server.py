@@ -72,6 +72,7 @@ MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 WINDOW = 16  # origin requests of one response in flight at once
 MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
 ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
+CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread (cut_apart)
 WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 JOB_TTL = 120  # seconds a routed request may take to reach us
 MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
@@ -216,7 +217,7 @@ class FileServer:
             # A 206 without a validator or a length, a 416...: the whole file, asked for anew, is streamed.
             await response.aclose()
             return await self.origin.open(job.target, method=job.method, read_timeout=timeout)
-        key = (job.url, version, job.seek_part)
+        key = (job.url, version, job.seek_part, job.settings.gap)
         kept = kept_headers(response.headers)
         if (entry := self.cache.get(key)) is not None:
             await response.aclose()
@@ -225,7 +226,9 @@ class FileServer:
         await response.aclose()
         try:
             ftyp, moov, mdats = await self.origin.read_top_level(job.target, version, job.settings.max_header, head)
-            plan = await self.planner.run(len(moov), extractor.plan_file, ftyp, moov, mdats, version.length, job.seek)
+            holder = [moov]
+            del moov  # handed over: the planner lets go of it as soon as it has passed it on
+            plan = await self.planner.plan_file(ftyp, holder, mdats, version.length, job.seek, job.settings.gap)
         except extractor.SeekPastEnd:
             raise
         except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
@@ -493,7 +496,7 @@ class FileHandler(tornado.web.RequestHandler):
                 if kind == "head":
                     yield value
                     continue
-                size = sum(batch[-1][1] - batch[0][0] for batch in value)
+                size = sum(batch.size for batch in value)
                 while window and (len(window) >= WINDOW or held + size > WINDOW_BYTES):
                     piece = await window.popleft()
                     held -= piece[1]
@@ -508,35 +511,35 @@ class FileHandler(tornado.web.RequestHandler):
 
     def requests(self, job: Job, file: AudioFile, first: int, last: int):
         """('head', bytes) and ('fetch', batches for one origin request): several batches go in one
-        request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those."""
+        request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those.
+        The plan's gap (audio_only_range_gap when it was planned, at least ONE_BY_ONE_GAP for an origin
+        that answers one range a request) joins neighbouring ranges into a batch."""
         several = self.files.multirange.get(job.target.route, True)
-        multi = MULTI_RANGES if several else 1
-        # One range per request costs a round trip each: then reading the video between is cheaper.
-        gap = job.settings.gap if several else max(job.settings.gap, ONE_BY_ONE_GAP)
-        group: list[list[tuple[int, int]]] = []
+        group: list[extractor.Batch] = []
         span = 0
-        for kind, value in self.batches(file, first, last, gap):
+        for kind, value in file.plan.batches(first, last, MAX_REQUEST):
             if kind == "head":
                 yield kind, value
                 continue
-            size = value[-1][1] - value[0][0]
-            if group and (len(group) >= multi or span + size > MAX_REQUEST):
+            if several:
+                full = len(group) >= MULTI_RANGES or span + value.size > MAX_REQUEST
+            else:  # one range a request costs a round trip each: reading the video between is cheaper
+                full = group and (value.lo - group[-1].hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST)
+            if group and full:
                 yield "fetch", group
                 group, span = [], 0
             group.append(value)
-            span += size
+            span += value.size
         if group:
             yield "fetch", group
 
-    async def fetch_group(self, job: Job, file: AudioFile, group: list[list[tuple[int, int]]],
-                          size: int) -> tuple[bytes, int]:
+    async def fetch_group(self, job: Job, file: AudioFile, group: list[extractor.Batch], size: int) -> tuple[bytes, int]:
         """The audio of several batches: one request of several ranges, or (one batch, or an origin
         that does not answer several ranges) one request for the span of them all."""
         route = job.target.route
         if len(group) > 1 and self.files.multirange.get(route, True):
-            spans = [(batch[0][0], batch[-1][1] - 1) for batch in group]
             try:
-                pieces = await self.files.origin.fetch_spans(job.target, spans, file.version)
+                pieces = await self.files.origin.fetch_spans(job.target, [(b.lo, b.hi - 1) for b in group], file.version)
             except MultiRangeRefused as e:
                 if self.files.multirange.get(route, True):
                     log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
@@ -544,47 +547,28 @@ class FileHandler(tornado.web.RequestHandler):
                 self.files.multirange[route] = False
             else:
                 self.origin_bytes += sum(map(len, pieces))
-                out = []
-                for batch, piece in zip(group, pieces):
-                    base = batch[0][0]
-                    out += [piece[s - base : e - base] for s, e in batch]
-                return b"".join(out), size
-        # One range from the group's first byte to its last (at most MAX_REQUEST): the bytes between its
-        # batches are read and dropped, as a coarser gap would have had it.
-        return (await self.fetch(job, file, [r for batch in group for r in batch], size))[0], size
-
-    @staticmethod
-    def batches(file: AudioFile, first: int, last: int, gap: int):
-        """('head', bytes) and ('fetch', input ranges for one range of an origin request) in output
-        order: ranges closer than `gap` join, the bytes between them read and dropped."""
-        batch: list[tuple[int, int]] = []
-        for kind, s, e in file.plan.segments(first, last):
-            if kind == "head":
-                yield "head", file.plan.head[s:e]
-                continue
-            if batch and (s - batch[-1][1] > gap or e - batch[0][0] > MAX_REQUEST):
-                yield "fetch", batch
-                batch = []
-            batch.append((s, e))
-        if batch:
-            yield "fetch", batch
-
-    async def fetch(self, job: Job, file: AudioFile, batch: list[tuple[int, int]], size: int) -> tuple[bytes, int]:
-        """One origin request from the first range's start to the last one's end; only the bytes of
-        the ranges are kept, the gaps between them dropped as they pass. (bytes, bytes requested)."""
-        start, end = batch[0][0], batch[-1][1]
-        pos, i, out = start, 0, []
+                return await cut_apart(file.plan, group, pieces), size
+        # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between):
+        # the bytes between its batches are read and dropped, as a coarser gap would have had it.
+        start, end = group[0].lo, group[-1].hi
+        pieces = []
         async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
             self.origin_bytes += len(piece)
-            view = memoryview(piece)
-            piece_end = pos + len(view)
-            while i < len(batch) and batch[i][0] < piece_end:
-                s, e = batch[i]
-                lo, hi = max(s, pos), min(e, piece_end)
-                if hi > lo:
-                    out.append(view[lo - pos : hi - pos])
-                if e > piece_end:
-                    break
-                i += 1
-            pos = piece_end
-        return b"".join(out), size
+            pieces.append(piece)
+        data = b"".join(pieces)
+        return await cut_apart(file.plan, group, [data] * len(group), start), size
+
+
+async def cut_apart(plan: extractor.FilePlan, group: list[extractor.Batch], pieces: list[bytes],
+                    at: int | None = None) -> bytes:
+    """The output bytes of each batch of a group, out of its piece (which starts at the batch's lo, or
+    at `at` for one piece shared by all). A batch of thousands of tiny ranges (about 1 µs each) is cut
+    in a worker thread: the loop then waits at most for one such cut (the GIL), not for all of them."""
+    out = []
+    for batch, piece in zip(group, pieces):
+        start = batch.lo if at is None else at
+        if batch.j - batch.i > CUT_IN_THREAD:
+            out.append(await asyncio.to_thread(plan.cut, batch, piece, start))
+        else:
+            out.append(plan.cut(batch, piece, start))
+    return b"".join(out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import tempfile
+from array import array
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -56,18 +57,34 @@ class Planner:
             raise PlannerFailed(f"the process planning a {size >> 20} MiB moov died ({e})") from None
 
     async def plan(self, request: extractor.PlanRequest) -> extractor.Plan:
-        """make_plan(request) off the loop. For a process the moov goes through a temporary file, not a
-        pickle (which would copy it twice on each side), and nothing here keeps it meanwhile: the
-        caller hands the request over (AudioExtractor.pop_plan_request)."""
-        size = request.size
-        if size < PROCESS_ABOVE:
+        """make_plan(request) off the loop. The caller hands the request over
+        (AudioExtractor.pop_plan_request), so that nothing here keeps the moov while it is planned."""
+        if request.size < PROCESS_ABOVE:
             return await asyncio.to_thread(extractor.make_plan, request)
-        with tempfile.NamedTemporaryFile(prefix="audio-only-moov-") as f:
-            await asyncio.to_thread(f.write, request.moov)  # 64 MiB take tens of milliseconds
-            light = request._replace(moov=b"")
-            del request
-            await asyncio.to_thread(f.flush)
-            return await self.run(size, plan_from_file, f.name, light)
+        holder, light = [request.moov], request._replace(moov=b"")
+        del request
+        return await self.in_process(holder, plan_in_process, light)
+
+    async def plan_file(self, ftyp: bytes, holder: list[bytes], mdats, length: int, seek, gap: int) -> extractor.FilePlan:
+        """extractor.plan_file off the loop; the moov handed over in `holder` (emptied here)."""
+        if len(holder[0]) < PROCESS_ABOVE:
+            return await asyncio.to_thread(extractor.plan_file, ftyp, holder.pop(), mdats, length, seek, gap)
+        return await self.in_process(holder, plan_file_in_process, ftyp, mdats, length, seek, gap)
+
+    async def in_process(self, holder: list[bytes], function, *args):
+        """function(moov path, result path, *args) in a planning process, the moov taken out of
+        `holder` (so that once written, nothing holds it). It goes in through a temporary file and the
+        plan's big arrays come back through another, not through pickles (which would copy tens of
+        megabytes twice on each side); the files are written and read off the loop."""
+        moov = holder.pop()
+        size = len(moov)
+        with tempfile.NamedTemporaryFile(prefix="audio-only-moov-") as moov_file, \
+                tempfile.NamedTemporaryFile(prefix="audio-only-plan-") as plan_file:
+            await asyncio.to_thread(write_all, moov_file, moov)
+            del moov
+            plan, manifest = await self.run(size, function, moov_file.name, plan_file.name, *args)
+            await asyncio.to_thread(read_arrays, plan, manifest, plan_file)
+            return plan
 
     def close(self) -> None:
         if self.pool is not None:
@@ -75,9 +92,65 @@ class Planner:
             self.pool = None
 
 
-def plan_from_file(path: str, request: extractor.PlanRequest) -> extractor.Plan:
-    """In the planning process: the request's moov read from `path`."""
-    with open(path, "rb") as f:
-        moov = f.read()
-    return extractor.make_plan(request._replace(moov=moov))
+def write_all(f, data: bytes) -> None:
+    f.write(data)
+    f.flush()
 
+
+# The big parts of a Plan or FilePlan: written to the result file by the planning process.
+BIG_PARTS = ("head", "ranges.starts", "ranges.ends", "starts", "breaks")
+
+
+def _parts(plan):
+    for path in BIG_PARTS:
+        owner_path, _, name = path.rpartition(".")
+        owner = getattr(plan, owner_path) if owner_path else plan
+        if hasattr(owner, name):
+            yield path, owner, name
+
+
+def write_arrays(plan, path: str) -> list:
+    """In the planning process: the plan's big parts to `path`, emptied in the plan; what was written."""
+    manifest = []
+    with open(path, "wb") as f:
+        for part, owner, name in _parts(plan):
+            value = getattr(owner, name)
+            if isinstance(value, bytes):
+                f.write(value)
+                manifest.append((part, None, len(value)))
+                setattr(owner, name, b"")
+            else:
+                value.tofile(f)
+                manifest.append((part, value.typecode, len(value)))
+                setattr(owner, name, array(value.typecode))
+    return manifest
+
+
+def read_arrays(plan, manifest: list, f) -> None:
+    """The big parts back into the plan, from the result file."""
+    f.seek(0)
+    by_path = {part: (owner, name) for part, owner, name in _parts(plan)}
+    for part, code, count in manifest:
+        owner, name = by_path[part]
+        if code is None:
+            setattr(owner, name, f.read(count))
+        else:
+            value = array(code)
+            value.fromfile(f, count)
+            setattr(owner, name, value)
+
+
+def plan_in_process(moov_path: str, plan_path: str, request: extractor.PlanRequest):
+    with open(moov_path, "rb") as f:
+        request = request._replace(moov=f.read())
+    plan = extractor.make_plan(request)
+    del request
+    return plan, write_arrays(plan, plan_path)
+
+
+def plan_file_in_process(moov_path: str, plan_path: str, ftyp: bytes, mdats, length: int, seek, gap: int):
+    with open(moov_path, "rb") as f:
+        moov = f.read()
+    plan = extractor.plan_file(ftyp, moov, mdats, length, seek, gap)
+    del moov
+    return plan, write_arrays(plan, plan_path)

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from extractor import MalformedInput, SeekRange, UnsupportedInput
-from extractor.mp4.file import plan_file
+from extractor.mp4.file import FilePlan, plan_file
+from extractor.mp4.ranges import Ranges
 from helpers import MEDIA, extract
 from mp4tools import boxes, to_64bit
 
@@ -55,3 +56,36 @@ def test_fragmented_files_and_offsets_outside_the_mdats_are_refused():
     ftyp, moov, mdats = top_level(data)
     with pytest.raises(MalformedInput, match="do not lie inside an mdat"):
         plan_file(ftyp, moov, [(mdats[0][0], mdats[0][1] - 5000)], len(data))  # the last 5 kB not an mdat
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_batches_cut_the_same_bytes_as_the_plan_says(seed):
+    """FilePlan.batches and cut (bulk, per batch) give exactly the bytes segments (one range at a time)
+    says, for random ranges, gaps, clipped ends and ranges longer than a batch."""
+    rng = random.Random(seed)
+    data = bytes(rng.randrange(256) for _ in range(1 << 16))
+    pos, pairs = 0, []
+    while True:
+        pos += rng.choice([0, 1, 3, 100, 5000])
+        end = pos + rng.choice([1, 2, 7, 300, 9000])
+        if end > len(data):
+            break
+        pairs.append((pos, end))
+        pos = end
+    head = bytes(rng.randrange(256) for _ in range(rng.choice([0, 5, 40])))
+    ranges = Ranges.of(pairs)
+    gap = rng.choice([0, 2, 200, 1 << 20])
+    plan = FilePlan(head, ranges, len(head) + ranges.total, gap=gap)
+    for _ in range(20):
+        first = rng.randrange(plan.size)
+        last = rng.randrange(first, plan.size)
+        want = b"".join(head[s:e] if kind == "head" else data[s:e] for kind, s, e in plan.segments(first, last))
+        got = []
+        most, most_ranges = rng.choice([64, 4096, 1 << 22]), rng.choice([1, 3, 1000])
+        for kind, value in plan.batches(first, last, most, most_ranges):
+            if kind == "head":
+                got.append(value)
+            else:
+                assert 0 < value.size <= most and 0 < value.j - value.i <= most_ranges
+                got.append(plan.cut(value, data[value.lo : value.hi], value.lo))
+        assert b"".join(got) == want and len(want) == last + 1 - first
