@@ -42,6 +42,7 @@ log = logging.getLogger("addon.audio_only")
 ORIGIN_AHEAD = 32 << 10
 FLUSH_AT = 64 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
+DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
 RETRY_AFTER = 5  # seconds a client refused by a budget is asked to wait
 
 
@@ -65,7 +66,7 @@ class StreamedAnswer:
             max_header=settings.max_header, max_spool=settings.max_spool,
             spool_factory=lambda start: budgets.spool(start, settings.spool_dir),
             cdn_limits=settings.cdn, flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None,
-            keep_video=job.plain, defer_plans=True,
+            keep_video=job.plain, defer_plans=True, replay_in_pieces=True,
         )
         self.planner = handler.files.planner
         self.lock = asyncio.Lock()  # one caller of the core at a time: the body, or the tail's moov
@@ -81,6 +82,7 @@ class StreamedAnswer:
         x = self.extractor
         try:
             async for piece in self.response.aiter_raw():
+                await self.drain_backlog()  # audio the tail's moov found in the spool goes first
                 out = await self.feed(piece)
                 if not self.headers_sent:
                     # The first piece is read before the headers go out: it says how much metadata
@@ -90,10 +92,13 @@ class StreamedAnswer:
                 if x.format and x.format != self.format:
                     raise extractor.UnsupportedInput(
                         f"the origin announced {self.format.upper()} but the body is {x.format.upper()}")
-                await self.write(out, ahead=len(piece) >= ORIGIN_AHEAD)
+                # (The new moov waits for the first audio the spool gives back: one chunk, not two.)
+                await self.write(out, ahead=len(piece) >= ORIGIN_AHEAD or x.backlog)
+                await self.drain_backlog()
                 self.check_metadata()
                 if self.tail_task is None and x.wants_tail is not None and self.job.version and self.job.settings.fetch_moov:
                     self.tail_task = asyncio.create_task(self.moov_from_tail(x.wants_tail))
+            await self.drain_backlog()
             async with self.lock:
                 out = await self.in_worker(x.finish) if x.in_metadata else x.finish()
             await self.write(out, ahead=False)
@@ -130,6 +135,15 @@ class StreamedAnswer:
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
                 out += x.provide_plan(await self.planner.plan(x.pop_plan_request()))
         return out
+
+    async def drain_backlog(self) -> None:
+        """Audio read back from the spool (the moov came after it) goes out a bounded piece at a time,
+        each flushed before the next is read: memory holds one piece, whatever was spooled."""
+        x = self.extractor
+        while x.backlog:
+            async with self.lock:
+                part = x.drain(DRAIN_PIECE)
+            await self.write(part, ahead=False)
 
     async def in_worker(self, call, *args):
         """`call` in a worker thread, outside the origin's read timeout and the metadata deadline's view."""

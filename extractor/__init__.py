@@ -49,9 +49,10 @@ class AudioExtractor:
 
     def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
                  cdn_limits: bool = False, flv_seek: SeekRange | None = None, mp4_seek: SeekRange | None = None,
-                 keep_video: bool = False, defer_plans: bool = False):
+                 keep_video: bool = False, defer_plans: bool = False, replay_in_pieces: bool = False):
         self.max_header = max_header
         self.defer_plans = defer_plans  # MP4: see plan_wanted
+        self.replay_in_pieces = replay_in_pieces  # MP4: see backlog
         self.flv_seek = flv_seek  # FLV: the part of the input wanted (seek.py)
         self.mp4_seek = mp4_seek  # MP4: the time range wanted, in milliseconds
         self.keep_video = keep_video  # the CDN's plain video seeking: cut, but keep the video
@@ -88,7 +89,7 @@ class AudioExtractor:
         kind = _detect.detect(data[:16])  # 16: an error message quotes that much
         if kind == _detect.MP4:
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek,
-                                        self.keep_video, self.defer_plans)
+                                        self.keep_video, self.defer_plans, self.replay_in_pieces)
         else:
             self._impl = FlvAudioFilter(self.max_header, self.flv_seek, self.keep_video)
         self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
@@ -126,6 +127,15 @@ class AudioExtractor:
         """With defer_plans, after a feed that completed an MP4's moov: what to plan (make_plan, wherever
         the caller likes); the input stops there until provide_plan gets the result."""
         return getattr(self._impl, "plan_wanted", None)
+
+    @property
+    def backlog(self) -> bool:
+        """With replay_in_pieces: audio read back from the spool waits; drain() it before the next feed."""
+        return isinstance(self._impl, Mp4AudioFilter) and self._impl.backlog
+
+    def drain(self, most: int = 1 << 20) -> list:
+        """The next output of the backlog, about `most` bytes (see backlog)."""
+        return self._impl.drain(most) if isinstance(self._impl, Mp4AudioFilter) else []
 
     def pop_plan_request(self) -> PlanRequest | None:
         """plan_wanted handed over (the filter lets go of the moov, and still waits for provide_plan)."""

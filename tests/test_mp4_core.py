@@ -258,3 +258,26 @@ def test_a_deferred_plan_gives_the_same_output(name, spool, piece):
         piece = 997  # one byte at a time is slow in Python: a prime-sized piece still splits every box
     out, plans = deferred(data, piece, spool)
     assert out == extract(data) and plans == 1
+
+
+@pytest.mark.parametrize("piece", [65536, 1 << 30])
+def test_spooled_audio_is_drained_in_bounded_pieces(piece):
+    """replay_in_pieces: the audio before a moov at the end comes back by drain(), a bounded piece at a
+    time (one spool read, 1 MiB of input, past `most` at most), and the whole output is the same."""
+    from extractor.spool import TempFileSpool
+    from hostile import HostileMp4
+    h = HostileMp4(300_000, moov_at_end=True)  # 1.2 MB of audio among 6 MB
+    data = b"".join(h.pieces())
+    x = AudioExtractor(spool_factory=TempFileSpool, max_spool=1 << 30, replay_in_pieces=True)
+    out, drains = [], []
+    for pos in range(0, len(data), piece):
+        out += x.feed(data[pos : pos + piece])
+        while x.backlog:
+            with pytest.raises(RuntimeError):
+                x.feed(b"x")  # nothing more goes in until the backlog is out
+            part = x.drain(4096)
+            drains.append(sum(map(len, part)))
+            out += part
+    out += x.finish()
+    assert b"".join(out) == extract(data) and x.bytes_out == len(extract(data))
+    assert len(drains) >= 5 and max(drains) < 4096 + (1 << 20)

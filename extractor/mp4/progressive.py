@@ -106,7 +106,7 @@ class Mp4AudioFilter:
     format = "mp4"
 
     def __init__(self, max_header: int = 64 << 20, spool_factory=None, max_spool: int = 0, cdn_limits: bool = False,
-                 seek=None, keep_video: bool = False, defer_plans: bool = False):
+                 seek=None, keep_video: bool = False, defer_plans: bool = False, replay_in_pieces: bool = False):
         self.max_header = max_header
         self.seek = seek  # SeekRange in milliseconds: only that part of the audio
         self.keep_video = keep_video  # the CDN's plain video seeking: video tracks stay
@@ -139,6 +139,10 @@ class Mp4AudioFilter:
         self.wants_tail: int | None = None  # where the data after the first early mdat starts (see provide_tail)
         self._tail_moov: int | None = None  # input offset of a moov that came out of band
         self._early_out: list = []  # output made between feeds (by provide_tail)
+        # replay_in_pieces: the spooled audio is not read back all at once when the moov arrives, but by
+        # drain(), a bounded piece at a time (backlog says whether some is left; feed waits for it).
+        self.replay_in_pieces = replay_in_pieces
+        self._replay: tuple[int, int | None] | None = None  # (limit, moov end to check, or None)
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
@@ -156,9 +160,42 @@ class Mp4AudioFilter:
         """Size of the metadata box being held (None: none is)."""
         return self._box.size if self.in_metadata and self._box is not None else None
 
+    @property
+    def backlog(self) -> bool:
+        """Spooled audio waits to be read back by drain() (replay_in_pieces)."""
+        return self._replay is not None
+
+    def drain(self, most: int) -> list:
+        """The next spooled audio, about `most` bytes of it (one spool read at least); when it is all
+        out, also what the rest of the input held back meanwhile gives."""
+        out, self._early_out = self._early_out, []  # the new moov (provide_tail_plan) goes first
+        out += self._drain(most)
+        self.bytes_out += sum(map(len, out))
+        if self._replay is None and self._waiting:
+            rest, self._waiting = self._waiting, b""
+            out += self.feed(rest)
+        return out
+
+    def _drain(self, most: int) -> list:
+        out: list = []
+        if self._replay is None:
+            return out
+        limit, moov_end = self._replay
+        pending, got = self._pending, 0
+        while pending and pending.first()[0] < limit and got < most:
+            got += self._replay_piece(limit, out)
+        if not (pending and pending.first()[0] < limit):
+            self._replay = None
+            if moov_end is not None and pending and pending.first()[0] < moov_end:
+                self._outside(pending.first()[0])
+            self.close()
+        return out
+
     def feed(self, data) -> list:
         if self.plan_wanted is not None:
             raise RuntimeError("feed() while a plan is wanted: provide_plan() first")
+        if self._replay is not None:
+            raise RuntimeError("feed() while spooled audio waits: drain() first")
         out, self._early_out = self._early_out, []
         view = memoryview(data)
         if self._spool is not None and self.plan is None:
@@ -202,6 +239,8 @@ class Mp4AudioFilter:
 
     def _finish(self) -> list:
         out, self._early_out = self._early_out, []
+        while self._replay is not None:
+            out += self._drain(1 << 62)
         if self._remaining == TO_THE_END:
             self._box_done(out)
         if self.plan is None:
@@ -335,6 +374,8 @@ class Mp4AudioFilter:
         out = []
         self._use_plan(plan, out)
         self.bytes_out += sum(map(len, out))
+        if self._replay is not None:
+            return out  # the rest of the piece follows the spooled audio (drain)
         rest, self._waiting = self._waiting, b""
         return out + (self.feed(rest) if rest else [])
 
@@ -422,20 +463,24 @@ class Mp4AudioFilter:
 
     def _replay_early(self, moov: boxes.Box, out: list, until: int | None = None) -> None:
         """Send the audio that arrived before the moov (or before `until`, where the input now is), read
-        back from the spool a piece at a time; the bytes between ranges far apart are not read."""
-        pending = self._pending
+        back from the spool a piece at a time; the bytes between ranges far apart are not read. With
+        replay_in_pieces, only note what to send: drain() sends it."""
         limit = moov.start if until is None else min(until, moov.start)
-        while pending and pending.first()[0] < limit:
-            s, e = pending.first()
-            if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
-                self._outside(s)
-            piece = self._spool.read_at(s, min(REPLAY_PIECE, limit - s))
-            audio: list = []
-            pending.send(memoryview(piece), s, audio)
-            out.append(b"".join(audio))  # a copy of the audio only: the piece read (video too) goes
-        if until is None and pending and pending.first()[0] < moov.end:
-            self._outside(pending.first()[0])
-        self.close()
+        self._replay = (limit, moov.end if until is None else None)
+        if not self.replay_in_pieces:
+            out += self._drain(1 << 62)
+
+    def _replay_piece(self, limit: int, out: list) -> int:
+        """One spool read's audio appended to `out`; its size."""
+        s, e = self._pending.first()
+        if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
+            self._outside(s)
+        piece = self._spool.read_at(s, min(REPLAY_PIECE, limit - s))
+        audio: list = []
+        self._pending.send(memoryview(piece), s, audio)
+        joined = b"".join(audio)  # a copy of the audio only: the piece read (video too) goes
+        out.append(joined)
+        return len(joined)
 
     def _outside(self, offset: int) -> None:
         raise MalformedInput(f"audio chunk offset {offset} does not point into an mdat box")
