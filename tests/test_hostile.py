@@ -13,7 +13,6 @@ import os
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -153,5 +152,62 @@ def test_one_hostile_file_does_not_stall_the_others(hostile_origin, tmp_path, pa
         proxy.stop()
 
 
-SMALL_FILE = Path(__file__).parent / "media" / "tiny.mp4"
-assert SMALL_FILE.exists()
+def test_budgets_refuse_new_extractions_with_a_503(hostile_origin, tmp_path):
+    """Past the metadata budget (a moov counted 3 times its size) or the spool budget, a new extraction
+    is refused before its headers go out: 503, Retry-After, the budget's option named in the body and
+    the log; smaller ones are served."""
+    origin, _ = hostile_origin
+    small = HostileMp4(100_000)  # a 1.5 MiB moov: 4.6 MiB counted, past a 1 MiB budget
+    origin.virtual["/budget.mp4"] = (small.size, small.pieces, "video/mp4")
+    proxy = Proxy(tmp_path / "budget.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH,
+                  "--set", "audio_only_metadata_budget=1m", "--set", "audio_only_spool_budget=0")
+    try:
+        refused = http_get(proxy.port, "/budget.mp4?ali_audio_only=1")
+        assert refused.status == 503 and refused.headers["retry-after"] == "5" and refused.clean
+        assert b"audio_only_metadata_budget" in refused.body
+        spooled = http_get(proxy.port, "/moov_end.mp4?ali_audio_only=1&norange=1")
+        assert spooled.status == 503 and b"audio_only_spool_budget" in spooled.body
+        log = proxy.wait_for_log("audio_only_spool_budget")
+        assert "budget.mp4: answered 503" in log and "moov_end.mp4?norange=1: answered 503" in log
+        served = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")
+        assert served.status == 200 and served.clean and len(served.body) > 1000
+    finally:
+        proxy.stop()
+        del origin.virtual["/budget.mp4"]
+
+
+def test_eight_hostile_files_at_once(hostile_origin, tmp_path):
+    """8 of them at once: none cut by the origin timeout, each complete and lossless or refused by a
+    budget (a 503 before any byte of it), peak memory of the proxy and its planners under 2.5 GiB."""
+    origin, files = hostile_origin
+    hostile = files["/hostile.mp4"]
+    want = hashlib.md5(hostile.audio_payload).digest()
+    proxy = Proxy(tmp_path / "eight.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH)
+    results, peak = {}, [0.0]
+    try:
+        start_rss = rss_all(proxy.process.pid)
+
+        def one(n: int) -> None:
+            status, headers, body = http_stream(proxy.port, f"/hostile.mp4?ali_audio_only=1&n={n}", timeout=300)
+            out = bytearray()
+            _, clean = drain(body, out.extend)
+            results[n] = (status, clean, hashlib.md5(mdat_payload(bytes(out))).digest() if status == 200 else bytes(out))
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            peak[0] = max(peak[0], rss_all(proxy.process.pid))
+            time.sleep(0.05)
+        log = proxy.log()
+        served = [n for n, (status, clean, digest) in results.items() if status == 200]
+        refused = [n for n, (status, clean, body) in results.items() if status == 503]
+        print(f"\n8 at once: {len(served)} served, {len(refused)} refused by a budget; peak "
+              f"{peak[0] - start_rss:.0f} MiB above the start")
+        assert len(results) == 8 and len(served) + len(refused) == 8 and served
+        assert all(results[n][1] and results[n][2] == want for n in served)
+        assert all(b"audio_only_metadata_budget" in results[n][2] for n in refused)
+        assert "audio_only_origin_timeout" not in log and "Traceback" not in log
+        assert peak[0] - start_rss < 2560
+    finally:
+        proxy.stop()
