@@ -43,6 +43,7 @@ ETag gives 304; HEAD gives the headers of the GET and reads no media data.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import re
 import secrets
@@ -73,6 +74,7 @@ WINDOW = 16  # origin requests of one response in flight at once
 MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
 ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
 CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread (cut_apart)
+CUTTER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-only-cut")
 WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 JOB_TTL = 120  # seconds a routed request may take to reach us
 MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
@@ -563,12 +565,13 @@ async def cut_apart(plan: extractor.FilePlan, group: list[extractor.Batch], piec
                     at: int | None = None) -> bytes:
     """The output bytes of each batch of a group, out of its piece (which starts at the batch's lo, or
     at `at` for one piece shared by all). A batch of thousands of tiny ranges (about 1 µs each) is cut
-    in a worker thread: the loop then waits at most for one such cut (the GIL), not for all of them."""
+    in a worker thread: the loop then waits at most for one such cut (the GIL), not for all of them.
+    One thread for all cuts: several would take turns at the GIL with the loop, each turn a wait."""
     out = []
     for batch, piece in zip(group, pieces):
         start = batch.lo if at is None else at
         if batch.j - batch.i > CUT_IN_THREAD:
-            out.append(await asyncio.to_thread(plan.cut, batch, piece, start))
+            out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, batch, piece, start))
         else:
             out.append(plan.cut(batch, piece, start))
     return b"".join(out)

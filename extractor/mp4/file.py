@@ -60,7 +60,7 @@ class FilePlan:
         """About what this plan holds in memory, for a cache bounded in bytes."""
         return len(self.head) + self.ranges.memory + 8 * (len(self.starts) + len(self.breaks)) + 200
 
-    def batches(self, first: int, last: int, most: int, most_ranges: int = 1 << 13):
+    def batches(self, first: int, last: int, most: int, most_ranges: int = 1 << 12):
         """('head', bytes) and ('batch', Batch) in order, that make output bytes first..last (inclusive):
         neighbouring ranges closer than `gap` in one batch, a batch spanning at most `most` input
         bytes (a single range longer than that is split) and holding at most `most_ranges` ranges (its
