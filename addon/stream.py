@@ -182,7 +182,11 @@ class StreamedAnswer:
                 self.held += len(piece)
         if self.held >= FLUSH_AT or (not ahead and self.held):
             self.held = 0
+            waited = time.monotonic()
             await handler.flush()
+            if self.metadata_since is not None:
+                # Time the client (a paused player) held us back is not the origin's: the deadline moves.
+                self.metadata_since += time.monotonic() - waited
 
     def send_headers(self) -> None:
         self.headers_sent = True
