@@ -227,10 +227,15 @@ class FileServer:
         head = b"".join([piece async for piece in response.aiter_raw()])
         await response.aclose()
         try:
-            ftyp, moov, mdats = await self.origin.read_top_level(job.target, version, job.settings.max_header, head)
-            holder = [moov]
-            del moov  # handed over: the planner lets go of it as soon as it has passed it on
-            plan = await self.planner.plan_file(ftyp, holder, mdats, version.length, job.seek, job.settings.gap)
+            ftyp, moov, mdats, after = await self.origin.read_top_level(job.target, version, job.settings.max_header,
+                                                                        head)
+            if after:  # fragmented: the moov is an init segment, small; the fragments are many small boxes
+                plan = await asyncio.to_thread(extractor.plan_fragmented_file, ftyp, moov, after, mdats, version.length,
+                                               job.seek, job.settings.gap)
+            else:
+                holder = [moov]
+                del moov  # handed over: the planner lets go of it as soon as it has passed it on
+                plan = await self.planner.plan_file(ftyp, holder, mdats, version.length, job.seek, job.settings.gap)
         except extractor.SeekPastEnd:
             raise
         except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
@@ -495,10 +500,15 @@ class FileHandler(tornado.web.RequestHandler):
         held = 0
         try:
             for kind, value in self.requests(job, file, first, last):
-                if kind == "head":
-                    yield value
+                if kind == "head":  # bytes of our own: after what is in flight (a fragment's moof)
+                    if not window:
+                        yield value
+                        continue
+                    done = asyncio.get_running_loop().create_future()
+                    done.set_result((value, 0))
+                    window.append(done)
                     continue
-                size = sum(batch.size for batch in value)
+                size = sum(b.size for b in value if isinstance(b, extractor.Batch))
                 while window and (len(window) >= WINDOW or held + size > WINDOW_BYTES):
                     piece = await window.popleft()
                     held -= piece[1]
@@ -512,36 +522,44 @@ class FileHandler(tornado.web.RequestHandler):
                 task.cancel()
 
     def requests(self, job: Job, file: AudioFile, first: int, last: int):
-        """('head', bytes) and ('fetch', batches for one origin request): several batches go in one
+        """('head', bytes) and ('fetch', group for one origin request): several batches go in one
         request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those.
-        The plan's gap (audio_only_range_gap when it was planned, at least ONE_BY_ONE_GAP for an origin
-        that answers one range a request) joins neighbouring ranges into a batch."""
+        Bytes of our own between batches (a fragment's moof) ride in the group, in their place. The
+        plan's gap (audio_only_range_gap when it was planned, at least ONE_BY_ONE_GAP for an origin that
+        answers one range a request) joins neighbouring ranges into a batch."""
         several = self.files.multirange.get(job.target.route, True)
-        group: list[extractor.Batch] = []
-        span = 0
+        group: list = []  # Batch, and bytes between them
+        batches, span = 0, 0
         for kind, value in file.plan.batches(first, last, MAX_REQUEST):
             if kind == "head":
-                yield kind, value
+                if group:
+                    group.append(value)
+                else:
+                    yield kind, value
                 continue
-            if several:
-                full = len(group) >= MULTI_RANGES or span + value.size > MAX_REQUEST
-            else:  # one range a request costs a round trip each: reading the video between is cheaper
-                full = group and (value.lo - group[-1].hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST)
-            if group and full:
-                yield "fetch", group
-                group, span = [], 0
+            if group:
+                previous = next(b for b in reversed(group) if isinstance(b, extractor.Batch))
+                if several:
+                    full = batches >= MULTI_RANGES or span + value.size > MAX_REQUEST
+                else:  # one range a request costs a round trip each: reading the video between is cheaper
+                    full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
+                if full:
+                    yield "fetch", group
+                    group, batches, span = [], 0, 0
             group.append(value)
+            batches += 1
             span += value.size
         if group:
             yield "fetch", group
 
-    async def fetch_group(self, job: Job, file: AudioFile, group: list[extractor.Batch], size: int) -> tuple[bytes, int]:
-        """The audio of several batches: one request of several ranges, or (one batch, or an origin
-        that does not answer several ranges) one request for the span of them all."""
+    async def fetch_group(self, job: Job, file: AudioFile, group: list, size: int) -> tuple[bytes, int]:
+        """The output of a group: one request of several ranges, or (one batch, or an origin that does not
+        answer several ranges) one request for the span of them all."""
         route = job.target.route
-        if len(group) > 1 and self.files.multirange.get(route, True):
+        batches = [b for b in group if isinstance(b, extractor.Batch)]
+        if len(batches) > 1 and self.files.multirange.get(route, True):
             try:
-                pieces = await self.files.origin.fetch_spans(job.target, [(b.lo, b.hi - 1) for b in group], file.version)
+                pieces = await self.files.origin.fetch_spans(job.target, [(b.lo, b.hi - 1) for b in batches], file.version)
             except MultiRangeRefused as e:
                 if self.files.multirange.get(route, True):
                     log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
@@ -552,26 +570,30 @@ class FileHandler(tornado.web.RequestHandler):
                 return await cut_apart(file.plan, group, pieces), size
         # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between):
         # the bytes between its batches are read and dropped, as a coarser gap would have had it.
-        start, end = group[0].lo, group[-1].hi
+        start, end = batches[0].lo, batches[-1].hi
         pieces = []
         async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
             self.origin_bytes += len(piece)
             pieces.append(piece)
         data = b"".join(pieces)
-        return await cut_apart(file.plan, group, [data] * len(group), start), size
+        return await cut_apart(file.plan, group, [data] * len(batches), start), size
 
 
-async def cut_apart(plan: extractor.FilePlan, group: list[extractor.Batch], pieces: list[bytes],
-                    at: int | None = None) -> bytes:
-    """The output bytes of each batch of a group, out of its piece (which starts at the batch's lo, or
-    at `at` for one piece shared by all). A batch of thousands of tiny ranges (about 1 µs each) is cut
-    in a worker thread: the loop then waits at most for one such cut (the GIL), not for all of them.
-    One thread for all cuts: several would take turns at the GIL with the loop, each turn a wait."""
-    out = []
-    for batch, piece in zip(group, pieces):
-        start = batch.lo if at is None else at
-        if batch.j - batch.i > CUT_IN_THREAD:
-            out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, batch, piece, start))
+async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes], at: int | None = None) -> bytes:
+    """The output of a group: each batch out of its piece (which starts at the batch's lo, or at `at`
+    for one piece shared by all), and the bytes between batches as they are. A batch of thousands of
+    tiny ranges (about 1 µs each) is cut in a worker thread: the loop then waits at most for one such
+    cut (the GIL), not for all of them. One thread for all cuts: several would take turns at the GIL
+    with the loop, each turn a wait."""
+    out, next_piece = [], iter(pieces)
+    for element in group:
+        if not isinstance(element, extractor.Batch):
+            out.append(element)
+            continue
+        piece = next(next_piece)
+        start = element.lo if at is None else at
+        if element.j - element.i > CUT_IN_THREAD:
+            out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, element, piece, start))
         else:
-            out.append(plan.cut(batch, piece, start))
+            out.append(plan.cut(element, piece, start))
     return b"".join(out)

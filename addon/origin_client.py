@@ -27,6 +27,7 @@ from mitmproxy.net.http import url
 import extractor
 from extractor.mp4 import boxes
 from extractor.mp4.boxes import Box
+from extractor.mp4.fragmented import PASSED_ON
 
 # Request headers not carried over to our requests (hop-by-hop, conditionals, ranges, encodings).
 DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade",
@@ -35,7 +36,9 @@ DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-enc
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
 MAX_POOLS = 64  # origins we keep pools for; the oldest is closed past this
-MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file
+MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file (and 3 more a fragment)
+HEADER_READ = 4096  # bytes read where a box header is wanted in a fragmented file (a moof, most likely)
+MAX_FRAGMENTS = 4096  # fragments read that way: a file with more is streamed
 
 
 class OriginVersion(NamedTuple):
@@ -304,38 +307,62 @@ class OriginClient:
         return b"".join([piece async for piece in self.stream_range(target, offset, offset + limit - 1, version)])
 
     async def read_top_level(self, target: Target, version: OriginVersion, limit: int, head: bytes = b"",
-                             until_moov: bool = False) -> tuple[bytes, bytes, list[tuple[int, int]]]:
-        """An MP4's ftyp and moov bytes and every mdat's payload range, read with 16-byte Range requests
-        of each top-level box header and one for each of ftyp and moov, where the file's first bytes
-        (`head`) do not hold them; with until_moov, no further than the moov. ExtractError when the
-        file is not such an MP4 (no moov, a box above `limit`, a fragment, too many boxes)."""
+                             until_moov: bool = False):
+        """An MP4's top level read with Range requests: (ftyp, moov, mdats, after) where mdats are every
+        mdat's payload (start, end) and `after` the boxes after the moov a fragmented file's output is
+        made of, as (type, offset, bytes): its moofs, and the small boxes passed on between fragments.
+        Each box header is a 16-byte read where the file's first bytes (`head`) or the previous read do
+        not hold it (a moof is read with the next box's header); with until_moov, no further than the
+        moov. ExtractError when the file is not such an MP4 (no moov, a box above `limit`, too many
+        boxes)."""
         length = version.length
         ftyp = moov = None
-        mdats, pos = [], 0
-        for _ in range(MAX_HOPS):
+        mdats, after, pos = [], [], 0
+        ahead_at, ahead = 0, head  # bytes of the file already read, from offset ahead_at
+        hops, allowed = 0, MAX_HOPS
+        while hops < allowed:
+            hops += 1
             if (length is not None and pos >= length) or (until_moov and moov is not None):
                 break
-            header = head[pos : pos + 16] if pos + 16 <= len(head) else \
-                await self.fetch_range(target, pos, 16 if length is None else min(16, length - pos), version)
+            if not (ahead_at <= pos and pos + min(16, (length or pos + 16) - pos) <= ahead_at + len(ahead)):
+                # A header; once fragments have begun, with what follows it: the next moof (usually
+                # under 4 KiB) comes whole with its header. (Never media data: a HEAD reads none.)
+                want = HEADER_READ if after else 16
+                ahead_at, ahead = pos, await self.fetch_range(target, pos, want if length is None
+                                                              else min(want, length - pos), version)
+            header = ahead[pos - ahead_at : pos - ahead_at + 16]
             box = box_at(header, pos, length)
             if box.size < 0:
                 break  # a box to the end of a file of unknown length: nothing follows it
-            if box.type in (b"ftyp", b"moov"):
+            if box.type in (b"ftyp", b"moov", b"moof") or (box.type in PASSED_ON and box.size <= 1 << 16 and moov):
                 if box.size > limit:
                     raise extractor.LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
-                data = head[box.start : box.end] if box.end <= len(head) else \
-                    await self.fetch_range(target, box.start, box.size, version)
-                ftyp, moov = (data, moov) if box.type == b"ftyp" else (ftyp, data)
+                if ahead_at <= box.start and box.end <= ahead_at + len(ahead):
+                    data = ahead[box.start - ahead_at : box.end - ahead_at]
+                else:  # with the next box's header, when there is one
+                    more = 16 if length is None else min(16, length - box.end)
+                    ahead_at, ahead = box.start, await self.fetch_range(target, box.start, box.size + more, version)
+                    data = ahead[: box.size]
+                if box.type == b"ftyp":
+                    ftyp = data
+                elif box.type == b"moov":
+                    moov = data
+                else:
+                    if moov is None:
+                        raise extractor.MalformedInput(f"{box.name()} at byte {box.start} before the moov")
+                    after.append((box.type, box.start, data))
+                    if box.type == b"moof":
+                        if len(after) > MAX_FRAGMENTS:
+                            raise extractor.UnsupportedInput(f"more than {MAX_FRAGMENTS} fragments")
+                        allowed += 3  # its mdat, and the next
             elif box.type == b"mdat":
                 mdats.append((box.payload, box.end))
-            elif box.type == b"moof":
-                raise extractor.UnsupportedInput("a fragmented MP4 (moof)")
             pos = box.end
         else:
-            raise extractor.UnsupportedInput(f"more than {MAX_HOPS} top-level boxes")
+            raise extractor.UnsupportedInput(f"more than {allowed} top-level boxes")
         if moov is None:
             raise extractor.MalformedInput("no moov box")
-        return ftyp or b"", moov, mdats
+        return ftyp or b"", moov, mdats, after
 
     async def fetch_moov(self, target: Target, version: OriginVersion, limit: int) -> bytes | None:
         """The MP4's moov box (see read_top_level); None if it cannot be had within `limit` bytes."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import tempfile
 from array import array
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +25,7 @@ import extractor
 
 PROCESS_ABOVE = 4 << 20  # moov bytes from which a plan goes to a process
 PROCESSES = 2
+NICENESS = 10  # planning yields the cores to the proxy itself: others' requests first, the big plan after
 
 
 class PlannerFailed(Exception):
@@ -42,7 +44,8 @@ class Planner:
             context.set_forkserver_preload(["extractor"])
             from multiprocessing import forkserver
             forkserver.ensure_running()
-            self.pool = ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context, max_tasks_per_child=1)
+            self.pool = ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context, max_tasks_per_child=1,
+                                            initializer=os.nice, initargs=(NICENESS,))
         return self.pool
 
     async def run(self, size: int, function, *args):

@@ -130,11 +130,18 @@ class StreamedAnswer:
         thread: mitmproxy's event loop goes on serving the others."""
         x = self.extractor
         async with self.lock:
-            out = await self.in_worker(x.feed, piece) if x.in_metadata else x.feed(piece)
+            out = await self.in_worker(x.feed, piece) if self.completes_metadata(len(piece)) else x.feed(piece)
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
                 out += x.provide_plan(await self.planner.plan(x.pop_plan_request()))
         return out
+
+    def completes_metadata(self, n: int) -> bool:
+        """Whether n more bytes complete the metadata box being held: that feed may take a while (the box
+        is copied whole, a script tag or moof parsed), the ones before only append to it."""
+        x = self.extractor
+        start, size = x.metadata_start, x.metadata_size
+        return start is not None and size is not None and x.bytes_in + n >= start + size
 
     async def drain_backlog(self) -> None:
         """Audio read back from the spool (the moov came after it) goes out a bounded piece at a time,

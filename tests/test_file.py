@@ -121,17 +121,18 @@ def test_a_file_replaced_between_requests_is_planned_again(file_proxy, origin, m
 
 
 def test_a_file_replaced_during_a_response_ends_it_uncleanly(file_proxy):
-    """After the top level was read (probe, box headers, ftyp, moov), the origin answers from another
+    """After the top level was read (four Range requests for this file: the probe, the ftyp and the moov
+    each with the next box's header, the header after the free box), the origin answers from another
     file, ignoring If-Range: the body stops short of its Content-Length, and no byte of the other file
     is sent."""
-    name = "/h264_aac.mp4?ali_audio_only=1&replaced=hevc_aac.mp4&replace_after=6"
+    name = "/h264_aac.mp4?ali_audio_only=1&replaced=hevc_aac.mp4&replace_after=4"
     status, headers, body = http_stream(file_proxy.port, name)
     got = bytearray()
     size, clean = drain(body, got.extend)
     assert status == 200 and not clean
     whole = extract((MEDIA / "h264_aac.mp4").read_bytes())
     assert 0 < len(got) < int(headers["content-length"]) and whole.startswith(got)
-    log = file_proxy.wait_for_log("replace_after=6: response ended uncleanly")
+    log = file_proxy.wait_for_log("replace_after=4: response ended uncleanly")
     assert "the file was replaced" in log or "it was replaced" in log
 
 
@@ -139,9 +140,30 @@ def test_an_origin_without_ranges_gets_the_stream_path(file_proxy, media_root):
     r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1&norange=1")
     assert r.status == 200 and r.clean and r.headers["transfer-encoding"] == "chunked"
     assert "content-length" not in r.headers and r.body == extract((media_root / "h264_aac.mp4").read_bytes())
-    r = http_get(file_proxy.port, "/frag_moof_base.mp4?ali_audio_only=1")  # fragmented: streamed too
+    r = http_get(file_proxy.port, "/frag_moof_base.mp4?ali_audio_only=1&norange=1")  # fragmented: streamed too
     assert r.clean and r.headers["transfer-encoding"] == "chunked"
     assert r.body == extract((media_root / "frag_moof_base.mp4").read_bytes())
+
+
+@pytest.mark.parametrize("name", ["frag_moof_base.mp4", "frag_two_audio.mp4", "frag_sidx.mp4", "frag_every_frame.mp4"])
+def test_a_fragmented_mp4_is_served_as_a_file(file_proxy, origin, name):
+    """Its top level read with Range requests (each moof with the next box's header), the same bytes as
+    the streamed output, with a length and ranges."""
+    whole = extract((MEDIA / name).read_bytes())
+    r = http_get(file_proxy.port, f"/{name}?ali_audio_only=1")
+    assert r.status == 200 and r.clean and int(r.headers["content-length"]) == len(whole) and r.body == whole
+    assert r.headers["accept-ranges"] == "bytes"
+    rng = random.Random(name)
+    for _ in range(5):
+        first = rng.randrange(len(whole))
+        last = rng.randrange(first, len(whole))
+        part = http_get(file_proxy.port, f"/{name}?ali_audio_only=1", headers={"Range": f"bytes={first}-{last}"})
+        assert part.status == 206 and part.body == whole[first : last + 1]
+    fragments = sum(kind == b"moof" for kind, *_ in boxes((MEDIA / name).read_bytes()))
+    ranged = [h["Range"] for m, p, h in origin.requests if p == f"/{name}" and "Range" in h]
+    # The top level (a probe, the ftyp, the moov, then one read a fragment: its moof comes with its
+    # header), then each answer's audio in one or two requests of up to 200 ranges: not one a fragment.
+    assert len(ranged) <= 5 + fragments + 6 * 2 * (1 + fragments // 200), ranged
 
 
 def test_a_client_leaving_mid_body_and_the_next_request(file_proxy):
@@ -158,16 +180,16 @@ def test_the_plan_is_read_once_per_file_version(file_proxy, origin):
     path = "/h264_opus.mp4?ali_audio_only=1"
     http_get(file_proxy.port, path)
     moov_reads = lambda: sum(1 for m, p, h in origin.requests  # noqa: E731
-                             if p.startswith("/h264_opus.mp4") and h.get("Range", "").endswith(f"-{moov_end() - 1}"))
+                             if p.startswith("/h264_opus.mp4") and h.get("Range", "").startswith(f"bytes={moov_start()}-"))
     before = moov_reads()
     for first in range(0, 60000, 7000):
         assert http_get(file_proxy.port, path, headers={"Range": f"bytes={first}-{first + 999}"}).status == 206
     assert before == 1 and moov_reads() == 1
 
 
-def moov_end() -> int:
+def moov_start() -> int:
     data = (MEDIA / "h264_opus.mp4").read_bytes()
-    return next(pos + size for kind, pos, header, size in boxes(data) if kind == b"moov")
+    return next(pos for kind, pos, header, size in boxes(data) if kind == b"moov")
 
 
 def test_upstream_mode_serves_files_and_keeps_the_connection_upstream(origin, tmp_path):

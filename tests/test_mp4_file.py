@@ -6,7 +6,7 @@ import random
 import pytest
 
 from extractor import MalformedInput, SeekRange, UnsupportedInput
-from extractor.mp4.file import FilePlan, plan_file
+from extractor.mp4.file import FilePlan, plan_file, plan_fragmented_file
 from extractor.mp4.ranges import Ranges
 from helpers import MEDIA, extract
 from mp4tools import boxes, to_64bit
@@ -23,7 +23,9 @@ def top_level(data: bytes):
 
 
 def render(plan, data: bytes, first: int, last: int) -> bytes:
-    return b"".join(plan.head[s:e] if kind == "head" else data[s:e] for kind, s, e in plan.segments(first, last))
+    """Output bytes first..last, as the file server makes them (batches of input ranges, cut)."""
+    return b"".join(value if kind == "head" else plan.cut(value, data, 0)
+                    for kind, value in plan.batches(first, last, 1 << 22))
 
 
 @pytest.mark.parametrize("name", FILES + ["wide"])
@@ -60,8 +62,8 @@ def test_fragmented_files_and_offsets_outside_the_mdats_are_refused():
 
 @pytest.mark.parametrize("seed", range(20))
 def test_batches_cut_the_same_bytes_as_the_plan_says(seed):
-    """FilePlan.batches and cut (bulk, per batch) give exactly the bytes segments (one range at a time)
-    says, for random ranges, gaps, clipped ends and ranges longer than a batch."""
+    """FilePlan.batches and cut (bulk, per batch) give exactly the bytes of the output written out one
+    range at a time, for random ranges, gaps, inserts, clipped ends and ranges longer than a batch."""
     rng = random.Random(seed)
     data = bytes(rng.randrange(256) for _ in range(1 << 16))
     pos, pairs = 0, []
@@ -75,11 +77,14 @@ def test_batches_cut_the_same_bytes_as_the_plan_says(seed):
     head = bytes(rng.randrange(256) for _ in range(rng.choice([0, 5, 40])))
     ranges = Ranges.of(pairs)
     gap = rng.choice([0, 2, 200, 1 << 20])
-    plan = FilePlan(head, ranges, len(head) + ranges.total, gap=gap)
+    inserts = {k: bytes([k % 256]) * rng.choice([1, 9]) for k in rng.sample(range(len(pairs) + 1), rng.choice([0, 0, 3]))}
+    plan = FilePlan(head, ranges, len(head) + ranges.total + sum(map(len, inserts.values())), gap=gap, inserts=inserts)
+    whole = head + b"".join(inserts.get(k, b"") + data[s:e] for k, (s, e) in enumerate(pairs)) + inserts.get(len(pairs), b"")
+    assert len(whole) == plan.size
     for _ in range(20):
         first = rng.randrange(plan.size)
         last = rng.randrange(first, plan.size)
-        want = b"".join(head[s:e] if kind == "head" else data[s:e] for kind, s, e in plan.segments(first, last))
+        want = whole[first : last + 1]
         got = []
         most, most_ranges = rng.choice([64, 4096, 1 << 22]), rng.choice([1, 3, 1000])
         for kind, value in plan.batches(first, last, most, most_ranges):
@@ -88,4 +93,31 @@ def test_batches_cut_the_same_bytes_as_the_plan_says(seed):
             else:
                 assert 0 < value.size <= most and 0 < value.j - value.i <= most_ranges
                 got.append(plan.cut(value, data[value.lo : value.hi], value.lo))
-        assert b"".join(got) == want and len(want) == last + 1 - first
+        assert b"".join(got) == want
+
+
+FRAGMENTED = ["frag_moof_base.mp4", "frag_explicit_base.mp4", "frag_implicit_base.mp4", "frag_sidx.mp4",
+              "frag_two_audio.mp4", "frag_every_frame.mp4"]
+
+
+def fragmented_top_level(data: bytes):
+    found = {kind: (pos, size) for kind, pos, header, size in boxes(data) if kind in (b"ftyp", b"moov")}
+    (fpos, fsize), (mpos, msize) = found[b"ftyp"], found[b"moov"]
+    after = [(kind, pos, data[pos : pos + size]) for kind, pos, header, size in boxes(data)
+             if pos > mpos and kind != b"mdat"]
+    mdats = [(pos + header, pos + size) for kind, pos, header, size in boxes(data) if kind == b"mdat"]
+    return data[fpos : fpos + fsize], data[mpos : mpos + msize], after, mdats
+
+
+@pytest.mark.parametrize("name", FRAGMENTED)
+def test_a_fragmented_file_plans_the_bytes_of_the_streamed_output(name):
+    data = (MEDIA / name).read_bytes()
+    ftyp, moov, after, mdats = fragmented_top_level(data)
+    plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data))
+    streamed = extract(data)
+    assert plan.size == len(streamed) and render(plan, data, 0, plan.size - 1) == streamed
+    rng = random.Random(name)
+    for _ in range(50):
+        first = rng.randrange(plan.size)
+        last = rng.randrange(first, plan.size)
+        assert render(plan, data, first, last) == streamed[first : last + 1]

@@ -15,11 +15,12 @@ import bisect
 from array import array
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, islice, repeat
-from operator import gt, sub
+from operator import add, gt, sub
 
 from ..errors import MalformedInput, UnsupportedInput
 from ..seek import SeekRange
 from .boxes import Box
+from .fragmented import PASSED_ON, rewrite_moof
 from .plan import plan
 from .ranges import Ranges, inside, minus
 
@@ -45,53 +46,84 @@ class FilePlan:
     size: int  # the whole output's length
     warnings: list[str] = field(default_factory=list)
     gap: int = 0  # ranges closer than this are read together (batches)
+    # Bytes of our own between ranges (a fragmented file: each fragment's new moof and mdat header),
+    # by the index of the range they go before (len(ranges): after the last).
+    inserts: dict[int, bytes] = field(default_factory=dict)
     starts: array = field(default_factory=lambda: array("q"))  # output offset of each range
-    breaks: array = field(default_factory=lambda: array("q"))  # ranges k whose gap from range k-1 is above `gap`
+    breaks: array = field(default_factory=lambda: array("q"))  # ranges k that start a new batch
 
     def __post_init__(self):
         starts, ends = self.ranges.starts, self.ranges.ends
-        self.starts = array("q", accumulate(minus(ends, starts), initial=len(self.head)))
+        lengths = minus(ends, starts)
+        n = len(starts)
+        if self.inserts:
+            extra = array("q", bytes(8 * (n + 1)))
+            for k, data in self.inserts.items():
+                extra[k] = len(data)
+            self.starts = array("q", accumulate(map(add, lengths, islice(extra, 1, None)), initial=len(self.head) + extra[0]))
+        else:
+            self.starts = array("q", accumulate(lengths, initial=len(self.head)))
         assert self.starts.pop() == self.size
         gaps_over = map(gt, map(sub, islice(starts, 1, None), ends), repeat(self.gap))
-        self.breaks = array("q", compress(range(1, len(starts)), gaps_over))
+        breaks = compress(range(1, n), gaps_over)
+        if self.inserts:  # a batch never runs across bytes of our own
+            breaks = sorted(set(breaks) | {k for k in self.inserts if 0 < k < n})
+        self.breaks = array("q", breaks)
 
     @property
     def memory(self) -> int:
         """About what this plan holds in memory, for a cache bounded in bytes."""
-        return len(self.head) + self.ranges.memory + 8 * (len(self.starts) + len(self.breaks)) + 200
+        return (len(self.head) + self.ranges.memory + 8 * (len(self.starts) + len(self.breaks))
+                + sum(map(len, self.inserts.values())) + 100 * len(self.inserts) + 200)
+
+    def _insert(self, k: int, first: int, last: int):
+        """The part of the insert before range k that lies in output bytes first..last, or None."""
+        data = self.inserts.get(k)
+        if not data:
+            return None
+        start = (self.starts[k] if k < len(self.starts) else self.size) - len(data)
+        part = data[max(0, first - start) : max(0, last + 1 - start)]
+        return part or None
 
     def batches(self, first: int, last: int, most: int, most_ranges: int = 1 << 12):
         """('head', bytes) and ('batch', Batch) in order, that make output bytes first..last (inclusive):
         neighbouring ranges closer than `gap` in one batch, a batch spanning at most `most` input
         bytes (a single range longer than that is split) and holding at most `most_ranges` ranges (its
-        cut is one C loop that holds the GIL: about 1 µs a range). Found with bisect on the arrays: the work is
-        per batch, not per range."""
+        cut is one C loop that holds the GIL: about 1 µs a range). Found with bisect on the arrays: the
+        work is per batch (and per insert), not per range."""
         head = self.head
         if first < len(head):
             yield "head", head[first : min(last + 1, len(head))]
-        if last < len(head) or not len(self.ranges):
+        if last < len(head):
             return
         in_starts, in_ends, out_starts = self.ranges.starts, self.ranges.ends, self.starts
+        n = len(out_starts)
         i = max(0, bisect.bisect_right(out_starts, first) - 1)
+        if i < n and first >= out_starts[i] + (in_ends[i] - in_starts[i]):
+            i += 1  # first lies past range i: in the insert before the next, or after them all
         end = bisect.bisect_right(out_starts, last)  # ranges i..end-1 hold output bytes up to last
-        lo = in_starts[i] + max(0, first - out_starts[i])
         while i < end:
-            next_break = bisect.bisect_right(self.breaks, i)
-            j = min(end, i + most_ranges, self.breaks[next_break] if next_break < len(self.breaks) else end)
-            # Only the ranges that end within `most` of lo (at least range i, maybe cut).
-            j = max(i + 1, min(j, bisect.bisect_right(in_ends, lo + most, i + 1, j)))
-            k = j - 1
-            hi = in_ends[k]
-            if out_starts[k] + (hi - in_starts[k]) > last + 1:
-                hi = in_starts[k] + (last + 1 - out_starts[k])  # the last output byte asked for
-            if j == i + 1 and hi - lo > most:  # one range longer than a batch: in pieces
-                yield "batch", Batch(i, j, lo, lo + most)
-                lo += most
-                continue
-            yield "batch", Batch(i, j, lo, hi)
+            if (part := self._insert(i, first, last)) is not None:
+                yield "head", part
+            lo = in_starts[i] + max(0, first - out_starts[i])
+            while True:
+                next_break = bisect.bisect_right(self.breaks, i)
+                j = min(end, i + most_ranges, self.breaks[next_break] if next_break < len(self.breaks) else end)
+                # Only the ranges that end within `most` of lo (at least range i, maybe cut).
+                j = max(i + 1, min(j, bisect.bisect_right(in_ends, lo + most, i + 1, j)))
+                k = j - 1
+                hi = in_ends[k]
+                if out_starts[k] + (hi - in_starts[k]) > last + 1:
+                    hi = in_starts[k] + (last + 1 - out_starts[k])  # the last output byte asked for
+                if j == i + 1 and hi - lo > most:  # one range longer than a batch: in pieces
+                    yield "batch", Batch(i, j, lo, lo + most)
+                    lo += most
+                    continue
+                yield "batch", Batch(i, j, lo, hi)
+                break
             i = j
-            if i < end:
-                lo = in_starts[i]
+        if (part := self._insert(i, first, last)) is not None:  # last lies in it, or it ends the file
+            yield "head", part
 
     def cut(self, batch: Batch, data, at: int) -> bytes:
         """The batch's output bytes out of `data`, the input from offset `at` on (its ranges' bytes, the
@@ -104,21 +136,6 @@ class FilePlan:
         starts[0], ends[-1] = batch.lo, batch.hi
         return b"".join(map(view.__getitem__, map(slice, map(sub, starts, repeat(at)), map(sub, ends, repeat(at)))))
 
-    def segments(self, first: int, last: int):
-        """('head', start, end) and ('input', start, end) pieces, in order, that make output bytes
-        first..last (inclusive): head offsets for the first kind, input offsets for the second."""
-        if first < len(self.head):
-            yield "head", first, min(last + 1, len(self.head))
-        i = max(0, bisect.bisect_right(self.starts, first) - 1)
-        while i < len(self.ranges) and self.starts[i] <= last:
-            s, e = self.ranges[i]
-            out_start = self.starts[i]
-            lo = s + max(0, first - out_start)
-            hi = s + min(e - s, last + 1 - out_start)
-            if hi > lo:
-                yield "input", lo, hi
-            i += 1
-
 
 def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: int,
               seek: SeekRange | None = None, gap: int = 0) -> FilePlan:
@@ -128,10 +145,50 @@ def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: in
     box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
     result = plan(ftyp, moov, box, seek)
     if result.fragmented:
-        raise UnsupportedInput("a fragmented MP4 (mvex): its audio is in the fragments, served as a stream")
+        raise UnsupportedInput("a fragmented MP4 (mvex): its audio is in the fragments (plan_fragmented_file)")
     ranges = result.ranges
     if outside := inside(ranges, [(a, min(b, length)) for a, b in mdats]):
         raise MalformedInput(f"audio bytes {outside[0]}-{outside[1]} do not lie inside an mdat box of the "
                              f"{length}-byte file")
     size = len(result.head) + ranges.total
     return FilePlan(result.head, ranges, size, result.warnings, gap)
+
+
+def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes, int, bytes]],
+                         mdats: list[tuple[int, int]], length: int, seek: SeekRange | None = None,
+                         gap: int = 0) -> FilePlan:
+    """The audio-only file of a fragmented MP4 whose top level is known: `boxes_after` are the boxes
+    after the moov that the output is made from, in order, as (type, input offset, bytes): each moof
+    (rewritten for its audio, followed by an mdat of that audio), and the small boxes players may want
+    between fragments (passed on). The same bytes as the streamed output."""
+    box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
+    result = plan(ftyp, moov, box, seek)
+    if not result.fragmented:
+        raise UnsupportedInput("not a fragmented MP4 (no mvex)")
+    inserts: dict[int, bytes] = {}
+    starts, ends = array("q"), array("q")
+    audio_ids = result.audio_ids
+    for kind, offset, data in boxes_after:
+        if kind == b"moof":
+            rewritten = rewrite_moof(data, offset, audio_ids, result.trex)
+            if rewritten is None:
+                continue  # a fragment without audio
+            new_moof, fragment_ranges = rewritten
+            own = new_moof
+        elif kind in PASSED_ON:
+            own, fragment_ranges = data, Ranges()
+        else:
+            continue
+        k = len(starts)
+        inserts[k] = inserts.get(k, b"") + own
+        if len(fragment_ranges):
+            if len(starts) and fragment_ranges.starts[0] < ends[-1]:
+                raise MalformedInput(f"the audio of the fragment at byte {offset} comes before that of the previous one")
+            starts += fragment_ranges.starts
+            ends += fragment_ranges.ends
+    ranges = Ranges(starts, ends)
+    if outside := inside(ranges, [(a, min(b, length)) for a, b in mdats]):
+        raise MalformedInput(f"audio bytes {outside[0]}-{outside[1]} do not lie inside an mdat box of the "
+                             f"{length}-byte file")
+    size = len(result.head) + ranges.total + sum(map(len, inserts.values()))
+    return FilePlan(result.head, ranges, size, result.warnings, gap, inserts)

@@ -17,6 +17,8 @@ from ..errors import MalformedInput, UnsupportedInput
 from .boxes import Box, children, make_box, mdat_header
 from .ranges import Ranges, first_overlap
 
+PASSED_ON = {b"styp", b"emsg", b"prft"}  # small boxes between fragments that players may want
+
 # tfhd flags
 BASE_DATA_OFFSET = 0x000001
 SAMPLE_DESCRIPTION_INDEX = 0x000002

@@ -26,12 +26,11 @@ from operator import sub
 from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
-from .fragmented import rewrite_moof
+from .fragmented import PASSED_ON, rewrite_moof
 from .plan import Plan, PlanRequest, make_plan
 from .ranges import Ranges
 
 TO_THE_END = -1  # a size-0 box: it runs to the end of the input
-PASSED_ON = {b"styp", b"emsg", b"prft"}  # small boxes between fragments that players may want
 REPLAY_PIECE = 1 << 20
 
 
