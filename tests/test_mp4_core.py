@@ -281,3 +281,70 @@ def test_spooled_audio_is_drained_in_bounded_pieces(piece):
     out += x.finish()
     assert b"".join(out) == extract(data) and x.bytes_out == len(extract(data))
     assert len(drains) >= 5 and max(drains) < 4096 + (1 << 20)
+
+
+# Tiny hand-made MP4s for layouts ffmpeg never writes (what a hostile origin could send).
+def _full(kind: bytes, payload: bytes) -> bytes:
+    return box(kind, bytes(4) + payload)
+
+
+def _trak(track_id: int, handler: bytes, offsets: list[int], sizes: list[int], stsc=((1, 1, 1),)) -> bytes:
+    tkhd = _full(b"tkhd", bytes(8) + struct.pack(">I", track_id) + bytes(4) + struct.pack(">I", 1000) + bytes(60))
+    hdlr = _full(b"hdlr", bytes(4) + handler + bytes(13))
+    stsz = _full(b"stsz", struct.pack(f">II{len(sizes)}I", 0, len(sizes), *sizes))
+    stsc_box = _full(b"stsc", struct.pack(">I", len(stsc)) + b"".join(struct.pack(">III", *e) for e in stsc))
+    stco = _full(b"stco", struct.pack(f">I{len(offsets)}I", len(offsets), *offsets))
+    stts = _full(b"stts", struct.pack(">III", 1, len(sizes), 1024))
+    stbl = box(b"stbl", _full(b"stsd", struct.pack(">I", 0)) + stts + stsc_box + stsz + stco)
+    mdhd = _full(b"mdhd", bytes(8) + struct.pack(">II", 44100, 1024 * len(sizes)) + bytes(4))
+    return box(b"trak", tkhd + box(b"mdia", mdhd + hdlr + box(b"minf", stbl)))
+
+
+def _moov(*traks: bytes) -> bytes:
+    return box(b"moov", _full(b"mvhd", bytes(8) + struct.pack(">II", 1000, 1000) + bytes(80)) + b"".join(traks))
+
+
+FTYP = box(b"ftyp", b"isom\0\0\0\0isom")
+
+
+@pytest.mark.parametrize("replay_in_pieces", [False, True])
+@pytest.mark.parametrize("piece", [64, 1 << 20])
+def test_spooled_audio_pointing_outside_an_mdat_is_refused(replay_in_pieces, piece):
+    """Moov at the end; ftyp, mdat, free, mdat: an audio chunk inside the free box (read back from the
+    spool in the same read as a good chunk before it) is refused, never sent."""
+    from extractor.spool import TempFileSpool
+    m1, free, m2 = box(b"mdat", b"A" * 100), box(b"free", b"S" * 100), box(b"mdat", b"B" * 100)
+    at = len(FTYP) + 8
+    offsets = [at, at + len(m1), at + len(m1) + len(free)]
+    data = FTYP + m1 + free + m2 + _moov(_trak(1, b"soun", offsets, [100, 100, 100]))
+    x = AudioExtractor(spool_factory=TempFileSpool, max_spool=1 << 30, replay_in_pieces=replay_in_pieces)
+    out = []
+    with pytest.raises(MalformedInput, match="does not point into an mdat"):
+        for pos in range(0, len(data), piece):
+            out += x.feed(data[pos : pos + piece])
+            while x.backlog:
+                out += x.drain(1 << 20)
+        out += x.finish()
+    assert b"S" not in b"".join(map(bytes, out))
+
+
+def test_a_chunk_of_no_samples_is_empty():
+    """stsc giving the first chunk 0 samples and the second 2: the first chunk (padding) is empty, the
+    second holds both samples (the one-sample-a-chunk shortcut must not apply)."""
+    stsc = ((1, 0, 1), (2, 2, 1))
+    empty = _moov(_trak(1, b"soun", [0, 0], [100, 100], stsc))
+    base = len(FTYP) + len(empty) + 8
+    data = FTYP + _moov(_trak(1, b"soun", [base, base + 100], [100, 100], stsc)) + box(b"mdat", b"P" * 100 + b"A" * 200)
+    out = extract(data)
+    assert out.endswith(b"A" * 200) and b"P" not in out
+
+
+def test_a_fragment_whose_audio_comes_before_the_previous_fragments_is_refused():
+    """The stream goes by: audio before audio already planned cannot be read any more, and must not be
+    taken from whatever lies there now."""
+    from extractor.mp4.progressive import Pending
+    from extractor.mp4.ranges import Ranges
+    pending = Pending()
+    pending.add(Ranges.of([(1000, 1100)]))
+    with pytest.raises(MalformedInput, match="fragments out of order"):
+        pending.add(Ranges.of([(500, 600)]))

@@ -43,12 +43,17 @@ class Pending:
         self.blocks: deque[Ranges] = deque()
         self.i = 0
         self.start = 0
+        self.last_end = 0  # the end of the last range added: blocks come in input order
 
     def __bool__(self) -> bool:
         return bool(self.blocks)
 
     def add(self, ranges: Ranges) -> None:
         if len(ranges):
+            if ranges.starts[0] < self.last_end:  # the input streams by: bytes already past are gone
+                raise MalformedInput(f"audio at byte {ranges.starts[0]} comes before the end of audio already "
+                                     f"planned (byte {self.last_end}): fragments out of order")
+            self.last_end = ranges.ends[-1]
             self.blocks.append(ranges)
             if len(self.blocks) == 1:
                 self.i, self.start = 0, ranges.starts[0]
@@ -472,9 +477,13 @@ class Mp4AudioFilter:
     def _replay_piece(self, limit: int, out: list) -> int:
         """One spool read's audio appended to `out`; its size."""
         s, e = self._pending.first()
-        if not any(a <= s and (b == TO_THE_END or e <= b) for a, b in self._early_mdats):
+        mdat_end = next((b for a, b in self._early_mdats if a <= s and (b == TO_THE_END or e <= b)), None)
+        if mdat_end is None:
             self._outside(s)
-        piece = self._spool.read_at(s, min(REPLAY_PIECE, limit - s))
+        # Never past the end of that mdat: a later range of the same read must be checked in its turn
+        # (the bytes after an mdat may be a box that is not media at all).
+        most = limit - s if mdat_end == TO_THE_END else min(limit, mdat_end) - s
+        piece = self._spool.read_at(s, min(REPLAY_PIECE, most))
         audio: list = []
         self._pending.send(memoryview(piece), s, audio)
         joined = b"".join(audio)  # a copy of the audio only: the piece read (video too) goes

@@ -94,7 +94,7 @@ def chunk_sizes(counts: array, constant: int, sizes: array | None, sample_count:
         raise MalformedInput(f"stsc places {total} samples in chunks but the sample size table has {sample_count}")
     if constant:
         return array("q", map(mul, counts, repeat(constant)))
-    if len(counts) == sample_count:  # one sample a chunk (then every count is 1)
+    if len(counts) == sample_count and all(counts):  # one sample a chunk
         return array("q", sizes)
     ends = array("q", accumulate(sizes, initial=0))  # ends[i]: bytes before sample i
     at_firsts = array("q", map(ends.__getitem__, accumulate(counts, initial=0)))
