@@ -109,6 +109,9 @@ class Job:
     state: dict  # the flow's metadata["audio_only"]: what was served is written back there
     plain: bool = False  # the CDN's plain video seeking: cut, but keep the video
     version: OriginVersion | None = None  # of the origin's file, once its answer is in
+    # The client's If-None-Match as the origin knows it (request_rules.py translates our ETag back):
+    # a streamed answer asks the origin with it, so that a 304 can come back.
+    revalidate: tuple = ()
     made: float = field(default_factory=time.monotonic)
 
 
@@ -177,8 +180,9 @@ class FileServer:
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
         origin, keeping what it asked for the handler."""
         state = flow.metadata.get(META) or {}
-        if not (state.get("requested") or state.get("plain")) or self.port is None:
-            return
+        if (not (state.get("requested") or state.get("plain")) or self.port is None
+                or flow.request.method.upper() not in ("GET", "HEAD")):
+            return  # (plain seeking on other methods, a CORS preflight say: to the origin, as they were)
         seek = None
         values = (state.get("seek") or {}).get("values")
         if values and state.get("requested"):
@@ -190,9 +194,11 @@ class FileServer:
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
         wants_file = (settings.file and not state.get("plain") and flow.request.method.upper() in ("GET", "HEAD")
                       and bool(MP4_PATHS.search(flow.request.path.split("?")[0])))
+        revalidate = (("If-None-Match", flow.request.headers["if-none-match"]),) if "if-none-match" in flow.request.headers \
+            else ()
         self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
                                replace(settings, file=wants_file),
-                               flow.request.pretty_url, state, plain=bool(state.get("plain")))
+                               flow.request.pretty_url, state, plain=bool(state.get("plain")), revalidate=revalidate)
         flow.request.headers[JOB_HEADER] = token
         state["origin"] = (flow.request.scheme, flow.request.host, flow.request.port, flow.request.host_header,
                            flow.request.http_version)
@@ -218,7 +224,7 @@ class FileServer:
                 return response  # the origin ignored the range (or failed): its answer is the whole story
             # A 206 without a validator or a length, a 416...: the whole file, asked for anew, is streamed.
             await response.aclose()
-            return await self.origin.open(job.target, method=job.method, read_timeout=timeout)
+            return await self.origin.open(job.target, method=job.method, headers=job.revalidate, read_timeout=timeout)
         key = (job.url, version, job.seek_part, job.settings.gap)
         kept = kept_headers(response.headers)
         if (entry := self.cache.get(key)) is not None:
@@ -240,7 +246,7 @@ class FileServer:
             raise
         except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
             log.info(f"audio-only: {job.url}: served as a stream, not as a file: {e}")
-            return await self.origin.open(job.target, method=job.method, read_timeout=timeout)
+            return await self.origin.open(job.target, method=job.method, headers=job.revalidate, read_timeout=timeout)
         for warning in plan.warnings:
             log.warning(f"audio-only: {job.url}: {warning}")
         entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version), kept)
@@ -346,7 +352,8 @@ class FileHandler(tornado.web.RequestHandler):
             if job.settings.file:
                 found = await self.files.audio_file(job)
             else:
-                found = await self.files.origin.open(job.target, method=job.method, read_timeout=job.settings.origin_timeout)
+                found = await self.files.origin.open(job.target, method=job.method, headers=job.revalidate,
+                                                     read_timeout=job.settings.origin_timeout)
         except extractor.SeekPastEnd as e:
             return self.plain(400, f"{e}\n")
         except FETCH_ERRORS as e:

@@ -218,19 +218,20 @@ class StreamedAnswer:
         except FETCH_ERRORS as e:
             log.info(f"audio-only: {url}: no moov from the tail ({describe(e)}); waiting for it in the stream")
             return
-        async with self.lock:
-            request = x.tail_moov(offset, data)
-        if request is None:
-            return
         try:
+            async with self.lock:
+                request = x.tail_moov(offset, data)
+            del data
+            if request is None:
+                return
             plan = await self.planner.plan(request)
-        except extractor.ExtractError as e:
+        except (extractor.ExtractError, PlannerFailed) as e:
             log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
             return
         async with self.lock:
             used = x.provide_tail_plan(request, plan)
         if used:
-            log.info(f"audio-only: {url}: moov fetched from the tail ({len(data)} bytes from byte {offset}) in "
+            log.info(f"audio-only: {url}: moov fetched from the tail ({request.size} bytes, read from byte {offset}) in "
                      f"{(time.monotonic() - started) * 1000:.0f} ms: audio starts before the download ends")
 
     def summary(self) -> str:

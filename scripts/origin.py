@@ -152,10 +152,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_file(self, file: Path, ctype: str, head: bool, ranges: bool = True, params: dict | None = None):
         """The plain case, with sendfile: the origin must not be what a benchmark measures."""
         size = file.stat().st_size
+        etag = f'"{size:x}-{int(file.stat().st_mtime):x}"'
+        if self.headers.get("If-None-Match") == etag and "noetag" not in (params or {}):
+            self.send_response(304)  # the client has this version
+            self.send_validators(file, etag, params or {})
+            self.end_headers()
+            return
         self.send_response(200)
         if ranges:
             self.send_header("Accept-Ranges", "bytes")
-        self.send_validators(file, f'"{size:x}-{int(file.stat().st_mtime):x}"', params or {})
+        self.send_validators(file, etag, params or {})
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(size))
         self.end_headers()

@@ -243,3 +243,14 @@ def test_http2_client(proxy, tmp_path):
     # A failure resets the stream: curl reports an HTTP/2 stream error (92), not a clean end.
     code, _ = curl_h2(proxy.port, f"{FLV}?ali_audio_only=1&die=100000", tmp_path / "bad.flv")
     assert code == 92
+
+
+def test_a_streamed_answer_is_revalidated_with_its_etag(proxy, origin):
+    """The client's If-None-Match naming our ETag reaches the origin as its own ETag; the origin's 304
+    comes back with ours."""
+    first = http_get(proxy.port, f"{FLV}?ali_audio_only=1&reval=1")
+    etag = first.headers["etag"]
+    assert first.status == 200 and etag.endswith('-audio"')
+    again = http_get(proxy.port, f"{FLV}?ali_audio_only=1&reval=1", headers={"If-None-Match": etag})
+    assert again.status == 304 and again.body == b"" and again.headers["etag"] == etag
+    assert origin.requests[-1][2]["If-None-Match"] == etag.replace('-audio"', '"')

@@ -243,8 +243,13 @@ class Mp4AudioFilter:
 
     def _finish(self) -> list:
         out, self._early_out = self._early_out, []
+        fed: list = []  # counted by feed itself
         while self._replay is not None:
             out += self._drain(1 << 62)
+            if self._replay is None and self._waiting:  # what the piece held after the moov, now
+                rest, self._waiting = self._waiting, b""
+                self.bytes_out += sum(map(len, out))
+                out, fed = [], out + self.feed(rest)
         if self._remaining == TO_THE_END:
             self._box_done(out)
         if self.plan is None:
@@ -263,7 +268,7 @@ class Mp4AudioFilter:
         if self._state != "box" or len(self._gather):
             self.warnings.append(f"input ends inside a '{self._box.name() if self._box else '?'}' box after all the audio")
         self.bytes_out += sum(map(len, out))
-        return out
+        return fed + out
 
     # -- states ---------------------------------------------------------------------------------
 
