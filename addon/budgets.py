@@ -8,6 +8,7 @@ not gone out, else an unclean end; the log names the budget's option.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from extractor.errors import human_size
@@ -43,6 +44,15 @@ class Budgets:
     def release_metadata(self, size: int) -> None:
         with self.lock:
             self.metadata_used = max(0, self.metadata_used - size * PLAN_COST)
+
+    @contextlib.contextmanager
+    def metadata(self, size: int):
+        """`size` bytes of metadata counted while the block runs (a moov read with Range requests, say)."""
+        self.reserve_metadata(size)
+        try:
+            yield
+        finally:
+            self.release_metadata(size)
 
     def spool(self, start: int, directory: str | None) -> BudgetedSpool:
         return BudgetedSpool(self, start, directory)

@@ -60,11 +60,11 @@ from mitmproxy import connection, http
 
 import extractor
 from addon import response as decisions
-from addon.budgets import Budgets
+from addon.budgets import BudgetExceeded, Budgets
 from addon.planner import Planner, PlannerFailed
 from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
 from addon.request_rules import JOB_HEADER, META, SERVED_HEADER
-from addon.stream import TAIL_TIMEOUT, StreamedAnswer, describe
+from addon.stream import RETRY_AFTER, TAIL_TIMEOUT, StreamedAnswer, describe
 
 log = logging.getLogger("addon.audio_only")
 
@@ -235,13 +235,16 @@ class FileServer:
         try:
             ftyp, moov, mdats, after = await self.origin.read_top_level(job.target, version, job.settings.max_header,
                                                                         head)
-            if after:  # fragmented: the moov is an init segment, small; the fragments are many small boxes
-                plan = await asyncio.to_thread(extractor.plan_fragmented_file, ftyp, moov, after, mdats, version.length,
-                                               job.seek, job.settings.gap)
-            else:
-                holder = [moov]
-                del moov  # handed over: the planner lets go of it as soon as it has passed it on
-                plan = await self.planner.plan_file(ftyp, holder, mdats, version.length, job.seek, job.settings.gap)
+            # Counted against the metadata budget while it is planned (then the plan cache bounds it).
+            with self.budgets.metadata(len(moov) + sum(len(box[2]) for box in after)):
+                if after:  # fragmented: the moov is an init segment, small; the fragments many small boxes
+                    plan = await asyncio.to_thread(extractor.plan_fragmented_file, ftyp, moov, after, mdats,
+                                                   version.length, job.seek, job.settings.gap)
+                else:
+                    holder = [moov]
+                    del moov  # handed over: the planner lets go of it as soon as it has passed it on
+                    plan = await self.planner.plan_file(ftyp, holder, mdats, version.length, job.seek, job.settings.gap,
+                                                        job.settings.spool_dir)
         except extractor.SeekPastEnd:
             raise
         except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
@@ -356,6 +359,11 @@ class FileHandler(tornado.web.RequestHandler):
                                                      read_timeout=job.settings.origin_timeout)
         except extractor.SeekPastEnd as e:
             return self.plain(400, f"{e}\n")
+        except BudgetExceeded as e:
+            log.warning(f"audio-only: {job.url}: answered 503: {e}")
+            job.state["answered"] = f"503: {e}"
+            self.set_header("Retry-After", str(RETRY_AFTER))
+            return self.plain(503, f"{e}\n")
         except FETCH_ERRORS as e:
             log.warning(f"audio-only: {job.url}: the origin could not be read: {describe(e)}")
             return self.plain(502, f"the origin could not be read: {describe(e)}\n")
@@ -416,9 +424,12 @@ class FileHandler(tornado.web.RequestHandler):
             log.info(f"audio-only: {job.url}: could not read the moov before answering ({describe(e)})")
             return False
         # Parsing a moov takes a while when it is big: the planner does it, not the event loop.
+        if moov is None:
+            return False
         try:
-            return moov is not None and await self.files.planner.run(len(moov), extractor.mp4_seek_past_end, moov, seek)
-        except PlannerFailed as e:
+            with self.files.budgets.metadata(len(moov)):
+                return await self.files.planner.run(len(moov), extractor.mp4_seek_past_end, moov, seek)
+        except (PlannerFailed, BudgetExceeded) as e:
             log.warning(f"audio-only: {job.url}: {e}: the seek start is not checked before answering")
             return False
 

@@ -59,33 +59,35 @@ class Planner:
             self.pool = None  # the next plan gets a new pool
             raise PlannerFailed(f"the process planning a {size >> 20} MiB moov died ({e})") from None
 
-    async def plan(self, request: extractor.PlanRequest) -> extractor.Plan:
+    async def plan(self, request: extractor.PlanRequest, directory: str | None = None) -> extractor.Plan:
         """make_plan(request) off the loop. The caller hands the request over
         (AudioExtractor.pop_plan_request), so that nothing here keeps the moov while it is planned."""
         if request.size < PROCESS_ABOVE:
             return await asyncio.to_thread(extractor.make_plan, request)
         holder, light = [request.moov], request._replace(moov=b"")
         del request
-        return await self.in_process(holder, plan_in_process, light)
+        return await self.in_process(holder, directory, plan_in_process, light)
 
-    async def plan_file(self, ftyp: bytes, holder: list[bytes], mdats, length: int, seek, gap: int) -> extractor.FilePlan:
+    async def plan_file(self, ftyp: bytes, holder: list[bytes], mdats, length: int, seek, gap: int,
+                        directory: str | None = None) -> extractor.FilePlan:
         """extractor.plan_file off the loop; the moov handed over in `holder` (emptied here)."""
         if len(holder[0]) < PROCESS_ABOVE:
             return await asyncio.to_thread(extractor.plan_file, ftyp, holder.pop(), mdats, length, seek, gap)
-        return await self.in_process(holder, plan_file_in_process, ftyp, mdats, length, seek, gap)
+        return await self.in_process(holder, directory, plan_file_in_process, ftyp, mdats, length, seek, gap)
 
-    async def in_process(self, holder: list[bytes], function, *args):
+    async def in_process(self, holder: list[bytes], directory: str | None, function, *args):
         """function(moov path, result path, *args) in a planning process, the moov taken out of
         `holder` (so that once written, nothing holds it). It goes in through a temporary file and the
         plan's big arrays come back through another, not through pickles (which would copy tens of
-        megabytes twice on each side); the files are written and read off the loop."""
+        megabytes twice on each side); the files are written and read off the loop. They are unnamed
+        files in `directory` (audio_only_spool_dir): the process opens them as /proc/<pid>/fd/<n>, and
+        nothing is left on disk whatever happens."""
         moov = holder.pop()
         size = len(moov)
-        with tempfile.NamedTemporaryFile(prefix="audio-only-moov-") as moov_file, \
-                tempfile.NamedTemporaryFile(prefix="audio-only-plan-") as plan_file:
+        with tempfile.TemporaryFile(dir=directory) as moov_file, tempfile.TemporaryFile(dir=directory) as plan_file:
             await asyncio.to_thread(write_all, moov_file, moov)
             del moov
-            plan, manifest = await self.run(size, function, moov_file.name, plan_file.name, *args)
+            plan, manifest = await self.run(size, function, fd_path(moov_file), fd_path(plan_file), *args)
             await asyncio.to_thread(read_arrays, plan, manifest, plan_file)
             return plan
 
@@ -93,6 +95,11 @@ class Planner:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+
+
+def fd_path(f) -> str:
+    """A path by which another process of ours opens this open file, even unnamed."""
+    return f"/proc/{os.getpid()}/fd/{f.fileno()}"
 
 
 def write_all(f, data: bytes) -> None:

@@ -133,7 +133,7 @@ class StreamedAnswer:
             out = await self.in_worker(x.feed, piece) if self.completes_metadata(len(piece)) else x.feed(piece)
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
-                out += x.provide_plan(await self.planner.plan(x.pop_plan_request()))
+                out += x.provide_plan(await self.planner.plan(x.pop_plan_request(), self.job.settings.spool_dir))
         return out
 
     def completes_metadata(self, n: int) -> bool:
@@ -224,8 +224,9 @@ class StreamedAnswer:
             del data
             if request is None:
                 return
-            plan = await self.planner.plan(request)
-        except (extractor.ExtractError, PlannerFailed) as e:
+            with self.budgets.metadata(request.size):  # counted while it is planned
+                plan = await self.planner.plan(request, self.job.settings.spool_dir)
+        except (extractor.ExtractError, PlannerFailed, BudgetExceeded) as e:
             log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
             return
         async with self.lock:
