@@ -12,8 +12,8 @@ in the log and in the answer's SERVED_HEADER (response.py takes it off):
   with a validator, served as a file as below;
 - stream: the origin's whole answer fed through the core as it arrives (stream.py): FLV, live,
   fragmented MP4, an origin without ranges, cdn mode;
-- relay: the origin's answer as it is, when there is nothing to extract (a 404, HTML, a 206 in cdn
-  mode...).
+- relay: the origin's answer as it is, when there is nothing to extract (a 404, HTML, a 304, a gzip
+  body...).
 
 For a file this server asks the origin, with Range requests on the origin client's pooled
 connections, for what it needs and nothing more:
