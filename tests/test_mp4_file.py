@@ -22,6 +22,16 @@ def top_level(data: bytes):
     return data[fpos : fpos + fsize], data[mpos : mpos + msize], mdats
 
 
+def assert_ranges_are_slices(plan, data: bytes, whole: bytes, seed: str, count: int) -> None:
+    """The whole planned file is the streamed output, and random ranges of it its slices."""
+    assert plan.size == len(whole) and render(plan, data, 0, plan.size - 1) == whole
+    rng = random.Random(seed)
+    for _ in range(count):
+        first = rng.randrange(plan.size)
+        last = rng.randrange(first, plan.size)
+        assert render(plan, data, first, last) == whole[first : last + 1], (first, last)
+
+
 def render(plan, data: bytes, first: int, last: int) -> bytes:
     """Output bytes first..last, as the file server makes them (batches of input ranges, cut)."""
     return b"".join(value if kind == "head" else plan.cut(value, data, 0)
@@ -33,12 +43,7 @@ def test_every_range_of_the_file_is_that_slice_of_the_streamed_output(name):
     data = to_64bit((MEDIA / "h264_aac.mp4").read_bytes()) if name == "wide" else (MEDIA / name).read_bytes()
     plan = plan_file(*top_level(data), len(data))
     whole = extract(data)
-    assert plan.size == len(whole) and render(plan, data, 0, plan.size - 1) == whole
-    rng = random.Random(name)
-    for _ in range(300):
-        first = rng.randrange(plan.size)
-        last = rng.randrange(first, plan.size)
-        assert render(plan, data, first, last) == whole[first : last + 1], (first, last)
+    assert_ranges_are_slices(plan, data, whole, name, 300)
     for first in (0, len(plan.head) - 1, len(plan.head), plan.size - 1):  # the edges of head and body
         assert render(plan, data, first, first) == whole[first : first + 1]
 
@@ -114,10 +119,4 @@ def test_a_fragmented_file_plans_the_bytes_of_the_streamed_output(name):
     data = (MEDIA / name).read_bytes()
     ftyp, moov, after, mdats = fragmented_top_level(data)
     plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data))
-    streamed = extract(data)
-    assert plan.size == len(streamed) and render(plan, data, 0, plan.size - 1) == streamed
-    rng = random.Random(name)
-    for _ in range(50):
-        first = rng.randrange(plan.size)
-        last = rng.randrange(first, plan.size)
-        assert render(plan, data, first, last) == streamed[first : last + 1]
+    assert_ranges_are_slices(plan, data, extract(data), name, 50)
