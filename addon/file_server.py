@@ -61,7 +61,7 @@ from mitmproxy import connection, http
 import extractor
 from addon import response as decisions
 from addon.budgets import BudgetExceeded, Budgets
-from addon.planner import Planner, PlannerFailed
+from addon.planner import Planner, PlannerFailed, moov_digest
 from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
 from addon.request_rules import JOB_HEADER, META, SERVED_HEADER
 from addon.stream import RETRY_AFTER, TAIL_TIMEOUT, StreamedAnswer, describe
@@ -112,6 +112,7 @@ class Job:
     # The client's If-None-Match as the origin knows it (request_rules.py translates our ETag back):
     # a streamed answer asks the origin with it, so that a 304 can come back.
     revalidate: tuple = ()
+    known_plan: tuple | None = None  # (moov_digest of a moov, its plan) made before the answer (the seek check)
     made: float = field(default_factory=time.monotonic)
 
 
@@ -415,23 +416,30 @@ class FileHandler(tornado.web.RequestHandler):
 
     async def seek_past_end(self, job: Job, seek: extractor.SeekRange) -> bool:
         """The CDN answers 400 when an MP4's seek start lies past the audio. The moov is needed to know
-        that, so it is read first with Range requests; if it cannot be had, extraction goes on and a
-        start past the end ends the response uncleanly instead."""
+        that, so it is read first with Range requests and planned (off the loop) with the cut; the plan
+        is kept for the stream, which uses it when its moov is the same bytes (one parse, not two). If
+        the moov cannot be had, extraction goes on and a start past the end ends the response uncleanly
+        instead."""
         try:
-            moov = await asyncio.wait_for(self.files.origin.fetch_moov(job.target, job.version, job.settings.max_header),
-                                          TAIL_TIMEOUT)
-        except FETCH_ERRORS as e:
+            ftyp, moov, _, _ = await asyncio.wait_for(
+                self.files.origin.read_top_level(job.target, job.version, job.settings.max_header, until_moov=True),
+                TAIL_TIMEOUT)
+        except (*FETCH_ERRORS, extractor.ExtractError) as e:
             log.info(f"audio-only: {job.url}: could not read the moov before answering ({describe(e)})")
             return False
-        # Parsing a moov takes a while when it is big: the planner does it, not the event loop.
-        if moov is None:
-            return False
+        request = extractor.PlanRequest(ftyp, moov, seek, job.plain)
+        del moov
         try:
-            with self.files.budgets.metadata(len(moov)):
-                return await self.files.planner.run(len(moov), extractor.mp4_seek_past_end, moov, seek)
-        except (PlannerFailed, BudgetExceeded) as e:
-            log.warning(f"audio-only: {job.url}: {e}: the seek start is not checked before answering")
+            with self.files.budgets.metadata(request.size):
+                digest = await asyncio.to_thread(moov_digest, request.moov)
+                plan = await self.files.planner.plan(request, job.settings.spool_dir)
+        except extractor.SeekPastEnd:
+            return True
+        except (extractor.ExtractError, PlannerFailed, BudgetExceeded) as e:
+            log.info(f"audio-only: {job.url}: the seek start is not checked before answering ({e})")
             return False
+        job.known_plan = (digest, plan)
+        return False
 
     async def relay(self, job: Job, response: httpx.Response) -> None:
         """The origin's answer as it is (not for extraction: a 404, a 206, HTML...)."""

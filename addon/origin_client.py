@@ -364,13 +364,6 @@ class OriginClient:
             raise extractor.MalformedInput("no moov box")
         return ftyp or b"", moov, mdats, after
 
-    async def fetch_moov(self, target: Target, version: OriginVersion, limit: int) -> bytes | None:
-        """The MP4's moov box (see read_top_level); None if it cannot be had within `limit` bytes."""
-        try:
-            return (await self.read_top_level(target, version, limit, until_moov=True))[1]
-        except extractor.ExtractError:
-            return None
-
 
 def box_at(header: bytes, pos: int, length: int | None) -> Box:
     """The top-level box whose first bytes (up to 16) are `header`, at byte `pos` of a `length`-byte

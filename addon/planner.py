@@ -14,6 +14,7 @@ core), one per plan (max_tasks_per_child=1), at most two at once; a third big pl
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import tempfile
@@ -95,6 +96,11 @@ class Planner:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+
+
+def moov_digest(moov: bytes) -> bytes:
+    """What tells two moovs apart (hashlib works outside the GIL: call it in a thread)."""
+    return hashlib.sha256(moov).digest()
 
 
 def fd_path(f) -> str:

@@ -28,7 +28,7 @@ import tornado.iostream
 import extractor
 from addon.budgets import Budgets, BudgetExceeded
 from addon.origin_client import FETCH_ERRORS, RangeRefused
-from addon.planner import PlannerFailed
+from addon.planner import PlannerFailed, moov_digest
 from addon.request_rules import SERVED_HEADER
 
 if TYPE_CHECKING:
@@ -133,8 +133,18 @@ class StreamedAnswer:
             out = await self.in_worker(x.feed, piece) if self.completes_metadata(len(piece)) else x.feed(piece)
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
-                out += x.provide_plan(await self.planner.plan(x.pop_plan_request(), self.job.settings.spool_dir))
+                out += x.provide_plan(await self.plan(x.pop_plan_request()))
         return out
+
+    async def plan(self, request: extractor.PlanRequest) -> extractor.Plan:
+        """The moov's plan: the one made before the answer (the seek check) if this is the same moov,
+        else one made now by the planner."""
+        known = self.job.known_plan
+        if known is not None:
+            if await asyncio.to_thread(moov_digest, request.moov) == known[0]:
+                log.info(f"audio-only: {self.job.url}: the moov was planned once, before the answer")
+                return known[1]
+        return await self.planner.plan(request, self.job.settings.spool_dir)
 
     def completes_metadata(self, n: int) -> bool:
         """Whether n more bytes complete the metadata box being held: that feed may take a while (the box
@@ -225,7 +235,7 @@ class StreamedAnswer:
             if request is None:
                 return
             with self.budgets.metadata(request.size):  # counted while it is planned
-                plan = await self.planner.plan(request, self.job.settings.spool_dir)
+                plan = await self.plan(request)
         except (extractor.ExtractError, PlannerFailed, BudgetExceeded) as e:
             log.info(f"audio-only: {url}: the tail's moov cannot be used ({e}); waiting for it in the stream")
             return

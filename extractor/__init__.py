@@ -28,18 +28,6 @@ __all__ = [
 ]
 
 
-def mp4_seek_past_end(moov: bytes, seek: SeekRange) -> bool:
-    """Whether `seek` starts past the audio of the MP4 whose moov box this is (checked before a
-    response is answered, so that it can be a 400 as the CDN's)."""
-    try:
-        Mp4AudioFilter(max_header=len(moov) + 1, seek=seek).feed(moov)
-    except SeekPastEnd:
-        return True
-    except ExtractError:
-        return False
-    return False
-
-
 class AudioExtractor:
     """One per response: detects the container from the first bytes, then delegates to its filter.
 

@@ -6,7 +6,7 @@ import pytest
 
 from extractor import AudioExtractor, SeekRange, UnsupportedInput, parse_range
 from extractor.spool import TempFileSpool
-from helpers import MEDIA, Proxy, audio_packets, decode_errors, extract, flv_tags, http_get, run, streams
+from helpers import MEDIA, STREAM_PATH, Proxy, audio_packets, decode_errors, extract, flv_tags, http_get, run, streams
 
 FLV = MEDIA / "h264_aac.flv"
 
@@ -280,3 +280,17 @@ def test_plain_seek_through_the_proxy_only_when_asked(proxy, origin, tmp_path):
     assert on.clean and on.headers["content-type"] == "video/mp4" and "-seek-" in on.headers["etag"]
     assert on.body == plain("h264_aac.mp4", mp4_seek=SeekRange(2300, 4500, True))
     assert origin.requests[-1][1] == "/h264_aac.mp4?k=2"
+
+
+def test_the_seek_check_and_the_answer_share_one_plan(origin, tmp_path):
+    """A seek start is checked against the moov before the answer (a 400 past the end); the plan made
+    for that check is the one the streamed answer uses: the moov is planned once."""
+    proxy = Proxy(tmp_path / "once.log", "--mode", f"reverse:{origin.url}", *STREAM_PATH)
+    try:
+        reply = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1&start=2&end=4")
+        log = proxy.wait_for_log("planned once")
+    finally:
+        proxy.stop()
+    data = (MEDIA / "h264_aac.mp4").read_bytes()
+    assert reply.clean and reply.body == extract(data, mp4_seek=SeekRange(2000, 4000, True))
+    assert "the moov was planned once, before the answer" in log
