@@ -234,18 +234,18 @@ class FileServer:
         head = b"".join([piece async for piece in response.aiter_raw()])
         await response.aclose()
         try:
-            ftyp, moov, mdats, after = await self.origin.read_top_level(job.target, version, job.settings.max_header,
-                                                                        head)
+            ftyp, moov, moov_at, mdats, after = await self.origin.read_top_level(
+                job.target, version, job.settings.max_header, head)
             # Counted against the metadata budget while it is planned (then the plan cache bounds it).
             with self.budgets.metadata(len(moov) + sum(len(box[2]) for box in after)):
                 if after:  # fragmented: the moov is an init segment, small; the fragments many small boxes
                     plan = await asyncio.to_thread(extractor.plan_fragmented_file, ftyp, moov, after, mdats,
-                                                   version.length, job.seek, job.settings.gap)
+                                                   version.length, job.seek, job.settings.gap, moov_at)
                 else:
                     holder = [moov]
                     del moov  # handed over: the planner lets go of it as soon as it has passed it on
                     plan = await self.planner.plan_file(ftyp, holder, mdats, version.length, job.seek, job.settings.gap,
-                                                        job.settings.spool_dir)
+                                                        moov_at, job.settings.spool_dir)
         except extractor.SeekPastEnd:
             raise
         except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
@@ -421,13 +421,13 @@ class FileHandler(tornado.web.RequestHandler):
         the moov cannot be had, extraction goes on and a start past the end ends the response uncleanly
         instead."""
         try:
-            ftyp, moov, _, _ = await asyncio.wait_for(
+            ftyp, moov, moov_at, _, _ = await asyncio.wait_for(
                 self.files.origin.read_top_level(job.target, job.version, job.settings.max_header, until_moov=True),
                 TAIL_TIMEOUT)
         except (*FETCH_ERRORS, extractor.ExtractError) as e:
             log.info(f"audio-only: {job.url}: could not read the moov before answering ({describe(e)})")
             return False
-        request = extractor.PlanRequest(ftyp, moov, seek, job.plain)
+        request = extractor.PlanRequest(ftyp, moov, seek, job.plain, moov_at)
         del moov
         try:
             with self.files.budgets.metadata(request.size):

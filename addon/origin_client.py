@@ -308,8 +308,8 @@ class OriginClient:
 
     async def read_top_level(self, target: Target, version: OriginVersion, limit: int, head: bytes = b"",
                              until_moov: bool = False):
-        """An MP4's top level read with Range requests: (ftyp, moov, mdats, after) where mdats are every
-        mdat's payload (start, end) and `after` the boxes after the moov a fragmented file's output is
+        """An MP4's top level read with Range requests: (ftyp, moov, moov offset, mdats, after) where mdats
+        are every mdat's payload (start, end) and `after` the boxes after the moov a fragmented file's output is
         made of, as (type, offset, bytes): its moofs, and the small boxes passed on between fragments.
         Each box header is a 16-byte read where the file's first bytes (`head`) or the previous read do
         not hold it (a moof is read with the next box's header); with until_moov, no further than the
@@ -317,7 +317,7 @@ class OriginClient:
         boxes)."""
         length = version.length
         ftyp = moov = None
-        mdats, after, pos = [], [], 0
+        moov_at, mdats, after, pos = 0, [], [], 0
         ahead_at, ahead = 0, head  # bytes of the file already read, from offset ahead_at
         hops, allowed = 0, MAX_HOPS
         while hops < allowed:
@@ -346,7 +346,7 @@ class OriginClient:
                 if box.type == b"ftyp":
                     ftyp = data
                 elif box.type == b"moov":
-                    moov = data
+                    moov, moov_at = data, box.start
                 else:
                     if moov is None:
                         raise extractor.MalformedInput(f"{box.name()} at byte {box.start} before the moov")
@@ -362,7 +362,7 @@ class OriginClient:
             raise extractor.UnsupportedInput(f"more than {allowed} top-level boxes")
         if moov is None:
             raise extractor.MalformedInput("no moov box")
-        return ftyp or b"", moov, mdats, after
+        return ftyp or b"", moov, moov_at, mdats, after
 
 
 def box_at(header: bytes, pos: int, length: int | None) -> Box:

@@ -70,11 +70,12 @@ class Planner:
         return await self.in_process(holder, directory, plan_in_process, light)
 
     async def plan_file(self, ftyp: bytes, holder: list[bytes], mdats, length: int, seek, gap: int,
-                        directory: str | None = None) -> extractor.FilePlan:
+                        moov_offset: int, directory: str | None = None) -> extractor.FilePlan:
         """extractor.plan_file off the loop; the moov handed over in `holder` (emptied here)."""
         if len(holder[0]) < PROCESS_ABOVE:
-            return await asyncio.to_thread(extractor.plan_file, ftyp, holder.pop(), mdats, length, seek, gap)
-        return await self.in_process(holder, directory, plan_file_in_process, ftyp, mdats, length, seek, gap)
+            return await asyncio.to_thread(extractor.plan_file, ftyp, holder.pop(), mdats, length, seek, gap, moov_offset)
+        return await self.in_process(holder, directory, plan_file_in_process, ftyp, mdats, length, seek, gap,
+                                     moov_offset)
 
     async def in_process(self, holder: list[bytes], directory: str | None, function, *args):
         """function(moov path, result path, *args) in a planning process, the moov taken out of
@@ -164,9 +165,10 @@ def plan_in_process(moov_path: str, plan_path: str, request: extractor.PlanReque
     return plan, write_arrays(plan, plan_path)
 
 
-def plan_file_in_process(moov_path: str, plan_path: str, ftyp: bytes, mdats, length: int, seek, gap: int):
+def plan_file_in_process(moov_path: str, plan_path: str, ftyp: bytes, mdats, length: int, seek, gap: int,
+                         moov_offset: int):
     with open(moov_path, "rb") as f:
         moov = f.read()
-    plan = extractor.plan_file(ftyp, moov, mdats, length, seek, gap)
+    plan = extractor.plan_file(ftyp, moov, mdats, length, seek, gap, moov_offset)
     del moov
     return plan, write_arrays(plan, plan_path)

@@ -79,6 +79,7 @@ def test_hostile_metadata(payload, claimed):
 
 
 TINY_MP4 = (MEDIA / "tiny.mp4").read_bytes()
+EXTREMES_CENC = [0, 1, 2, 16, 255, 0x7FFFFFFF, 0xFFFFFFFF]
 MOOV_END = TINY_MP4.index(b"mdat") - 4
 
 
@@ -91,6 +92,21 @@ def test_mutated_mp4_moov(flips, cut, pieces):
     for where, value in flips:
         data[where] = value
     run_core(bytes(data[: max(1, cut)]), pieces)
+
+
+TINY_CENC = (MEDIA / "tiny_cenc.mp4").read_bytes()
+
+
+@settings(deadline=None)
+@given(st.sampled_from([b"saio", b"senc", b"saiz"]), st.integers(0, 1), st.integers(0, 40), st.sampled_from(EXTREMES_CENC),
+       splits)
+def test_hostile_encryption_tables(kind, which, field, value, pieces):
+    """saio counts and offsets, senc sample counts, saiz sizes set to extremes (in the audio or the
+    video trak): a clear error or output, never a crash, and never a video byte."""
+    data = bytearray(TINY_CENC)
+    at = [m for m in range(len(data)) if data[m : m + 4] == kind][which % 2] + 4  # the box's payload
+    data[at + field : at + field + 4] = value.to_bytes(4, "big")
+    run_core(bytes(data), pieces)
 
 
 @settings(deadline=None)
@@ -126,6 +142,7 @@ def _flv_headers(data: bytes) -> list[tuple[int, int]]:
 STRUCTURED = {
     "mp4": ((MEDIA / "frag_moof_base.mp4").read_bytes(), _mp4_headers),
     "moov_end": ((MEDIA / "moov_end.mp4").read_bytes(), _mp4_headers),
+    "cenc": ((MEDIA / "tiny_cenc.mp4").read_bytes(), _mp4_headers),  # senc, saiz, saio in each stbl
     "flv": ((MEDIA / "h264_aac.flv").read_bytes()[:20000], _flv_headers),
 }
 EXTREMES = [0, 1, 7, 8, 9, 15, 16, 17, 0x7FFFFFFF, 0xFFFFFFFF]

@@ -61,9 +61,16 @@ def _expand(counts, values, total: int | None = None, what: str = "table") -> li
     return list(chain.from_iterable(map(repeat, values, counts)))
 
 
+def _count(payload, offset: int, what: str) -> int:
+    """The u32 at `offset` (an entry count), or MalformedInput for a box too short to hold it."""
+    if len(payload) < offset + 4:
+        raise MalformedInput(f"{what} is {len(payload)} bytes, too short for its fields")
+    return struct.unpack_from(">I", payload, offset)[0]
+
+
 def _pairs(payload, offset: int, what: str) -> tuple[list[int], list[int]]:
     """The (count, value) u32 pairs of a table whose entry count sits at `offset`."""
-    (n,) = struct.unpack_from(">I", payload, offset)
+    n = _count(payload, offset, what)
     entries = tables._array("I", payload[offset + 4 :], 2 * n, what)
     return list(entries[0::2]), list(entries[1::2])
 
@@ -74,6 +81,8 @@ def media_header(data, trak: Box) -> tuple[int, Box]:
     if mdhd is None:
         raise MalformedInput(f"trak at byte {trak.start} has no mdhd")
     p = _payload(data, mdhd)
+    if len(p) < (24 if p[:1] == b"\x01" else 16):
+        raise MalformedInput(f"mdhd of the trak at byte {trak.start} is {len(p)} bytes, too short")
     timescale = struct.unpack_from(">I", p, 20 if p[0] == 1 else 12)[0]
     if not timescale:
         raise MalformedInput(f"mdhd of the trak at byte {trak.start} has a timescale of 0")
@@ -88,7 +97,9 @@ def edit_offset(data, trak: Box, movie_timescale: int, media_timescale: int) -> 
     if elst is None:
         return 0, 0
     p = _payload(data, elst)
-    version, (count,) = p[0], struct.unpack_from(">I", p, 4)
+    if len(p) < 8:
+        raise MalformedInput(f"elst is {len(p)} bytes, too short for its fields")
+    version, count = p[0], _count(p, 4, "elst")
     width = 20 if version == 1 else 12
     fmt = ">Qqhh" if version == 1 else ">Iihh"
     if 8 + count * width > len(p):
@@ -114,7 +125,7 @@ def _video_times(data, track, found: dict, durations: list[int]) -> tuple[list[i
         pts = dts
     if box := found.get(b"stss"):
         p = _payload(data, box)
-        (n,) = struct.unpack_from(">I", p, 4)
+        n = _count(p, 4, "stss")
         syncs = [s - 1 for s in tables._array("I", p[8:], n, "stss") if 0 < s <= len(dts)]
     else:
         syncs = list(range(len(dts)))
@@ -155,6 +166,9 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
     timescale, mdhd = media_header(data, trak)
     delay, media_start = edit_offset(data, trak, movie_timescale, timescale)
     found = _stbl_boxes(data, trak)
+    if b"saio" in found or b"senc" in found:
+        raise SeekNotPossible(f"track {track.track_id} is encrypted: its sample auxiliary information "
+                              f"(senc, saiz, saio) is not cut")
 
     sizes_box = found.get(b"stsz") or found.get(b"stz2")
     constant, n_samples, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
@@ -257,7 +271,7 @@ def _preroll(data, found: dict) -> int:
 
 
 def _stsc(payload):
-    (n,) = struct.unpack_from(">I", payload, 4)
+    n = _count(payload, 4, "stsc")
     entries = tables._array("I", payload[8:], n * 3, "stsc")
     return entries[0::3], entries[1::3], list(entries[2::3])
 
@@ -299,7 +313,7 @@ def _optional_tables(data, found: dict, a: int, b: int) -> dict[bytes, bytes | N
                              _table(*_runs(_expand(counts, offsets, None, "ctts")[a:b])))
     if box := found.get(b"stss"):
         p = _payload(data, box)
-        (n,) = struct.unpack_from(">I", p, 4)
+        n = _count(p, 4, "stss")
         syncs = [s - a for s in tables._array("I", p[8:], n, "stss") if a < s <= b]
         out[b"stss"] = _full(b"stss", 0, struct.pack(">I", len(syncs)) + _u32s(syncs))
     if box := found.get(b"sdtp"):

@@ -138,12 +138,12 @@ class FilePlan:
 
 
 def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: int,
-              seek: SeekRange | None = None, gap: int = 0) -> FilePlan:
+              seek: SeekRange | None = None, gap: int = 0, moov_offset: int | None = None) -> FilePlan:
     """The audio-only file of an MP4 whose top level is known: `ftyp` and `moov` are those boxes'
     bytes, `mdats` the (payload start, end) of every mdat box, `length` the input's size. Fragmented
     files are not files of this kind (their samples are in moofs): UnsupportedInput."""
     box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
-    result = plan(ftyp, moov, box, seek)
+    result = plan(ftyp, moov, box, seek, moov_offset=moov_offset)
     if result.fragmented:
         raise UnsupportedInput("a fragmented MP4 (mvex): its audio is in the fragments (plan_fragmented_file)")
     ranges = result.ranges
@@ -156,13 +156,13 @@ def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: in
 
 def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes, int, bytes]],
                          mdats: list[tuple[int, int]], length: int, seek: SeekRange | None = None,
-                         gap: int = 0) -> FilePlan:
+                         gap: int = 0, moov_offset: int | None = None) -> FilePlan:
     """The audio-only file of a fragmented MP4 whose top level is known: `boxes_after` are the boxes
     after the moov that the output is made from, in order, as (type, input offset, bytes): each moof
     (rewritten for its audio, followed by an mdat of that audio), and the small boxes players may want
     between fragments (passed on). The same bytes as the streamed output."""
     box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
-    result = plan(ftyp, moov, box, seek)
+    result = plan(ftyp, moov, box, seek, moov_offset=moov_offset)
     if not result.fragmented:
         raise UnsupportedInput("not a fragmented MP4 (no mvex)")
     inserts: dict[int, bytes] = {}

@@ -32,6 +32,7 @@ class Track:
     duration: int  # tkhd, in the movie timescale
     offsets: array = field(default_factory=lambda: array("q"))  # input chunk offsets
     sizes: array = field(default_factory=lambda: array("q"))  # and the bytes in each chunk
+    aux: tuple[Box, Box | None] | None = None  # encrypted: its saio and senc boxes (sample auxiliary information)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class PlanRequest(NamedTuple):
     moov: bytes  # the whole moov box, header included
     seek: SeekRange | None
     keep_video: bool
+    moov_offset: int | None = None  # where the moov lies in the input (saio offsets are absolute)
 
     @property
     def size(self) -> int:
@@ -66,7 +68,8 @@ class PlanRequest(NamedTuple):
 def make_plan(request: PlanRequest) -> Plan:
     moov = request.moov
     header = 16 if int.from_bytes(moov[:4], "big") == 1 else 8
-    return plan(request.ftyp, moov, Box(b"moov", 0, header, len(moov)), request.seek, request.keep_video)
+    return plan(request.ftyp, moov, Box(b"moov", 0, header, len(moov)), request.seek, request.keep_video,
+                request.moov_offset)
 
 
 def _payload(data, box: Box):
@@ -102,8 +105,7 @@ def _stbl(data, trak: Box) -> Box:
 def _read_chunks(data, track: Track) -> None:
     stbl = _stbl(data, track.box)
     found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
-    if b"saio" in found:
-        raise UnsupportedInput(f"track {track.track_id} is encrypted (saio): not supported")
+    track.aux = (found.get(b"saio"), found.get(b"senc")) if b"saio" in found else None
     sizes_box = found.get(b"stsz") or found.get(b"stz2")
     offsets_box = found.get(b"stco") or found.get(b"co64")
     if not (sizes_box and offsets_box and b"stsc" in found):
@@ -232,7 +234,8 @@ def _trex_track(data, box: Box) -> int:
     return struct.unpack_from(">I", p, 4)[0] if len(p) >= 8 else -1
 
 
-def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_video: bool = False) -> Plan:
+def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_video: bool = False,
+         moov_offset: int | None = None) -> Plan:
     """Plan the output from the moov (moov_data holds it, at moov.start) and the input's ftyp; with
     `seek` (milliseconds), only the audio from start to end. keep_video: the CDN's plain video
     seeking, video tracks stay too and every track starts at the video's keyframe at or before start."""
@@ -280,10 +283,51 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
         wide = True
     out_offsets = {n: shift(placed[n], base) for n in placed}
     moov_out = _moov(moov_data, moov, kept, out_offsets, wide, replacements)
+    if any(t.aux for t in kept):
+        moov_out = _aux_offsets(moov_data, moov_out, kept, moov_offset, len(ftyp))
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
     trex = trex_defaults(moov_data, mvex) if mvex else {}
     return Plan(ftyp + moov_out + header, ranges, audio_bytes, kept, dropped, warnings, mvex is not None, trex)
+
+
+def _aux_offsets(data, moov_out: bytes, kept: list[Track], moov_offset: int | None, at: int) -> bytes:
+    """Encrypted tracks: each saio offset (absolute, in a file without fragments) pointed at the sample
+    auxiliary information (IVs, subsamples) of the input; the output moov (at byte `at` of the output)
+    holds the same senc box elsewhere, so each offset is moved with it. Aux information elsewhere (in
+    the media data, as some packagers put it) is not carried yet: refused, never sent wrong."""
+    out = bytearray(moov_out)
+    out_traks = [b for b in children(out, 8 if int.from_bytes(out[:4], "big") != 1 else 16, len(out)) if b.type == b"trak"]
+    for track, out_trak in zip(kept, out_traks):
+        if not track.aux:
+            continue
+        saio, senc = track.aux
+        out_stbl = _stbl(out, out_trak)
+        out_boxes = {b.type: b for b in children(out, out_stbl.payload, out_stbl.end)}
+        if senc is None or moov_offset is None or b"senc" not in out_boxes:
+            raise UnsupportedInput(f"track {track.track_id} is encrypted with its sample auxiliary information "
+                                   f"outside a senc box of its own: not supported yet")
+        p = _payload(data, saio)
+        version, flags = (p[0], int.from_bytes(p[1:4], "big")) if len(p) >= 4 else (0, 0)
+        count_at = 4 + (8 if flags & 1 else 0)  # after aux_info_type and its parameter, when flagged
+        if len(p) < count_at + 4:
+            raise MalformedInput(f"saio of track {track.track_id} is {len(p)} bytes, too short for its fields")
+        (count,) = struct.unpack_from(">I", p, count_at)
+        width = 8 if version else 4
+        if count_at + 4 + count * width > len(p):
+            raise MalformedInput(f"saio of track {track.track_id} claims {count} offsets, more than it holds")
+        offsets = struct.unpack_from(f">{count}{'Q' if version else 'I'}", p, count_at + 4)
+        senc_in = moov_offset + senc.start  # absolute, in the input
+        senc_out = at + out_boxes[b"senc"].start  # absolute, in the output
+        moved = []
+        for offset in offsets:
+            if not senc_in <= offset < senc_in + senc.size:
+                raise UnsupportedInput(f"track {track.track_id} is encrypted with sample auxiliary information at "
+                                       f"byte {offset}, outside its senc box: not supported yet")
+            moved.append(senc_out + offset - senc_in)
+        out_saio = out_boxes[b"saio"]
+        struct.pack_into(f">{count}{'Q' if version else 'I'}", out, out_saio.payload + count_at + 4, *moved)
+    return bytes(out)
 
 
 def _movie_timescale(data, moov: Box) -> int:

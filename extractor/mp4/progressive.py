@@ -340,7 +340,7 @@ class Mp4AudioFilter:
         if self._state == "keep":
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
-            request = PlanRequest(self._ftyp, self._whole_box(), self.seek, self.keep_video)
+            request = PlanRequest(self._ftyp, self._whole_box(), self.seek, self.keep_video, box.start)
             self._moov_box = box
             if self.defer_plans:
                 self.plan_wanted = request
@@ -443,7 +443,8 @@ class Mp4AudioFilter:
                 if box.size > self.max_header:
                     return None
                 self._tail_candidate = (offset + box.start, box.header, box.size)
-                return PlanRequest(self._ftyp, bytes(data[box.start : box.end]), self.seek, self.keep_video)
+                return PlanRequest(self._ftyp, bytes(data[box.start : box.end]), self.seek, self.keep_video,
+                                   offset + box.start)
             pos = box.end
         return None
 

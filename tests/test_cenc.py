@@ -1,0 +1,108 @@
+"""Encrypted audio (CENC) passes through: the key is never needed, the samples are copied as they are,
+and the sample auxiliary information (IVs, in a senc box ffmpeg writes inside stbl) moves with the
+new moov: saio's offset is rewritten. Judged by ffmpeg: the audio-only output decrypted with the key
+gives the same audio packets (framemd5) as the clear file; and by a walker of our own here (not the
+product's) that reads the aux info each saio points at, in the input and in the output."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+
+import pytest
+
+from helpers import MEDIA, ROOT, STREAM_PATH, Proxy, http_get, run, streams
+from mp4tools import boxes
+
+KEY = "00112233445566778899aabbccddeeff"
+KID = "0123456789abcdef0123456789abcdef"
+CLI = [str(ROOT / ".venv" / "bin" / "python"), "-m", "extractor"]
+
+
+@pytest.fixture(scope="module")
+def encrypted(tmp_path_factory):
+    """h264_aac.mp4 encrypted by ffmpeg (cenc-aes-ctr), with the moov at the end and first."""
+    folder = tmp_path_factory.mktemp("cenc")
+    for name, flags in (("enc_end.mp4", []), ("enc_first.mp4", ["-movflags", "+faststart"])):
+        run("ffmpeg", "-v", "error", "-y", "-i", str(MEDIA / "h264_aac.mp4"), "-c", "copy", "-encryption_scheme",
+            "cenc-aes-ctr", "-encryption_key", KEY, "-encryption_kid", KID, *flags, str(folder / name))
+    return folder
+
+
+def decrypted_packets(path) -> list[str]:
+    r = subprocess.run(["ffmpeg", "-v", "error", "-decryption_key", KEY, "-i", str(path), "-map", "0:a", "-c", "copy",
+                        "-f", "framemd5", "-"], capture_output=True, check=True)
+    return [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+
+
+def clear_packets() -> list[str]:
+    r = subprocess.run(["ffmpeg", "-v", "error", "-i", str(MEDIA / "h264_aac.mp4"), "-map", "0:a", "-c", "copy",
+                        "-f", "framemd5", "-"], capture_output=True, check=True)
+    return [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+
+
+def audio_aux(data: bytes) -> tuple[bytes, bytes]:
+    """(saiz payload, the aux info bytes saio points at to the end of their senc) of the audio trak."""
+    def find(start, end, kind):
+        return next(((pos, header, size) for k, pos, header, size in boxes(data, start, end) if k == kind), None)
+
+    moov = find(0, len(data), b"moov")
+    for kind, pos, header, size in boxes(data, moov[0] + moov[1], moov[0] + moov[2]):
+        if kind != b"trak":
+            continue
+        box = (pos, header, size)
+        for path in (b"mdia", b"minf", b"stbl"):
+            box = find(box[0] + box[1], box[0] + box[2], path)
+        stbl_start, stbl_end = box[0] + box[1], box[0] + box[2]
+        handler_box = find(pos + header, pos + size, b"mdia")
+        hdlr = find(handler_box[0] + handler_box[1], handler_box[0] + handler_box[2], b"hdlr")
+        if data[hdlr[0] + 16 : hdlr[0] + 20] != b"soun":
+            continue
+        saio = find(stbl_start, stbl_end, b"saio")
+        saiz = find(stbl_start, stbl_end, b"saiz")
+        senc = find(stbl_start, stbl_end, b"senc")
+        p = data[saio[0] + 8 : saio[0] + saio[2]]
+        offset = struct.unpack_from(">Q" if p[0] else ">I", p, 8 if not (int.from_bytes(p[1:4], "big") & 1) else 16)[0]
+        assert senc[0] <= offset < senc[0] + senc[2]
+        return data[saiz[0] + 8 : saiz[0] + saiz[2]], data[offset : senc[0] + senc[2]]
+    raise AssertionError("no audio trak")
+
+
+@pytest.mark.parametrize("name", ["enc_end.mp4", "enc_first.mp4"])
+def test_the_cli_keeps_encrypted_audio_decryptable(encrypted, tmp_path, name):
+    out = tmp_path / "audio.mp4"
+    r = subprocess.run(CLI + [str(encrypted / name), str(out)], cwd=ROOT, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    assert [s["codec_type"] for s in streams(out)] == ["audio"]
+    assert decrypted_packets(out) == clear_packets()
+    # The aux info each saio points at is the input's, byte for byte (IVs and subsamples, every sample).
+    assert audio_aux(out.read_bytes()) == audio_aux((encrypted / name).read_bytes())
+
+
+@pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
+@pytest.mark.parametrize("name", ["enc_end.mp4", "enc_first.mp4"])
+def test_through_mitmdump(encrypted, tmp_path, name, options):
+    from origin import Origin
+    origin = Origin(encrypted).start()
+    proxy = Proxy(tmp_path / "cenc.log", "--mode", f"reverse:{origin.url}", *options)
+    try:
+        reply = http_get(proxy.port, f"/{name}?ali_audio_only=1")
+    finally:
+        proxy.stop()
+        origin.shutdown()
+    assert reply.status == 200 and reply.clean
+    out = tmp_path / "audio.mp4"
+    out.write_bytes(reply.body)
+    assert decrypted_packets(out) == clear_packets()
+    assert audio_aux(reply.body) == audio_aux((encrypted / name).read_bytes())
+
+
+def test_seeking_an_encrypted_file_sends_the_whole_audio_with_a_warning(encrypted, tmp_path):
+    from extractor import AudioExtractor, SeekRange
+    from extractor.spool import TempFileSpool
+    x = AudioExtractor(mp4_seek=SeekRange(2000, 4000, True), spool_factory=TempFileSpool, max_spool=1 << 30)
+    data = (encrypted / "enc_first.mp4").read_bytes()
+    out = tmp_path / "audio.mp4"
+    out.write_bytes(b"".join(map(bytes, x.feed(data) + x.finish())))
+    assert any("encrypted" in w and "whole audio" in w for w in x.warnings), x.warnings
+    assert decrypted_packets(out) == clear_packets()
