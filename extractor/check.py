@@ -136,6 +136,42 @@ def _stsd_codec(data, trak: boxes.Box) -> str:
     return bytes(data[entry + 4 : entry + 8]).decode("latin-1") if entry + 8 <= box.end else "?"
 
 
+# pssh system IDs of the DRM systems people meet (https://dashif.org/identifiers/content_protection/).
+DRM_SYSTEMS = {
+    "edef8ba979d64acea3c827dcd51d21ed": "Widevine", "9a04f07998404286ab92e65be0885f95": "PlayReady",
+    "94ce86fb07ff4f43adb893d2fa968ca2": "FairPlay", "1077efecc0b24d02ace33c1e52e2fb4b": "ClearKey",
+    "e2719d58a985b3c9781ab030af78d30e": "ClearKey (DASH-IF)",
+}
+
+
+def _encryption(data, trak: boxes.Box) -> str:
+    """' (encrypted: cenc, key ID ...)' for a trak whose sample entry is protected (sinf), else ''."""
+    stsd = trak
+    for kind in (b"mdia", b"minf", b"stbl", b"stsd"):
+        stsd = boxes.find(data, stsd, kind)
+        if stsd is None:
+            return ""
+    entries = bytes(data[stsd.payload + 8 : stsd.end])
+    at = entries.find(b"sinf")
+    if at < 4:
+        return ""
+    sinf = entries[at - 4 : at - 4 + int.from_bytes(entries[at - 4 : at], "big")]
+    schm, tenc = sinf.find(b"schm"), sinf.find(b"tenc")
+    scheme = sinf[schm + 8 : schm + 12].decode("latin-1") if schm > 0 else "?"
+    kid = sinf[tenc + 12 : tenc + 28].hex() if tenc > 0 and len(sinf) >= tenc + 28 else "?"
+    return f" (encrypted: {scheme}, key ID {kid})"
+
+
+def _pssh_systems(data, boxes_found: list[boxes.Box]) -> list[str]:
+    names = []
+    for box in boxes_found:
+        system = bytes(data[box.payload + 4 : box.payload + 20]).hex()
+        name = DRM_SYSTEMS.get(system, system)
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def _mdhd_duration(data, mdia: boxes.Box | None) -> str:
     """' 6.02 s' from the track's mdhd (version 0 or 1), or '' when it cannot be read."""
     mdhd = boxes.find(data, mdia, b"mdhd") if mdia else None
@@ -174,8 +210,14 @@ def _describe_mp4(data, report: Report) -> None:
             handler = bytes(data[hdlr.payload + 8 : hdlr.payload + 12]).decode("latin-1") if hdlr else "?"
             name = {"soun": "audio", "vide": "video", "text": "text", "sbtl": "subtitles", "tmcd": "timecode"}
             track = f"{name.get(handler, handler)} {_stsd_codec(data, trak)}"
-            report.tracks.append(track + _mdhd_duration(data, mdia))
+            encryption = _encryption(data, trak)
+            report.tracks.append(track + _mdhd_duration(data, mdia) + encryption)
             (report.kept if handler == "soun" else report.dropped).append(track)
+        pssh = [b for b in boxes.children(data, moov.payload, moov.end) if b.type == b"pssh"]
+        if any("encrypted" in t for t in report.tracks):
+            systems = _pssh_systems(data, pssh)
+            report.layout.append(f"encryption: the samples are copied as they are, no key needed; pssh: "
+                                 f"{', '.join(systems) if systems else 'none in the moov'} (kept)")
     report.tree = box_tree(data)
     report.layout.append(f"moov: {'before the media data' if moov_first else 'after the media data' if moov else 'missing'}")
     report.layout.append(f"mdat header: {', '.join(f'{m.header} bytes' for m in mdats) or 'no mdat'}")

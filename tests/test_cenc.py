@@ -106,3 +106,20 @@ def test_seeking_an_encrypted_file_sends_the_whole_audio_with_a_warning(encrypte
     out.write_bytes(b"".join(map(bytes, x.feed(data) + x.finish())))
     assert any("encrypted" in w and "whole audio" in w for w in x.warnings), x.warnings
     assert decrypted_packets(out) == clear_packets()
+
+
+def test_check_names_the_scheme_the_key_id_and_the_drm_systems(tmp_path):
+    """`check` on an encrypted file: the scheme and default key ID of each track, the pssh systems by name."""
+    data = (MEDIA / "tiny_cenc.mp4").read_bytes()
+    widevine = bytes.fromhex("edef8ba979d64acea3c827dcd51d21ed")
+    pssh = struct.pack(">I4sI", 32, b"pssh", 0) + widevine + struct.pack(">I", 0)  # no key IDs, no data
+    moov = data.index(b"moov") - 4
+    size = int.from_bytes(data[moov : moov + 4], "big")
+    # A pssh appended inside the moov (the chunk offsets are then off: only the description is judged).
+    with_pssh = data[:moov] + (size + len(pssh)).to_bytes(4, "big") + data[moov + 4 : moov + size] + pssh + data[moov + size :]
+    path = tmp_path / "pssh.mp4"
+    path.write_bytes(with_pssh)
+    r = subprocess.run(CLI + ["check", str(path)], cwd=ROOT, capture_output=True)
+    text = r.stdout.decode()
+    assert f"audio enca 0.52 s (encrypted: cenc, key ID {KID})" in text, text
+    assert "pssh: Widevine (kept)" in text, text
