@@ -123,3 +123,98 @@ def test_check_names_the_scheme_the_key_id_and_the_drm_systems(tmp_path):
     text = r.stdout.decode()
     assert f"audio enca 0.52 s (encrypted: cenc, key ID {KID})" in text, text
     assert "pssh: Widevine (kept)" in text, text
+
+
+# -- fragmented: senc, saiz, saio (and seig groups) in each traf ----------------------------------------
+
+SEIG = b"\x00\x01\x08" + bytes.fromhex(KID)  # isProtected 1, IV size 8, a key ID: key rotation's sample group
+
+
+def _full(kind: bytes, version_flags: int, payload: bytes) -> bytes:
+    return struct.pack(">I4sI", 12 + len(payload), kind, version_flags) + payload
+
+
+def _children(data: bytes, start: int, end: int):
+    return [(kind, pos, header, size) for kind, pos, header, size in boxes(data, start, end)]
+
+
+def encrypt_fragments(data: bytes, subsamples: bool) -> bytes:
+    """The fragmented file with every traf given the aux info of an encrypted track: a senc of known
+    IVs (track, fragment and sample number; with subsamples when asked, as cbcs video and audio may
+    have), its saiz, a saio pointing at the senc's first IV (from the moof), and for track 2 (audio) a
+    seig sample group. Trun data offsets (from the moof: default-base-is-moof) are moved by what the
+    moof grew; mfra (its offsets stale) is dropped. The samples themselves are not encrypted: the
+    product never looks at them."""
+    out, fragment = [], 0
+    for kind, pos, header, size in _children(data, 0, len(data)):
+        box = data[pos : pos + size]
+        if kind == b"mfra":
+            continue
+        if kind != b"moof":
+            out.append(box)
+            continue
+        fragment += 1
+        parts = []
+        for k, p, h, s in _children(box, 8, len(box)):
+            if k != b"traf":
+                parts.append(box[p : p + s])
+                continue
+            inner = _children(box, p + h, p + s)
+            track = struct.unpack_from(">I", box, next(q for kk, q, hh, ss in inner if kk == b"tfhd") + 12)[0]
+            count = sum(struct.unpack_from(">I", box, q + 12)[0] for kk, q, hh, ss in inner if kk == b"trun")
+            ivs = [bytes([track, fragment, i % 256, i // 256]) * 2 for i in range(count)]
+            entries = [iv + (struct.pack(">HHI", 1, 16, 100 + i) if subsamples else b"") for i, iv in enumerate(ivs)]
+            senc = _full(b"senc", 2 if subsamples else 0, struct.pack(">I", count) + b"".join(entries))
+            saiz = _full(b"saiz", 0, struct.pack(">BI", len(entries[0]) if entries else 8, count))
+            saio = _full(b"saio", 0, struct.pack(">II", 1, 0))  # the offset is filled in below
+            seig = _full(b"sgpd", 1 << 24, b"seig" + struct.pack(">II", len(SEIG), 1) + SEIG) + \
+                _full(b"sbgp", 0, b"seig" + struct.pack(">III", 1, count, 65537)) if track == 2 else b""
+            body = b"".join(box[q : q + ss] for kk, q, hh, ss in inner) + saiz + saio + senc + seig
+            parts.append(struct.pack(">I4s", 8 + len(body), b"traf") + body)
+        new = bytearray(struct.pack(">I4s", 8 + sum(map(len, parts)), b"moof") + b"".join(parts))
+        grown = len(new) - len(box)
+        for k, p, h, s in _children(bytes(new), 8, len(new)):  # trun offsets, then saio -> its senc
+            if k != b"traf":
+                continue
+            inner = _children(bytes(new), p + h, p + s)
+            for kk, q, hh, ss in inner:
+                if kk == b"trun" and struct.unpack_from(">I", new, q + 8)[0] & 1:
+                    struct.pack_into(">i", new, q + 16, struct.unpack_from(">i", new, q + 16)[0] + grown)
+            senc_at = next(q for kk, q, hh, ss in inner if kk == b"senc")
+            saio_at = next(q for kk, q, hh, ss in inner if kk == b"saio")
+            struct.pack_into(">I", new, saio_at + 16, senc_at + 16)  # the first IV, counted from the moof
+        out.append(bytes(new))
+    return b"".join(out)
+
+
+def fragment_aux(data: bytes, track: int) -> list[tuple[bytes, bytes, bytes, bytes]]:
+    """For each fragment of `track`: (senc payload, saiz payload, the aux bytes saio points at, seig
+    groups), read by this walker (not the product's)."""
+    found = []
+    for kind, pos, header, size in _children(data, 0, len(data)):
+        if kind != b"moof":
+            continue
+        for k, p, h, s in _children(data, pos + header, pos + size):
+            inner = {kk: (q, hh, ss) for kk, q, hh, ss in _children(data, p + h, p + s)}
+            if k != b"traf" or struct.unpack_from(">I", data, inner[b"tfhd"][0] + 12)[0] != track:
+                continue
+            payload = {kk: data[q + hh : q + ss] for kk, (q, hh, ss) in inner.items()}
+            offset = pos + struct.unpack_from(">I", payload[b"saio"], 8)[0]
+            length = payload[b"saiz"][4] * struct.unpack_from(">I", payload[b"saiz"], 5)[0]
+            found.append((payload[b"senc"], payload[b"saiz"], data[offset : offset + length],
+                          payload.get(b"sgpd", b"") + payload.get(b"sbgp", b"")))
+    return found
+
+
+@pytest.mark.parametrize("subsamples", [False, True], ids=["cenc-like", "cbcs-like subsamples"])
+def test_fragmented_aux_info_follows_each_kept_traf(tmp_path, subsamples):
+    from helpers import extract
+    data = encrypt_fragments((MEDIA / "frag_moof_base.mp4").read_bytes(), subsamples)
+    out = extract(data)
+    audio_in, video_in = fragment_aux(data, 2), fragment_aux(data, 1)
+    assert audio_in and video_in and all(aux[3] for aux in audio_in)  # the test input is what it says
+    assert fragment_aux(out, 2) == audio_in  # every senc entry, saiz size, resolved saio and seig group
+    assert fragment_aux(out, 1) == []  # the video's went with it
+    path = tmp_path / "audio.mp4"
+    path.write_bytes(out)
+    assert [s["codec_type"] for s in streams(path)] == ["audio"]

@@ -109,6 +109,27 @@ def test_hostile_encryption_tables(kind, which, field, value, pieces):
     run_core(bytes(data), pieces)
 
 
+def _encrypted_fragments() -> bytes:
+    from test_cenc import encrypt_fragments
+    return encrypt_fragments((MEDIA / "frag_moof_base.mp4").read_bytes(), subsamples=True)
+
+
+FRAG_CENC = _encrypted_fragments()
+
+
+@settings(deadline=None)
+@given(st.sampled_from([b"saio", b"senc", b"saiz"]), st.integers(0, 7), st.integers(0, 24), st.sampled_from(EXTREMES_CENC),
+       splits)
+def test_hostile_fragment_encryption_tables(kind, which, field, value, pieces):
+    """In the moofs: saio counts and offsets, senc sample counts that disagree with trun, saiz sizes at
+    extremes: a clear error or output, never a crash, and never a video byte."""
+    data = bytearray(FRAG_CENC)
+    found = [m for m in range(len(data)) if data[m : m + 4] == kind]
+    at = found[which % len(found)] + 4
+    data[at + field : at + field + 4] = value.to_bytes(4, "big")
+    run_core(bytes(data), pieces)
+
+
 @settings(deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([b"ftyp", b"moov", b"trak", b"mdat", b"free", b"uuid", b"stco"]),
                           st.sampled_from([0, 1, 7, 8, 16, 24, 100, 2**32 - 1]), st.binary(max_size=40)),

@@ -109,7 +109,7 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
     """(output moof + mdat header, sorted input ranges of the audio) for the moof in `data` (the whole
     box, header included, found at input offset moof_start); None when it carries no audio."""
     moof = Box(b"moof", 0, 8 if struct.unpack_from(">I", data)[0] != 1 else 16, len(data))
-    kept: list[tuple[Box, int, int, list[_Run]]] = []  # traf, tfhd flags, end of tfhd fields, runs
+    kept: list[tuple] = []  # traf, tfhd flags, end of tfhd fields, runs, its encryption's aux info (or None)
     others: list[tuple[int, int]] = []  # data of the trafs that go
     previous_end = moof_start
     for n, traf in enumerate(b for b in children(data, moof.payload, moof.end) if b.type == b"traf"):
@@ -118,6 +118,7 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
         if tfhd is None:
             raise MalformedInput(f"traf at byte {moof_start + traf.start} has no tfhd")
         flags, track_id, base, default_size, fields_end = _tfhd(data, tfhd)
+        explicit_base = base
         if base is None:
             base = moof_start if flags & DEFAULT_BASE_IS_MOOF or n == 0 else previous_end
         default_size = default_size if default_size is not None else trex.get(track_id)
@@ -129,15 +130,14 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
                 next_start = run.start + run.length
         previous_end = next_start
         if track_id in audio_ids:
-            if any(b.type == b"saio" for b in boxes_in):
-                raise UnsupportedInput(f"audio track {track_id} is encrypted (saio): not supported")
-            kept.append((traf, flags, fields_end, runs))
+            aux = _aux(data, boxes_in, moof_start, explicit_base, track_id)
+            kept.append((traf, flags, fields_end, runs, aux))
         else:
             others += [(r.start, r.start + r.length) for r in runs]
     if not kept:
         return None
 
-    runs = sorted((r for *_, rs in kept for r in rs), key=lambda r: r.start)
+    runs = sorted((r for *_, rs, _aux_info in kept for r in rs), key=lambda r: r.start)
     ranges, out, prev_end = [], 0, moof_start + len(data)
     for run in runs:
         if run.start < prev_end:
@@ -158,7 +158,10 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
     header = mdat_header(out)
     if size + len(header) + out > 0x7FFFFFFF:
         raise UnsupportedInput(f"the fragment at byte {moof_start} holds over 2 GiB of audio, past a trun's data offset")
-    return _moof(data, moof, kept, size + len(header)) + header, ranges
+    new_moof = _moof(data, moof, kept, size + len(header))
+    if any(k[4] for k in kept):
+        new_moof = _move_aux(new_moof, kept, moof_start)
+    return new_moof + header, ranges
 
 
 def _moof(data, moof: Box, kept, first_data: int) -> bytes:
@@ -170,7 +173,7 @@ def _moof(data, moof: Box, kept, first_data: int) -> bytes:
         match = next((k for k in kept if k[0].start == box.start), None)
         if match is None:
             continue
-        traf, flags, fields_end, runs = match
+        traf, flags, fields_end, runs, _aux_info = match
         by_start = {r.box.start: r for r in runs}
         inner = []
         for child in children(data, traf.payload, traf.end):
@@ -191,3 +194,66 @@ def _moof(data, moof: Box, kept, first_data: int) -> bytes:
                 inner.append(data[child.start : child.end])
         parts.append(make_box(b"traf", b"".join(inner)))
     return make_box(b"moof", b"".join(parts))
+
+
+PIFF_SENC = bytes.fromhex("a2394f525a9b4f14a2446c427c648df4")  # PIFF's senc, in a uuid box
+
+
+@dataclass
+class _Aux:
+    """Where an encrypted traf's sample auxiliary information is: its saio's offsets (absolute in the
+    input) and the senc box (in the moof) they point into."""
+    offsets: list[int]
+    senc_start: int  # in the moof's bytes
+    senc_end: int
+
+
+def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, track_id: int) -> _Aux | None:
+    """An audio traf's aux info, checked to lie in its own senc (or PIFF senc); None without a saio
+    (clear, or PIFF without saio: the senc then simply travels with the traf)."""
+    saio = next((b for b in boxes_in if b.type == b"saio"), None)
+    if saio is None:
+        return None
+    senc = next((b for b in boxes_in if b.type == b"senc"
+                 or (b.type == b"uuid" and bytes(data[b.payload : b.payload + 16]) == PIFF_SENC)), None)
+    version, offsets = _saio_offsets(data, saio, track_id)
+    # saio offsets in a traf count from the base data offset when tfhd gives one, else from the moof.
+    base = explicit_base if explicit_base is not None else moof_start
+    absolute = [base + o for o in offsets]
+    if senc is None or not all(moof_start + senc.start <= o < moof_start + senc.end for o in absolute):
+        raise UnsupportedInput(f"audio track {track_id} is encrypted with sample auxiliary information outside "
+                               f"the senc box of its traf: not supported yet")
+    return _Aux(absolute, senc.start, senc.end)
+
+
+def _saio_offsets(data, saio: Box, track_id: int) -> tuple[int, list[int]]:
+    p = data[saio.payload : saio.end]
+    version, flags = (p[0], int.from_bytes(p[1:4], "big")) if len(p) >= 4 else (0, 0)
+    count_at = 4 + (8 if flags & 1 else 0)
+    if len(p) < count_at + 4:
+        raise MalformedInput(f"saio of track {track_id} is {len(p)} bytes, too short for its fields")
+    (count,) = struct.unpack_from(">I", p, count_at)
+    width = 8 if version else 4
+    if count_at + 4 + count * width > len(p):
+        raise MalformedInput(f"saio of track {track_id} claims {count} offsets, more than it holds")
+    return version, list(struct.unpack_from(f">{count}{'Q' if version else 'I'}", p, count_at + 4))
+
+
+def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
+    """Each kept traf's saio offsets moved with its senc to the new moof: they count from the new moof's
+    first byte (every output traf is default-base-is-moof, with no base data offset)."""
+    out = bytearray(new_moof)
+    header = 8 if struct.unpack_from(">I", out)[0] != 1 else 16
+    new_trafs = [b for b in children(out, header, len(out)) if b.type == b"traf"]
+    for (*_, aux), traf in zip(kept, new_trafs):
+        if aux is None:
+            continue
+        inner = list(children(out, traf.payload, traf.end))
+        senc = next(b for b in inner if b.type == b"senc" or (b.type == b"uuid" and bytes(out[b.payload : b.payload + 16]) == PIFF_SENC))
+        saio = next(b for b in inner if b.type == b"saio")
+        version, old = _saio_offsets(out, saio, 0)
+        moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
+        p = saio.payload
+        count_at = 4 + (8 if int.from_bytes(out[p + 1 : p + 4], "big") & 1 else 0)
+        struct.pack_into(f">{len(moved)}{'Q' if version else 'I'}", out, p + count_at + 4, *moved)
+    return bytes(out)
