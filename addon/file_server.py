@@ -206,8 +206,11 @@ class FileServer:
         state["routed"] = True
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.port
         # We answer with chunked framing whatever the client speaks (ResponseRules.decide fits it to the
-        # client again): an HTTP/1.0 close-delimited body could not tell mitmproxy of a failure.
-        flow.request.http_version = "HTTP/1.1"
+        # client again): an HTTP/1.0 close-delimited body could not tell mitmproxy of a failure. (Only
+        # HTTP/1.0 is changed: mitmproxy turns an HTTP/2 or 3 request into HTTP/1.1 for us itself, with
+        # its Host, which mitmproxy 12 leaves out for a request that already says HTTP/1.1.)
+        if flow.request.http_version == "HTTP/1.0":
+            flow.request.http_version = "HTTP/1.1"
         # A Server of its own, direct (no upstream proxy: ours is on this machine), so that this flow's
         # detour changes nothing for the client connection's other requests.
         flow.server_conn = connection.Server(address=("127.0.0.1", self.port))
