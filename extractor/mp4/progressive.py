@@ -18,7 +18,7 @@ range must have been sent, or the input was short and that is an error, not a sh
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import deque
 from itertools import repeat
 from operator import sub
