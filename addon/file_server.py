@@ -241,7 +241,7 @@ class FileServer:
                 job.target, version, job.settings.max_header, head)
             # Counted against the metadata budget while it is planned (then the plan cache bounds it).
             with self.budgets.metadata(len(moov) + sum(len(box[2]) for box in after)):
-                if after:  # fragmented: the moov is an init segment, small; the fragments many small boxes
+                if any(kind == b"moof" for kind, _, _ in after):  # fragmented: many small boxes to plan
                     plan = await asyncio.to_thread(extractor.plan_fragmented_file, ftyp, moov, after, mdats,
                                                    version.length, job.seek, job.settings.gap, moov_at)
                 else:

@@ -319,22 +319,23 @@ class OriginClient:
         ftyp = moov = None
         moov_at, mdats, after, pos = 0, [], [], 0
         ahead_at, ahead = 0, head  # bytes of the file already read, from offset ahead_at
-        hops, allowed = 0, MAX_HOPS
+        hops, allowed, fragments = 0, MAX_HOPS, 0
         while hops < allowed:
             hops += 1
             if (length is not None and pos >= length) or (until_moov and moov is not None):
                 break
             if not (ahead_at <= pos and pos + min(16, (length or pos + 16) - pos) <= ahead_at + len(ahead)):
                 # A header; once fragments have begun, with what follows it: the next moof (usually
-                # under 4 KiB) comes whole with its header. (Never media data: a HEAD reads none.)
-                want = HEADER_READ if after else 16
+                # under 4 KiB) comes whole with its header (and, after a small moof, up to 4 KiB of
+                # its mdat: the price of one request a fragment instead of two).
+                want = HEADER_READ if fragments else 16
                 ahead_at, ahead = pos, await self.fetch_range(target, pos, want if length is None
                                                               else min(want, length - pos), version)
             header = ahead[pos - ahead_at : pos - ahead_at + 16]
             box = box_at(header, pos, length)
             if box.size < 0:
                 break  # a box to the end of a file of unknown length: nothing follows it
-            if box.type in (b"ftyp", b"moov", b"moof") or (box.type in PASSED_ON and box.size <= 1 << 16 and moov):
+            if box.type in (b"ftyp", b"moov", b"moof") or (box.type in PASSED_ON and moov):
                 if box.size > limit:
                     raise extractor.LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
                 if ahead_at <= box.start and box.end <= ahead_at + len(ahead):
@@ -352,9 +353,10 @@ class OriginClient:
                         raise extractor.MalformedInput(f"{box.name()} at byte {box.start} before the moov")
                     after.append((box.type, box.start, data))
                     if box.type == b"moof":
-                        if len(after) > MAX_FRAGMENTS:
+                        fragments += 1
+                        if fragments > MAX_FRAGMENTS:
                             raise extractor.UnsupportedInput(f"more than {MAX_FRAGMENTS} fragments")
-                        allowed += 3  # its mdat, and the next
+                        allowed = MAX_HOPS + 8 * MAX_FRAGMENTS  # a fragment's boxes: styp, sidx, emsg, moof, mdat...
             elif box.type == b"mdat":
                 mdats.append((box.payload, box.end))
             pos = box.end

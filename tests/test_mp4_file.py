@@ -2,6 +2,7 @@
 the streamed output, for every layout a file can have; fragmented files and stray offsets refused."""
 
 import random
+import subprocess
 
 import pytest
 
@@ -120,3 +121,16 @@ def test_a_fragmented_file_plans_the_bytes_of_the_streamed_output(name):
     ftyp, moov, after, mdats = fragmented_top_level(data)
     plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data))
     assert_ranges_are_slices(plan, data, extract(data), name, 50)
+
+
+def test_a_fragmented_file_whose_moov_has_samples_of_its_own(tmp_path):
+    """ffmpeg's -movflags frag_keyframe (without empty_moov): the moov describes the first samples (in
+    the mdat after it), the fragments the rest. The file's plan holds both, as the stream does."""
+    path = tmp_path / "frag_keyframe.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(MEDIA / "h264_aac.mp4"), "-c", "copy",
+                    "-movflags", "frag_keyframe", str(path)], check=True)
+    data = path.read_bytes()
+    ftyp, moov, after, mdats = fragmented_top_level(data)
+    assert any(kind == b"moof" for kind, _, _ in after)
+    plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data))
+    assert_ranges_are_slices(plan, data, extract(data), "frag_keyframe", 50)

@@ -166,7 +166,9 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
     if not result.fragmented:
         raise UnsupportedInput("not a fragmented MP4 (no mvex)")
     inserts: dict[int, bytes] = {}
-    starts, ends = array("q"), array("q")
+    # The moov's own samples first (a fragmented file may begin with a classic part: its mdat header
+    # ends result.head), then each fragment's.
+    starts, ends = array("q", result.ranges.starts), array("q", result.ranges.ends)
     audio_ids = result.audio_ids
     for kind, offset, data in boxes_after:
         if kind == b"moof":
