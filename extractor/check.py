@@ -126,12 +126,19 @@ def _run(data, source, report: Report, in_memory: bool = False) -> None:
         x.close()
 
 
-def _stsd_codec(data, trak: boxes.Box) -> str:
+def _stsd(data, trak: boxes.Box) -> boxes.Box | None:
     box = trak
     for kind in (b"mdia", b"minf", b"stbl", b"stsd"):
         box = boxes.find(data, box, kind)
         if box is None:
-            return "?"
+            return None
+    return box
+
+
+def _stsd_codec(data, trak: boxes.Box) -> str:
+    box = _stsd(data, trak)
+    if box is None:
+        return "?"
     entry = box.payload + 8
     return bytes(data[entry + 4 : entry + 8]).decode("latin-1") if entry + 8 <= box.end else "?"
 
@@ -146,11 +153,9 @@ DRM_SYSTEMS = {
 
 def _encryption(data, trak: boxes.Box) -> str:
     """' (encrypted: cenc, key ID ...)' for a trak whose sample entry is protected (sinf), else ''."""
-    stsd = trak
-    for kind in (b"mdia", b"minf", b"stbl", b"stsd"):
-        stsd = boxes.find(data, stsd, kind)
-        if stsd is None:
-            return ""
+    stsd = _stsd(data, trak)
+    if stsd is None:
+        return ""
     entries = bytes(data[stsd.payload + 8 : stsd.end])
     at = entries.find(b"sinf")
     if at < 4:

@@ -14,6 +14,7 @@ from array import array
 from dataclasses import dataclass
 
 from ..errors import MalformedInput, UnsupportedInput
+from . import tables
 from .boxes import Box, children, make_box, mdat_header
 from .ranges import Ranges, first_overlap
 
@@ -216,7 +217,7 @@ def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, 
         return None
     senc = next((b for b in boxes_in if b.type == b"senc"
                  or (b.type == b"uuid" and bytes(data[b.payload : b.payload + 16]) == PIFF_SENC)), None)
-    version, offsets = _saio_offsets(data, saio, track_id)
+    _, _, offsets = tables.aux_offsets(data[saio.payload : saio.end], f"track {track_id}")
     # saio offsets in a traf count from the base data offset when tfhd gives one, else from the moof.
     base = explicit_base if explicit_base is not None else moof_start
     absolute = [base + o for o in offsets]
@@ -224,19 +225,6 @@ def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, 
         raise UnsupportedInput(f"audio track {track_id} is encrypted with sample auxiliary information outside "
                                f"the senc box of its traf: not supported yet")
     return _Aux(absolute, senc.start, senc.end)
-
-
-def _saio_offsets(data, saio: Box, track_id: int) -> tuple[int, list[int]]:
-    p = data[saio.payload : saio.end]
-    version, flags = (p[0], int.from_bytes(p[1:4], "big")) if len(p) >= 4 else (0, 0)
-    count_at = 4 + (8 if flags & 1 else 0)
-    if len(p) < count_at + 4:
-        raise MalformedInput(f"saio of track {track_id} is {len(p)} bytes, too short for its fields")
-    (count,) = struct.unpack_from(">I", p, count_at)
-    width = 8 if version else 4
-    if count_at + 4 + count * width > len(p):
-        raise MalformedInput(f"saio of track {track_id} claims {count} offsets, more than it holds")
-    return version, list(struct.unpack_from(f">{count}{'Q' if version else 'I'}", p, count_at + 4))
 
 
 def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
@@ -251,9 +239,7 @@ def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
         inner = list(children(out, traf.payload, traf.end))
         senc = next(b for b in inner if b.type == b"senc" or (b.type == b"uuid" and bytes(out[b.payload : b.payload + 16]) == PIFF_SENC))
         saio = next(b for b in inner if b.type == b"saio")
-        version, old = _saio_offsets(out, saio, 0)
+        code, at_offsets, _ = tables.aux_offsets(out[saio.payload : saio.end], "a traf")
         moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
-        p = saio.payload
-        count_at = 4 + (8 if int.from_bytes(out[p + 1 : p + 4], "big") & 1 else 0)
-        struct.pack_into(f">{len(moved)}{'Q' if version else 'I'}", out, p + count_at + 4, *moved)
+        struct.pack_into(f">{len(moved)}{code}", out, saio.payload + at_offsets, *moved)
     return bytes(out)

@@ -307,16 +307,7 @@ def _aux_offsets(data, moov_out: bytes, kept: list[Track], moov_offset: int | No
         if senc is None or moov_offset is None or b"senc" not in out_boxes:
             raise UnsupportedInput(f"track {track.track_id} is encrypted with its sample auxiliary information "
                                    f"outside a senc box of its own: not supported yet")
-        p = _payload(data, saio)
-        version, flags = (p[0], int.from_bytes(p[1:4], "big")) if len(p) >= 4 else (0, 0)
-        count_at = 4 + (8 if flags & 1 else 0)  # after aux_info_type and its parameter, when flagged
-        if len(p) < count_at + 4:
-            raise MalformedInput(f"saio of track {track.track_id} is {len(p)} bytes, too short for its fields")
-        (count,) = struct.unpack_from(">I", p, count_at)
-        width = 8 if version else 4
-        if count_at + 4 + count * width > len(p):
-            raise MalformedInput(f"saio of track {track.track_id} claims {count} offsets, more than it holds")
-        offsets = struct.unpack_from(f">{count}{'Q' if version else 'I'}", p, count_at + 4)
+        code, at_offsets, offsets = tables.aux_offsets(_payload(data, saio), f"track {track.track_id}")
         senc_in = moov_offset + senc.start  # absolute, in the input
         senc_out = at + out_boxes[b"senc"].start  # absolute, in the output
         moved = []
@@ -325,8 +316,7 @@ def _aux_offsets(data, moov_out: bytes, kept: list[Track], moov_offset: int | No
                 raise UnsupportedInput(f"track {track.track_id} is encrypted with sample auxiliary information at "
                                        f"byte {offset}, outside its senc box: not supported yet")
             moved.append(senc_out + offset - senc_in)
-        out_saio = out_boxes[b"saio"]
-        struct.pack_into(f">{count}{'Q' if version else 'I'}", out, out_saio.payload + count_at + 4, *moved)
+        struct.pack_into(f">{len(moved)}{code}", out, out_boxes[b"saio"].payload + at_offsets, *moved)
     return bytes(out)
 
 

@@ -108,3 +108,18 @@ def build_chunk_offsets(offsets, wide: bool) -> bytes:
     if _SWAP:
         a.byteswap()
     return struct.pack(">II", 0, len(offsets)) + a.tobytes()
+
+
+def aux_offsets(payload, what: str) -> tuple[str, int, list[int]]:
+    """A saio box's offsets: (their struct code, 'I' or 'Q' by version; where they start in the payload,
+    after aux_info_type and its parameter when flagged; the offsets). Patch them in place with
+    struct.pack_into(f">{n}{code}", ..., payload start + at, *new)."""
+    version, flags = (payload[0], int.from_bytes(payload[1:4], "big")) if len(payload) >= 4 else (0, 0)
+    count_at = 4 + (8 if flags & 1 else 0)
+    if len(payload) < count_at + 4:
+        raise MalformedInput(f"saio of {what} is {len(payload)} bytes, too short for its fields")
+    (count,) = struct.unpack_from(">I", payload, count_at)
+    code = "Q" if version else "I"
+    if count_at + 4 + count * struct.calcsize(code) > len(payload):
+        raise MalformedInput(f"saio of {what} claims {count} offsets, more than it holds")
+    return code, count_at + 4, list(struct.unpack_from(f">{count}{code}", payload, count_at + 4))
