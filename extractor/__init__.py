@@ -103,12 +103,9 @@ class AudioExtractor:
     @property
     def wants_tail(self) -> int | None:
         """An MP4 whose media data comes before its moov: the input offset where the data after it
-        starts. Fetching from there (a Range request) and passing it to provide_tail lets audio start
-        before the whole file has passed."""
+        starts. Fetching from there (a Range request) and passing it to tail_moov, then its plan to
+        provide_tail_plan, lets audio start before the whole file has passed."""
         return getattr(self._impl, "wants_tail", None)
-
-    def provide_tail(self, offset: int, data: bytes) -> bool:
-        return isinstance(self._impl, Mp4AudioFilter) and self._impl.provide_tail(offset, data)
 
     @property
     def plan_wanted(self) -> PlanRequest | None:
@@ -133,7 +130,8 @@ class AudioExtractor:
         return self._impl.provide_plan(plan)
 
     def tail_moov(self, offset: int, data: bytes) -> PlanRequest | None:
-        """provide_tail in two steps, for a caller that plans elsewhere: the request, then the plan."""
+        """The moov in bytes fetched from wants_tail on, as a plan request (None: none, or too late); its
+        plan then goes to provide_tail_plan."""
         return self._impl.tail_moov(offset, data) if isinstance(self._impl, Mp4AudioFilter) else None
 
     def provide_tail_plan(self, request: PlanRequest, plan: Plan) -> bool:

@@ -206,7 +206,6 @@ class _Aux:
     input) and the senc box (in the moof) they point into."""
     offsets: list[int]
     senc_start: int  # in the moof's bytes
-    senc_end: int
 
 
 def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, track_id: int) -> _Aux | None:
@@ -224,7 +223,7 @@ def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, 
     if senc is None or not all(moof_start + senc.start <= o < moof_start + senc.end for o in absolute):
         raise UnsupportedInput(f"audio track {track_id} is encrypted with sample auxiliary information outside "
                                f"the senc box of its traf: not supported yet")
-    return _Aux(absolute, senc.start, senc.end)
+    return _Aux(absolute, senc.start)
 
 
 def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:

@@ -140,9 +140,9 @@ class Mp4AudioFilter:
         self._pending = Pending()  # input ranges still to send, in order
         self._early_mdats: list[tuple[int, int]] = []  # payload extents of mdats before the moov
         self._spool = None
-        self.wants_tail: int | None = None  # where the data after the first early mdat starts (see provide_tail)
+        self.wants_tail: int | None = None  # where the data after the first early mdat starts (see tail_moov)
         self._tail_moov: int | None = None  # input offset of a moov that came out of band
-        self._early_out: list = []  # output made between feeds (by provide_tail)
+        self._early_out: list = []  # output made between feeds (by provide_tail_plan)
         # replay_in_pieces: the spooled audio is not read back all at once when the moov arrives, but by
         # drain(), a bounded piece at a time (backlog says whether some is left; feed waits for it).
         self.replay_in_pieces = replay_in_pieces
@@ -465,11 +465,6 @@ class Mp4AudioFilter:
             self._state = "media"  # the rest of the mdat now passing is sent as it comes
         self._early_out = out
         return True
-
-    def provide_tail(self, offset: int, data: bytes) -> bool:
-        """tail_moov, make_plan and provide_tail_plan in one (the plan made here)."""
-        request = self.tail_moov(offset, data)
-        return request is not None and self.provide_tail_plan(request, make_plan(request))
 
     def _replay_early(self, moov: boxes.Box, out: list, until: int | None = None) -> None:
         """Send the audio that arrived before the moov (or before `until`, where the input now is), read
