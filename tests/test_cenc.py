@@ -218,3 +218,141 @@ def test_fragmented_aux_info_follows_each_kept_traf(tmp_path, subsamples):
     path = tmp_path / "audio.mp4"
     path.write_bytes(out)
     assert [s["codec_type"] for s in streams(path)] == ["audio"]
+
+
+# -- cbcs, with the aux information in the media data ---------------------------------------------------
+
+CBCS_FILES = [f"cbcs_{aux}_{layout}.mp4" for aux in ("one", "chunks") for layout in ("first", "end")]
+
+
+@pytest.fixture(scope="module")
+def cbcs(tmp_path_factory):
+    """h264_aac.mp4 with its audio encrypted cbcs (tests/cbcsgen.py), the aux info in the mdat: one
+    block for the track (ffmpeg reads that) or one before each audio chunk (ffmpeg refuses: "Multiple
+    auxiliary info chunks are not supported"), moov first and at the end."""
+    import cbcsgen
+    folder = tmp_path_factory.mktemp("cbcs")
+    clear = (MEDIA / "h264_aac.mp4").read_bytes()
+    for name in CBCS_FILES:
+        (folder / name).write_bytes(cbcsgen.encrypt(clear, per_chunk="chunks" in name, moov_first="first" in name))
+    return folder
+
+
+def cbcs_packets(path, key: bool = True) -> list[str]:
+    import cbcsgen
+    r = subprocess.run(["ffmpeg", "-v", "error", *(["-decryption_key", cbcsgen.KEY.hex()] if key else []), "-i", str(path),
+                        "-map", "0:a", "-c", "copy", "-f", "framemd5", "-"], capture_output=True, check=True)
+    return [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+
+
+def assert_cbcs_audio_only(out: bytes, source, tmp_path) -> None:
+    """The output's audio samples and their aux information are the input's, sample for sample (our
+    walker); its mdat holds nothing else; ffmpeg decrypts it to the clear audio where it can read it."""
+    from cbcsgen import audio_samples_with_aux
+    original = audio_samples_with_aux(source.read_bytes())
+    assert audio_samples_with_aux(out) == original
+    assert seig_boxes(out) == seig_boxes(source.read_bytes()) != b""  # key rotation's groups
+    mdat = next((pos, header, size) for kind, pos, header, size in boxes(out) if kind == b"mdat")
+    assert mdat[2] - mdat[1] == sum(len(aux) + len(sample) for aux, sample in original)  # no video byte
+    if "_one_" in source.name:
+        path = tmp_path / "audio.mp4"
+        path.write_bytes(out)
+        assert [s["codec_type"] for s in streams(path)] == ["audio"]
+        assert cbcs_packets(path) == clear_packets()
+
+
+def seig_boxes(data: bytes) -> bytes:
+    """The sgpd and sbgp boxes of type seig, as the file holds them."""
+    found = []
+    for kind in (b"sgpd", b"sbgp"):
+        at = data.find(kind)
+        while at >= 0:
+            size = struct.unpack_from(">I", data, at - 4)[0]
+            if data[at + 8 : at + 12] == b"seig":
+                found.append(data[at - 4 : at - 4 + size])
+            at = data.find(kind, at + 1)
+    return b"".join(found)
+
+
+def test_the_cbcs_inputs_are_what_they_say(cbcs):
+    from cbcsgen import audio_samples_with_aux
+    for name in CBCS_FILES:
+        found = audio_samples_with_aux((cbcs / name).read_bytes())
+        assert len(found) == len(clear_packets()) and all(len(aux) == 8 for aux, _ in found)
+        if "_one_" in name:  # ffmpeg decrypts them to the clear audio; without the key they differ
+            assert cbcs_packets(cbcs / name) == clear_packets() != cbcs_packets(cbcs / name, key=False)
+
+
+@pytest.mark.parametrize("name", CBCS_FILES)
+def test_the_cli_carries_aux_info_from_the_media_data(cbcs, tmp_path, name):
+    out = tmp_path / "out.mp4"
+    r = subprocess.run(CLI + [str(cbcs / name), str(out)], cwd=ROOT, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    assert_cbcs_audio_only(out.read_bytes(), cbcs / name, tmp_path)
+
+
+@pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
+def test_cbcs_through_mitmdump(cbcs, tmp_path, options):
+    from origin import Origin
+    origin = Origin(cbcs).start()
+    proxy = Proxy(tmp_path / "cbcs.log", "--mode", f"reverse:{origin.url}", *options)
+    try:
+        replies = {name: http_get(proxy.port, f"/{name}?ali_audio_only=1") for name in CBCS_FILES}
+        served = proxy.log()
+    finally:
+        proxy.stop()
+        origin.shutdown()
+    for name, reply in replies.items():
+        assert reply.status == 200 and reply.clean, (name, reply.status)
+        assert_cbcs_audio_only(reply.body, cbcs / name, tmp_path)
+    assert served.count(" file: " if not options else " stream: ") == len(CBCS_FILES), served
+
+
+def test_aux_info_over_a_video_chunk_is_refused(cbcs):
+    """A saio pointing into a video chunk: those bytes would go out as aux information. Refused."""
+    from extractor import ExtractError
+    from helpers import extract
+    data = bytearray((cbcs / "cbcs_chunks_first.mp4").read_bytes())
+    video_chunk = struct.unpack_from(">I", data, data.index(b"stco") + 12)[0]  # the first trak is the video
+    saio = data.index(b"saio")
+    struct.pack_into(">I", data, saio + 12, video_chunk + 3)
+    with pytest.raises(ExtractError, match="overlap"):
+        extract(bytes(data))
+
+
+@pytest.mark.parametrize("blocks", ["one a chunk", "one"])
+def test_saio_is_64_bit_when_the_output_passes_4_gib(blocks):
+    """An audio track of 5 GiB (only its moov exists: planning needs no media) with its aux information
+    in the media data: one block before each chunk (saio version 1: they lie past 4 GiB), or one block
+    before all (saio version 0). The output needs co64, and its saio is version 1 either way, each
+    offset where its block lands (blocks and chunks go out in input order)."""
+    from extractor.mp4.boxes import Box
+    from extractor.mp4.plan import plan
+    from mp4tools import box
+    chunk, chunks, gap = 1 << 30, 5, 16
+    if blocks == "one":
+        offsets = [4096 + chunks * gap + i * chunk for i in range(chunks)]
+        saio = _full(b"saio", 0, struct.pack(">II", 1, 4096))
+    else:
+        offsets = [4096 + i * (gap + chunk) + gap for i in range(chunks)]
+        saio = _full(b"saio", 1 << 24, struct.pack(f">I{chunks}Q", chunks, *(o - gap for o in offsets)))
+    stbl = box(b"stbl", _full(b"stsd", 0, struct.pack(">I", 0)) + _full(b"stsz", 0, struct.pack(">II", chunk, chunks))
+               + _full(b"stsc", 0, struct.pack(">IIII", 1, 1, 1, 1))
+               + _full(b"co64", 0, struct.pack(f">I{chunks}Q", chunks, *offsets))
+               + _full(b"saiz", 0, struct.pack(">BI", gap, chunks)) + saio)
+    tkhd = _full(b"tkhd", 0, struct.pack(">IIII", 0, 0, 1, 0) + struct.pack(">I", 5000) + bytes(60))
+    hdlr = _full(b"hdlr", 0, bytes(4) + b"soun" + bytes(13))
+    moov = box(b"moov", _full(b"mvhd", 0, struct.pack(">IIII", 0, 0, 1000, 5000) + bytes(80))
+               + box(b"trak", tkhd + box(b"mdia", hdlr + box(b"minf", stbl))))
+    ftyp = box(b"ftyp", b"isom" + bytes(4))
+    out = plan(ftyp, moov, Box(b"moov", 0, 8, len(moov)), moov_offset=len(ftyp))
+    head = out.head
+    at = head.index(b"saio") - 4
+    assert head[at + 8] == 1  # version 1: 64-bit offsets
+    count = struct.unpack_from(">I", head, at + 12)[0]
+    moved = list(struct.unpack_from(f">{count}Q", head, at + 16))
+    if blocks == "one":
+        assert moved == [len(head)]
+    else:
+        assert moved == [len(head) + i * (gap + chunk) for i in range(chunks)]
+    assert b"co64" in head and out.audio_bytes == chunks * (gap + chunk)

@@ -130,6 +130,36 @@ def test_hostile_fragment_encryption_tables(kind, which, field, value, pieces):
     run_core(bytes(data), pieces)
 
 
+def _cbcs(per_chunk: bool) -> bytes:
+    import cbcsgen
+    return cbcsgen.encrypt((MEDIA / "h264_aac.mp4").read_bytes(), per_chunk, mark_video=True)
+
+
+CBCS_IN_MDAT = [_cbcs(False), _cbcs(True)]
+
+
+@settings(deadline=None)
+@given(st.integers(0, 1), st.sampled_from([b"saio", b"saiz", b"stsz", b"stsc"]), st.integers(0, 2), st.integers(0, 24),
+       st.sampled_from(EXTREMES_CENC + [8, 1000, 4096]), splits)
+def test_hostile_aux_info_in_the_media_data(layout, kind, which, field, value, pieces):
+    """cbcs with the aux information in the mdat (one block, or one a chunk): saio counts and offsets
+    (pointing into video, past the end, into the moov), saiz sizes and counts, and the chunk tables
+    they are read with, set to extremes: a clear error or output, never a crash, and no video byte."""
+    data = bytearray(CBCS_IN_MDAT[layout])
+    found = [m for m in range(len(data)) if data[m : m + 4] == kind]
+    at = found[which % len(found)] + 4
+    data[at + field : at + field + 4] = value.to_bytes(4, "big")
+    out = run_core(bytes(data), pieces)
+    assert b"VIDEO" not in out
+
+
+def test_the_aux_info_fuzz_seeds_carry_their_audio():
+    """The seeds above give their whole audio untouched (the fuzz starts from a working file)."""
+    for data in CBCS_IN_MDAT:
+        out = run_core(data, [])
+        assert len(out) > 70000 and b"VIDEO" in data and b"VIDEO" not in out
+
+
 @settings(deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([b"ftyp", b"moov", b"trak", b"mdat", b"free", b"uuid", b"stco"]),
                           st.sampled_from([0, 1, 7, 8, 16, 24, 100, 2**32 - 1]), st.binary(max_size=40)),

@@ -33,6 +33,7 @@ class Track:
     offsets: array = field(default_factory=lambda: array("q"))  # input chunk offsets
     sizes: array = field(default_factory=lambda: array("q"))  # and the bytes in each chunk
     aux: tuple[Box, Box | None] | None = None  # encrypted: its saio and senc boxes (sample auxiliary information)
+    aux_blocks: Track | None = None  # its aux information when in the media data: copied like chunks (box: saio)
 
 
 @dataclass
@@ -265,25 +266,36 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
             replacements = {}
             for t in kept:
                 _read_chunks(moov_data, t)
-    ranges, placed = _ranges(kept)
-    for t in kept:  # in the ranges and placements now: freed before the other tracks are read
-        t.offsets = t.sizes = array("q")
+    for t in kept:
+        if t.aux:
+            t.aux_blocks = _aux_in_media(moov_data, moov, t, moov_offset)
+    media_aux = [(n, t.aux_blocks) for n, t in enumerate(kept) if t.aux_blocks]
+    ranges, placed = _ranges(kept + [blocks for _, blocks in media_aux])
+    for t in kept + [blocks for _, blocks in media_aux]:  # in the ranges and placements now: freed
+        t.offsets = t.sizes = array("q")  # before the other tracks are read
     audio_bytes = ranges.total
     warnings += _check_other_tracks(moov_data, ranges, dropped)
 
     # The moov's size depends on stco vs co64, not on the offsets' values: size it, then fill it.
     wide = False
+
+    def with_saio(moved):  # the replacements, and each saio of aux in the media data given `moved` offsets
+        out = {n: dict(r) for n, r in replacements.items()}
+        for j, (n, blocks) in enumerate(media_aux):
+            out.setdefault(n, {})[b"saio"] = _saio(moov_data, blocks.box, moved(len(kept) + j), wide)
+        return out
+
     for _ in range(2):
         zeros = {n: array("q", bytes(8 * len(placed[n]))) for n in placed}
-        trial = _moov(moov_data, moov, kept, zeros, wide, replacements)
+        trial = _moov(moov_data, moov, kept, zeros, wide, with_saio(zeros.__getitem__))
         header = mdat_header(audio_bytes)
         base = len(ftyp) + len(trial) + len(header)
         if wide or base + audio_bytes <= U32_MAX:
             break
         wide = True
     out_offsets = {n: shift(placed[n], base) for n in placed}
-    moov_out = _moov(moov_data, moov, kept, out_offsets, wide, replacements)
-    if any(t.aux for t in kept):
+    moov_out = _moov(moov_data, moov, kept, out_offsets, wide, with_saio(out_offsets.__getitem__))
+    if any(t.aux and not t.aux_blocks for t in kept):
         moov_out = _aux_offsets(moov_data, moov_out, kept, moov_offset, len(ftyp))
     if mvex and not ranges:
         header = b""  # an init segment: the fragments that follow bring their own mdat
@@ -299,7 +311,7 @@ def _aux_offsets(data, moov_out: bytes, kept: list[Track], moov_offset: int | No
     out = bytearray(moov_out)
     out_traks = [b for b in children(out, 8 if int.from_bytes(out[:4], "big") != 1 else 16, len(out)) if b.type == b"trak"]
     for track, out_trak in zip(kept, out_traks):
-        if not track.aux:
+        if not track.aux or track.aux_blocks:
             continue
         saio, senc = track.aux
         out_stbl = _stbl(out, out_trak)
@@ -318,6 +330,58 @@ def _aux_offsets(data, moov_out: bytes, kept: list[Track], moov_offset: int | No
             moved.append(senc_out + offset - senc_in)
         struct.pack_into(f">{len(moved)}{code}", out, out_boxes[b"saio"].payload + at_offsets, *moved)
     return bytes(out)
+
+
+def _aux_in_media(data, moov: Box, track: Track, moov_offset: int | None) -> Track | None:
+    """An encrypted track's aux information when it lies in the media data (as some packagers put it):
+    its blocks (one for the whole track, or one a chunk, by saio's count; each as long as saiz's sizes of
+    the samples it covers) to copy like chunks; None when every saio offset points inside the track's
+    own senc in the moov (the senc then travels with the moov: _aux_offsets). Offsets into the moov
+    elsewhere are refused."""
+    saio, senc = track.aux
+    what = f"track {track.track_id}"
+    _, _, offsets = tables.aux_offsets(_payload(data, saio), what)
+    if moov_offset is None:
+        raise UnsupportedInput(f"{what} is encrypted and where its moov lies in the input is not known: its "
+                               f"sample auxiliary information cannot be located")
+    moov_start, moov_end = moov_offset + moov.start, moov_offset + moov.end
+    in_moov = [o for o in offsets if moov_start <= o < moov_end]
+    if in_moov:
+        if senc is not None and len(in_moov) == len(offsets):
+            return None  # in its senc, or refused by _aux_offsets with the byte named
+        raise UnsupportedInput(f"{what} is encrypted with sample auxiliary information at byte {in_moov[0]}, "
+                               f"inside the moov but outside its senc box: not supported yet")
+    stbl = _stbl(data, track.box)
+    found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
+    if b"saiz" not in found:
+        raise MalformedInput(f"{what} has a saio but no saiz: the size of its aux information is unknown")
+    default, count, sizes = tables.aux_sizes(_payload(data, found[b"saiz"]), what)
+    sizes_box = found.get(b"stsz") or found.get(b"stz2")
+    samples = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))[1]
+    if count != samples:
+        raise MalformedInput(f"saiz of {what} describes {count} samples, the track has {samples}")
+    chunks = len(track.offsets)
+    if len(offsets) == 1:
+        block_sizes = array("q", [default * count if default else sum(sizes)])
+    elif len(offsets) == chunks:
+        counts = tables.samples_per_chunk(*tables.sample_to_chunk(_payload(data, found[b"stsc"])), chunks)
+        block_sizes = tables.chunk_sizes(counts, default, sizes, count)
+    else:
+        raise MalformedInput(f"saio of {what} has {len(offsets)} offsets for {chunks} chunks: it needs one, "
+                             f"or one a chunk")
+    try:
+        return Track(saio, track.track_id, b"aux ", 0, array("q", offsets), block_sizes)
+    except OverflowError:
+        raise MalformedInput(f"saio of {what} has an offset past 2^63") from None
+
+
+def _saio(data, saio: Box, offsets, wide: bool) -> bytes:
+    """The saio box with new offsets: 64-bit (version 1) when the output needs them or the input had them."""
+    p = _payload(data, saio)
+    _, at, _ = tables.aux_offsets(p, "an audio track")
+    version = 1 if wide else p[0]
+    return make_box(b"saio", bytes([version]) + bytes(p[1:at]) +
+                    struct.pack(f">{len(offsets)}{'Q' if version else 'I'}", *offsets))
 
 
 def _movie_timescale(data, moov: Box) -> int:

@@ -123,3 +123,15 @@ def aux_offsets(payload, what: str) -> tuple[str, int, list[int]]:
     if count_at + 4 + count * struct.calcsize(code) > len(payload):
         raise MalformedInput(f"saio of {what} claims {count} offsets, more than it holds")
     return code, count_at + 4, list(struct.unpack_from(f">{count}{code}", payload, count_at + 4))
+
+
+def aux_sizes(payload, what: str) -> tuple[int, int, array | None]:
+    """A saiz box: (default size or 0, sample count, per-sample sizes or None), as sample_sizes."""
+    flags = int.from_bytes(payload[1:4], "big") if len(payload) >= 4 else 0
+    at = 4 + (8 if flags & 1 else 0)
+    if len(payload) < at + 5:
+        raise MalformedInput(f"saiz of {what} is {len(payload)} bytes, too short for its fields")
+    default, count = payload[at], int.from_bytes(payload[at + 1 : at + 5], "big")
+    if default:
+        return default, count, None
+    return 0, count, _array("B", payload[at + 5 :], count, f"saiz of {what}")
