@@ -356,3 +356,103 @@ def test_saio_is_64_bit_when_the_output_passes_4_gib(blocks):
     else:
         assert moved == [len(head) + i * (gap + chunk) for i in range(chunks)]
     assert b"co64" in head and out.audio_bytes == chunks * (gap + chunk)
+
+
+# -- a real packager: Shaka Packager (npm, pinned in package.json) -------------------------------------
+
+def packager() -> str:
+    import platform
+    arch = {"x86_64": "x64", "aarch64": "arm64"}[platform.machine()]
+    path = ROOT / "node_modules" / "shaka-packager" / "bin" / f"packager-linux-{arch}"
+    assert path.exists(), f"{path} is missing: scripts/bootstrap --test installs it (npm ci)"
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def shaka(tmp_path_factory):
+    """h264_aac.mp4's audio packaged by Shaka Packager as fragmented MP4 (with a sidx and a ClearKey
+    pssh): cenc (IVs and saiz/saio in each traf) and cbcs (constant IV) in one fragment; cenc in one
+    fragment a second; cbcs with key rotation (a seig group and a pssh in every moof; the keys of later
+    periods are derived, unknown). ffmpeg 5.1 decrypts a file of several fragments only through its
+    sidx (the input itself with its sidx removed gives 43 of its packets), and the output has no sidx:
+    those two are judged by the walker only."""
+    folder = tmp_path_factory.mktemp("shaka")
+    second = ["--fragment_duration", "1", "--segment_duration", "1"]
+    for name, scheme, more in (("shaka_cenc.mp4", "cenc", []), ("shaka_cbcs.mp4", "cbcs", []),
+                               ("shaka_cenc_fragments.mp4", "cenc", second),
+                               ("shaka_rotation.mp4", "cbcs", second + ["--crypto_period_duration", "2"])):
+        run(packager(), f"in={MEDIA / 'h264_aac.mp4'},stream=audio,output={folder / name}", "--enable_raw_key_encryption",
+            "--keys", f"label=:key_id={KID}:key={KEY}", "--protection_scheme", scheme, "--clear_lead", "0", *more)
+    return folder
+
+
+def packet_data(path, key: bool = True) -> list[str]:
+    """Size and MD5 of each audio packet (Shaka's files drop the clear file's priming edit, so the
+    timestamps differ; the packets must not)."""
+    r = subprocess.run(["ffmpeg", "-v", "error", *(["-decryption_key", KEY] if key else []), "-i", str(path), "-map", "0:a",
+                        "-c", "copy", "-f", "framemd5", "-"], capture_output=True, check=True)
+    return [",".join(line.split(",")[4:6]) for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+
+
+def moof_encryption(data: bytes) -> list[list[bytes]]:
+    """For each moof: its pssh boxes and each traf's sbgp, sgpd, senc, saiz (whole boxes), and the aux
+    bytes its saio points at; read by the tests' walker."""
+    found = []
+    for kind, pos, header, size in boxes(data):
+        if kind != b"moof":
+            continue
+        parts = []
+        for k, p, h, s in boxes(data, pos + header, pos + size):
+            if k == b"pssh":
+                parts.append(data[p : p + s])
+            if k != b"traf":
+                continue
+            inner = {kk: (q, ss) for kk, q, hh, ss in boxes(data, p + h, p + s)}
+            parts += [data[q : q + ss] for kk, (q, ss) in inner.items() if kk in (b"sbgp", b"sgpd", b"senc", b"saiz")]
+            if b"saio" in inner:  # counted from the moof (Shaka's trafs are default-base-is-moof)
+                at = pos + struct.unpack_from(">I", data, inner[b"saio"][0] + 16)[0]
+                saiz = data[inner[b"saiz"][0] + 12 : inner[b"saiz"][0] + inner[b"saiz"][1]]
+                parts.append(data[at : at + saiz[0] * struct.unpack_from(">I", saiz, 1)[0]])
+        found.append(parts)
+    return found
+
+
+def test_shakas_files_are_what_they_say(shaka):
+    clear = [",".join(line.split(",")[4:6]) for line in clear_packets()]
+    for scheme in ("cenc", "cbcs"):
+        assert packet_data(shaka / f"shaka_{scheme}.mp4") == clear != packet_data(shaka / f"shaka_{scheme}.mp4", key=False)
+    assert len(moof_encryption((shaka / "shaka_cenc_fragments.mp4").read_bytes())) >= 6
+    encryption = moof_encryption((shaka / "shaka_rotation.mp4").read_bytes())
+    assert len(encryption) >= 6 and all(any(b"seig" in part for part in parts) for parts in encryption)
+    assert all(any(part[4:8] == b"pssh" for part in parts) for parts in encryption)
+
+
+@pytest.mark.parametrize("name", ["shaka_cenc.mp4", "shaka_cbcs.mp4", "shaka_cenc_fragments.mp4", "shaka_rotation.mp4"])
+def test_a_real_packagers_encrypted_audio_passes(shaka, tmp_path, name):
+    """The CLI's output of each: every moof keeps its pssh, seig groups, senc, saiz and the aux bytes
+    saio points at; ffmpeg decrypts cenc and cbcs to the clear file's audio packets. (These inputs hold
+    audio only, so their moofs keep their size; moofs that shrink, a video traf gone, are
+    test_fragmented_aux_info_follows_each_kept_traf's.)"""
+    out = tmp_path / "out.mp4"
+    r = subprocess.run(CLI + [str(shaka / name), str(out)], cwd=ROOT, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    assert moof_encryption(out.read_bytes()) == moof_encryption((shaka / name).read_bytes())
+    if name in ("shaka_cenc.mp4", "shaka_cbcs.mp4"):
+        assert packet_data(out) == packet_data(shaka / name)
+
+
+@pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
+def test_a_real_packagers_cbcs_through_mitmdump(shaka, tmp_path, options):
+    from origin import Origin
+    origin = Origin(shaka).start()
+    proxy = Proxy(tmp_path / "shaka.log", "--mode", f"reverse:{origin.url}", *options)
+    try:
+        reply = http_get(proxy.port, "/shaka_cbcs.mp4?ali_audio_only=1")
+    finally:
+        proxy.stop()
+        origin.shutdown()
+    assert reply.status == 200 and reply.clean
+    out = tmp_path / "audio.mp4"
+    out.write_bytes(reply.body)
+    assert packet_data(out) == packet_data(shaka / "shaka_cbcs.mp4")
+    assert moof_encryption(reply.body) == moof_encryption((shaka / "shaka_cbcs.mp4").read_bytes())
