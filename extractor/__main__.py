@@ -159,7 +159,11 @@ class Output:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
-        return check_files(argv[1:])
+        try:
+            return check_files(argv[1:])
+        except BrokenPipeError:  # `check ... | head`: as below
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     parser = argparse.ArgumentParser(prog="python -m extractor", description=__doc__.splitlines()[0])
     parser.add_argument("input", help="MP4 or FLV file, or - for standard input")
     parser.add_argument("output", help="where the audio goes, or - for standard output")

@@ -151,3 +151,14 @@ def test_dev_stdout_appended_to_and_permissions_kept(tmp_path):
     private.chmod(0o600)
     assert subprocess.run(CLI + [str(MEDIA / "h264_aac.flv"), str(private)], cwd=ROOT).returncode == 0
     assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_bytes() == want
+
+
+def test_check_piped_into_head_ends_quietly():
+    """`check *.mp4 | head -1`: the reader leaves early; no traceback, a nonzero status."""
+    files = sorted(str(p) for p in MEDIA.glob("*.mp4")) * 20  # more lines than a pipe buffer holds
+    p = subprocess.Popen(CLI + ["check", *files], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()
+    stderr = p.stderr.read()
+    assert p.wait(60) == 1 and first.endswith(b"bytes\n")
+    assert b"Traceback" not in stderr, stderr.decode()
