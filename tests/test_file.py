@@ -333,6 +333,25 @@ def test_several_ranges_in_one_request_and_one_by_one(origin, tmp_path):
         proxy.stop()
 
 
+def test_spans_are_found_in_parts_in_any_order_merged_or_overlapping():
+    from addon.origin_client import RangeRefused, spans_from_parts
+    data = bytes(range(100))
+
+    def part(first, last, length=100):
+        return (first, last, length, data[first : last + 1])
+
+    spans = [(0, 9), (20, 29), (40, 49)]
+    want = [data[a : b + 1] for a, b in spans]
+    assert spans_from_parts([part(0, 9), part(20, 29), part(40, 49)], spans, 100) == want  # as asked
+    assert spans_from_parts([part(40, 49), part(0, 9), part(20, 29)], spans, 100) == want  # another order
+    assert spans_from_parts([part(0, 29), part(40, 49)], spans, 100) == want  # neighbours merged
+    assert spans_from_parts([part(0, 60), part(20, 25), part(40, 41)], spans, 100) == want  # overlapping
+    with pytest.raises(RangeRefused, match="no part for bytes 20-29"):
+        spans_from_parts([part(0, 9), part(20, 28), part(40, 49)], spans, 100)
+    with pytest.raises(RangeRefused, match="replaced"):
+        spans_from_parts([part(0, 9), part(20, 29, 101), part(40, 49)], spans, 100)
+
+
 def test_hostile_multipart_answers_are_refused_cleanly():
     """Hostile or odd multipart/byteranges answers: a clean refusal, never a crash or wrong bytes."""
     from addon.origin_client import OriginVersion, RangeRefused, parse_byteranges
