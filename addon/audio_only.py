@@ -179,6 +179,9 @@ class AudioOnly:
         if broken := internals.reaches_that_broke():
             log.warning(f"audio-only: this mitmproxy lacks {', '.join(broken)}: an HTTP/1.0 client may take a failed "
                         f"body for a whole one (see addon/internals.py)")
+        if not internals.read_origin_bodies_in_bigger_pieces():
+            log.warning("audio-only: this httpcore lacks AsyncHTTP11Connection.READ_NUM_BYTES: origin bodies are read "
+                        "64 KiB at a time, which costs more CPU (see addon/internals.py)")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.requests.decide(flow)

@@ -40,6 +40,7 @@ log = logging.getLogger("addon.audio_only")
 # costs a write and its framing. The origin is ahead when a read came back full; otherwise we have
 # caught up (a live stream, the end of a burst) and everything held leaves at once, with no delay.
 ORIGIN_AHEAD = 32 << 10
+FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop
 FLUSH_AT = 64 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
@@ -81,7 +82,7 @@ class StreamedAnswer:
     async def run(self) -> None:
         x = self.extractor
         try:
-            async for piece in self.response.aiter_raw():
+            async for piece in self.body_pieces():
                 await self.drain_backlog()  # audio the tail's moov found in the spool goes first
                 out = await self.feed(piece)
                 if not self.headers_sent:
@@ -122,6 +123,22 @@ class StreamedAnswer:
         finally:
             self.release()
         self.done()
+
+    async def body_pieces(self):
+        """The origin's body in pieces of at most FEED_PIECE bytes. httpx reads up to 256 KiB at a time
+        (internals.read_origin_bodies_in_bigger_pieces: fewer reads, less CPU); the core's work on a
+        piece grows with the ranges in it, so a piece of a file dense with tiny chunks is fed in slices,
+        the loop serving the others between them (p99 of small requests beside a hostile file: 189 ms
+        fed whole, under 100 sliced)."""
+        async for piece in self.response.aiter_raw():
+            if len(piece) <= FEED_PIECE:
+                yield piece
+                continue
+            view = memoryview(piece)
+            for at in range(0, len(piece), FEED_PIECE):
+                if at:
+                    await asyncio.sleep(0)
+                yield view[at : at + FEED_PIECE]
 
     async def feed(self, piece: bytes) -> list:
         """The core's output for one piece. A piece that completes a moov leaves its planning to the

@@ -35,3 +35,13 @@ def test_the_addon_finds_the_proxyserver():
         assert internals.reaches_that_broke() == []
     with taddons.context():
         assert internals.reaches_that_broke() == ["the proxyserver addon"]
+
+
+def test_httpcore_reads_answers_in_pieces_of_read_num_bytes():
+    from httpcore._async.http11 import AsyncHTTP11Connection
+    assert internals.read_origin_bodies_in_bigger_pieces(), (
+        "httpcore's AsyncHTTP11Connection.READ_NUM_BYTES is gone: origin bodies are read 64 KiB at a "
+        "time again (the stream path slower, see addon/internals.py)")
+    assert AsyncHTTP11Connection.READ_NUM_BYTES == internals.ORIGIN_READ
+    assert "self.READ_NUM_BYTES" in inspect.getsource(AsyncHTTP11Connection._receive_event), (
+        "AsyncHTTP11Connection no longer reads READ_NUM_BYTES at a time")
