@@ -558,7 +558,7 @@ class FileHandler(tornado.web.RequestHandler):
         answers one range a request) joins neighbouring ranges into a batch."""
         several = self.files.multirange.get(job.target.route, True)
         group: list = []  # Batch, and bytes between them
-        batches, span = 0, 0
+        batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
         for kind, value in file.plan.batches(first, last, MAX_REQUEST):
             if kind == "head":
                 if group:
@@ -566,18 +566,19 @@ class FileHandler(tornado.web.RequestHandler):
                 else:
                     yield kind, value
                 continue
+            size = value.hi - value.lo
             if group:
-                previous = next(b for b in reversed(group) if isinstance(b, extractor.Batch))
                 if several:
-                    full = batches >= MULTI_RANGES or span + value.size > MAX_REQUEST
+                    full = batches >= MULTI_RANGES or span + size > MAX_REQUEST
                 else:  # one range a request costs a round trip each: reading the video between is cheaper
                     full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
                 if full:
                     yield "fetch", group
                     group, batches, span = [], 0, 0
             group.append(value)
+            previous = value
             batches += 1
-            span += value.size
+            span += size
         if group:
             yield "fetch", group
 
@@ -620,6 +621,9 @@ async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes], 
             out.append(element)
             continue
         piece = next(next_piece)
+        if at is None and element.j - element.i == 1:  # one range: its piece is its output, as it is
+            out.append(piece)
+            continue
         start = element.lo if at is None else at
         if element.j - element.i > CUT_IN_THREAD:
             out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, element, piece, start))

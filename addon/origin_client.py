@@ -110,25 +110,27 @@ def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int, 
     """The parts of a multipart/byteranges body: (first, last, total length, bytes) each. Raises
     RangeRefused on anything that is not such a body."""
     delimiter = b"--" + boundary
+    closing = b"\r\n" + delimiter  # what follows each part's bytes
     parts, pos = [], body.find(delimiter)
     if pos < 0:
         raise RangeRefused("the origin's multipart answer has no boundary")
+    find, search, startswith, append = body.find, PART_RANGE.search, body.startswith, parts.append
     while True:
         pos += len(delimiter)
-        if body[pos : pos + 2] == b"--":
+        if startswith(b"--", pos):
             return parts
-        header_end = body.find(b"\r\n\r\n", pos)
+        header_end = find(b"\r\n\r\n", pos)
         if header_end < 0:
             raise RangeRefused("a part of the origin's multipart answer is cut short")
-        m = PART_RANGE.search(body, pos, header_end)
+        m = search(body, pos, header_end)
         if not m:
             raise RangeRefused("a part of the origin's multipart answer has no Content-Range")
-        first, last, total = int(m[1]), int(m[2]), int(m[3])
+        first, last, total = map(int, m.groups())
         start = header_end + 4
         end = start + last + 1 - first
-        if last < first or body[end : end + 2 + len(delimiter)] != b"\r\n" + delimiter:
+        if last < first or not startswith(closing, end):
             raise RangeRefused(f"the part for bytes {first}-{last} of the origin's multipart answer is malformed")
-        parts.append((first, last, total, body[start:end]))
+        append((first, last, total, body[start:end]))
         pos = end + 2
 
 
