@@ -112,7 +112,7 @@ class Job:
     # The client's If-None-Match as the origin knows it (request_rules.py translates our ETag back):
     # a streamed answer asks the origin with it, so that a 304 can come back.
     revalidate: tuple = ()
-    known_plan: tuple | None = None  # (moov_digest of a moov, its plan) made before the answer (the seek check)
+    known_plan: tuple | None = None  # (moov_digest of a moov, where it lies, its plan) made before the answer (the seek check)
     made: float = field(default_factory=time.monotonic)
 
 
@@ -441,7 +441,7 @@ class FileHandler(tornado.web.RequestHandler):
         except (extractor.ExtractError, PlannerFailed, BudgetExceeded) as e:
             log.info(f"audio-only: {job.url}: the seek start is not checked before answering ({e})")
             return False
-        job.known_plan = (digest, plan)
+        job.known_plan = (digest, moov_at, plan)
         return False
 
     async def relay(self, job: Job, response: httpx.Response) -> None:

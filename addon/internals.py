@@ -22,7 +22,6 @@ from __future__ import annotations
 import socket
 import struct
 
-import httpcore._async.http11
 from mitmproxy import connection, ctx, http
 
 # What one read of an origin's body may return: asyncio's socket transports receive at most 256 KiB
@@ -31,19 +30,31 @@ ORIGIN_READ = 256 << 10
 
 
 def read_origin_bodies_in_bigger_pieces() -> bool:
-    """Let httpcore read an HTTP/1.1 answer up to ORIGIN_READ bytes at a time rather than 64 KiB.
+    """Let httpcore read an origin's answer up to ORIGIN_READ bytes at a time rather than 64 KiB.
 
     Why: every audio request's origin body is read by httpx, and each read passes through httpcore,
     h11 and anyio with a timeout scope of its own: about 40 µs a read however big. Reading the 460 MB
     of a streamed answer 64 KiB at a time cost more CPU than mitmproxy's own relaying of the whole
     file (970 against 914 ms a GET, measured); 256 KiB at a time, 610 ms. httpx has no setting for
-    it: httpcore reads `AsyncHTTP11Connection.READ_NUM_BYTES` (a class attribute, 64 KiB, since
-    httpcore 0.13 through 1.0.9). False when it is gone (reads stay 64 KiB: slower, never wrong)."""
-    connection_class = getattr(httpcore._async.http11, "AsyncHTTP11Connection", None)
-    if not isinstance(getattr(connection_class, "READ_NUM_BYTES", None), int):
+    it: httpcore reads `READ_NUM_BYTES` (a class attribute, 64 KiB) of AsyncHTTP11Connection and
+    AsyncHTTP2Connection, since httpcore 0.13 through 1.0.9. False when it is gone (reads stay
+    64 KiB: slower, never wrong)."""
+    try:
+        from httpcore._async import http11
+    except ImportError:
         return False
-    connection_class.READ_NUM_BYTES = max(connection_class.READ_NUM_BYTES, ORIGIN_READ)
-    return True
+    classes = [http11.AsyncHTTP11Connection]
+    try:
+        from httpcore._async import http2  # needs the h2 package, as httpx's http2=True does
+        classes.append(http2.AsyncHTTP2Connection)
+    except ImportError:
+        pass
+    done = False
+    for connection_class in classes:
+        if isinstance(getattr(connection_class, "READ_NUM_BYTES", None), int):
+            connection_class.READ_NUM_BYTES = max(connection_class.READ_NUM_BYTES, ORIGIN_READ)
+            done = True
+    return done
 
 
 def _io(flow: http.HTTPFlow, conn: connection.Connection):

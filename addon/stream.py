@@ -82,7 +82,7 @@ class StreamedAnswer:
     async def run(self) -> None:
         x = self.extractor
         try:
-            async for piece in self.body_pieces():
+            async for piece, full_read in self.body_pieces():
                 await self.drain_backlog()  # audio the tail's moov found in the spool goes first
                 out = await self.feed(piece)
                 if not self.headers_sent:
@@ -94,7 +94,7 @@ class StreamedAnswer:
                     raise extractor.UnsupportedInput(
                         f"the origin announced {self.format.upper()} but the body is {x.format.upper()}")
                 # (The new moov waits for the first audio the spool gives back: one chunk, not two.)
-                await self.write(out, ahead=len(piece) >= ORIGIN_AHEAD or x.backlog)
+                await self.write(out, ahead=full_read or x.backlog)
                 await self.drain_backlog()
                 self.check_metadata()
                 if self.tail_task is None and x.wants_tail is not None and self.job.version and self.job.settings.fetch_moov:
@@ -129,16 +129,18 @@ class StreamedAnswer:
         (internals.read_origin_bodies_in_bigger_pieces: fewer reads, less CPU); the core's work on a
         piece grows with the ranges in it, so a piece of a file dense with tiny chunks is fed in slices,
         the loop serving the others between them (p99 of small requests beside a hostile file: 189 ms
-        fed whole, under 100 sliced)."""
+        fed whole, under 100 sliced). Each slice comes with whether its read was full (the origin is
+        ahead of us: output may wait to leave in bigger writes)."""
         async for piece in self.response.aiter_raw():
+            full_read = len(piece) >= ORIGIN_AHEAD
             if len(piece) <= FEED_PIECE:
-                yield piece
+                yield piece, full_read
                 continue
             view = memoryview(piece)
             for at in range(0, len(piece), FEED_PIECE):
                 if at:
                     await asyncio.sleep(0)
-                yield view[at : at + FEED_PIECE]
+                yield view[at : at + FEED_PIECE], full_read
 
     async def feed(self, piece: bytes) -> list:
         """The core's output for one piece. A piece that completes a moov leaves its planning to the
@@ -157,10 +159,10 @@ class StreamedAnswer:
         """The moov's plan: the one made before the answer (the seek check) if this is the same moov,
         else one made now by the planner."""
         known = self.job.known_plan
-        if known is not None:
+        if known is not None and request.moov_offset == known[1]:  # (saio offsets depend on where it lies)
             if await asyncio.to_thread(moov_digest, request.moov) == known[0]:
                 log.info(f"audio-only: {self.job.url}: the moov was planned once, before the answer")
-                return known[1]
+                return known[2]
         return await self.planner.plan(request, self.job.settings.spool_dir)
 
     def completes_metadata(self, n: int) -> bool:

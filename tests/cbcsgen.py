@@ -6,7 +6,7 @@ The audio track of a clear file becomes `enca` with sinf (frma mp4a, schm cbcs, 
 pattern 1:9, a constant IV, no per-sample IV), each audio sample is encrypted with AES-CBC by that
 pattern (ISO/IEC 23001-7 10.4: the IV reset at each subsample, the chain running through the encrypted
 blocks only, a partial last block left clear), and each sample's aux information (its subsample
-entries: 5 bytes clear, the rest protected) is written into the mdat: one block for the whole track
+entries: one, or two for odd samples, so saiz gives a size per sample) is written into the mdat: one block for the whole track
 before the first chunk (`per_chunk=False`, the only layout ffmpeg reads), or one block just before
 each audio chunk, interleaved with the video (`per_chunk=True`). saiz gives each sample's aux size,
 saio where the block(s) start. The video stays clear, its chunks moved with the new mdat.
@@ -31,24 +31,39 @@ def _full(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
     return box(kind, struct.pack(">I", version << 24 | flags) + payload)
 
 
-def encrypt_sample(sample: bytes) -> bytes:
-    clear = min(CLEAR, len(sample))
-    out, data = bytearray(sample[:clear]), sample[clear:]
-    chain = Cipher(algorithms.AES(KEY), modes.CBC(IV)).encryptor()  # one subsample: the IV starts afresh
-    at = 0
+def subsamples(index: int, size: int) -> list[tuple[int, int]]:
+    """(clear, protected) bytes of each subsample of sample `index`: one for even samples, two for odd
+    ones (so saiz gives each sample's aux size: 8 or 14 bytes)."""
+    clear = min(CLEAR, size)
+    if index % 2 == 0 or size < 64:
+        return [(clear, size - clear)]
+    half = size // 2
+    return [(clear, half - clear), (3, size - half - 3)]
+
+
+def _protect(data: bytes) -> bytes:
+    """One subsample's protected bytes: the IV starts afresh, the chain runs through the encrypted blocks."""
+    out, chain, at = bytearray(), Cipher(algorithms.AES(KEY), modes.CBC(IV)).encryptor(), 0
     while len(data) - at >= 16 * CRYPT:
         out += chain.update(data[at : at + 16 * CRYPT])
         at += 16 * CRYPT
         skip = min(16 * SKIP, len(data) - at)
         out += data[at : at + skip]
         at += skip
-    out += data[at:]
+    return bytes(out + data[at:])
+
+
+def encrypt_sample(index: int, sample: bytes) -> bytes:
+    out, at = bytearray(), 0
+    for clear, protected in subsamples(index, len(sample)):
+        out += sample[at : at + clear] + _protect(sample[at + clear : at + clear + protected])
+        at += clear + protected
     return bytes(out)
 
 
-def aux_entry(size: int) -> bytes:
-    clear = min(CLEAR, size)
-    return struct.pack(">HHI", 1, clear, size - clear)  # one subsample; no IV (the constant IV is in tenc)
+def aux_entry(index: int, size: int) -> bytes:
+    parts = subsamples(index, size)  # no IV: the constant IV is in tenc
+    return struct.pack(">H", len(parts)) + b"".join(struct.pack(">HI", c, p) for c, p in parts)
 
 
 def _find(data: bytes, start: int, end: int, kind: bytes):
@@ -111,18 +126,18 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
     payload, new_offsets, aux_offsets = bytearray(), {t: [0] * len(trak[3][0]) for t, trak in enumerate(traks)}, []
     if not per_chunk:
         aux_offsets.append(len(payload))
-        payload += b"".join(aux_entry(s) for s in sizes)
+        payload += b"".join(aux_entry(i, s) for i, s in enumerate(sizes))
     for offset, t, c in chunks:
         samples = range(first_sample[t][c], first_sample[t][c] + traks[t][3][1][c])
         if t == audio and per_chunk:
             aux_offsets.append(len(payload))
-            payload += b"".join(aux_entry(sizes[s]) for s in samples)
+            payload += b"".join(aux_entry(s, sizes[s]) for s in samples)
         new_offsets[t][c] = len(payload)
         at = offset
         for s in samples:
             size = traks[t][3][2][s]
             if t == audio:
-                payload += encrypt_sample(data[at : at + size])
+                payload += encrypt_sample(s, data[at : at + size])
             else:
                 payload += (b"VIDEO" * (size // 5 + 1))[:size] if mark_video else data[at : at + size]
             at += size
@@ -135,7 +150,8 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
                     t_here = next((n for n, trak in enumerate(traks) if trak[0][0] == pos), t)
                     inner = rebuild(pos + header, pos + size, t_here)
                     if kind == b"stbl" and t == audio:
-                        inner += _full(b"saiz", 0, 0, struct.pack(">BI", 8, len(sizes)))
+                        aux_sizes = bytes(len(aux_entry(i, size)) for i, size in enumerate(sizes))
+                        inner += _full(b"saiz", 0, 0, struct.pack(">BI", 0, len(sizes)) + aux_sizes)
                         inner += _full(b"saio", 0, 0, struct.pack(f">I{len(aux_offsets)}I", len(aux_offsets),
                                                                   *(base + o for o in aux_offsets)))
                         inner += seig_groups(len(sizes))
@@ -174,19 +190,18 @@ def audio_samples_with_aux(data: bytes) -> list[tuple[bytes, bytes]]:
         offsets, per_chunk, sizes = _tables(data, stbl)
         saiz = _find(data, stbl[0] + stbl[1], stbl[0] + stbl[2], b"saiz")
         saio = _find(data, stbl[0] + stbl[1], stbl[0] + stbl[2], b"saio")
-        aux_size = data[saiz[0] + 12]
-        assert aux_size and struct.unpack_from(">I", data, saiz[0] + 13)[0] == len(sizes)
-        count = struct.unpack_from(">I", data, saio[0] + 12)[0]
-        aux_at = list(struct.unpack_from(f">{count}{'Q' if data[saio[0] + 8] else 'I'}", data, saio[0] + 16))
-        found, sample = [], 0
+        default, count = data[saiz[0] + 12], struct.unpack_from(">I", data, saiz[0] + 13)[0]
+        assert count == len(sizes)
+        aux_sizes = [default] * count if default else list(data[saiz[0] + 17 : saiz[0] + 17 + count])
+        entries = struct.unpack_from(">I", data, saio[0] + 12)[0]
+        aux_at = list(struct.unpack_from(f">{entries}{'Q' if data[saio[0] + 8] else 'I'}", data, saio[0] + 16))
+        found, sample, aux = [], 0, aux_at[0]
         for c, (offset, n) in enumerate(zip(offsets, per_chunk)):
-            first = sample
+            if entries > 1:  # one a chunk
+                aux = aux_at[c]
             for _ in range(n):
-                if count > 1:  # one a chunk
-                    aux = aux_at[c] + aux_size * (sample - first)
-                else:
-                    aux = aux_at[0] + aux_size * sample
-                found.append((data[aux : aux + aux_size], data[offset : offset + sizes[sample]]))
+                found.append((data[aux : aux + aux_sizes[sample]], data[offset : offset + sizes[sample]]))
+                aux += aux_sizes[sample]
                 offset += sizes[sample]
                 sample += 1
         return found

@@ -278,7 +278,7 @@ def test_the_cbcs_inputs_are_what_they_say(cbcs):
     from cbcsgen import audio_samples_with_aux
     for name in CBCS_FILES:
         found = audio_samples_with_aux((cbcs / name).read_bytes())
-        assert len(found) == len(clear_packets()) and all(len(aux) == 8 for aux, _ in found)
+        assert len(found) == len(clear_packets()) and {len(aux) for aux, _ in found} == {8, 14}  # saiz per sample
         if "_one_" in name:  # ffmpeg decrypts them to the clear audio; without the key they differ
             assert cbcs_packets(cbcs / name) == clear_packets() != cbcs_packets(cbcs / name, key=False)
 
@@ -316,19 +316,58 @@ def test_aux_info_over_a_video_chunk_is_refused(cbcs):
     video_chunk = struct.unpack_from(">I", data, data.index(b"stco") + 12)[0]  # the first trak is the video
     saio = data.index(b"saio")
     struct.pack_into(">I", data, saio + 12, video_chunk + 3)
-    with pytest.raises(ExtractError, match="overlap"):
+    with pytest.raises(ExtractError, match="overlaps a chunk of another track"):
         extract(bytes(data))
+
+
+def test_several_aux_info_types_in_a_track_are_refused(cbcs):
+    """A second saiz/saio pair (another aux_info_type, flags 1): which saiz pairs with which saio is
+    not carried yet, so the file is refused rather than given a saio that points at the wrong bytes."""
+    from extractor import ExtractError
+    from helpers import extract
+    data = (cbcs / "cbcs_chunks_first.mp4").read_bytes()
+    extra = _full(b"saiz", 1, b"xtra" + bytes(4) + struct.pack(">BI", 0, 0)) + _full(b"saio", 1, b"xtra" + bytes(4) + struct.pack(">II", 1, 0))
+    saio = data.index(b"saio") - 4
+    end = saio + struct.unpack_from(">I", data, saio)[0]
+    grown = bytearray(data[:end] + extra + data[end:])
+    for kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):  # the containers around the audio's stbl grow
+        at = max(m for m in range(saio) if grown[m : m + 4] == kind) - 4
+        struct.pack_into(">I", grown, at, struct.unpack_from(">I", grown, at)[0] + len(extra))
+    with pytest.raises(ExtractError, match="several saio boxes"):
+        extract(bytes(grown))
+
+
+def aux_plan(chunk: int, offsets: list[int], aux_sizes: list[int], saio: bytes):
+    """plan() of a moov of one audio track (one sample a chunk of `chunk` bytes at `offsets`, saiz
+    sizes `aux_sizes`, the saio given): only the moov exists, planning needs no media."""
+    from extractor.mp4.boxes import Box
+    from extractor.mp4.plan import plan
+    from mp4tools import box
+    n = len(offsets)
+    saiz = struct.pack(">BI", aux_sizes[0], n) if len(set(aux_sizes)) == 1 else struct.pack(">BI", 0, n) + bytes(aux_sizes)
+    stbl = box(b"stbl", _full(b"stsd", 0, struct.pack(">I", 0)) + _full(b"stsz", 0, struct.pack(">II", chunk, n))
+               + _full(b"stsc", 0, struct.pack(">IIII", 1, 1, 1, 1))
+               + _full(b"co64", 0, struct.pack(f">I{n}Q", n, *offsets)) + _full(b"saiz", 0, saiz) + saio)
+    tkhd = _full(b"tkhd", 0, struct.pack(">IIII", 0, 0, 1, 0) + struct.pack(">I", 5000) + bytes(60))
+    hdlr = _full(b"hdlr", 0, bytes(4) + b"soun" + bytes(13))
+    moov = box(b"moov", _full(b"mvhd", 0, struct.pack(">IIII", 0, 0, 1000, 5000) + bytes(80))
+               + box(b"trak", tkhd + box(b"mdia", hdlr + box(b"minf", stbl))))
+    ftyp = box(b"ftyp", b"isom" + bytes(4))
+    return plan(ftyp, moov, Box(b"moov", 0, 8, len(moov)), moov_offset=len(ftyp))
+
+
+def saio_offsets(head: bytes) -> tuple[int, list[int]]:
+    at = head.index(b"saio") - 4
+    count = struct.unpack_from(">I", head, at + 12)[0]
+    return head[at + 8], list(struct.unpack_from(f">{count}{'Q' if head[at + 8] else 'I'}", head, at + 16))
 
 
 @pytest.mark.parametrize("blocks", ["one a chunk", "one"])
 def test_saio_is_64_bit_when_the_output_passes_4_gib(blocks):
-    """An audio track of 5 GiB (only its moov exists: planning needs no media) with its aux information
-    in the media data: one block before each chunk (saio version 1: they lie past 4 GiB), or one block
-    before all (saio version 0). The output needs co64, and its saio is version 1 either way, each
-    offset where its block lands (blocks and chunks go out in input order)."""
-    from extractor.mp4.boxes import Box
-    from extractor.mp4.plan import plan
-    from mp4tools import box
+    """An audio track of 5 GiB with its aux information in the media data: one block before each chunk
+    (saio version 1: they lie past 4 GiB), or one block before all (saio version 0). The output needs
+    co64, and its saio is version 1 either way, each offset where its block lands (blocks and chunks go
+    out in input order)."""
     chunk, chunks, gap = 1 << 30, 5, 16
     if blocks == "one":
         offsets = [4096 + chunks * gap + i * chunk for i in range(chunks)]
@@ -336,26 +375,33 @@ def test_saio_is_64_bit_when_the_output_passes_4_gib(blocks):
     else:
         offsets = [4096 + i * (gap + chunk) + gap for i in range(chunks)]
         saio = _full(b"saio", 1 << 24, struct.pack(f">I{chunks}Q", chunks, *(o - gap for o in offsets)))
-    stbl = box(b"stbl", _full(b"stsd", 0, struct.pack(">I", 0)) + _full(b"stsz", 0, struct.pack(">II", chunk, chunks))
-               + _full(b"stsc", 0, struct.pack(">IIII", 1, 1, 1, 1))
-               + _full(b"co64", 0, struct.pack(f">I{chunks}Q", chunks, *offsets))
-               + _full(b"saiz", 0, struct.pack(">BI", gap, chunks)) + saio)
-    tkhd = _full(b"tkhd", 0, struct.pack(">IIII", 0, 0, 1, 0) + struct.pack(">I", 5000) + bytes(60))
-    hdlr = _full(b"hdlr", 0, bytes(4) + b"soun" + bytes(13))
-    moov = box(b"moov", _full(b"mvhd", 0, struct.pack(">IIII", 0, 0, 1000, 5000) + bytes(80))
-               + box(b"trak", tkhd + box(b"mdia", hdlr + box(b"minf", stbl))))
-    ftyp = box(b"ftyp", b"isom" + bytes(4))
-    out = plan(ftyp, moov, Box(b"moov", 0, 8, len(moov)), moov_offset=len(ftyp))
-    head = out.head
-    at = head.index(b"saio") - 4
-    assert head[at + 8] == 1  # version 1: 64-bit offsets
-    count = struct.unpack_from(">I", head, at + 12)[0]
-    moved = list(struct.unpack_from(f">{count}Q", head, at + 16))
+    out = aux_plan(chunk, offsets, [gap] * chunks, saio)
+    version, moved = saio_offsets(out.head)
+    assert version == 1  # 64-bit offsets
     if blocks == "one":
-        assert moved == [len(head)]
+        assert moved == [len(out.head)]
     else:
-        assert moved == [len(head) + i * (gap + chunk) for i in range(chunks)]
-    assert b"co64" in head and out.audio_bytes == chunks * (gap + chunk)
+        assert moved == [len(out.head) + i * (gap + chunk) for i in range(chunks)]
+    assert b"co64" in out.head and out.audio_bytes == chunks * (gap + chunk)
+
+
+def test_an_empty_aux_block_where_a_chunk_starts():
+    """Aux blocks before each chunk, the first chunk's samples with no aux information (size 0): its
+    block lies where its chunk starts. Not an overlap: planned, each offset where its block lands."""
+    chunk, gap = 100, 8
+    offsets = [1000 + i * 200 for i in range(4)]  # video between the chunks
+    blocks = [offsets[0]] + [o - gap for o in offsets[1:]]
+    out = aux_plan(chunk, offsets, [0, gap, gap, gap], _full(b"saio", 0, struct.pack(">I4I", 4, *blocks)))
+    base = len(out.head)
+    assert saio_offsets(out.head) == (0, [base, base + chunk, base + 2 * chunk + gap, base + 3 * chunk + 2 * gap])
+    assert list(out.ranges) == [(offsets[0], offsets[0] + chunk)] + [(o - gap, o + chunk) for o in offsets[1:]]
+
+
+def test_aux_information_past_byte_2_63_is_refused_cleanly():
+    from extractor import ExtractError
+    saio = _full(b"saio", 1 << 24, struct.pack(">IQ", 1, (1 << 63) - 4))
+    with pytest.raises(ExtractError, match="past byte 2\\^63"):
+        aux_plan(100, [1000], [8], saio)
 
 
 # -- a real packager: Shaka Packager (npm, pinned in package.json) -------------------------------------

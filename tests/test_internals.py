@@ -39,9 +39,13 @@ def test_the_addon_finds_the_proxyserver():
 
 def test_httpcore_reads_answers_in_pieces_of_read_num_bytes():
     from httpcore._async.http11 import AsyncHTTP11Connection
+    from httpcore._async.http2 import AsyncHTTP2Connection
     assert internals.read_origin_bodies_in_bigger_pieces(), (
-        "httpcore's AsyncHTTP11Connection.READ_NUM_BYTES is gone: origin bodies are read 64 KiB at a "
-        "time again (the stream path slower, see addon/internals.py)")
-    assert AsyncHTTP11Connection.READ_NUM_BYTES == internals.ORIGIN_READ
-    assert "self.READ_NUM_BYTES" in inspect.getsource(AsyncHTTP11Connection._receive_event), (
-        "AsyncHTTP11Connection no longer reads READ_NUM_BYTES at a time")
+        "httpcore's READ_NUM_BYTES is gone: origin bodies are read 64 KiB at a time again (the stream "
+        "path slower, see addon/internals.py)")
+    for connection_class in (AsyncHTTP11Connection, AsyncHTTP2Connection):
+        assert connection_class.READ_NUM_BYTES == internals.ORIGIN_READ
+        assert "self.READ_NUM_BYTES" in inspect.getsource(connection_class._read_incoming_data
+                                                          if connection_class is AsyncHTTP2Connection
+                                                          else connection_class._receive_event), (
+            f"{connection_class.__name__} no longer reads READ_NUM_BYTES at a time")

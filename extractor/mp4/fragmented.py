@@ -214,6 +214,9 @@ def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, 
     saio = next((b for b in boxes_in if b.type == b"saio"), None)
     if saio is None:
         return None
+    if sum(b.type == b"saio" for b in boxes_in) > 1 or sum(b.type == b"saiz" for b in boxes_in) > 1:
+        raise UnsupportedInput(f"audio track {track_id} has several saio or saiz boxes in a traf (sample auxiliary "
+                               f"information of several types): not supported")
     senc = next((b for b in boxes_in if b.type == b"senc"
                  or (b.type == b"uuid" and bytes(data[b.payload : b.payload + 16]) == PIFF_SENC)), None)
     _, _, offsets = tables.aux_offsets(data[saio.payload : saio.end], f"track {track_id}")

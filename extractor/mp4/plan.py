@@ -7,6 +7,7 @@ mdia > minf > stbl > stco); everything else is copied as the input had it.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from array import array
 from dataclasses import dataclass, field
@@ -105,8 +106,13 @@ def _stbl(data, trak: Box) -> Box:
 
 def _read_chunks(data, track: Track) -> None:
     stbl = _stbl(data, track.box)
-    found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
+    boxes_in = list(children(data, stbl.payload, stbl.end))
+    found = {b.type: b for b in boxes_in}
     track.aux = (found.get(b"saio"), found.get(b"senc")) if b"saio" in found else None
+    for kind in (b"saio", b"saiz"):
+        if sum(b.type == kind for b in boxes_in) > 1:  # one per aux_info_type: which pairs with which?
+            raise UnsupportedInput(f"track {track.track_id} has several {kind.decode()} boxes (sample auxiliary "
+                                   f"information of several types): not supported")
     sizes_box = found.get(b"stsz") or found.get(b"stz2")
     offsets_box = found.get(b"stco") or found.get(b"co64")
     if not (sizes_box and offsets_box and b"stsc" in found):
@@ -131,12 +137,16 @@ def _ranges(tracks: list[Track]) -> tuple[Ranges, dict[int, array]]:
     if len(tracks) == 1 and is_ascending(tracks[0].offsets):  # nearly always: all in bulk
         track = tracks[0]
         return merge_sorted(track.offsets, track.sizes), {0: out_positions(track.sizes)}
-    # Several audio tracks, or chunks out of order: one order for all, by input offset.
+    if len(tracks) == 2 and (found := _with_aux_blocks(*tracks)):  # an encrypted track and its aux blocks
+        return found
+    # Several audio tracks, chunks out of order: one order for all, by input offset (an empty chunk
+    # before a chunk at the same offset: sorted by size first, the sort being stable).
     offsets, sizes = array("q"), array("q")
     for track in tracks:
         offsets += track.offsets
         sizes += track.sizes
-    order = sorted(range(len(offsets)), key=offsets.__getitem__)
+    order = sorted(range(len(offsets)), key=sizes.__getitem__)
+    order.sort(key=offsets.__getitem__)
     in_order = array("q", map(sizes.__getitem__, order))
     merged = merge_sorted(array("q", map(offsets.__getitem__, order)), in_order)
     placed_in_order = out_positions(in_order)
@@ -148,6 +158,32 @@ def _ranges(tracks: list[Track]) -> tuple[Ranges, dict[int, array]]:
         placed[t] = placed_all[first : first + len(track.offsets)]
         first += len(track.offsets)
     return merged, placed
+
+
+def _with_aux_blocks(track: Track, blocks: Track) -> tuple[Ranges, dict[int, array]] | None:
+    """_ranges in bulk for a track and the blocks of its aux information in the media data, laid out as
+    packagers do: a block before (or after) each chunk, or one block for the track; None otherwise."""
+    n = len(track.offsets)
+    if not is_ascending(track.offsets):
+        return None
+    if len(blocks.offsets) == 1:
+        k = bisect.bisect_left(track.offsets, blocks.offsets[0])
+        layouts = [(track.offsets[:k] + blocks.offsets + track.offsets[k:], track.sizes[:k] + blocks.sizes + track.sizes[k:],
+                    lambda a: a[:k] + a[k + 1 :], lambda a: a[k : k + 1])]
+    elif len(blocks.offsets) == n:
+        layouts = []
+        for block_first in (True, False):  # each block before its chunk, or after it
+            offsets, sizes = array("q", bytes(16 * n)), array("q", bytes(16 * n))
+            b, c = (0, 1) if block_first else (1, 0)
+            offsets[b::2], offsets[c::2], sizes[b::2], sizes[c::2] = blocks.offsets, track.offsets, blocks.sizes, track.sizes
+            layouts.append((offsets, sizes, lambda a, c=c: a[c::2], lambda a, b=b: a[b::2]))
+    else:
+        return None
+    for offsets, sizes, chunks_of, blocks_of in layouts:
+        if is_ascending(offsets):
+            placed = out_positions(sizes)
+            return merge_sorted(offsets, sizes), {0: chunks_of(placed), 1: blocks_of(placed)}
+    return None
 
 
 def _tref(data, box: Box, kept_ids: set[int]) -> bytes | None:
@@ -345,7 +381,8 @@ def _aux_in_media(data, moov: Box, track: Track, moov_offset: int | None) -> Tra
         raise UnsupportedInput(f"{what} is encrypted and where its moov lies in the input is not known: its "
                                f"sample auxiliary information cannot be located")
     moov_start, moov_end = moov_offset + moov.start, moov_offset + moov.end
-    in_moov = [o for o in offsets if moov_start <= o < moov_end]
+    outside = not offsets or max(offsets) < moov_start or min(offsets) >= moov_end  # (in bulk, nearly always)
+    in_moov = [] if outside else [o for o in offsets if moov_start <= o < moov_end]
     if in_moov:
         if senc is not None and len(in_moov) == len(offsets):
             return None  # in its senc, or refused by _aux_offsets with the byte named
@@ -370,9 +407,10 @@ def _aux_in_media(data, moov: Box, track: Track, moov_offset: int | None) -> Tra
         raise MalformedInput(f"saio of {what} has {len(offsets)} offsets for {chunks} chunks: it needs one, "
                              f"or one a chunk")
     try:
-        return Track(saio, track.track_id, b"aux ", 0, array("q", offsets), block_sizes)
+        offsets = array("q", offsets)
     except OverflowError:
         raise MalformedInput(f"saio of {what} has an offset past 2^63") from None
+    return Track(saio, track.track_id, b"aux ", 0, offsets, block_sizes)
 
 
 def _saio(data, saio: Box, offsets, wide: bool) -> bytes:
@@ -380,8 +418,8 @@ def _saio(data, saio: Box, offsets, wide: bool) -> bytes:
     p = _payload(data, saio)
     _, at, _ = tables.aux_offsets(p, "an audio track")
     version = 1 if wide else p[0]
-    return make_box(b"saio", bytes([version]) + bytes(p[1:at]) +
-                    struct.pack(f">{len(offsets)}{'Q' if version else 'I'}", *offsets))
+    # (The payload up to the entry count, then the count and the offsets as a chunk offset table has them.)
+    return make_box(b"saio", bytes([version]) + bytes(p[1 : at - 4]) + tables.build_chunk_offsets(offsets, version == 1)[4:])
 
 
 def _movie_timescale(data, moov: Box) -> int:

@@ -58,7 +58,10 @@ class Ranges:
 
 
 def chunk_ends(offsets: array, sizes: array) -> array:
-    return array("q", map(add, offsets, sizes))
+    try:
+        return array("q", map(add, offsets, sizes))
+    except OverflowError:
+        raise MalformedInput("a chunk (or sample auxiliary information) ends past byte 2^63") from None
 
 
 def merge_sorted(offsets: array, sizes: array) -> Ranges:

@@ -110,7 +110,7 @@ def build_chunk_offsets(offsets, wide: bool) -> bytes:
     return struct.pack(">II", 0, len(offsets)) + a.tobytes()
 
 
-def aux_offsets(payload, what: str) -> tuple[str, int, list[int]]:
+def aux_offsets(payload, what: str) -> tuple[str, int, array]:
     """A saio box's offsets: (their struct code, 'I' or 'Q' by version; where they start in the payload,
     after aux_info_type and its parameter when flagged; the offsets). Patch them in place with
     struct.pack_into(f">{n}{code}", ..., payload start + at, *new)."""
@@ -122,7 +122,7 @@ def aux_offsets(payload, what: str) -> tuple[str, int, list[int]]:
     code = "Q" if version else "I"
     if count_at + 4 + count * struct.calcsize(code) > len(payload):
         raise MalformedInput(f"saio of {what} claims {count} offsets, more than it holds")
-    return code, count_at + 4, list(struct.unpack_from(f">{count}{code}", payload, count_at + 4))
+    return code, count_at + 4, _array(code, payload[count_at + 4 :], count, f"saio of {what}")
 
 
 def aux_sizes(payload, what: str) -> tuple[int, int, array | None]:
