@@ -615,6 +615,8 @@ async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes], 
     tiny ranges (about 1 µs each) is cut in a worker thread: the loop then waits at most for one such
     cut (the GIL), not for all of them. One thread for all cuts: several would take turns at the GIL
     with the loop, each turn a wait."""
+    if at is None and len(pieces) == len(group) and sum(b.j - b.i for b in group) == len(group):
+        return b"".join(pieces)  # batches of one range each, nothing between them: the pieces as they are
     out, next_piece = [], iter(pieces)
     for element in group:
         if not isinstance(element, extractor.Batch):

@@ -25,7 +25,7 @@ from .plan import plan
 from .ranges import Ranges, inside, minus
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch:
     """Ranges i..j-1 of a plan, the first read from input offset lo, the last up to hi: one origin read
     from lo to hi gives them all (the bytes between them dropped)."""
