@@ -27,6 +27,7 @@ import extractor
 PROCESS_ABOVE = 4 << 20  # moov bytes from which a plan goes to a process
 PROCESSES = 2
 NICENESS = 10  # planning yields the cores to the proxy itself: others' requests first, the big plan after
+IDLE_SHUTDOWN = 5  # seconds without a process plan after which the planning processes exit
 
 
 class PlannerFailed(Exception):
@@ -36,6 +37,8 @@ class PlannerFailed(Exception):
 class Planner:
     def __init__(self):
         self.pool: ProcessPoolExecutor | None = None
+        self.planning = 0  # plans in processes now
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
         """The pool, its forkserver running (starting it takes a few hundred milliseconds: call this in
@@ -53,12 +56,27 @@ class Planner:
         """function(*args), in a thread when `size` (the moov's bytes) is small, else in a process."""
         if size < PROCESS_ABOVE:
             return await asyncio.to_thread(function, *args)
+        self.planning += 1
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         try:
             pool = self.pool or await asyncio.to_thread(self._pool)
             return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
         except BrokenProcessPool as e:
             self.pool = None  # the next plan gets a new pool
             raise PlannerFailed(f"the process planning a {size >> 20} MiB moov died ({e})") from None
+        finally:
+            self.planning -= 1
+            if not self.planning and self.pool is not None:
+                # A worker waits for the next plan with a Python and the core loaded (tens of MiB): an
+                # edge that plans a big moov now and then gives that back when it has been idle a while.
+                self.idle_timer = asyncio.get_running_loop().call_later(IDLE_SHUTDOWN, self.close_if_idle)
+
+    def close_if_idle(self) -> None:
+        self.idle_timer = None
+        if not self.planning:
+            self.close()
 
     async def plan(self, request: extractor.PlanRequest, directory: str | None = None) -> extractor.Plan:
         """make_plan(request) off the loop. The caller hands the request over
@@ -94,6 +112,9 @@ class Planner:
             return plan
 
     def close(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from helpers import STREAM_PATH, Proxy, http_get, http_stream, drain
+from helpers import ROOT, STREAM_PATH, Proxy, http_get, http_stream, drain
 from hostile import HostileMp4
 
 SMALL = "/tiny.mp4"  # a small file passed through untouched: the others' requests
@@ -242,3 +242,33 @@ def test_eight_hostile_files_at_once(hostile_origin, tmp_path):
         assert peak[0] - start_rss < 2560
     finally:
         proxy.stop()
+
+
+def test_idle_planning_processes_exit(monkeypatch, tmp_path):
+    """A big moov is planned in a process; once no plan has run for IDLE_SHUTDOWN seconds the pool and
+    its worker go (tens of MiB an idle edge gives back), and the next big plan starts a new one."""
+    import asyncio
+
+    import extractor
+    from addon import planner as planning
+
+    monkeypatch.setattr(planning, "PROCESS_ABOVE", 0)  # every moov goes to a process
+    monkeypatch.setattr(planning, "IDLE_SHUTDOWN", 0.3)
+    data = (ROOT / "tests" / "media" / "h264_aac.mp4").read_bytes()
+    moov = data.index(b"moov") - 4
+    request = extractor.PlanRequest(data[:32], data[moov : moov + int.from_bytes(data[moov : moov + 4], "big")],
+                                    None, False, moov)
+
+    async def scenario():
+        planner = planning.Planner()
+        try:
+            first = await planner.plan(request, str(tmp_path))
+            assert planner.pool is not None
+            await asyncio.sleep(1.0)
+            assert planner.pool is None  # idle: shut down (its workers exit)
+            again = await planner.plan(request, str(tmp_path))  # a new pool for the next one
+            assert planner.pool is not None and again.head == first.head and again.ranges == first.ranges
+        finally:
+            planner.close()
+
+    asyncio.run(scenario())
