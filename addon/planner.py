@@ -38,19 +38,29 @@ class Planner:
     def __init__(self):
         self.pool: ProcessPoolExecutor | None = None
         self.planning = 0  # plans in processes now
+        self.pool_made: asyncio.Lock | None = None  # (made on the loop, at the first big plan)
         self.idle_timer: asyncio.TimerHandle | None = None
 
-    def _pool(self) -> ProcessPoolExecutor:
-        """The pool, its forkserver running (starting it takes a few hundred milliseconds: call this in
-        a thread, not on the loop)."""
-        if self.pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["extractor"])
-            from multiprocessing import forkserver
-            forkserver.ensure_running()
-            self.pool = ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context, max_tasks_per_child=1,
-                                            initializer=os.nice, initargs=(NICENESS,))
-        return self.pool
+    @staticmethod
+    def _new_pool() -> ProcessPoolExecutor:
+        """A pool, its forkserver running (starting it takes a few hundred milliseconds: call this in a
+        thread, not on the loop)."""
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["extractor"])
+        from multiprocessing import forkserver
+        forkserver.ensure_running()
+        return ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context, max_tasks_per_child=1,
+                                   initializer=os.nice, initargs=(NICENESS,))
+
+    async def _pool(self) -> ProcessPoolExecutor:
+        """The pool, made once however many plans ask for it at the same time (two pools would mean more
+        planning processes than PROCESSES, and one that close() never reaches)."""
+        if self.pool_made is None:
+            self.pool_made = asyncio.Lock()
+        async with self.pool_made:
+            if self.pool is None:
+                self.pool = await asyncio.to_thread(self._new_pool)
+            return self.pool
 
     async def run(self, size: int, function, *args):
         """function(*args), in a thread when `size` (the moov's bytes) is small, else in a process."""
@@ -61,7 +71,7 @@ class Planner:
             self.idle_timer.cancel()
             self.idle_timer = None
         try:
-            pool = self.pool or await asyncio.to_thread(self._pool)
+            pool = self.pool or await self._pool()
             return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
         except BrokenProcessPool as e:
             self.pool = None  # the next plan gets a new pool

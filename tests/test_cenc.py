@@ -397,6 +397,16 @@ def test_an_empty_aux_block_where_a_chunk_starts():
     assert list(out.ranges) == [(offsets[0], offsets[0] + chunk)] + [(o - gap, o + chunk) for o in offsets[1:]]
 
 
+def test_an_empty_aux_block_where_its_chunk_starts_with_blocks_after_chunks():
+    """Blocks after their chunks, the first one empty and lying where its own chunk starts (the order
+    in bulk would put it after that chunk's start: the general order by offset, then size, places it)."""
+    chunk = 100
+    out = aux_plan(chunk, [1000, 1200], [0, 8], _full(b"saio", 0, struct.pack(">I2I", 2, 1000, 1300)))
+    base = len(out.head)
+    assert saio_offsets(out.head) == (0, [base, base + 2 * chunk])
+    assert list(out.ranges) == [(1000, 1100), (1200, 1308)]
+
+
 def test_aux_information_past_byte_2_63_is_refused_cleanly():
     from extractor import ExtractError
     saio = _full(b"saio", 1 << 24, struct.pack(">IQ", 1, (1 << 63) - 4))

@@ -272,3 +272,36 @@ def test_idle_planning_processes_exit(monkeypatch, tmp_path):
             planner.close()
 
     asyncio.run(scenario())
+
+
+def test_plans_that_start_together_share_one_pool(monkeypatch, tmp_path):
+    """Two big plans asking for the pool at once (the first one, or the first after an idle shutdown)
+    get the same pool: never more planning processes than PROCESSES, none that close() misses."""
+    import asyncio
+
+    import extractor
+    from addon import planner as planning
+
+    monkeypatch.setattr(planning, "PROCESS_ABOVE", 0)
+    made = []
+    new_pool = planning.Planner._new_pool
+
+    def counted():
+        made.append(1)
+        return new_pool()
+
+    monkeypatch.setattr(planning.Planner, "_new_pool", staticmethod(counted))
+    data = (ROOT / "tests" / "media" / "h264_aac.mp4").read_bytes()
+    moov = data.index(b"moov") - 4
+    request = extractor.PlanRequest(data[:32], data[moov : moov + int.from_bytes(data[moov : moov + 4], "big")],
+                                    None, False, moov)
+
+    async def scenario():
+        planner = planning.Planner()
+        try:
+            first, second = await asyncio.gather(planner.plan(request, str(tmp_path)), planner.plan(request, str(tmp_path)))
+            assert first.head == second.head and len(made) == 1
+        finally:
+            planner.close()
+
+    asyncio.run(scenario())

@@ -181,8 +181,12 @@ def _with_aux_blocks(track: Track, blocks: Track) -> tuple[Ranges, dict[int, arr
         return None
     for offsets, sizes, chunks_of, blocks_of in layouts:
         if is_ascending(offsets):
+            try:
+                merged = merge_sorted(offsets, sizes)
+            except MalformedInput:  # an empty item after a full one at the same offset: the general path sorts them
+                return None
             placed = out_positions(sizes)
-            return merge_sorted(offsets, sizes), {0: chunks_of(placed), 1: blocks_of(placed)}
+            return merged, {0: chunks_of(placed), 1: blocks_of(placed)}
     return None
 
 
@@ -419,7 +423,7 @@ def _saio(data, saio: Box, offsets, wide: bool) -> bytes:
     _, at, _ = tables.aux_offsets(p, "an audio track")
     version = 1 if wide else p[0]
     # (The payload up to the entry count, then the count and the offsets as a chunk offset table has them.)
-    return make_box(b"saio", bytes([version]) + bytes(p[1 : at - 4]) + tables.build_chunk_offsets(offsets, version == 1)[4:])
+    return make_box(b"saio", bytes([version]) + bytes(p[1 : at - 4]) + tables.build_chunk_offsets(offsets, version != 0)[4:])
 
 
 def _movie_timescale(data, moov: Box) -> int:
