@@ -79,17 +79,22 @@ def test_the_cli_keeps_encrypted_audio_decryptable(encrypted, tmp_path, name):
     assert audio_aux(out.read_bytes()) == audio_aux((encrypted / name).read_bytes())
 
 
-@pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
-@pytest.mark.parametrize("name", ["enc_end.mp4", "enc_first.mp4"])
-def test_through_mitmdump(encrypted, tmp_path, name, options):
+def through_mitmdump(folder, names: list[str], tmp_path, options) -> tuple[dict, str]:
+    """({name: the audio-only reply}, the proxy's log) for files of `folder` served by a test origin."""
     from origin import Origin
-    origin = Origin(encrypted).start()
-    proxy = Proxy(tmp_path / "cenc.log", "--mode", f"reverse:{origin.url}", *options)
+    origin = Origin(folder).start()
+    proxy = Proxy(tmp_path / "proxy.log", "--mode", f"reverse:{origin.url}", *options)
     try:
-        reply = http_get(proxy.port, f"/{name}?ali_audio_only=1")
+        return {name: http_get(proxy.port, f"/{name}?ali_audio_only=1") for name in names}, proxy.log()
     finally:
         proxy.stop()
         origin.shutdown()
+
+
+@pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
+@pytest.mark.parametrize("name", ["enc_end.mp4", "enc_first.mp4"])
+def test_through_mitmdump(encrypted, tmp_path, name, options):
+    reply = through_mitmdump(encrypted, [name], tmp_path, options)[0][name]
     assert reply.status == 200 and reply.clean
     out = tmp_path / "audio.mp4"
     out.write_bytes(reply.body)
@@ -293,15 +298,7 @@ def test_the_cli_carries_aux_info_from_the_media_data(cbcs, tmp_path, name):
 
 @pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
 def test_cbcs_through_mitmdump(cbcs, tmp_path, options):
-    from origin import Origin
-    origin = Origin(cbcs).start()
-    proxy = Proxy(tmp_path / "cbcs.log", "--mode", f"reverse:{origin.url}", *options)
-    try:
-        replies = {name: http_get(proxy.port, f"/{name}?ali_audio_only=1") for name in CBCS_FILES}
-        served = proxy.log()
-    finally:
-        proxy.stop()
-        origin.shutdown()
+    replies, served = through_mitmdump(cbcs, CBCS_FILES, tmp_path, options)
     for name, reply in replies.items():
         assert reply.status == 200 and reply.clean, (name, reply.status)
         assert_cbcs_audio_only(reply.body, cbcs / name, tmp_path)
@@ -499,14 +496,7 @@ def test_a_real_packagers_encrypted_audio_passes(shaka, tmp_path, name):
 
 @pytest.mark.parametrize("options", [(), STREAM_PATH], ids=["file", "stream"])
 def test_a_real_packagers_cbcs_through_mitmdump(shaka, tmp_path, options):
-    from origin import Origin
-    origin = Origin(shaka).start()
-    proxy = Proxy(tmp_path / "shaka.log", "--mode", f"reverse:{origin.url}", *options)
-    try:
-        reply = http_get(proxy.port, "/shaka_cbcs.mp4?ali_audio_only=1")
-    finally:
-        proxy.stop()
-        origin.shutdown()
+    reply = through_mitmdump(shaka, ["shaka_cbcs.mp4"], tmp_path, options)[0]["shaka_cbcs.mp4"]
     assert reply.status == 200 and reply.clean
     out = tmp_path / "audio.mp4"
     out.write_bytes(reply.body)

@@ -244,20 +244,25 @@ def test_eight_hostile_files_at_once(hostile_origin, tmp_path):
         proxy.stop()
 
 
+def small_plan_request():
+    """A PlanRequest of a small file's moov (the tests below send every moov to a process)."""
+    import extractor
+    data = (ROOT / "tests" / "media" / "h264_aac.mp4").read_bytes()
+    moov = data.index(b"moov") - 4
+    return extractor.PlanRequest(data[:32], data[moov : moov + int.from_bytes(data[moov : moov + 4], "big")],
+                                 None, False, moov)
+
+
 def test_idle_planning_processes_exit(monkeypatch, tmp_path):
     """A big moov is planned in a process; once no plan has run for IDLE_SHUTDOWN seconds the pool and
     its worker go (tens of MiB an idle edge gives back), and the next big plan starts a new one."""
     import asyncio
 
-    import extractor
     from addon import planner as planning
 
     monkeypatch.setattr(planning, "PROCESS_ABOVE", 0)  # every moov goes to a process
     monkeypatch.setattr(planning, "IDLE_SHUTDOWN", 0.3)
-    data = (ROOT / "tests" / "media" / "h264_aac.mp4").read_bytes()
-    moov = data.index(b"moov") - 4
-    request = extractor.PlanRequest(data[:32], data[moov : moov + int.from_bytes(data[moov : moov + 4], "big")],
-                                    None, False, moov)
+    request = small_plan_request()
 
     async def scenario():
         planner = planning.Planner()
@@ -279,7 +284,6 @@ def test_plans_that_start_together_share_one_pool(monkeypatch, tmp_path):
     get the same pool: never more planning processes than PROCESSES, none that close() misses."""
     import asyncio
 
-    import extractor
     from addon import planner as planning
 
     monkeypatch.setattr(planning, "PROCESS_ABOVE", 0)
@@ -291,10 +295,7 @@ def test_plans_that_start_together_share_one_pool(monkeypatch, tmp_path):
         return new_pool()
 
     monkeypatch.setattr(planning.Planner, "_new_pool", staticmethod(counted))
-    data = (ROOT / "tests" / "media" / "h264_aac.mp4").read_bytes()
-    moov = data.index(b"moov") - 4
-    request = extractor.PlanRequest(data[:32], data[moov : moov + int.from_bytes(data[moov : moov + 4], "big")],
-                                    None, False, moov)
+    request = small_plan_request()
 
     async def scenario():
         planner = planning.Planner()
