@@ -137,7 +137,7 @@ def _ranges(tracks: list[Track]) -> tuple[Ranges, dict[int, array]]:
     if len(tracks) == 1 and is_ascending(tracks[0].offsets):  # nearly always: all in bulk
         track = tracks[0]
         return merge_sorted(track.offsets, track.sizes), {0: out_positions(track.sizes)}
-    if len(tracks) == 2 and (found := _with_aux_blocks(*tracks)):  # an encrypted track and its aux blocks
+    if len(tracks) == 2 and (found := _with_aux_blocks(*tracks)):  # a track and its aux blocks, or two alternating
         return found
     # Several audio tracks, chunks out of order: one order for all, by input offset (an empty chunk
     # before a chunk at the same offset: sorted by size first, the sort being stable).
@@ -162,7 +162,8 @@ def _ranges(tracks: list[Track]) -> tuple[Ranges, dict[int, array]]:
 
 def _with_aux_blocks(track: Track, blocks: Track) -> tuple[Ranges, dict[int, array]] | None:
     """_ranges in bulk for a track and the blocks of its aux information in the media data, laid out as
-    packagers do: a block before (or after) each chunk, or one block for the track; None otherwise."""
+    packagers do: a block before (or after) each chunk, or one block for the track; None otherwise (the
+    general path decides). Any two tracks whose chunks alternate take it too, with the same result."""
     n = len(track.offsets)
     if not is_ascending(track.offsets):
         return None
