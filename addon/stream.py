@@ -40,7 +40,8 @@ log = logging.getLogger("addon.audio_only")
 # costs a write and its framing. The origin is ahead when a read came back full; otherwise we have
 # caught up (a live stream, the end of a burst) and everything held leaves at once, with no delay.
 ORIGIN_AHEAD = 32 << 10
-FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop
+FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop,
+SLOW_FEED = 0.004  # once a whole piece has taken more than these seconds of the loop
 FLUSH_AT = 64 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
@@ -78,6 +79,7 @@ class StreamedAnswer:
         self.metadata_since: float | None = None
         self.metadata_box: int | None = None
         self.tail_task: asyncio.Task | None = None
+        self.slow_feeds = False  # a feed took more than SLOW_FEED: the next pieces are fed in slices
 
     async def run(self) -> None:
         x = self.extractor
@@ -125,15 +127,16 @@ class StreamedAnswer:
         self.done()
 
     async def body_pieces(self):
-        """The origin's body in pieces of at most FEED_PIECE bytes. httpx reads up to 256 KiB at a time
-        (internals.read_origin_bodies_in_bigger_pieces: fewer reads, less CPU); the core's work on a
-        piece grows with the ranges in it, so a piece of a file dense with tiny chunks is fed in slices,
-        the loop serving the others between them (p99 of small requests beside a hostile file: 189 ms
-        fed whole, under 100 sliced). Each slice comes with whether its read was full (the origin is
-        ahead of us: output may wait to leave in bigger writes)."""
+        """The origin's body as read, each piece with whether its read was full (the origin is ahead of
+        us: output may wait to leave in bigger writes). httpx reads up to 256 KiB at a time
+        (internals.read_origin_bodies_in_bigger_pieces: fewer reads, less CPU). The core's work on a
+        piece grows with the ranges in it: once a feed has taken more than SLOW_FEED (a file dense with
+        tiny chunks), the pieces are fed FEED_PIECE bytes at a time, the loop serving the others between
+        them (p99 of small requests beside a hostile file: 189 ms fed whole, under 100 sliced). An
+        ordinary file is fed whole: slicing it cost 80 ms of CPU a GET of the 460 MB test file."""
         async for piece in self.response.aiter_raw():
             full_read = len(piece) >= ORIGIN_AHEAD
-            if len(piece) <= FEED_PIECE:
+            if len(piece) <= FEED_PIECE or not self.slow_feeds:
                 yield piece, full_read
                 continue
             view = memoryview(piece)
@@ -149,7 +152,13 @@ class StreamedAnswer:
         thread: mitmproxy's event loop goes on serving the others."""
         x = self.extractor
         async with self.lock:
-            out = await self.in_worker(x.feed, piece) if self.completes_metadata(len(piece)) else x.feed(piece)
+            if self.completes_metadata(len(piece)):
+                out = await self.in_worker(x.feed, piece)
+            else:
+                started = time.perf_counter()
+                out = x.feed(piece)
+                if not self.slow_feeds and time.perf_counter() - started > SLOW_FEED:
+                    self.slow_feeds = True
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
                 out += x.provide_plan(await self.plan(x.pop_plan_request()))
