@@ -134,6 +134,40 @@ def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int, 
         pos = end + 2
 
 
+def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], length: int | None) -> list[bytes] | None:
+    """The bytes of each span from a multipart answer in the common form: one part per span, in the
+    order asked, each with a `Content-Range: bytes first-last/length` line that says exactly that span
+    of this length. None as soon as anything differs (other order, merged parts, another length, other
+    line endings...): parse_byteranges then reads it carefully. A third of the cost of that walk, which
+    a GET of the test file pays for 18,001 parts."""
+    if length is None:
+        return None
+    delimiter = b"--" + boundary
+    closing = b"\r\n" + delimiter
+    pos = body.find(delimiter)
+    if pos < 0:
+        return None
+    find, rfind, startswith, out = body.find, body.rfind, body.startswith, []
+    for first, last in spans:
+        pos += len(delimiter)
+        header_end = find(b"\r\n\r\n", pos)
+        if header_end < 0:
+            return None
+        at = find(b"bytes %d-%d/%d\r\n" % (first, last, length), pos, header_end + 2)
+        if at < 0:
+            return None
+        line = rfind(b"\n", pos, at) + 1
+        if body[line : line + 14].lower() != b"content-range:" or body[line + 14 : at].strip(b" \t"):
+            return None
+        start = header_end + 4
+        end = start + last + 1 - first
+        if not startswith(closing, end):
+            return None
+        out.append(body[start:end])
+        pos = end + 2
+    return out if startswith(delimiter + b"--", pos) else None
+
+
 def spans_from_parts(parts: list[tuple[int, int, int, bytes]], spans: list[tuple[int, int]], length: int | None) -> list[bytes]:
     """The bytes of each (first, last) span out of a multipart answer's parts (parse_byteranges), which
     origins give in the order asked, sorted, or with neighbours merged into one part. RangeRefused when
@@ -317,8 +351,11 @@ class OriginClient:
                     raise RangeRefused(f"the origin's multipart answer is longer than the {limit} bytes expected")
         finally:
             await response.aclose()
+        body, boundary = bytes(body), m[1].encode()
+        if (pieces := pieces_as_asked(body, boundary, spans, version.length)) is not None:
+            return pieces
         try:
-            parts = parse_byteranges(bytes(body), m[1].encode())
+            parts = parse_byteranges(body, boundary)
         except RangeRefused as e:  # a dialect of multipart we do not read: one range at a time will do
             raise MultiRangeRefused(str(e)) from None
         return spans_from_parts(parts, spans, version.length)

@@ -352,6 +352,38 @@ def test_spans_are_found_in_parts_in_any_order_merged_or_overlapping():
         spans_from_parts([part(0, 9), part(20, 29, 101), part(40, 49)], spans, 100)
 
 
+def test_the_quick_multipart_read_takes_only_the_common_form():
+    """pieces_as_asked reads an answer of one part per span, in order, each Content-Range exactly that
+    span of this length; anything else is None (the careful walk decides), never other bytes."""
+    from addon.origin_client import parse_byteranges, pieces_as_asked, spans_from_parts
+    data = bytes(range(256)) * 4
+
+    def answer(parts, length=len(data), header=b"Content-Range: bytes %d-%d/%d", extra=b"Content-Type: video/mp4\r\n"):
+        body = b"".join(b"--b\r\n" + extra + header % (a, z, length) + b"\r\n\r\n" + data[a : z + 1] + b"\r\n"
+                        for a, z in parts)
+        return body + b"--b--\r\n"
+
+    spans = [(0, 9), (100, 199), (500, 500)]
+    good = answer(spans)
+    assert pieces_as_asked(good, b"b", spans, len(data)) == [data[a : z + 1] for a, z in spans]
+    assert pieces_as_asked(good, b"b", spans, len(data)) == spans_from_parts(parse_byteranges(good, b"b"), spans, len(data))
+    odd = {
+        "another order": answer([spans[1], spans[0], spans[2]]),
+        "neighbours merged": answer([(0, 199), (500, 500)]),
+        "another length": answer(spans, length=len(data) + 1),
+        "a length that starts the same": answer(spans, header=b"Content-Range: bytes %d-%d/%d0"),
+        "the range in another header": answer(spans, header=b"X-Was: bytes %d-%d/%d"),
+        "spaces after the range": answer(spans, header=b"Content-Range: bytes %d-%d/%d "),
+        "LF only": good.replace(b"\r\n", b"\n"),
+        "a part shorter than it says": good.replace(b"bytes 100-199/", b"bytes 100-200/"),
+        "no closing delimiter": good[: -len(b"--b--\r\n")],
+        "a part more": answer(spans + [(600, 600)]),
+    }
+    for why, body in odd.items():
+        assert pieces_as_asked(body, b"b", spans, len(data)) is None, why
+    assert pieces_as_asked(good, b"b", spans, None) is None  # no length known: the careful walk
+
+
 def test_hostile_multipart_answers_are_refused_cleanly():
     """Hostile or odd multipart/byteranges answers: a clean refusal, never a crash or wrong bytes."""
     from addon.origin_client import OriginVersion, RangeRefused, parse_byteranges
