@@ -150,9 +150,11 @@ def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], 
     find, rfind, startswith, out = body.find, body.rfind, body.startswith, []
     for first, last in spans:
         pos += len(delimiter)
-        header_end = find(b"\r\n\r\n", pos)
-        if header_end < 0:
+        if startswith(b"--", pos):  # the closing delimiter: what follows is not a part
             return None
+        header_end = find(b"\r\n\r\n", pos)
+        if header_end < 0 or body[pos:header_end].lower().count(b"content-range:") != 1:
+            return None  # (two Content-Range lines: the careful walk takes the first)
         at = find(b"bytes %d-%d/%d\r\n" % (first, last, length), pos, header_end + 2)
         if at < 0:
             return None

@@ -40,8 +40,8 @@ log = logging.getLogger("addon.audio_only")
 # costs a write and its framing. The origin is ahead when a read came back full; otherwise we have
 # caught up (a live stream, the end of a burst) and everything held leaves at once, with no delay.
 ORIGIN_AHEAD = 32 << 10
-FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop,
-SLOW_FEED = 0.004  # once a whole piece has taken more than these seconds of the loop
+FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop...
+SLOW_FEED = 0.004  # ...once a whole piece has taken more than these seconds of the loop
 FLUSH_AT = 64 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
@@ -161,7 +161,11 @@ class StreamedAnswer:
                     self.slow_feeds = True
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
-                out += x.provide_plan(await self.plan(x.pop_plan_request()))
+                plan = await self.plan(x.pop_plan_request())
+                started = time.perf_counter()
+                out += x.provide_plan(plan)  # (the rest of the piece is fed now)
+                if time.perf_counter() - started > SLOW_FEED:
+                    self.slow_feeds = True
         return out
 
     async def plan(self, request: extractor.PlanRequest) -> extractor.Plan:

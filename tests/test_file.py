@@ -378,6 +378,8 @@ def test_the_quick_multipart_read_takes_only_the_common_form():
         "a part shorter than it says": good.replace(b"bytes 100-199/", b"bytes 100-200/"),
         "no closing delimiter": good[: -len(b"--b--\r\n")],
         "a part more": answer(spans + [(600, 600)]),
+        "a part after the closing delimiter": b"--b--\r\n" + answer(spans),
+        "two Content-Range lines": answer(spans, extra=b"Content-Range: bytes 0-1/1\r\n"),
     }
     for why, body in odd.items():
         assert pieces_as_asked(body, b"b", spans, len(data)) is None, why
