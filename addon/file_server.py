@@ -193,8 +193,7 @@ class FileServer:
             del self.jobs[token]
         token = secrets.token_hex(12)
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
-        wants_file = (settings.file and not state.get("plain") and flow.request.method.upper() in ("GET", "HEAD")
-                      and bool(MP4_PATHS.search(flow.request.path.split("?")[0])))
+        wants_file = settings.file and not state.get("plain") and bool(MP4_PATHS.search(flow.request.path.split("?")[0]))
         revalidate = (("If-None-Match", flow.request.headers["if-none-match"]),) if "if-none-match" in flow.request.headers \
             else ()
         self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
@@ -218,6 +217,12 @@ class FileServer:
 
     # -- what a request needs from the origin -------------------------------------------------------
 
+    async def whole_file(self, job: Job) -> httpx.Response:
+        """The origin's answer to the client's request for the whole file (with its If-None-Match as the
+        origin knows it), its body to be streamed or relayed."""
+        return await self.origin.open(job.target, method=job.method, headers=job.revalidate,
+                                      read_timeout=job.settings.origin_timeout)
+
     async def audio_file(self, job: Job) -> AudioFile | httpx.Response:
         """The planned file, or the origin's answer to relay when the file cannot be served as one."""
         timeout = job.settings.origin_timeout  # a 200 to the probe is the answer streamed
@@ -228,7 +233,7 @@ class FileServer:
                 return response  # the origin ignored the range (or failed): its answer is the whole story
             # A 206 without a validator or a length, a 416...: the whole file, asked for anew, is streamed.
             await response.aclose()
-            return await self.origin.open(job.target, method=job.method, headers=job.revalidate, read_timeout=timeout)
+            return await self.whole_file(job)
         key = (job.url, version, job.seek_part, job.settings.gap)
         kept = kept_headers(response.headers)
         if (entry := self.cache.get(key)) is not None:
@@ -253,7 +258,7 @@ class FileServer:
             raise
         except (extractor.ExtractError, RangeRefused, PlannerFailed) as e:
             log.info(f"audio-only: {job.url}: served as a stream, not as a file: {e}")
-            return await self.origin.open(job.target, method=job.method, headers=job.revalidate, read_timeout=timeout)
+            return await self.whole_file(job)
         for warning in plan.warnings:
             log.warning(f"audio-only: {job.url}: {warning}")
         entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version), kept)
@@ -359,8 +364,7 @@ class FileHandler(tornado.web.RequestHandler):
             if job.settings.file:
                 found = await self.files.audio_file(job)
             else:
-                found = await self.files.origin.open(job.target, method=job.method, headers=job.revalidate,
-                                                     read_timeout=job.settings.origin_timeout)
+                found = await self.files.whole_file(job)
         except extractor.SeekPastEnd as e:
             return self.plain(400, f"{e}\n")
         except BudgetExceeded as e:
