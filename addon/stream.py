@@ -155,17 +155,20 @@ class StreamedAnswer:
             if self.completes_metadata(len(piece)):
                 out = await self.in_worker(x.feed, piece)
             else:
-                started = time.thread_time()  # (CPU time: a busy machine's preemption is not the file's doing)
-                out = x.feed(piece)
-                if not self.slow_feeds and time.thread_time() - started > SLOW_FEED:
-                    self.slow_feeds = True
+                out = self.on_loop(x.feed, piece)
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
                 plan = await self.plan(x.pop_plan_request())
-                started = time.thread_time()
-                out += x.provide_plan(plan)  # (the rest of the piece is fed now)
-                if time.thread_time() - started > SLOW_FEED:
-                    self.slow_feeds = True
+                out += self.on_loop(x.provide_plan, plan)  # (the rest of the piece is fed now)
+        return out
+
+    def on_loop(self, feed, *args) -> list:
+        """feed(*args) on the loop, timed: once one takes more than SLOW_FEED of CPU (CPU time: a busy
+        machine's preemption is not the file's doing), the next pieces are fed in slices."""
+        started = time.thread_time()
+        out = feed(*args)
+        if time.thread_time() - started > SLOW_FEED:
+            self.slow_feeds = True
         return out
 
     async def plan(self, request: extractor.PlanRequest) -> extractor.Plan:
