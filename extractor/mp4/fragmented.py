@@ -200,6 +200,12 @@ def _moof(data, moof: Box, kept, first_data: int) -> bytes:
 PIFF_SENC = bytes.fromhex("a2394f525a9b4f14a2446c427c648df4")  # PIFF's senc, in a uuid box
 
 
+def _senc(data, boxes_in: list[Box]) -> Box | None:
+    """A traf's senc box, or PIFF's senc (a uuid box)."""
+    return next((b for b in boxes_in if b.type == b"senc"
+                 or (b.type == b"uuid" and bytes(data[b.payload : b.payload + 16]) == PIFF_SENC)), None)
+
+
 @dataclass
 class _Aux:
     """Where an encrypted traf's sample auxiliary information is: its saio's offsets (absolute in the
@@ -217,8 +223,7 @@ def _aux(data, boxes_in: list[Box], moof_start: int, explicit_base: int | None, 
     if sum(b.type == b"saio" for b in boxes_in) > 1 or sum(b.type == b"saiz" for b in boxes_in) > 1:
         raise UnsupportedInput(f"audio track {track_id} has several saio or saiz boxes in a traf (sample auxiliary "
                                f"information of several types): not supported")
-    senc = next((b for b in boxes_in if b.type == b"senc"
-                 or (b.type == b"uuid" and bytes(data[b.payload : b.payload + 16]) == PIFF_SENC)), None)
+    senc = _senc(data, boxes_in)
     _, _, offsets = tables.aux_offsets(data[saio.payload : saio.end], f"track {track_id}")
     # saio offsets in a traf count from the base data offset when tfhd gives one, else from the moof.
     base = explicit_base if explicit_base is not None else moof_start
@@ -239,7 +244,7 @@ def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
         if aux is None:
             continue
         inner = list(children(out, traf.payload, traf.end))
-        senc = next(b for b in inner if b.type == b"senc" or (b.type == b"uuid" and bytes(out[b.payload : b.payload + 16]) == PIFF_SENC))
+        senc = _senc(out, inner)
         saio = next(b for b in inner if b.type == b"saio")
         code, at_offsets, _ = tables.aux_offsets(out[saio.payload : saio.end], "a traf")
         moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
