@@ -320,6 +320,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Origin(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # The listen backlog of a real server (nginx: 511), not socketserver's 5: the proxy opens a window of
+    # connections at once, and with 5 the rest of the burst waited a second for a SYN retransmission.
+    request_queue_size = 511
 
     def __init__(self, root: Path, port: int = 0, rate: float = 0):
         super().__init__(("127.0.0.1", port), Handler)
