@@ -12,6 +12,7 @@ This file is what `mitmdump -s` loads: the options, and hooks that call the room
     budgets.py         metadata memory and spool disk across responses
     internals.py       every reach into mitmproxy's private parts, with why and since when
     marks.py           marks and comments on flows for mitmweb and the console, a summary at the end
+    warm_up.py         what is done once at start, so that the first client does not wait for it
     contentview.py     a content view of MP4 and FLV bodies (mitmproxy 11 and 12 APIs)
     cdn_config.py      the CDN API's domain configuration (audio_only_config)
 
@@ -38,6 +39,7 @@ from addon.file_server import FileServer, Settings  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
 from addon.response import ResponseRules, parse_size  # noqa: E402
+from addon.warm_up import warm_up  # noqa: E402
 
 log = logging.getLogger("addon.audio_only")
 
@@ -182,6 +184,7 @@ class AudioOnly:
         if not internals.read_origin_bodies_in_bigger_pieces():
             log.warning("audio-only: this httpcore lacks AsyncHTTP11Connection.READ_NUM_BYTES: origin bodies are read "
                         "64 KiB at a time, which costs more CPU (see addon/internals.py)")
+        warm_up()
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.requests.decide(flow)

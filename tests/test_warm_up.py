@@ -1,0 +1,55 @@
+"""What the proxy does at start (addon/warm_up.py) spares the first client what it was measured to cost.
+
+In a fresh interpreter, as mitmdump is when it starts: each check fails when anyio or httpx change
+what they import on a first request, or when the collector is left to walk the start-up objects.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = r"""
+import asyncio, gc, json, ssl, sys
+sys.path.insert(0, sys.argv[1])
+from addon import origin_client  # as the addon loads it, with httpx
+from addon.warm_up import warm_up
+import httpx
+
+async def main():
+    frozen_before = gc.get_freeze_count()
+    warm_up()
+    frozen = gc.get_freeze_count()
+    before = set(sys.modules)
+    # A pool as origin_client makes it at the first request to an origin (the TLS context is made at start).
+    async with httpx.AsyncClient(verify=ssl.create_default_context(), http2=True, limits=origin_client.LIMITS) as client:
+        try:  # a port where nothing listens: the request goes as far as connecting
+            await client.get("http://127.0.0.1:9/")
+        except httpx.HTTPError:
+            pass
+    print(json.dumps({"frozen_before": frozen_before, "frozen": frozen,
+                      "imported_by_first_request": sorted(set(sys.modules) - before)}))
+
+asyncio.run(main())
+"""
+
+
+def run_probe() -> dict:
+    import json
+    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_first_request_to_an_origin_imports_nothing_after_the_warm_up():
+    result = run_probe()
+    assert result["imported_by_first_request"] == [], (
+        "httpx's first request still imports these (on the first client's time): "
+        f"{result['imported_by_first_request']}; add them to warm_up.ANYIO_MODULES")
+
+
+def test_the_objects_made_at_start_are_frozen_out_of_the_collectors_walks():
+    result = run_probe()
+    assert result["frozen_before"] == 0
+    assert result["frozen"] > 10_000, result  # the interpreter, httpx, anyio: tens of thousands of objects
