@@ -49,6 +49,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
+from itertools import islice
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -541,7 +542,7 @@ class FileHandler(tornado.web.RequestHandler):
                     done.set_result((value, 0))
                     window.append(done)
                     continue
-                size = sum(b.size for b in value if isinstance(b, extractor.Batch))
+                size = sum(b.size for b in value if isinstance(b, extractor.Batch))  # (a Run is one too)
                 while window and (len(window) >= WINDOW or held + size > WINDOW_BYTES):
                     piece = await window.popleft()
                     held -= piece[1]
@@ -561,14 +562,29 @@ class FileHandler(tornado.web.RequestHandler):
         plan's gap (audio_only_range_gap when it was planned, at least ONE_BY_ONE_GAP for an origin that
         answers one range a request) joins neighbouring ranges into a batch."""
         several = self.files.multirange.get(job.target.route, True)
-        group: list = []  # Batch, and bytes between them
+        plan = file.plan
+        group: list = []  # Batch (or Run), and bytes between them
         batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
-        for kind, value in file.plan.batches(first, last, MAX_REQUEST):
+        for kind, value in plan.batches(first, last, MAX_REQUEST, runs=several):
             if kind == "head":
                 if group:
                     group.append(value)
                 else:
                     yield kind, value
+                continue
+            if kind == "run":  # one-range batches (several-range requests only): as many at once as fit
+                run = value
+                while run is not None:
+                    taken, run = plan.take(run, MULTI_RANGES - batches, MAX_REQUEST - span)
+                    if taken is None:  # the request is full
+                        if group:
+                            yield "fetch", group
+                            group, batches, span = [], 0, 0
+                            continue
+                        taken, run = run, None  # (never: each range of a run is at most MAX_REQUEST)
+                    group.append(taken)
+                    batches += taken.j - taken.i
+                    span += taken.size
                 continue
             size = value.hi - value.lo
             if group:
@@ -591,9 +607,15 @@ class FileHandler(tornado.web.RequestHandler):
         answer several ranges) one request for the span of them all."""
         route = job.target.route
         batches = [b for b in group if isinstance(b, extractor.Batch)]
-        if len(batches) > 1 and self.files.multirange.get(route, True):
+        spans = []
+        for b in batches:
+            if isinstance(b, extractor.Run):
+                spans += file.plan.spans(b)
+            else:
+                spans.append((b.lo, b.hi - 1))
+        if len(spans) > 1 and self.files.multirange.get(route, True):
             try:
-                pieces = await self.files.origin.fetch_spans(job.target, [(b.lo, b.hi - 1) for b in batches], file.version)
+                pieces = await self.files.origin.fetch_spans(job.target, spans, file.version)
             except MultiRangeRefused as e:
                 if self.files.multirange.get(route, True):
                     log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
@@ -619,12 +641,16 @@ async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes], 
     tiny ranges (about 1 µs each) is cut in a worker thread: the loop then waits at most for one such
     cut (the GIL), not for all of them. One thread for all cuts: several would take turns at the GIL
     with the loop, each turn a wait."""
-    if at is None and len(pieces) == len(group) and sum(b.j - b.i for b in group) == len(group):
-        return b"".join(pieces)  # batches of one range each, nothing between them: the pieces as they are
+    if at is None and len(pieces) == sum(b.j - b.i for b in group if not isinstance(b, bytes)) and \
+            not any(isinstance(b, bytes) for b in group):
+        return b"".join(pieces)  # (runs of) batches of one range each, nothing between them: the pieces as they are
     out, next_piece = [], iter(pieces)
     for element in group:
         if not isinstance(element, extractor.Batch):
             out.append(element)
+            continue
+        if at is None and isinstance(element, extractor.Run):  # a piece a range: its output, as it is
+            out += islice(next_piece, element.j - element.i)
             continue
         piece = next(next_piece)
         if at is None and element.j - element.i == 1:  # one range: its piece is its output, as it is

@@ -103,3 +103,30 @@ def test_client_leaving_half_way_frees_the_spool(spool_proxy, spool_dir):
     status, _, body = http_stream(long_proxy.port, "/long.mp4?ali_audio_only=1", timeout=120)
     size, clean = drain(body)
     assert clean and status == 200 and size > 9_000_000
+
+
+def test_the_long_file_as_a_file_in_requests_of_200_ranges(long_origin, long_media, tmp_path):
+    """The file path on the long file: its 18,001 audio chunks each lie between video frames, so they
+    are asked of the origin 200 ranges a request (runs of one-range batches, split where a request is
+    full). The GET is lossless, and ranges that start and end anywhere are its slices."""
+    import random
+
+    from helpers import http_get
+    p = Proxy(tmp_path / "long-file.log", "--mode", f"reverse:{long_origin.url}")
+    try:
+        since = len(long_origin.requests)
+        r = http_get(p.port, "/long.mp4?ali_audio_only=1", timeout=120)
+        assert r.status == 200 and r.clean and int(r.headers["content-length"]) == len(r.body)
+        asked = [h["Range"].count(",") + 1 for _, path, h in long_origin.requests[since:] if "," in h.get("Range", "")]
+        assert max(asked) == 200 and sum(asked) >= 18_000, asked
+        out = tmp_path / "long.m4a"
+        out.write_bytes(r.body)
+        assert audio_packets(out) == audio_packets(os.path.join(long_media, "long.mp4"))
+        rng = random.Random(18_001)
+        for _ in range(8):
+            first = rng.randrange(len(r.body))
+            last = min(len(r.body) - 1, first + rng.choice([0, 1000, 300_000, 3 << 20]))
+            part = http_get(p.port, "/long.mp4?ali_audio_only=1", headers={"Range": f"bytes={first}-{last}"})
+            assert part.status == 206 and part.clean and part.body == r.body[first : last + 1], (first, last)
+    finally:
+        p.stop()

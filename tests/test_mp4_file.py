@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from extractor import MalformedInput, SeekRange, UnsupportedInput
-from extractor.mp4.file import FilePlan, plan_file, plan_fragmented_file
+from extractor.mp4.file import RUN_AT_LEAST, Batch, FilePlan, Run, plan_file, plan_fragmented_file
 from extractor.mp4.ranges import Ranges
 from helpers import MEDIA, extract
 from mp4tools import boxes, to_64bit
@@ -100,6 +100,62 @@ def test_batches_cut_the_same_bytes_as_the_plan_says(seed):
                 assert 0 < value.size <= most and 0 < value.j - value.i <= most_ranges
                 got.append(plan.cut(value, data[value.lo : value.hi], value.lo))
         assert b"".join(got) == want
+        assert_runs_are_their_batches(plan, first, last, most, most_ranges)
+
+
+def assert_runs_are_their_batches(plan: FilePlan, first: int, last: int, most: int, most_ranges: int) -> None:
+    """batches(runs=True) is batches() with one-range batches in a row given as Runs: each Run, written
+    out as one-range Batches, is exactly what batches() gives there, its size their sizes' sum, its
+    spans theirs; and take() splits it into runs that are the same again."""
+    plain = list(plan.batches(first, last, most, most_ranges))
+    expanded, runs = [], []
+    for kind, value in plan.batches(first, last, most, most_ranges, runs=True):
+        if kind != "run":
+            expanded.append((kind, value))
+            continue
+        assert value.j - value.i >= RUN_AT_LEAST and not plan.inserts
+        runs.append(value)
+        ones = [Batch(k, k + 1, plan.ranges.starts[k], plan.ranges.ends[k]) for k in range(value.i, value.j)]
+        ones[0].lo, ones[-1].hi = value.lo, value.hi
+        assert value.size == sum(b.size for b in ones)
+        assert plan.spans(value) == [(b.lo, b.hi - 1) for b in ones]
+        expanded += [("batch", b) for b in ones]
+    assert expanded == plain
+    rng = random.Random(first)
+    for run in runs:
+        pieces, rest = [], run
+        while rest is not None:
+            count, room = rng.choice([1, 2, 5, 1000]), rng.choice([1, 100, 5000, 1 << 30])
+            taken, after = plan.take(rest, count, room)
+            if taken is None:  # not even its first range fits: the run is left as it was
+                assert after is rest and plan.take(rest, 1, 1 << 40)[0].size > room
+                room = 1 << 40
+                taken, after = plan.take(rest, count, room)
+            assert 1 <= taken.j - taken.i <= count and taken.size <= room
+            pieces.append(taken)
+            rest = after
+        assert sum(p.size for p in pieces) == run.size
+        assert sum((plan.spans(p) for p in pieces), []) == plan.spans(run)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_runs_of_one_range_batches_are_those_batches(seed):
+    """Interleaved like a real file (an audio chunk between video frames), with now and then chunks
+    close enough to be joined, or longer than a batch: Runs are exactly the one-range batches there."""
+    rng = random.Random(seed)
+    pos, pairs = 0, []
+    for _ in range(rng.choice([20, 300, 3000])):
+        pos += rng.choice([0, 50] + [25_000] * 20)
+        end = pos + rng.choice([1, 500, 600, 9000] if rng.random() < 0.95 else [70_000])
+        pairs.append((pos, end))
+        pos = end
+    ranges = Ranges.of(pairs)
+    head = b"h" * rng.choice([0, 700])
+    plan = FilePlan(head, ranges, len(head) + ranges.total, gap=rng.choice([0, 100, 16 << 10]))
+    for _ in range(15):
+        first = rng.choice([0, rng.randrange(plan.size)])
+        last = rng.choice([plan.size - 1, rng.randrange(first, plan.size)])
+        assert_runs_are_their_batches(plan, first, last, rng.choice([64 << 10, 4 << 20]), rng.choice([1, 4096]))
 
 
 FRAGMENTED = ["frag_moof_base.mp4", "frag_explicit_base.mp4", "frag_implicit_base.mp4", "frag_sidx.mp4",
