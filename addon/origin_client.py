@@ -18,6 +18,8 @@ import bisect
 import logging
 import re
 import ssl
+from itertools import accumulate, chain
+from operator import add, sub
 from typing import NamedTuple
 
 import certifi
@@ -136,38 +138,41 @@ def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int, 
 
 def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], length: int | None) -> list[bytes] | None:
     """The bytes of each span from a multipart answer in the common form: one part per span, in the
-    order asked, each with a `Content-Range: bytes first-last/length` line that says exactly that span
-    of this length. None as soon as anything differs (other order, merged parts, another length, other
-    line endings...): parse_byteranges then reads it carefully. A third of the cost of that walk, which
-    a GET of the test file pays for 18,001 parts."""
-    if length is None:
+    order asked, all with the first part's headers but for a `Content-Range: bytes first-last/length`
+    that says exactly that span of this length. None as soon as anything differs (other order, merged
+    parts, another length, other headers or line endings...): parse_byteranges then reads it carefully.
+
+    How: the answer the origin would have sent in that form is made again from the first part's
+    headers and the pieces cut where that form puts them, and compared with the answer, whole. Bulk
+    steps (map, join, one comparison) instead of a walk part by part: a GET of the test file has
+    18,001 parts."""
+    if length is None or not spans:
         return None
     delimiter = b"--" + boundary
-    closing = b"\r\n" + delimiter
     pos = body.find(delimiter)
-    if pos < 0:
+    header_end = body.find(b"\r\n\r\n", pos) if pos >= 0 else -1
+    if header_end < 0:
         return None
-    find, rfind, startswith, out = body.find, body.rfind, body.startswith, []
-    for first, last in spans:
-        pos += len(delimiter)
-        if startswith(b"--", pos):  # the closing delimiter: what follows is not a part
-            return None
-        header_end = find(b"\r\n\r\n", pos)
-        if header_end < 0 or body[pos:header_end].lower().count(b"content-range:") != 1:
-            return None  # (two Content-Range lines: the careful walk takes the first)
-        at = find(b"bytes %d-%d/%d\r\n" % (first, last, length), pos, header_end + 2)
-        if at < 0:
-            return None
-        line = rfind(b"\n", pos, at) + 1
-        if body[line : line + 14].lower() != b"content-range:" or body[line + 14 : at].strip(b" \t"):
-            return None
-        start = header_end + 4
-        end = start + last + 1 - first
-        if not startswith(closing, end):
-            return None
-        out.append(body[start:end])
-        pos = end + 2
-    return out if startswith(delimiter + b"--", pos) else None
+    header = body[pos + len(delimiter) : header_end + 4]  # the first part's, from its delimiter's line end
+    line = b"bytes %d-%d/%d\r\n" % (spans[0][0], spans[0][1], length)
+    at = header.find(line)
+    name_at = header.rfind(b"\n", 0, at) + 1
+    if (at < 0 or header.lower().count(b"content-range:") != 1  # (two: the careful walk takes the first)
+            or header[name_at : name_at + 14].lower() != b"content-range:" or header[name_at + 14 : at].strip(b" \t")):
+        return None
+    escape = lambda text: text.replace(b"%", b"%%")  # noqa: E731
+    form = escape(b"\r\n" + delimiter + header[:at]) + b"bytes %d-%d/" + b"%d" % length + b"\r\n" + escape(header[at + len(line) :])
+    heads = list(map(form.__mod__, spans))
+    heads[0] = heads[0][2:]  # the first delimiter has no line end before it of its own
+    sizes = [last + 1 - first for first, last in spans]
+    # Where each piece starts and ends in the answer: after its headers, then the next part's.
+    ends = list(accumulate(map(add, map(len, heads), sizes), initial=pos))
+    pieces = list(map(body.__getitem__, map(slice, map(sub, ends[1:], sizes), ends[1:])))
+    closing = ends[-1]
+    remade = b"".join(chain.from_iterable(zip(heads, pieces)))
+    if body[pos:closing] != remade or not body.startswith(b"\r\n" + delimiter + b"--", closing):
+        return None
+    return pieces
 
 
 def spans_from_parts(parts: list[tuple[int, int, int, bytes]], spans: list[tuple[int, int]], length: int | None) -> list[bytes]:
@@ -332,7 +337,7 @@ class OriginClient:
     async def fetch_spans(self, target: Target, spans: list[tuple[int, int]], version: OriginVersion) -> list[bytes]:
         """The bytes of each (first, last) span, asked for in one request of several ranges (RFC 9110,
         14.6: a multipart/byteranges answer), each part checked against the version."""
-        spec = ",".join(f"{first}-{last}" for first, last in spans)
+        spec = ",".join(map("%d-%d".__mod__, spans))
         response = await self.open(target, headers=[("Range", f"bytes={spec}"), ("If-Range", version.validator)])
         try:
             ctype = response.headers.get("content-type", "")
