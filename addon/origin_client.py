@@ -136,6 +136,9 @@ def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int, 
         pos = end + 2
 
 
+PART_HEADERS = 512  # bytes of headers a part of a multipart answer may have, at most
+
+
 def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], length: int | None) -> list[bytes] | None:
     """The bytes of each span from a multipart answer in the common form: one part per span, in the
     order asked, all with the first part's headers but for a `Content-Range: bytes first-last/length`
@@ -154,6 +157,8 @@ def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], 
     if header_end < 0:
         return None
     header = body[pos + len(delimiter) : header_end + 4]  # the first part's, from its delimiter's line end
+    if len(header) > PART_HEADERS:  # (made again for every part below: a long one is the careful walk's)
+        return None
     line = b"bytes %d-%d/%d\r\n" % (spans[0][0], spans[0][1], length)
     at = header.find(line)
     name_at = header.rfind(b"\n", 0, at) + 1
@@ -350,7 +355,7 @@ class OriginClient:
             if named != version.validator:
                 raise RangeRefused(f"the origin's validator is now {named!r}, not {version.validator}: the file was replaced")
             wanted = sum(last + 1 - first for first, last in spans)
-            limit = wanted + 512 * len(spans) + 4096  # the parts' own headers, at most
+            limit = wanted + PART_HEADERS * len(spans) + 4096  # the parts' own headers, at most
             body = bytearray()
             async for piece in response.aiter_raw():
                 body += piece

@@ -378,6 +378,7 @@ def test_the_quick_multipart_read_takes_only_the_common_form():
         "a part shorter than it says": good.replace(b"bytes 100-199/", b"bytes 100-200/"),
         "no closing delimiter": good[: -len(b"--b--\r\n")],
         "a part more": answer(spans + [(600, 600)]),
+        "a part's headers longer than PART_HEADERS": answer(spans, extra=b"X-Pad: " + b"p" * 600 + b"\r\n"),
         "a part after the closing delimiter": b"--b--\r\n" + answer(spans),
         "two Content-Range lines": answer(spans, extra=b"Content-Range: bytes 0-1/1\r\n"),
     }
