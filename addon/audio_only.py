@@ -39,7 +39,7 @@ from addon.file_server import FileServer, Settings  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
 from addon.response import ResponseRules, parse_size  # noqa: E402
-from addon.warm_up import warm_up  # noqa: E402
+from addon.warm_up import cool_down, warm_up  # noqa: E402
 
 log = logging.getLogger("addon.audio_only")
 
@@ -211,6 +211,7 @@ class AudioOnly:
             self.view = None
         self.marks.done()
         self.files.stop()
+        cool_down()
         try:  # the pools' connections close on the loop, which goes on for a while after this hook
             self.closing = asyncio.get_running_loop().create_task(self.responses.origin.close())
         except RuntimeError:  # no loop: nothing was opened

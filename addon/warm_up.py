@@ -19,8 +19,12 @@ log = logging.getLogger("addon.audio_only")
 ANYIO_MODULES = ("anyio", "anyio.abc", "anyio.lowlevel", "anyio.streams.memory", "anyio.streams.tls", "anyio.to_thread")
 
 
+_froze = False  # (this module outlives a reload of the addon script: it is imported, not the script)
+
+
 def warm_up() -> None:
-    """Call in the running loop (mitmproxy's `running` hook)."""
+    """Call in the running loop (mitmproxy's `running` hook, which a reload of the script calls again)."""
+    global _froze
     try:
         for name in ANYIO_MODULES:
             importlib.import_module(name)
@@ -28,8 +32,17 @@ def warm_up() -> None:
         anyio.Event()  # finds the running loop's backend: imports anyio's asyncio backend
     except Exception as e:  # an anyio that moved its modules: the first request imports them, slower
         log.debug(f"audio-only: anyio was not warmed up: {e!r}")
-    # What exists now (modules, classes, mitmproxy's and our addons' objects) lives as long as the
+    # What exists at start (modules, classes, mitmproxy's and our addons' objects) lives as long as the
     # process: a full collection need not walk it each time. gc.freeze moves it out of the collector's
-    # reach (after one collection, so that no garbage is kept).
-    gc.collect()
-    gc.freeze()
+    # reach (after one collection, so that no garbage is kept). Once only: at a reload, requests may be
+    # in flight, and what they hold would be kept for good once it is garbage.
+    if not _froze:
+        gc.collect()
+        gc.freeze()
+        _froze = True
+
+
+def cool_down() -> None:
+    """At `done`: what was frozen goes back to the collector. A reload of the script leaves the old
+    addon (its plan cache, its pools) as garbage, which a frozen heap would keep for good."""
+    gc.unfreeze()

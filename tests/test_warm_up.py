@@ -53,3 +53,40 @@ def test_the_objects_made_at_start_are_frozen_out_of_the_collectors_walks():
     result = run_probe()
     assert result["frozen_before"] == 0
     assert result["frozen"] > 10_000, result  # the interpreter, httpx, anyio: tens of thousands of objects
+
+
+RELOAD = r"""
+import asyncio, gc, json, sys, weakref
+sys.path.insert(0, sys.argv[1])
+from addon.warm_up import cool_down, warm_up
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return a, weakref.ref(a)
+
+async def main():
+    old_addon, old_ref = cycle()  # what the first load of the script made
+    warm_up()
+    in_flight, flight_ref = cycle()  # a request's objects when the script is reloaded
+    del old_addon  # the reload: the old addon goes (its done hook), the new one starts
+    cool_down()
+    warm_up()
+    del in_flight  # the request ends
+    gc.collect()
+    print(json.dumps({"old addon kept": old_ref() is not None, "request kept": flight_ref() is not None}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_reload_of_the_script_leaves_nothing_frozen_for_good():
+    """mitmproxy calls done and running again when the script is reloaded: the old addon, frozen with
+    the start-up heap, is collected once it is garbage, and nothing in flight at the reload is frozen."""
+    import json
+    out = subprocess.run([sys.executable, "-c", RELOAD, str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"old addon kept": False, "request kept": False}
