@@ -154,11 +154,13 @@ class FilePlan:
 
     def _run_end(self, i: int, end: int, most: int) -> int:
         """j such that ranges i..j-1 (before `end`) are each a batch of one range: a break after each
-        (the ranges after range i+1, i+2... start batches) and none longer than `most`."""
+        (the ranges after range i+1, i+2... start batches) and none longer than `most`; i when fewer
+        than RUN_AT_LEAST are (found in constant time: this is asked at every batch)."""
         breaks = self.breaks
         p = bisect.bisect_right(breaks, i)
-        if p == len(breaks) or breaks[p] != i + 1:
-            return i
+        q = p + RUN_AT_LEAST - 1
+        if q >= len(breaks) or breaks[q] != i + RUN_AT_LEAST:
+            return i  # fewer than RUN_AT_LEAST in a row (the breaks after i are not i+1, i+2...): no Run here
         # breaks[p..r-1] are i+1, i+2, ...: where breaks[k] - k stops being i + 1 - p (it only grows)
         r = bisect.bisect_left(range(p, len(breaks)), True, key=lambda k: breaks[k] - k != i + 1 - p) + p
         j = min(end, i + (r - p))  # range i + (r - p) starts a batch of several (or is the last of all)
