@@ -72,6 +72,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:  # the two lists stay in step across the handler threads
             self.server.requests.append((self.command, self.path, dict(self.headers.items())))
             self.server.peers.append(self.client_address[1])
+            self.server.answering += 1
+            self.server.most_answering = max(self.server.most_answering, self.server.answering)
+        try:
+            if self.server.latency:
+                time.sleep(self.server.latency)
+            self.answer(path, params, head)
+        finally:
+            with self.server.lock:
+                self.server.answering -= 1
+
+    def answer(self, path: str, params: dict, head: bool):
         if page := self.server.pages.get(path):
             return self.send_body(200, page[0], page[1], head)
         if "status" in params:
@@ -324,9 +335,11 @@ class Origin(http.server.ThreadingHTTPServer):
     # connections at once, and with 5 the rest of the burst waited a second for a SYN retransmission.
     request_queue_size = 511
 
-    def __init__(self, root: Path, port: int = 0, rate: float = 0):
+    def __init__(self, root: Path, port: int = 0, rate: float = 0, latency: float = 0):
         super().__init__(("127.0.0.1", port), Handler)
         self.rate = rate  # bytes a second per connection for files and ranges (0: as fast as it goes)
+        self.latency = latency  # seconds each answer starts late, as from an origin far away
+        self.answering = self.most_answering = 0  # requests being answered now, and the most at once
         self.root = Path(root).resolve()
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()

@@ -130,3 +130,19 @@ def test_the_long_file_as_a_file_in_requests_of_200_ranges(long_origin, long_med
             assert part.status == 206 and part.clean and part.body == r.body[first : last + 1], (first, last)
     finally:
         p.stop()
+
+
+def test_an_origin_far_away_gets_more_requests_in_flight(long_media, tmp_path):
+    """The file path keeps as few origin requests in flight as keep the origin ahead (two or three on
+    loopback, where each one more costs CPU), and more when the origin is far away: with every answer
+    30 ms late, the window grows towards 16, so that the GET does not wait a round trip per request."""
+    from helpers import http_get
+    far = Origin(long_media, latency=0.03).start()
+    p = Proxy(tmp_path / "far.log", "--mode", f"reverse:{far.url}")
+    try:
+        r = http_get(p.port, "/long.mp4?ali_audio_only=1", timeout=120)
+        assert r.status == 200 and r.clean and int(r.headers["content-length"]) == len(r.body)
+        assert far.most_answering >= 8, far.most_answering
+    finally:
+        p.stop()
+        far.shutdown()
