@@ -10,7 +10,7 @@ moov-last MP4 and FLV, prints the median of N runs of:
      audio-only as a file (two range gaps) and as a stream, against the origin direct: wall time
      (curl) of the first GET and of the next ones, time to the first body byte, bytes sent and bytes
      asked of the origin; 3b. the same from an origin limited to 40 MB/s per connection; 3c. with
-     nginx as the origin, when it is installed;
+     nginx as the origin, when it is installed; 3d. from an origin whose answers start 20 ms late;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
   5. the added latency of a live FLV paced in real time (per audio tag).
 """
@@ -267,6 +267,12 @@ def main() -> None:
             print_table(through_proxy(slow, "long.mp4", 1))
         finally:
             slow.shutdown()
+        far = Origin(media, latency=0.02).start()
+        try:
+            print("\n3d. The same from an origin 20 ms away (each answer starts 20 ms late), MP4 moov first (one run)")
+            print_table(through_proxy(far, "long.mp4", 1))
+        finally:
+            far.shutdown()
         if not args.quick:
             print("\n4. Proxy memory with 4 concurrent audio-only responses of the file")
             for label, name in FILES.items():
