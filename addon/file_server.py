@@ -642,23 +642,25 @@ class FileHandler(tornado.web.RequestHandler):
                 self.origin_bytes += sum(map(len, pieces))
                 return await cut_apart(file.plan, group, pieces), size
         # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between):
-        # the bytes between its batches are read and dropped, as a coarser gap would have had it.
+        # the bytes between its batches are read and dropped as they come, as a coarser gap would have
+        # had it (only the audio is held: the window's bytes are the memory a response takes).
         start, end = batches[0].lo, batches[-1].hi
-        pieces = []
+        cutter, output = extractor.SpanCutter(file.plan, group, start), []
         async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
             self.origin_bytes += len(piece)
-            pieces.append(piece)
-        data = b"".join(pieces)
-        return await cut_apart(file.plan, group, [data] * len(batches), start), size
+            output += cutter.feed(piece)
+        if not cutter.done:  # (stream_range checks the length: never)
+            raise RangeRefused(f"the origin's answer for bytes {start}-{end - 1} ended short")
+        return b"".join(output), size
 
 
-async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes], at: int | None = None) -> bytes:
-    """The output of a group: each batch out of its piece (which starts at the batch's lo, or at `at`
-    for one piece shared by all), and the bytes between batches as they are. A batch of thousands of
-    tiny ranges (about 1 µs each) is cut in a worker thread: the loop then waits at most for one such
-    cut (the GIL), not for all of them. One thread for all cuts: several would take turns at the GIL
-    with the loop, each turn a wait."""
-    if at is None and len(pieces) == sum(b.j - b.i for b in group if not isinstance(b, bytes)) and \
+async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes]) -> bytes:
+    """The output of a group asked for in one request of several ranges: each batch out of its piece
+    (which starts at the batch's lo; a Run has a piece a range), and the bytes between batches as they
+    are. A batch of thousands of tiny ranges (about 1 µs each) is cut in a worker thread: the loop then
+    waits at most for one such cut (the GIL), not for all of them. One thread for all cuts: several
+    would take turns at the GIL with the loop, each turn a wait."""
+    if len(pieces) == sum(b.j - b.i for b in group if not isinstance(b, bytes)) and \
             not any(isinstance(b, bytes) for b in group):
         return b"".join(pieces)  # (runs of) batches of one range each, nothing between them: the pieces as they are
     out, next_piece = [], iter(pieces)
@@ -666,16 +668,14 @@ async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes], 
         if not isinstance(element, extractor.Batch):
             out.append(element)
             continue
-        if at is None and isinstance(element, extractor.Run):  # a piece a range: its output, as it is
+        if isinstance(element, extractor.Run):  # a piece a range: its output, as it is
             out += islice(next_piece, element.j - element.i)
             continue
         piece = next(next_piece)
-        if at is None and element.j - element.i == 1:  # one range: its piece is its output, as it is
+        if element.j - element.i == 1:  # one range: its piece is its output, as it is
             out.append(piece)
-            continue
-        start = element.lo if at is None else at
-        if element.j - element.i > CUT_IN_THREAD:
-            out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, element, piece, start))
+        elif element.j - element.i > CUT_IN_THREAD:
+            out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, element, piece, element.lo))
         else:
-            out.append(plan.cut(element, piece, start))
+            out.append(plan.cut(element, piece, element.lo))
     return b"".join(out)

@@ -13,7 +13,7 @@ from .errors import (ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekP
                      UnsupportedInput)
 from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
-from .mp4.file import Batch, FilePlan, Run, plan_file, plan_fragmented_file
+from .mp4.file import Batch, FilePlan, Run, SpanCutter, plan_file, plan_fragmented_file
 from .mp4.plan import Plan, PlanRequest, make_plan
 from .seek import SeekRange, parse_range
 
@@ -24,7 +24,7 @@ DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
     "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "SpoolFailed", "TruncatedInput",
-    "UnsupportedInput", "Batch", "Run", "FilePlan", "plan_file", "plan_fragmented_file", "Plan", "PlanRequest", "make_plan", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
+    "UnsupportedInput", "Batch", "Run", "SpanCutter", "FilePlan", "plan_file", "plan_fragmented_file", "Plan", "PlanRequest", "make_plan", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
 
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from extractor import MalformedInput, SeekRange, UnsupportedInput
-from extractor.mp4.file import RUN_AT_LEAST, Batch, FilePlan, Run, plan_file, plan_fragmented_file
+from extractor.mp4.file import RUN_AT_LEAST, Batch, FilePlan, Run, SpanCutter, plan_file, plan_fragmented_file
 from extractor.mp4.ranges import Ranges
 from helpers import MEDIA, extract
 from mp4tools import boxes, to_64bit
@@ -136,6 +136,44 @@ def assert_runs_are_their_batches(plan: FilePlan, first: int, last: int, most: i
             rest = after
         assert sum(p.size for p in pieces) == run.size
         assert sum((plan.spans(p) for p in pieces), []) == plan.spans(run)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_span_is_cut_as_it_arrives_and_only_a_batch_is_kept(seed):
+    """SpanCutter (one read of several batches and the video between them, bytes of our own among
+    them): fed the span in pieces of any size, it gives the output as soon as its bytes are in, the
+    same bytes as cuts of the whole span, and never holds more than the range it waits for."""
+    rng = random.Random(seed)
+    data = bytes(rng.randrange(256) for _ in range(1 << 17))
+    pos, pairs = 0, []
+    while pos < len(data) - 20_000:
+        pos += rng.choice([0, 10, 3000, 9000])
+        pairs.append((pos, pos + rng.choice([1, 80, 700, 5000])))
+        pos = pairs[-1][1]
+    ranges = Ranges.of(pairs)
+    plan = FilePlan(b"", ranges, ranges.total, gap=rng.choice([0, 20, 4000]))
+    batches = [b for kind, b in plan.batches(0, plan.size - 1, rng.choice([2000, 1 << 20]), runs=rng.random() < 0.5)
+               if kind != "head"]
+    for _ in range(10):
+        i = rng.randrange(len(batches))
+        group = batches[i : i + rng.choice([1, 2, 30, 1000])]
+        start, end = group[0].lo, group[-1].hi
+        group = [x for b in group for x in (b, b"ours") if rng.random() < 0.3 or x is b]  # inserts between
+        want = b"".join(b if isinstance(b, bytes) else plan.cut(b, data[start:end], start) for b in group)
+        longest = max(plan.ranges.ends[k] - plan.ranges.starts[k] for b in group if not isinstance(b, bytes)
+                      for k in range(b.i, b.j))
+        cutter, got, at = SpanCutter(plan, group, start), [], start
+        while at < end:
+            piece = data[at : min(end, at + rng.choice([1, 100, 4096, 65536]))]
+            got += cutter.feed(piece)
+            at += len(piece)
+            assert len(cutter.buffer) < longest
+            # what is out is all the output of the ranges whose bytes are in
+            ready = sum(min(plan.ranges.ends[k], b.hi, at) - max(plan.ranges.starts[k], b.lo)
+                        for b in group if not isinstance(b, bytes) for k in range(b.i, b.j)
+                        if plan.ranges.ends[k] <= at or b.hi <= at)
+            assert sum(len(x) for x in got if x != b"ours") == ready
+        assert cutter.done and b"".join(got) == want
 
 
 @pytest.mark.parametrize("seed", range(12))

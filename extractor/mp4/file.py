@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, islice, repeat
 from operator import add, gt, sub
@@ -207,6 +208,55 @@ class FilePlan:
         ends = self.ranges.ends[batch.i : batch.j]
         starts[0], ends[-1] = batch.lo, batch.hi
         return b"".join(map(view.__getitem__, map(slice, map(sub, starts, repeat(at)), map(sub, ends, repeat(at)))))
+
+
+class SpanCutter:
+    """The output of a group of batches read as one span of the input (for an origin that answers one
+    range a request; the bytes between the batches are read and dropped): fed the span's bytes as they
+    arrive, it gives the output as soon as its bytes are in, range by range, cut from the piece that
+    brought them. Only a range that spans two pieces has its bytes kept in between: the memory is a
+    range, not the span (up to MAX_REQUEST, mostly video) nor a batch (ranges joined across gaps)."""
+
+    def __init__(self, plan: FilePlan, group, at: int):
+        self.plan = plan
+        self.todo = deque(group)  # Batches (or Runs) to cut and bytes of our own between them, in order
+        self.end = at  # the input offset of the next byte to come
+        self.buffer = bytearray()  # the first batch's bytes so far, when it began in an earlier piece
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The output whose bytes are all in now, in order."""
+        start = self.end
+        self.end = end = start + len(data)
+        out, ends = [], self.plan.ranges.ends
+        while self.todo:
+            batch = self.todo[0]
+            if isinstance(batch, bytes):
+                out.append(self.todo.popleft())
+                continue
+            if batch.lo >= end:
+                break
+            if batch.hi > end:  # only its beginning is in: its ranges that are, now; the rest kept
+                k = bisect.bisect_right(ends, end, batch.i, batch.j)  # ranges i..k-1 end in what is in
+                if k > batch.i:
+                    out.append(self._cut(Batch(batch.i, k, batch.lo, ends[k - 1]), data, start))
+                    self.todo[0] = batch = Batch(k, batch.j, self.plan.ranges.starts[k], batch.hi)
+                if batch.lo < end:
+                    self.buffer += memoryview(data)[max(batch.lo, start) - start :]
+                break
+            out.append(self._cut(self.todo.popleft(), data, start))
+        return out
+
+    def _cut(self, batch: Batch, data: bytes, start: int) -> bytes:
+        if not self.buffer:
+            return self.plan.cut(batch, data, start)
+        self.buffer += memoryview(data)[: batch.hi - start]  # it began in an earlier piece
+        cut = self.plan.cut(batch, self.buffer, batch.lo)
+        self.buffer.clear()
+        return cut
+
+    @property
+    def done(self) -> bool:
+        return not self.todo
 
 
 def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: int,
