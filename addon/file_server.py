@@ -75,6 +75,7 @@ MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 WINDOW = 16  # origin requests of one response in flight at once, at most (body())
 WINDOW_LEAST = 2  # and at least, while there are more to make
 REQUEST_CPU = 0.002  # seconds of our CPU an answer of MULTI_RANGES small ranges takes (measured: 2.2 ms)
+SMALL_GROUP = 256 << 10  # audio bytes of a request up to which its transfer is short beside that (body())
 MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
 ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
 CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread (cut_apart)
@@ -543,9 +544,12 @@ class FileHandler(tornado.web.RequestHandler):
         each request more in flight costs CPU in httpcore's pool (measured on loopback with nginx: 16
         in flight 207-219 ms a GET, 4 in flight 172-176 ms). (Whether the next answer is in when we
         come to it cannot tell: on a busy loop it is often not yet read though the origin sent it long
-        ago.) An origin that answers one range a request is read in spans of up to MAX_REQUEST: there
-        the transfer, at a rate we do not know, is what requests in flight cover, and WINDOW go out
-        (one by one from an origin sending 40 MB/s a connection: 0.9-2.9 s a GET, 6 s with 2-3)."""
+        ago.) Bigger answers (more than SMALL_GROUP of audio), and an origin that answers one range a
+        request (read in spans of up to MAX_REQUEST), take longer to arrive than to work on: there the
+        transfer, at a rate we do not know, is what requests in flight cover, and WINDOW go out (one by
+        one from an origin sending 40 MB/s a connection: 1.0 s a GET; 6 s with 2-3 in flight). The
+        probe's latency may also count a connection's handshake, or a wait for a free connection: an
+        origin may look farther than it is, never nearer."""
         window: deque[asyncio.Task] = deque()
         held, nearby = 0, min(WINDOW, WINDOW_LEAST + int(job.latency / REQUEST_CPU))
         try:
@@ -559,7 +563,7 @@ class FileHandler(tornado.web.RequestHandler):
                     window.append(done)
                     continue
                 size = sum(b.size for b in value if isinstance(b, extractor.Batch))  # (a Run is one too)
-                limit = nearby if self.files.multirange.get(job.target.route, True) else WINDOW
+                limit = nearby if self.files.multirange.get(job.target.route, True) and size <= SMALL_GROUP else WINDOW
                 while window and (len(window) >= limit or held + size > WINDOW_BYTES):
                     piece = await window.popleft()
                     held -= piece[1]
@@ -578,16 +582,25 @@ class FileHandler(tornado.web.RequestHandler):
         Bytes of our own between batches (a fragment's moof) ride in the group, in their place. The
         plan's gap (audio_only_range_gap when it was planned, at least ONE_BY_ONE_GAP for an origin that
         answers one range a request) joins neighbouring ranges into a batch."""
-        several = self.files.multirange.get(job.target.route, True)
-        plan = file.plan
+        route, plan = job.target.route, file.plan
         group: list = []  # Batch (or Run), and bytes between them
         batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
-        for kind, value in plan.batches(first, last, MAX_REQUEST, runs=several):
+        for kind, value in plan.batches(first, last, MAX_REQUEST, runs=self.files.multirange.get(route, True)):
             if kind == "head":
                 if group:
                     group.append(value)
                 else:
                     yield kind, value
+                continue
+            # (asked again each time: the origin may turn out to answer one range a request mid-response)
+            several = self.files.multirange.get(route, True)
+            if kind == "run" and not several:  # its ranges one by one, grouped as such an origin wants
+                for batch in plan.ones(value):
+                    if group and (batch.lo - previous.hi > ONE_BY_ONE_GAP or batch.hi - group[0].lo > MAX_REQUEST):
+                        yield "fetch", group
+                        group, batches, span = [], 0, 0
+                    group.append(batch)
+                    previous = batch
                 continue
             if kind == "run":  # one-range batches (several-range requests only): as many at once as fit
                 run = value
@@ -600,6 +613,7 @@ class FileHandler(tornado.web.RequestHandler):
                             continue
                         taken, run = run, None  # (never: each range of a run is at most MAX_REQUEST)
                     group.append(taken)
+                    previous = taken
                     batches += taken.j - taken.i
                     span += taken.size
                 continue

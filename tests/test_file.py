@@ -333,6 +333,44 @@ def test_several_ranges_in_one_request_and_one_by_one(origin, tmp_path):
         proxy.stop()
 
 
+@pytest.mark.parametrize("switch_after", [0, 1, 3])
+def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after):
+    """The groups of a response (FileHandler.requests) when the origin turns out, after some requests
+    of several ranges, to answer one range a request: every range is asked for once, in order, and the
+    groups made after that are one range's worth (at most MAX_REQUEST, no gap over ONE_BY_ONE_GAP)."""
+    from types import SimpleNamespace
+
+    from addon.file_server import MAX_REQUEST, MULTI_RANGES, ONE_BY_ONE_GAP, FileHandler
+    from extractor import Batch, FilePlan, Run
+    from extractor.mp4.ranges import Ranges
+    rng = random.Random(switch_after)
+    pairs, at = [], 0
+    for _ in range(3000):
+        at += rng.choice([25_000] * 9 + [300_000, 10])
+        pairs.append((at, at + rng.choice([400, 700])))
+        at = pairs[-1][1]
+    ranges = Ranges.of(pairs)
+    plan = FilePlan(b"head", ranges, 4 + ranges.total, gap=16 << 10)
+    handler = SimpleNamespace(files=SimpleNamespace(multirange={}))
+    job = SimpleNamespace(target=SimpleNamespace(route="r"))
+    seen, made = [], 0
+    for kind, group in FileHandler.requests(handler, job, SimpleNamespace(plan=plan), 0, plan.size - 1):
+        if kind != "fetch":
+            continue
+        batches = [b for b in group if isinstance(b, Batch)]
+        for b in batches:
+            seen += [(max(b.lo, plan.ranges.starts[k]), min(b.hi, plan.ranges.ends[k])) for k in range(b.i, b.j)]
+        if "r" in handler.files.multirange:  # made after the switch
+            assert batches[-1].hi - batches[0].lo <= MAX_REQUEST
+            assert all(b.lo - a.hi <= ONE_BY_ONE_GAP for a, b in zip(batches, batches[1:]))
+        else:
+            assert sum(b.j - b.i if isinstance(b, Run) else 1 for b in batches) <= MULTI_RANGES  # ranges asked
+        made += 1
+        if made == switch_after or switch_after == 0:
+            handler.files.multirange["r"] = False  # what fetch_group learns from a refused request
+    assert seen == pairs
+
+
 def test_spans_are_found_in_parts_in_any_order_merged_or_overlapping():
     from addon.origin_client import RangeRefused, spans_from_parts
     data = bytes(range(100))

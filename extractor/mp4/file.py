@@ -191,6 +191,14 @@ class FilePlan:
         return (Run(i, k, run.lo, self.ranges.ends[k - 1], taken),
                 Run(k, j, self.ranges.starts[k], run.hi, run.output - taken))
 
+    def ones(self, run: Run) -> list[Batch]:
+        """The run as the one-range batches it stands for (for an origin that answers one range a
+        request, found out after the run was made)."""
+        starts, ends = self.ranges.starts, self.ranges.ends
+        batches = [Batch(k, k + 1, starts[k], ends[k]) for k in range(run.i, run.j)]
+        batches[0].lo, batches[-1].hi = run.lo, run.hi
+        return batches
+
     def spans(self, run: Run) -> list[tuple[int, int]]:
         """The (first, last) input bytes of each range of a run, as a Range request names them."""
         starts = self.ranges.starts[run.i : run.j]
@@ -230,8 +238,8 @@ class SpanCutter:
         out, ends = [], self.plan.ranges.ends
         while self.todo:
             batch = self.todo[0]
-            if isinstance(batch, bytes):
-                out.append(self.todo.popleft())
+            if not isinstance(batch, Batch):  # bytes of our own
+                out.append(bytes(self.todo.popleft()))
                 continue
             if batch.lo >= end:
                 break
