@@ -261,18 +261,14 @@ def main() -> None:
                 nginx.shutdown()
         else:
             print("\n3c. (nginx is not installed: `apt-get install nginx-light` adds the same with nginx as the origin)")
-        slow = Origin(media, rate=40e6).start()
-        try:
-            print("\n3b. The same from an origin sending 40 MB/s per connection, MP4 moov first (one run)")
-            print_table(through_proxy(slow, "long.mp4", 1))
-        finally:
-            slow.shutdown()
-        far = Origin(media, latency=0.02).start()
-        try:
-            print("\n3d. The same from an origin 20 ms away (each answer starts 20 ms late), MP4 moov first (one run)")
-            print_table(through_proxy(far, "long.mp4", 1))
-        finally:
-            far.shutdown()
+        for title, shaped in (("3b. The same from an origin sending 40 MB/s per connection", {"rate": 40e6}),
+                              ("3d. The same from an origin 20 ms away (each answer starts 20 ms late)", {"latency": 0.02})):
+            distant = Origin(media, **shaped).start()
+            try:
+                print(f"\n{title}, MP4 moov first (one run)")
+                print_table(through_proxy(distant, "long.mp4", 1))
+            finally:
+                distant.shutdown()
         if not args.quick:
             print("\n4. Proxy memory with 4 concurrent audio-only responses of the file")
             for label, name, query in [*((label, name, "") for label, name in FILES.items()),
