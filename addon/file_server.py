@@ -50,8 +50,8 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from itertools import islice
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 import httpx
 import tornado.httpserver
@@ -655,9 +655,10 @@ class FileHandler(tornado.web.RequestHandler):
             else:
                 self.origin_bytes += sum(map(len, pieces))
                 return await cut_apart(file.plan, group, pieces), size
-        # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between):
-        # the bytes between its batches are read and dropped as they come, as a coarser gap would have
-        # had it (only the audio is held: the window's bytes are the memory a response takes).
+        # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between,
+        # but for the groups made before the origin was found to answer one range a request): the bytes
+        # between its batches are read and dropped as they come, as a coarser gap would have had it
+        # (only the audio is held: the window's bytes are the memory a response takes).
         start, end = batches[0].lo, batches[-1].hi
         cutter, output = extractor.SpanCutter(file.plan, group, start), []
         async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
