@@ -7,8 +7,8 @@ millions: tables stay arrays (8 bytes an entry at most) from parse to output.
 import struct
 import sys
 from array import array
-from itertools import accumulate, repeat
-from operator import mul, sub
+from itertools import accumulate, chain, compress, repeat
+from operator import gt, le, mul, or_, sub
 
 from ..errors import MalformedInput
 
@@ -78,13 +78,14 @@ def samples_per_chunk(first_chunks: array, per_chunk: array, chunk_count: int) -
     """How many samples each chunk holds, expanded from the stsc runs."""
     if chunk_count and (not first_chunks or first_chunks[0] != 1):
         raise MalformedInput("stsc does not start at chunk 1")
-    counts = array("q")
-    bounds = list(first_chunks[1:]) + [chunk_count + 1]
-    for first, next_first, n in zip(first_chunks, bounds, per_chunk):
-        if next_first <= first or next_first > chunk_count + 1:
-            raise MalformedInput(f"stsc run at chunk {first} is out of order or past the {chunk_count} chunks")
-        counts.extend(array("q", [n]) * (next_first - first))
-    return counts
+    bounds = array("q", first_chunks[1:])
+    bounds.append(chunk_count + 1)
+    lengths = array("q", map(sub, bounds, first_chunks))  # chunks in each run
+    # (bulk: an stsc of a run per chunk, as interleaved files have, is tens of thousands of runs)
+    if any(map(le, lengths, repeat(0))) or any(map(gt, bounds, repeat(chunk_count + 1))):
+        bad = next(compress(first_chunks, map(or_, map(le, lengths, repeat(0)), map(gt, bounds, repeat(chunk_count + 1)))))
+        raise MalformedInput(f"stsc run at chunk {bad} is out of order or past the {chunk_count} chunks")
+    return array("q", chain.from_iterable(map(repeat, per_chunk, lengths)))
 
 
 def chunk_sizes(counts: array, constant: int, sizes: array | None, sample_count: int) -> array:
