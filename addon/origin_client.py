@@ -18,6 +18,7 @@ import bisect
 import logging
 import re
 import ssl
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from itertools import accumulate, chain
 from operator import add, sub
 from typing import NamedTuple
@@ -244,6 +245,14 @@ class Target(NamedTuple):
         return f"{r.scheme}://{url.hostport(r.scheme, r.host, r.port)}{self.path}"
 
 
+def no_cookie_jar() -> CookieJar:
+    """A cookie jar that keeps nothing. A pool serves every client of an origin: a jar that kept the
+    Set-Cookie of one client's answer would send that session to the origin on the requests of every
+    other client after it (who then gets what the origin gives that session). Each request carries
+    only its own client's Cookie header (Target.headers), and each Set-Cookie goes back to its client."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def tls_context() -> ssl.SSLContext:
     """Upstream TLS as mitmproxy does it for its own connections to the origin."""
     if ctx.options.ssl_insecure:
@@ -295,7 +304,8 @@ class OriginClient:
                     auth = (user, password)
                 proxy = httpx.Proxy(route.proxy, auth=auth)
             client = httpx.AsyncClient(verify=self.tls or tls_context(), http2=True, limits=LIMITS, proxy=proxy,
-                                       timeout=httpx.Timeout(TIMEOUT), trust_env=False, follow_redirects=False)
+                                       timeout=httpx.Timeout(TIMEOUT), trust_env=False, follow_redirects=False,
+                                       cookies=no_cookie_jar())
             self.pools[route] = client
         return client
 

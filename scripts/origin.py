@@ -13,6 +13,7 @@ each origin behaviour through the proxy:
   stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
   trickle=N    send N bytes of the body, then one byte every 0.1 s (never silent for long)
   nomultirange=1  several ranges in one request get only the first (else multipart/byteranges)
+  setcookie=V  a Set-Cookie: session=V on the answer, as an origin starting a session does
   noetag=1     no ETag; lastmod=1: a Last-Modified; cors=1: Access-Control-Allow-Origin and
                Cache-Control, as a CDN would add
   replaced=F   Range requests are answered from file F, as if the file had been replaced since the
@@ -65,6 +66,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.do_GET(head=True)
+
+    def end_headers(self):
+        if session := dict(urllib.parse.parse_qsl(self.path.partition("?")[2])).get("setcookie"):
+            self.send_header("Set-Cookie", f"session={session}; Path=/")
+        super().end_headers()
 
     def do_GET(self, head: bool = False):
         path, _, query = self.path.partition("?")

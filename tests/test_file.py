@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import MEDIA, Proxy, assert_same_audio, audio_packets, drain, extract, http_get, http_stream
+from helpers import MEDIA, STREAM_PATH, Proxy, assert_same_audio, audio_packets, drain, extract, http_get, http_stream
 from mp4tools import boxes
 from origin import Origin
 
@@ -283,6 +283,27 @@ def test_the_origins_other_headers_are_kept(file_proxy):
     assert r.headers["access-control-allow-origin"] == "*" and r.headers["cache-control"] == "max-age=60"
     r = http_get(file_proxy.port, path, headers={"If-None-Match": r.headers["etag"]})
     assert r.status == 304 and r.headers["cache-control"] == "max-age=60"
+
+
+@pytest.mark.parametrize("path", ["file", "stream"])
+def test_one_clients_session_cookie_never_reaches_the_origin_for_another(origin, tmp_path, path):
+    """The proxy's connections to an origin serve every client: a Set-Cookie the origin gives one
+    client goes back to that client, and is never sent to the origin on another client's requests
+    (a pooled HTTP client's cookie jar did that: the next client was served as the first one's
+    session). Each client's own Cookie header still reaches the origin."""
+    proxy = Proxy(tmp_path / f"cookie-{path}.log", "--mode", f"reverse:{origin.url}", *(STREAM_PATH if path == "stream" else ()))
+    try:
+        a = http_get(proxy.port, f"/h264_aac.mp4?ali_audio_only=1&setcookie=A-{path}", headers={"Cookie": "mine=a"})
+        assert a.status == 200 and a.headers.get("set-cookie") == f"session=A-{path}; Path=/"
+        asked_by_a = [h for _, p, h in origin.requests if f"setcookie=A-{path}" in p]
+        assert asked_by_a and all(h.get("Cookie") == "mine=a" for h in asked_by_a)
+        since = len(origin.requests)
+        b = http_get(proxy.port, f"/moov_end.mp4?ali_audio_only=1&client=B-{path}")
+        assert b.status == 200 and b.clean
+        asked_by_b = [h for _, p, h in origin.requests[since:] if f"client=B-{path}" in p]
+        assert asked_by_b and not any("Cookie" in h for h in asked_by_b), asked_by_b
+    finally:
+        proxy.stop()
 
 
 def test_head_ignores_range(file_proxy):
