@@ -209,6 +209,9 @@ class Route(NamedTuple):
     host: str
     port: int
     proxy: str | None  # the upstream proxy's URL in upstream mode
+    # The TLS server name: sites on one address (a CDN's) get pools of their own, so that a connection
+    # whose certificate was checked for one name never carries another's requests.
+    sni: str | None = None
 
 
 def route_of(flow: http.HTTPFlow) -> Route:
@@ -219,7 +222,8 @@ def route_of(flow: http.HTTPFlow) -> Route:
     if flow.server_conn.via:  # upstream mode: ("http" or "https", (host, port))
         scheme, (proxy_host, proxy_port) = flow.server_conn.via
         proxy = f"{scheme}://{url.hostport(scheme, proxy_host, proxy_port)}"
-    return Route(flow.request.scheme, host, port, proxy)
+    sni = (flow.server_conn.sni or flow.request.host) if flow.request.scheme == "https" else None
+    return Route(flow.request.scheme, host, port, proxy, sni)
 
 
 class Target(NamedTuple):
@@ -236,8 +240,7 @@ class Target(NamedTuple):
         headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
                    if k.lower() not in DROPPED_HEADERS and not k.startswith(":")]
         headers.append(("Host", flow.request.host_header or url.hostport(route.scheme, route.host, route.port)))
-        sni = (flow.server_conn.sni or flow.request.host) if route.scheme == "https" else None
-        return cls(route, flow.request.path, tuple(headers), sni)
+        return cls(route, flow.request.path, tuple(headers), route.sni)
 
     @property
     def url(self) -> str:

@@ -82,3 +82,26 @@ def test_https_origin_and_the_tail_fetch_over_tls(tls_origin, tmp_path, trust):
         assert "moov fetched from the tail" in proxy.wait_for_log("moov fetched from the tail")
     finally:
         proxy.stop()
+
+
+def test_sites_on_one_address_get_connections_of_their_own():
+    """Two HTTPS sites on one address (a CDN's) reached with their own TLS server names: their requests
+    go in separate pools, so that a connection whose certificate was checked for one name never
+    carries the other's requests (each still asks with its own server name)."""
+    from mitmproxy.test import taddons, tflow
+
+    from addon.origin_client import OriginClient, Target
+    with taddons.context():
+        flows = []
+        for name in ("a.example", "b.example"):
+            flow = tflow.tflow()
+            flow.request.scheme, flow.request.host, flow.request.port = "https", name, 443
+            flow.server_conn.address, flow.server_conn.sni = ("192.0.2.1", 443), name
+            flows.append(flow)
+        a, b = (Target.of(f) for f in flows)
+        assert (a.sni, b.sni) == ("a.example", "b.example")
+        assert a.route != b.route and a.route.host == b.route.host == "192.0.2.1"
+        client = OriginClient()
+        client.tls = ssl.create_default_context()
+        assert client.pool(a.route) is not client.pool(b.route)
+        assert client.pool(a.route) is client.pool(Target.of(flows[0]).route)
