@@ -592,19 +592,11 @@ class FileHandler(tornado.web.RequestHandler):
                 else:
                     yield kind, value
                 continue
-            # (asked again each time: the origin may turn out to answer one range a request mid-response)
-            several = self.files.multirange.get(route, True)
-            if kind == "run" and not several:  # its ranges one by one, grouped as such an origin wants
-                for batch in plan.ones(value):
-                    if group and (batch.lo - previous.hi > ONE_BY_ONE_GAP or batch.hi - group[0].lo > MAX_REQUEST):
-                        yield "fetch", group
-                        group, batches, span = [], 0, 0
-                    group.append(batch)
-                    previous = batch
-                continue
+            singles = (value,)
             if kind == "run":  # one-range batches (several-range requests only): as many at once as fit
                 run = value
-                while run is not None:
+                # (asked again at each request: the origin may turn out to answer one range a request)
+                while run is not None and self.files.multirange.get(route, True):
                     taken, run = plan.take(run, MULTI_RANGES - batches, MAX_REQUEST - span)
                     if taken is None:  # the request is full
                         if group:
@@ -616,20 +608,24 @@ class FileHandler(tornado.web.RequestHandler):
                     previous = taken
                     batches += taken.j - taken.i
                     span += taken.size
-                continue
-            size = value.hi - value.lo
-            if group:
-                if several:
-                    full = batches >= MULTI_RANGES or span + size > MAX_REQUEST
-                else:  # one range a request costs a round trip each: reading the video between is cheaper
-                    full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
-                if full:
-                    yield "fetch", group
-                    group, batches, span = [], 0, 0
-            group.append(value)
-            previous = value
-            batches += 1
-            span += size
+                if run is None:
+                    continue
+                singles = plan.ones(run)  # the rest, for an origin found to answer one range a request
+            for value in singles:
+                several = self.files.multirange.get(route, True)
+                size = value.hi - value.lo
+                if group:
+                    if several:
+                        full = batches >= MULTI_RANGES or span + size > MAX_REQUEST
+                    else:  # one range a request costs a round trip each: reading the video between is cheaper
+                        full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
+                    if full:
+                        yield "fetch", group
+                        group, batches, span = [], 0, 0
+                group.append(value)
+                previous = value
+                batches += 1
+                span += size
         if group:
             yield "fetch", group
 

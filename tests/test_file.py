@@ -355,7 +355,8 @@ def test_several_ranges_in_one_request_and_one_by_one(origin, tmp_path):
 
 
 @pytest.mark.parametrize("switch_after", [0, 1, 3])
-def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after):
+@pytest.mark.parametrize("layout", ["mixed", "even"])
+def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after, layout):
     """The groups of a response (FileHandler.requests) when the origin turns out, after some requests
     of several ranges, to answer one range a request: every range is asked for once, in order, and the
     groups made after that are one range's worth (at most MAX_REQUEST, no gap over ONE_BY_ONE_GAP)."""
@@ -366,8 +367,8 @@ def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after
     from extractor.mp4.ranges import Ranges
     rng = random.Random(switch_after)
     pairs, at = [], 0
-    for _ in range(3000):
-        at += rng.choice([25_000] * 9 + [300_000, 10])
+    for _ in range(3000):  # "even": every chunk alone, one long Run; "mixed": some joined, some far apart
+        at += rng.choice([25_000] * 9 + [300_000, 10]) if layout == "mixed" else 25_000
         pairs.append((at, at + rng.choice([400, 700])))
         at = pairs[-1][1]
     ranges = Ranges.of(pairs)

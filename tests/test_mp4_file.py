@@ -117,7 +117,7 @@ def assert_runs_are_their_batches(plan: FilePlan, first: int, last: int, most: i
         runs.append(value)
         ones = [Batch(k, k + 1, plan.ranges.starts[k], plan.ranges.ends[k]) for k in range(value.i, value.j)]
         ones[0].lo, ones[-1].hi = value.lo, value.hi
-        assert value.size == sum(b.size for b in ones) and plan.ones(value) == ones
+        assert value.size == sum(b.size for b in ones) and list(plan.ones(value)) == ones
         assert plan.spans(value) == [(b.lo, b.hi - 1) for b in ones]
         expanded += [("batch", b) for b in ones]
     assert expanded == plain

@@ -191,13 +191,12 @@ class FilePlan:
         return (Run(i, k, run.lo, self.ranges.ends[k - 1], taken),
                 Run(k, j, self.ranges.starts[k], run.hi, run.output - taken))
 
-    def ones(self, run: Run) -> list[Batch]:
-        """The run as the one-range batches it stands for (for an origin that answers one range a
-        request, found out after the run was made)."""
+    def ones(self, run: Run):
+        """The run as the one-range batches it stands for, one after the other (for an origin that
+        answers one range a request, found out after the run was made)."""
         starts, ends = self.ranges.starts, self.ranges.ends
-        batches = [Batch(k, k + 1, starts[k], ends[k]) for k in range(run.i, run.j)]
-        batches[0].lo, batches[-1].hi = run.lo, run.hi
-        return batches
+        for k in range(run.i, run.j):
+            yield Batch(k, k + 1, run.lo if k == run.i else starts[k], run.hi if k == run.j - 1 else ends[k])
 
     def spans(self, run: Run) -> list[tuple[int, int]]:
         """The (first, last) input bytes of each range of a run, as a Range request names them."""
