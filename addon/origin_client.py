@@ -46,7 +46,7 @@ DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-enc
                    "if-unmodified-since", "accept-encoding", "content-length", "host"}
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
-MAX_POOLS = 64  # origins we keep pools for; the oldest is closed past this
+MAX_POOLS = 64  # origins we keep pools for; the least recently used is closed past this
 MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file (and 3 more a fragment)
 HEADER_READ = 4096  # bytes read where a box header is wanted in a fragmented file (a moof, most likely)
 MAX_FRAGMENTS = 4096  # fragments read that way: a file with more is streamed
@@ -287,7 +287,8 @@ class OriginClient:
                 self._close_later(self.pools.pop(route))
 
     def _close_later(self, client: httpx.AsyncClient) -> None:
-        """Close a pool we no longer hand out (its requests in flight finish first)."""
+        """Close a pool we no longer hand out. (httpx closes its connections in use too: a response still
+        reading from an evicted pool ends uncleanly. The least recently used pool goes first.)"""
         try:
             task = asyncio.get_running_loop().create_task(client.aclose())
         except RuntimeError:  # no loop (mitmproxy not running yet): nothing was opened
@@ -296,7 +297,9 @@ class OriginClient:
         task.add_done_callback(self.closing.discard)
 
     def pool(self, route: Route) -> httpx.AsyncClient:
-        if (client := self.pools.get(route)) is None:
+        if (client := self.pools.pop(route, None)) is not None:
+            self.pools[route] = client  # the most recently used last: eviction takes the first
+        else:
             if len(self.pools) >= MAX_POOLS:
                 self._close_later(self.pools.pop(next(iter(self.pools))))
             proxy = None

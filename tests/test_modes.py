@@ -105,3 +105,21 @@ def test_sites_on_one_address_get_connections_of_their_own():
         client.tls = ssl.create_default_context()
         assert client.pool(a.route) is not client.pool(b.route)
         assert client.pool(a.route) is client.pool(Target.of(flows[0]).route)
+
+
+def test_the_pool_evicted_is_the_least_recently_used():
+    """Past MAX_POOLS origins, the pool closed is the one used longest ago, not the oldest made: a busy
+    origin's pool (whose connections a close would cut) stays."""
+    from mitmproxy.test import taddons
+
+    from addon.origin_client import MAX_POOLS, OriginClient, Route
+    with taddons.context():
+        client = OriginClient()
+        client.tls = ssl.create_default_context()
+        routes = [Route("http", f"192.0.2.{k}", 80, None) for k in range(MAX_POOLS + 1)]
+        busy = client.pool(routes[0])
+        for route in routes[1:MAX_POOLS]:
+            client.pool(route)
+        assert client.pool(routes[0]) is busy  # used again: now the most recent
+        client.pool(routes[MAX_POOLS])  # one too many
+        assert routes[0] in client.pools and routes[1] not in client.pools and len(client.pools) == MAX_POOLS
