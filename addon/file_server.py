@@ -580,8 +580,9 @@ class FileHandler(tornado.web.RequestHandler):
         """('head', bytes) and ('fetch', group for one origin request): several batches go in one
         request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those.
         Bytes of our own between batches (a fragment's moof) ride in the group, in their place. The
-        plan's gap (audio_only_range_gap when it was planned, at least ONE_BY_ONE_GAP for an origin that
-        answers one range a request) joins neighbouring ranges into a batch."""
+        plan's gap (audio_only_range_gap when it was planned) joins neighbouring ranges into a batch;
+        for an origin that answers one range a request, batches less than ONE_BY_ONE_GAP apart go in one
+        request's span (at most MAX_REQUEST), a Run written out as its batches (FilePlan.ones)."""
         route, plan = job.target.route, file.plan
         group: list = []  # Batch (or Run), and bytes between them
         batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
