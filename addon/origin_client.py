@@ -18,6 +18,7 @@ import bisect
 import logging
 import re
 import ssl
+import weakref
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from itertools import accumulate, chain
 from operator import add, sub
@@ -46,7 +47,8 @@ DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-enc
                    "if-unmodified-since", "accept-encoding", "content-length", "host"}
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
-MAX_POOLS = 64  # origins we keep pools for; the least recently used is closed past this
+MAX_POOLS = 64  # origins we keep pools for; the least recently used is retired past this
+IDLE_POLL = 0.5  # seconds between two looks at whether a retired pool's answers are all read
 MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file (and 3 more a fragment)
 HEADER_READ = 4096  # bytes read where a box header is wanted in a fragmented file (a moof, most likely)
 MAX_FRAGMENTS = 4096  # fragments read that way: a file with more is streamed
@@ -267,15 +269,29 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile or (None if capath else certifi.where()), capath=capath or None)
 
 
+class Use:
+    """What is reading from one pool: requests waiting for their answer's headers, and answers open."""
+
+    def __init__(self):
+        self.sending = 0
+        self.answers: weakref.WeakSet[httpx.Response] = weakref.WeakSet()  # (one never closed goes with its last reference)
+
+    def busy(self) -> bool:
+        return self.sending > 0 or any(not answer.is_closed for answer in list(self.answers))
+
+
 class OriginClient:
     """Pools of keep-alive connections to origins, made on first use and closed when mitmproxy stops
-    (or when the TLS or upstream options they were made with change)."""
+    (or, once what reads from them is done, when the TLS or upstream options they were made with change,
+    or when more than MAX_POOLS origins are in use)."""
 
-    # Options the pools are made with: a change closes them, the next request makes new ones.
+    # Options the pools are made with: a change retires them, the next request makes new ones.
     OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "upstream_auth"}
 
     def __init__(self):
         self.pools: dict[Route, httpx.AsyncClient] = {}
+        self.uses: weakref.WeakKeyDictionary[httpx.AsyncClient, Use] = weakref.WeakKeyDictionary()
+        self.retired: set[httpx.AsyncClient] = set()  # handed out no more, closed once nothing reads from them
         self.closing: set[asyncio.Task] = set()
         self.tls: ssl.SSLContext | None = None
 
@@ -287,14 +303,24 @@ class OriginClient:
                 self._close_later(self.pools.pop(route))
 
     def _close_later(self, client: httpx.AsyncClient) -> None:
-        """Close a pool we no longer hand out. (httpx closes its connections in use too: a response still
-        reading from an evicted pool ends uncleanly. The least recently used pool goes first.)"""
+        """Close a pool we no longer hand out, once the answers still reading from it are done: httpx's
+        aclose closes the connections in use too, which would cut those answers (a client's response
+        ending short of its length). The pool's idle connections wait with it."""
         try:
-            task = asyncio.get_running_loop().create_task(client.aclose())
+            task = asyncio.get_running_loop().create_task(self._close_when_idle(client))
         except RuntimeError:  # no loop (mitmproxy not running yet): nothing was opened
             return
+        self.retired.add(client)
         self.closing.add(task)
         task.add_done_callback(self.closing.discard)
+
+    async def _close_when_idle(self, client: httpx.AsyncClient) -> None:
+        try:
+            while (use := self.uses.get(client)) is not None and use.busy():
+                await asyncio.sleep(IDLE_POLL)
+        finally:  # (cancelled when mitmproxy stops: close() closes it then)
+            self.retired.discard(client)
+        await client.aclose()
 
     def pool(self, route: Route) -> httpx.AsyncClient:
         if (client := self.pools.pop(route, None)) is not None:
@@ -316,8 +342,10 @@ class OriginClient:
         return client
 
     async def close(self) -> None:
-        """mitmproxy stops: every pool's connections are closed."""
-        pools, self.pools = list(self.pools.values()), {}
+        """mitmproxy stops: every pool's connections are closed, the retired ones' too, read or not."""
+        pools, self.pools = [*self.pools.values(), *self.retired], {}
+        for task in self.closing:
+            task.cancel()
         for client in pools:
             await client.aclose()
         if self.closing:
@@ -333,7 +361,16 @@ class OriginClient:
         request = client.build_request(method, target.url, headers=[*target.headers, *headers,
                                                                      ("Accept-Encoding", "identity")],
                                        extensions=extensions, timeout=timeout)
-        return await client.send(request, stream=True)
+        use = self.uses.get(client)
+        if use is None:
+            use = self.uses[client] = Use()
+        use.sending += 1  # (a pool retired meanwhile waits for this answer too)
+        try:
+            response = await client.send(request, stream=True)
+        finally:
+            use.sending -= 1
+        use.answers.add(response)
+        return response
 
     async def stream_range(self, target: Target, first: int, last: int, version: OriginVersion):
         """Bytes first..last of the target file, piece by piece as they arrive, only if they come from

@@ -123,3 +123,72 @@ def test_the_pool_evicted_is_the_least_recently_used():
         assert client.pool(routes[0]) is busy  # used again: now the most recent
         client.pool(routes[MAX_POOLS])  # one too many
         assert routes[0] in client.pools and routes[1] not in client.pools and len(client.pools) == MAX_POOLS
+
+
+def test_an_evicted_pool_lets_its_answers_finish(origin):
+    """A pool retired past MAX_POOLS (or by an option change) is closed only once the answers reading
+    from it are done: httpx's aclose cuts the connections in use, and a client's response would end
+    short. Its answer here is read on, whole, after the eviction; then the pool is closed."""
+    import asyncio
+
+    from mitmproxy.test import taddons
+
+    from addon.origin_client import IDLE_POLL, MAX_POOLS, OriginClient, Route, Target
+
+    port = origin.server_address[1]
+    expected = (MEDIA / "flv1_mp3.flv").read_bytes()
+
+    async def run():
+        client = OriginClient()
+        client.tls = ssl.create_default_context()
+        route = Route("http", "127.0.0.1", port, None)
+        target = Target(route, "/flv1_mp3.flv?slow=1", (("Host", f"127.0.0.1:{port}"),), None)
+        response = await client.open(target)  # 16 KiB pieces, 10 ms apart: about 0.3 s of body
+        pool = client.pool(route)
+        body = bytearray()
+        pieces = response.aiter_raw()
+        body += await anext(pieces)
+        for k in range(MAX_POOLS):  # as many other origins: this one is evicted
+            client.pool(Route("http", f"192.0.2.{k}", 80, None))
+        assert route not in client.pools and pool in client.retired
+        async for piece in pieces:
+            body += piece
+        await response.aclose()
+        assert bytes(body) == expected and not pool.is_closed
+        for _ in range(int(4 / IDLE_POLL)):  # closed at the next look once idle
+            if pool.is_closed:
+                break
+            await asyncio.sleep(IDLE_POLL / 2)
+        assert pool.is_closed and pool not in client.retired
+        await client.close()
+
+    with taddons.context():
+        asyncio.run(run())
+
+
+def test_stopping_closes_retired_pools_still_reading(origin):
+    """mitmproxy stopping does not wait for a retired pool's answers: close() closes it at once."""
+    import asyncio
+
+    from mitmproxy.test import taddons
+
+    from addon.origin_client import OriginClient, Route, Target
+
+    port = origin.server_address[1]
+
+    async def run():
+        client = OriginClient()
+        client.tls = ssl.create_default_context()
+        route = Route("http", "127.0.0.1", port, None)
+        response = await client.open(Target(route, "/flv1_mp3.flv?slow=1", (("Host", f"127.0.0.1:{port}"),), None))
+        pool = client.pool(route)
+        client.configure({"ssl_insecure"})  # an option the pools are made with: every pool retired
+        assert not client.pools and pool in client.retired
+        await asyncio.sleep(0.1)
+        assert not pool.is_closed  # its answer is still being read
+        await asyncio.wait_for(client.close(), 2)
+        assert pool.is_closed and not client.closing
+        await response.aclose()
+
+    with taddons.context():
+        asyncio.run(run())
