@@ -338,6 +338,11 @@ class OriginClient:
             client = httpx.AsyncClient(verify=self.tls or tls_context(), http2=True, limits=LIMITS, proxy=proxy,
                                        timeout=httpx.Timeout(TIMEOUT), trust_env=False, follow_redirects=False,
                                        cookies=no_cookie_jar())
+            # httpx's own defaults: a client that sent no User-Agent or Accept would reach the origin as
+            # python-httpx (which some origins' firewalls refuse) asking for */*; mitmproxy relays a
+            # request's headers as the client sent them, and so do we (Target.headers).
+            for name in ("User-Agent", "Accept"):
+                client.headers.pop(name, None)
             self.pools[route] = client
         return client
 

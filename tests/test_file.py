@@ -306,6 +306,24 @@ def test_one_clients_session_cookie_never_reaches_the_origin_for_another(origin,
         proxy.stop()
 
 
+@pytest.mark.parametrize("path", ["file", "stream"])
+def test_the_origin_gets_the_clients_user_agent_and_accept_or_none(origin, tmp_path, path):
+    """Our requests to the origin carry the client's User-Agent and Accept as they were, and none when
+    the client sent none (httpx would add python-httpx and */*: mitmproxy alone adds nothing)."""
+    proxy = Proxy(tmp_path / f"ua-{path}.log", "--mode", f"reverse:{origin.url}", *(STREAM_PATH if path == "stream" else ()))
+    try:
+        for case, headers in (("none", {}), ("player", {"User-Agent": "player/1.0", "Accept": "audio/*"})):
+            since = len(origin.requests)
+            r = http_get(proxy.port, f"/h264_aac.mp4?ali_audio_only=1&ua={case}-{path}", headers=headers)
+            assert r.status == 200 and r.clean
+            asked = [h for _, p, h in origin.requests[since:] if f"ua={case}-{path}" in p]
+            assert asked, case
+            for h in asked:
+                assert (h.get("User-Agent"), h.get("Accept")) == (headers.get("User-Agent"), headers.get("Accept")), (case, dict(h))
+    finally:
+        proxy.stop()
+
+
 def test_head_ignores_range(file_proxy):
     whole = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1")
     r = http_get(file_proxy.port, "/h264_aac.mp4?ali_audio_only=1", method="HEAD", headers={"Range": "bytes=0-9"})
