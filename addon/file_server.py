@@ -247,8 +247,10 @@ class FileServer:
         if (entry := self.cache.get(key)) is not None:
             await response.aclose()
             return AudioFile(entry.plan, entry.version, entry.etag, entry.last_modified, kept)
-        head = b"".join([piece async for piece in response.aiter_raw()])
-        await response.aclose()
+        try:
+            head = b"".join([piece async for piece in response.aiter_raw()])
+        finally:  # (an answer left open would keep a retired pool from closing until the collector finds it)
+            await response.aclose()
         try:
             ftyp, moov, moov_at, mdats, after = await self.origin.read_top_level(
                 job.target, version, job.settings.max_header, head)

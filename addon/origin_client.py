@@ -293,6 +293,7 @@ class OriginClient:
         self.uses: weakref.WeakKeyDictionary[httpx.AsyncClient, Use] = weakref.WeakKeyDictionary()
         self.retired: set[httpx.AsyncClient] = set()  # handed out no more, closed once nothing reads from them
         self.closing: set[asyncio.Task] = set()
+        self.stopping = asyncio.Event()  # set by close(): the retired pools close at once
         self.tls: ssl.SSLContext | None = None
 
     def configure(self, updated) -> None:
@@ -315,12 +316,17 @@ class OriginClient:
         task.add_done_callback(self.closing.discard)
 
     async def _close_when_idle(self, client: httpx.AsyncClient) -> None:
+        # (Never cancelled: a cancel inside httpx's aclose would stop it partway, with connections left
+        # open that nothing closes any more. close() ends the wait instead.)
+        while (use := self.uses.get(client)) is not None and use.busy() and not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), IDLE_POLL)
+            except asyncio.TimeoutError:
+                pass
         try:
-            while (use := self.uses.get(client)) is not None and use.busy():
-                await asyncio.sleep(IDLE_POLL)
-        finally:  # (cancelled when mitmproxy stops: close() closes it then)
+            await client.aclose()
+        finally:
             self.retired.discard(client)
-        await client.aclose()
 
     def pool(self, route: Route) -> httpx.AsyncClient:
         if (client := self.pools.pop(route, None)) is not None:
@@ -348,13 +354,13 @@ class OriginClient:
 
     async def close(self) -> None:
         """mitmproxy stops: every pool's connections are closed, the retired ones' too, read or not."""
-        pools, self.pools = [*self.pools.values(), *self.retired], {}
-        for task in self.closing:
-            task.cancel()
+        self.stopping.set()  # the retired pools' tasks close them now
+        pools, self.pools = list(self.pools.values()), {}
         for client in pools:
             await client.aclose()
-        if self.closing:
+        while self.closing:  # (those retired meanwhile too)
             await asyncio.gather(*self.closing, return_exceptions=True)
+        self.stopping.clear()
 
     async def open(self, target: Target, method: str = "GET", headers=(), read_timeout: float | None = None) -> httpx.Response:
         """A request for the target with `headers` added; the answer's body is not read yet (the caller

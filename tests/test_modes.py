@@ -192,3 +192,41 @@ def test_stopping_closes_retired_pools_still_reading(origin):
 
     with taddons.context():
         asyncio.run(run())
+
+
+def test_a_pool_retired_while_a_request_waits_for_its_answer_lets_it_finish(media_root):
+    """The request is out, its answer's headers not yet in (the origin answers 1.2 s late, past two
+    looks at the pool) when the pool is retired: the answer still comes whole, then the pool closes."""
+    import asyncio
+
+    from mitmproxy.test import taddons
+
+    from addon.origin_client import IDLE_POLL, OriginClient, Route, Target
+
+    late = Origin(media_root, latency=1.2).start()
+    port = late.server_address[1]
+
+    async def run():
+        client = OriginClient()
+        client.tls = ssl.create_default_context()
+        route = Route("http", "127.0.0.1", port, None)
+        asking = asyncio.ensure_future(client.open(Target(route, "/h264_aac.mp4", (("Host", f"127.0.0.1:{port}"),), None)))
+        await asyncio.sleep(0.1)
+        pool = client.pool(route)
+        client.configure({"ssl_insecure"})  # every pool retired
+        assert pool in client.retired and not asking.done()
+        response = await asking
+        body = b"".join([piece async for piece in response.aiter_raw()])
+        assert response.status_code == 200 and body == (MEDIA / "h264_aac.mp4").read_bytes()
+        for _ in range(int(4 / IDLE_POLL)):
+            if pool.is_closed:
+                break
+            await asyncio.sleep(IDLE_POLL / 2)
+        assert pool.is_closed and pool not in client.retired
+        await client.close()
+
+    try:
+        with taddons.context():
+            asyncio.run(run())
+    finally:
+        late.shutdown()
