@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import re
 import secrets
@@ -663,9 +664,11 @@ class FileHandler(tornado.web.RequestHandler):
         # A span of thousands of tiny ranges (a hostile interleave) is cut in the cutting thread, piece by
         # piece, as cut_apart does: on the loop, each piece's cut held every other client for tens of ms.
         loop = asyncio.get_running_loop() if sum(b.j - b.i for b in batches) > CUT_IN_THREAD else None
-        async for piece in self.files.origin.stream_range(job.target, start, end - 1, file.version):
-            self.origin_bytes += len(piece)
-            output += cutter.feed(piece) if loop is None else await loop.run_in_executor(CUTTER, cutter.feed, piece)
+        # (aclosing: a cancel that lands in the cut closes the origin's answer now, not when collected)
+        async with contextlib.aclosing(self.files.origin.stream_range(job.target, start, end - 1, file.version)) as pieces:
+            async for piece in pieces:
+                self.origin_bytes += len(piece)
+                output += cutter.feed(piece) if loop is None else await loop.run_in_executor(CUTTER, cutter.feed, piece)
         if not cutter.done:  # (stream_range checks the length: never)
             raise RangeRefused(f"the origin's answer for bytes {start}-{end - 1} ended short")
         return b"".join(output), size
