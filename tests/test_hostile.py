@@ -177,7 +177,9 @@ def test_one_hostile_file_does_not_stall_the_others(hostile_origin, tmp_path, pa
         assert hashlib.md5(payload).digest() == hashlib.md5(hostile.audio_payload).digest()
         assert b"VIDEOVID" not in out
         assert probe.failures == 0
-        assert p99 < 0.100 and worst < 0.250, (p99, worst)
+        # The worst of some 900 requests on a shared 2-core machine is one sample: it reached 252-296 ms on
+        # 2026-12-03 (a slow day, the landed code too); the stall this guards against was 9.7-16.3 s.
+        assert p99 < 0.100 and worst < 0.500, (p99, worst)
         assert peak < 600 and after < 200, (peak, after)
     finally:
         proxy.stop()
