@@ -291,7 +291,6 @@ class OriginClient:
     def __init__(self):
         self.pools: dict[Route, httpx.AsyncClient] = {}
         self.uses: weakref.WeakKeyDictionary[httpx.AsyncClient, Use] = weakref.WeakKeyDictionary()
-        self.retired: set[httpx.AsyncClient] = set()  # handed out no more, closed once nothing reads from them
         self.closing: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()  # set by close(): the retired pools close at once
         self.tls: ssl.SSLContext | None = None
@@ -311,7 +310,6 @@ class OriginClient:
             task = asyncio.get_running_loop().create_task(self._close_when_idle(client))
         except RuntimeError:  # no loop (mitmproxy not running yet): nothing was opened
             return
-        self.retired.add(client)
         self.closing.add(task)
         task.add_done_callback(self.closing.discard)
 
@@ -323,10 +321,7 @@ class OriginClient:
                 await asyncio.wait_for(self.stopping.wait(), IDLE_POLL)
             except asyncio.TimeoutError:
                 pass
-        try:
-            await client.aclose()
-        finally:
-            self.retired.discard(client)
+        await client.aclose()
 
     def pool(self, route: Route) -> httpx.AsyncClient:
         if (client := self.pools.pop(route, None)) is not None:

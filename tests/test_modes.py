@@ -125,6 +125,31 @@ def test_the_pool_evicted_is_the_least_recently_used():
         assert routes[0] in client.pools and routes[1] not in client.pools and len(client.pools) == MAX_POOLS
 
 
+def local_client_and_route(port: int):
+    """An OriginClient (outside mitmproxy: its TLS context set by hand) and the route to 127.0.0.1:port."""
+    from addon.origin_client import OriginClient, Route
+    client = OriginClient()
+    client.tls = ssl.create_default_context()
+    return client, Route("http", "127.0.0.1", port, None)
+
+
+def local_target(route, path: str):
+    from addon.origin_client import Target
+    return Target(route, path, (("Host", f"127.0.0.1:{route.port}"),), None)
+
+
+async def closed_soon(pool) -> bool:
+    """Whether the pool is closed within 4 s (a retired pool is looked at every IDLE_POLL)."""
+    import asyncio
+
+    from addon.origin_client import IDLE_POLL
+    for _ in range(int(4 / IDLE_POLL)):
+        if pool.is_closed:
+            return True
+        await asyncio.sleep(IDLE_POLL / 2)
+    return pool.is_closed
+
+
 def test_an_evicted_pool_lets_its_answers_finish(origin):
     """A pool retired past MAX_POOLS (or by an option change) is closed only once the answers reading
     from it are done: httpx's aclose cuts the connections in use, and a client's response would end
@@ -133,33 +158,25 @@ def test_an_evicted_pool_lets_its_answers_finish(origin):
 
     from mitmproxy.test import taddons
 
-    from addon.origin_client import IDLE_POLL, MAX_POOLS, OriginClient, Route, Target
+    from addon.origin_client import MAX_POOLS, Route
 
-    port = origin.server_address[1]
     expected = (MEDIA / "flv1_mp3.flv").read_bytes()
 
     async def run():
-        client = OriginClient()
-        client.tls = ssl.create_default_context()
-        route = Route("http", "127.0.0.1", port, None)
-        target = Target(route, "/flv1_mp3.flv?slow=1", (("Host", f"127.0.0.1:{port}"),), None)
-        response = await client.open(target)  # 16 KiB pieces, 10 ms apart: about 0.3 s of body
+        client, route = local_client_and_route(origin.server_address[1])
+        response = await client.open(local_target(route, "/flv1_mp3.flv?slow=1"))  # 16 KiB pieces, 10 ms apart: about 0.3 s of body
         pool = client.pool(route)
         body = bytearray()
         pieces = response.aiter_raw()
         body += await anext(pieces)
         for k in range(MAX_POOLS):  # as many other origins: this one is evicted
             client.pool(Route("http", f"192.0.2.{k}", 80, None))
-        assert route not in client.pools and pool in client.retired
+        assert route not in client.pools and not pool.is_closed  # retired
         async for piece in pieces:
             body += piece
         await response.aclose()
         assert bytes(body) == expected and not pool.is_closed
-        for _ in range(int(4 / IDLE_POLL)):  # closed at the next look once idle
-            if pool.is_closed:
-                break
-            await asyncio.sleep(IDLE_POLL / 2)
-        assert pool.is_closed and pool not in client.retired
+        assert await closed_soon(pool)  # at the next look once idle
         await client.close()
 
     with taddons.context():
@@ -172,18 +189,12 @@ def test_stopping_closes_retired_pools_still_reading(origin):
 
     from mitmproxy.test import taddons
 
-    from addon.origin_client import OriginClient, Route, Target
-
-    port = origin.server_address[1]
-
     async def run():
-        client = OriginClient()
-        client.tls = ssl.create_default_context()
-        route = Route("http", "127.0.0.1", port, None)
-        response = await client.open(Target(route, "/flv1_mp3.flv?slow=1", (("Host", f"127.0.0.1:{port}"),), None))
+        client, route = local_client_and_route(origin.server_address[1])
+        response = await client.open(local_target(route, "/flv1_mp3.flv?slow=1"))
         pool = client.pool(route)
         client.configure({"ssl_insecure"})  # an option the pools are made with: every pool retired
-        assert not client.pools and pool in client.retired
+        assert not client.pools and not pool.is_closed  # retired
         await asyncio.sleep(0.1)
         assert not pool.is_closed  # its answer is still being read
         await asyncio.wait_for(client.close(), 2)
@@ -201,28 +212,19 @@ def test_a_pool_retired_while_a_request_waits_for_its_answer_lets_it_finish(medi
 
     from mitmproxy.test import taddons
 
-    from addon.origin_client import IDLE_POLL, OriginClient, Route, Target
-
     late = Origin(media_root, latency=1.2).start()
-    port = late.server_address[1]
 
     async def run():
-        client = OriginClient()
-        client.tls = ssl.create_default_context()
-        route = Route("http", "127.0.0.1", port, None)
-        asking = asyncio.ensure_future(client.open(Target(route, "/h264_aac.mp4", (("Host", f"127.0.0.1:{port}"),), None)))
+        client, route = local_client_and_route(late.server_address[1])
+        asking = asyncio.ensure_future(client.open(local_target(route, "/h264_aac.mp4")))
         await asyncio.sleep(0.1)
         pool = client.pool(route)
         client.configure({"ssl_insecure"})  # every pool retired
-        assert pool in client.retired and not asking.done()
+        assert route not in client.pools and not pool.is_closed and not asking.done()
         response = await asking
         body = b"".join([piece async for piece in response.aiter_raw()])
         assert response.status_code == 200 and body == (MEDIA / "h264_aac.mp4").read_bytes()
-        for _ in range(int(4 / IDLE_POLL)):
-            if pool.is_closed:
-                break
-            await asyncio.sleep(IDLE_POLL / 2)
-        assert pool.is_closed and pool not in client.retired
+        assert await closed_soon(pool)
         await client.close()
 
     try:
