@@ -9,6 +9,7 @@ process that exits returns all the memory the planning took to the system. Measu
 
 The processes come from a forkserver (a clean, single-threaded parent that has imported only the
 core), one per plan (max_tasks_per_child=1), at most two at once; a third big plan waits its turn.
+Each plan is submitted from a worker thread: submitting starts the process.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class Planner:
             self.idle_timer = None
         try:
             pool = self.pool or await self._pool()
-            return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+            # Submitted from a thread: submit starts the planning process there and then (a fork by the
+            # forkserver, and a wait for its pid), which took 30-60 ms of the event loop, every client's.
+            return await asyncio.wrap_future(await asyncio.to_thread(pool.submit, function, *args))
         except BrokenProcessPool as e:
             self.pool = None  # the next plan gets a new pool
             raise PlannerFailed(f"the process planning a {size >> 20} MiB moov died ({e})") from None
