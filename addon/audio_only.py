@@ -161,6 +161,10 @@ class AudioOnly:
             "audio_only_stream_passthrough", bool, True,
             "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
         )
+        # Here as well as in `running`: mitmproxy opens its ports before the running hooks, so a client
+        # that came at once waited for the warm-up (64 ms on 2 cores); a script is loaded before that,
+        # in the running loop (where there is none, as in a test harness, `running` does it).
+        warm_up()
 
     def configure(self, updated):
         self.requests.configure(updated)

@@ -6,6 +6,7 @@ what they import on a first request, or when the collector is left to walk the s
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +91,28 @@ def test_a_reload_of_the_script_leaves_nothing_frozen_for_good():
     out = subprocess.run([sys.executable, "-c", RELOAD, str(ROOT)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"old addon kept": False, "request kept": False}
+
+
+def test_the_warm_up_is_done_before_mitmdump_opens_its_port(tmp_path):
+    """mitmproxy opens its ports before it calls the running hooks: a warm-up there held a client that
+    came at once (the first request of a proxy just started, a restart under load) for 64 ms."""
+    from helpers import MITMDUMP, free_port
+
+    log_path = tmp_path / "proxy.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen([str(MITMDUMP), "-s", str(ROOT / "addon" / "audio_only.py"), "--listen-host",
+                                    "127.0.0.1", "-p", str(free_port()), "--set", "termlog_verbosity=debug"],
+                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while "listening at" not in (log := log_path.read_text()) and time.monotonic() < deadline:
+                assert process.poll() is None, log
+                time.sleep(0.05)
+        finally:
+            process.terminate()
+            process.wait(10)
+    lines = log.splitlines()
+    warmed = [i for i, line in enumerate(lines) if "audio-only: warmed up" in line]
+    listening = [i for i, line in enumerate(lines) if "listening at" in line]
+    assert warmed and listening, log
+    assert warmed[0] < listening[0], log
