@@ -8,9 +8,10 @@ moov-last MP4 and FLV, prints the median of N runs of:
   2. python -m extractor IN OUT against ffmpeg -i IN -vn -c:a copy OUT;
   3. GETs through mitmdump on 127.0.0.1, by path: streamed passthrough (stream_large_bodies=1m),
      audio-only as a file (two range gaps) and as a stream, against the origin direct: wall time
-     (curl) of the first GET and of the next ones, time to the first body byte, bytes sent and bytes
-     asked of the origin; 3b. the same from an origin limited to 40 MB/s per connection; 3c. with
-     nginx as the origin, when it is installed; 3d. from an origin whose answers start 20 ms late;
+     (curl) of the first GET of the file (in a proxy that is up) and of the next ones, time to the
+     first body byte, bytes sent and bytes asked of the origin; 3b. the same from an origin limited
+     to 40 MB/s per connection; 3c. with nginx as the origin, when it is installed; 3d. from an
+     origin whose answers start 20 ms late;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
   5. the added latency of a live FLV paced in real time (per audio tag).
 """
@@ -115,6 +116,15 @@ def origin_bytes(origin: Origin, since: int, name: str) -> int:
     return total
 
 
+def started(proxy: Proxy) -> Proxy:
+    """The proxy once it has answered a request (for /, not a media file: the origin's 404 will do).
+    Its port opens before mitmproxy's `running` hooks have run (mitmproxy's TLS set-up, our warm-up:
+    about 100 ms on 2 cores), and a request that comes at once waits for them: the first GET timed
+    here is the first of the file on an edge that is up, not the edge's start."""
+    curl(f"http://127.0.0.1:{proxy.port}/")
+    return proxy
+
+
 def through_proxy(origin, name: str, runs: int, paths=PATHS, suffix: str = "") -> dict[str, tuple]:
     """label -> (first body byte, time of the first GET, time again (median of `runs` more), bytes received,
     bytes asked of the origin by one GET, or None where the origin keeps no record). The first GET of
@@ -124,7 +134,7 @@ def through_proxy(origin, name: str, runs: int, paths=PATHS, suffix: str = "") -
     results["origin direct"] = (median(s[0] for s in direct), direct[0][1], median(s[1] for s in direct[1:]),
                                 direct[0][2], direct[0][2])
     for label, (options, query) in paths.items():
-        proxy = mitmdump(origin, "--set", "stream_large_bodies=1m", *options)
+        proxy = started(mitmdump(origin, "--set", "stream_large_bodies=1m", *options))
         try:
             path = f"/{name}{query}{suffix}"
             since = len(origin.requests) if hasattr(origin, "requests") else None
