@@ -205,6 +205,7 @@ def concurrent_rss(origin: Origin, name: str, query: str = "") -> tuple[float, f
 
 
 def live_latency(origin: Origin) -> list[float]:
+    """The added latency of each audio tag, in the order they came."""
     proxy = mitmdump(origin)
     try:
         origin.sent.clear()
@@ -286,9 +287,13 @@ def main() -> None:
                 base, peak = concurrent_rss(origin, name, query)
                 print(f"   {label:16s} baseline {base:5.0f} MiB, peak {peak:5.0f} MiB, added {peak - base:5.0f} MiB")
             print("\n5. Live FLV paced in real time through the proxy: added latency per audio tag")
-            d = sorted(live_latency(small))
+            delays = live_latency(small)
+            d = sorted(delays)
+            # The last tag leaves with the stream's end: mitmproxy relays it after our end-of-stream work
+            # (the origin's answer closed, the log line) on the same loop. Its figure is given apart.
             print(f"   {len(d)} tags: median {median(d) * 1000:.2f} ms, p95 {d[int(len(d) * 0.95)] * 1000:.2f} ms, "
-                  f"max {d[-1] * 1000:.2f} ms")
+                  f"max {d[-1] * 1000:.2f} ms; the last tag {delays[-1] * 1000:.2f} ms, "
+                  f"the most of the others {max(delays[:-1]) * 1000:.2f} ms")
     finally:
         origin.shutdown()
         small.shutdown()
