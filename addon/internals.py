@@ -13,8 +13,8 @@ use them: tests/test_internals.py fails with a message naming the reach when one
 degrades to doing nothing when the path is not there (unit tests with no proxy server, or a future
 mitmproxy): the feature it serves gets slower or less precise, never wrong.
 
-One more reach, into httpcore (under httpx, which asks the origin): the size of its reads
-(read_origin_bodies_in_bigger_pieces).
+Two more: into mitmproxy's Master, whether it is stopping (mitmproxy_is_stopping); into httpcore
+(under httpx, which asks the origin), the size of its reads (read_origin_bodies_in_bigger_pieces).
 """
 
 from __future__ import annotations
@@ -93,6 +93,20 @@ def reset_client_on_close(flow: http.HTTPFlow) -> None:
     sock = _socket(flow, flow.client_conn)
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def mitmproxy_is_stopping() -> bool:
+    """Whether the `done` hook being called is mitmproxy's stop, not a reload of our script (an edit
+    of audio_only.py, which mitmproxy watches; the script taken off `scripts`): both call `done`.
+
+    Why: at a stop, the origin pools close at once; at a reload, the answers the old addon is still
+    streaming (a live FLV, a long GET) go on to their end, and its pools close once those are done
+    (closing them at once ended every such answer uncleanly, mid-stream). `Master.should_exit`, the
+    asyncio.Event that `Master.shutdown` sets before the done hooks run, is not part of the addon
+    API; it is there in mitmproxy 11.0 through 12.3 (tests/test_internals.py). True when it is not:
+    the pools close at once, as at a stop."""
+    should_exit = getattr(ctx.master, "should_exit", None) if ctx.master else None
+    return not hasattr(should_exit, "is_set") or should_exit.is_set()
 
 
 def reaches_that_broke() -> list[str]:

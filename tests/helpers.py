@@ -60,11 +60,11 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 class Proxy:
     """mitmdump with our addon on 127.0.0.1, its log captured to a file that can be read."""
 
-    def __init__(self, log_path: Path, *args: str):
+    def __init__(self, log_path: Path, *args: str, script: Path = ROOT / "addon" / "audio_only.py"):
         self.port = free_port()
         self.log_path = log_path
         self.log_file = open(log_path, "wb")
-        cmd = [str(MITMDUMP), "-s", str(ROOT / "addon" / "audio_only.py"), "--listen-host", "127.0.0.1",
+        cmd = [str(MITMDUMP), "-s", str(script), "--listen-host", "127.0.0.1",
                "-p", str(self.port), "--set", "flow_detail=0", "--set", "termlog_verbosity=info", *args]
         self.process = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

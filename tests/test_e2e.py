@@ -148,6 +148,51 @@ def test_live_flv_audio_arrives_as_it_is_sent(proxy, origin):
     assert statistics.median(delays) < 0.020
 
 
+# The addon as mitmproxy loads audio_only.py, run anew at each (re)load, from a file of its own: a
+# change to it reloads this test's proxy only, not the others' (which watch audio_only.py).
+RELOADABLE = """import importlib, sys
+sys.path.insert(0, {root!r})
+import addon.audio_only
+addons = importlib.reload(addon.audio_only).addons
+"""
+
+
+def test_a_reload_of_the_script_lets_a_live_stream_run_to_its_end(origin, tmp_path):
+    """mitmproxy reloads a script whose file changed (an edit, a deploy of the checkout) and calls the
+    old addon's done first: closing the origin pools there cut every answer still streaming (a live
+    FLV here) uncleanly, mid-stream. The old addon's answers now run to their end; new requests go to
+    the new addon."""
+    import os
+    import threading
+
+    from helpers import ROOT
+
+    script = tmp_path / "audio_only_reloadable.py"
+    script.write_text(RELOADABLE.format(root=str(ROOT)))
+    proxy = Proxy(tmp_path / "proxy.log", "--mode", f"reverse:http://127.0.0.1:{origin.server_address[1]}",
+                  script=script)
+    try:
+        replies = []
+        live = threading.Thread(target=lambda: replies.append(
+            http_get(proxy.port, f"{FLV}?ali_audio_only=1&live=1", timeout=30)))
+        live.start()
+        time.sleep(1.5)  # (the stream lasts 6 s)
+        later = time.time() + 10  # a new modification time, whatever the file system's resolution
+        os.utime(script, (later, later))
+        deadline = time.monotonic() + 10
+        while proxy.log().count("Loading script") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.log().count("Loading script") == 2, proxy.log()
+        after = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")  # the new addon's
+        assert after.status == 200 and after.clean and after.headers.get("content-length")
+        live.join(30)
+        reply = replies[0]
+        assert reply.clean and reply.body == core_output("h264_aac.flv"), proxy.log()
+        assert "uncleanly" not in proxy.log()
+    finally:
+        proxy.stop()
+
+
 @pytest.fixture(scope="module")
 def regular_proxy(origin, tmp_path_factory):
     p = Proxy(tmp_path_factory.mktemp("log") / "regular.log", "--set", "audio_only_domains=localhost")

@@ -49,3 +49,18 @@ def test_httpcore_reads_answers_in_pieces_of_read_num_bytes():
                                                           if connection_class is AsyncHTTP2Connection
                                                           else connection_class._receive_event), (
             f"{connection_class.__name__} no longer reads READ_NUM_BYTES at a time")
+
+
+def test_the_addon_tells_mitmproxy_stopping_from_a_reload_of_its_script():
+    import asyncio
+
+    async def run():
+        with taddons.context() as tctx:
+            assert not internals.mitmproxy_is_stopping(), (
+                "Master.should_exit is gone: a reload of the script closes the origin pools at once, "
+                "cutting the old addon's streams (see addon/internals.py)")
+            tctx.master.shutdown()  # what mitmproxy does before its done hooks (it sets should_exit soon)
+            await asyncio.sleep(0)
+            assert internals.mitmproxy_is_stopping()
+
+    asyncio.run(run())
