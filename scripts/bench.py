@@ -210,6 +210,8 @@ def live_latency(origin: Origin) -> list[float]:
     try:
         origin.sent.clear()
         reply = http_get(proxy.port, "/h264_aac.flv?ali_audio_only=1&live=1", timeout=60)
+        if not reply.clean:  # (figures of the tags before a cut would look like a whole run's)
+            raise RuntimeError(f"the live stream ended uncleanly: {proxy.log()[-2000:]}")
         sent_at = {}
         for ts, t in origin.sent:
             sent_at.setdefault(ts, t)
