@@ -164,7 +164,7 @@ class AudioOnly:
         # Here as well as in `running`: mitmproxy opens its ports before the running hooks, so a client
         # that came at once waited for the warm-up (64 ms on 2 cores); a script is loaded before that,
         # in the running loop (where there is none, as in a test harness, `running` does it).
-        warm_up()
+        warm_up("load")
 
     def configure(self, updated):
         self.requests.configure(updated)
@@ -188,7 +188,7 @@ class AudioOnly:
         if not internals.read_origin_bodies_in_bigger_pieces():
             log.warning("audio-only: this httpcore lacks AsyncHTTP11Connection.READ_NUM_BYTES: origin bodies are read "
                         "64 KiB at a time, which costs more CPU (see addon/internals.py)")
-        warm_up()
+        warm_up("running")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.requests.decide(flow)

@@ -21,14 +21,15 @@ log = logging.getLogger("addon.audio_only")
 ANYIO_MODULES = ("anyio", "anyio.abc", "anyio.lowlevel", "anyio.streams.memory", "anyio.streams.tls", "anyio.to_thread")
 
 
-_froze = False  # (this module outlives a reload of the addon script: it is imported, not the script)
+# The hooks at which the heap was frozen (this module outlives a reload of the addon script: it is
+# imported, not the script).
+_frozen_at: set[str] = set()
 
 
-def warm_up() -> None:
-    """Call in the running loop: at the script's `load` (before mitmproxy opens its ports) and again at
-    `running` (which a reload of the script calls again); a second call costs next to nothing. With no
-    loop running (a test harness loading the addon), nothing: the start has not come yet."""
-    global _froze
+def warm_up(hook: str) -> None:
+    """Call in the running loop, at the script's `load` (before mitmproxy opens its ports) and at
+    `running` (which a reload of the script calls again, as it does `load`): after the first, a call
+    costs next to nothing. With no loop running (a test harness loading the addon), nothing."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -42,13 +43,15 @@ def warm_up() -> None:
         log.debug(f"audio-only: anyio was not warmed up: {e!r}")
     # What exists at start (modules, classes, mitmproxy's and our addons' objects) lives as long as the
     # process: a full collection need not walk it each time. gc.freeze moves it out of the collector's
-    # reach (after one collection, so that no garbage is kept). Once only: at a reload, requests may be
-    # in flight, and what they hold would be kept for good once it is garbage.
-    if not _froze:
+    # reach (after one collection, so that no garbage is kept). At the first load, and again at the
+    # first running for what mitmproxy made in between (its servers, a console's screen, our server; a
+    # small heap, so a short collection). Not at a reload: requests may be in flight, and what they
+    # hold would be kept for good once it is garbage.
+    if hook not in _frozen_at:
         gc.collect()
         gc.freeze()
-        _froze = True
-        log.debug(f"audio-only: warmed up ({gc.get_freeze_count()} objects frozen)")
+        _frozen_at.add(hook)
+        log.debug(f"audio-only: warmed up at {hook} ({gc.get_freeze_count()} objects frozen)")
 
 
 def cool_down() -> None:

@@ -20,7 +20,7 @@ import httpx
 
 async def main():
     frozen_before = gc.get_freeze_count()
-    warm_up()
+    warm_up("load")
     frozen = gc.get_freeze_count()
     before = set(sys.modules)
     # A pool as origin_client makes it at the first request to an origin (the TLS context is made at start).
@@ -71,11 +71,13 @@ def cycle():
 
 async def main():
     old_addon, old_ref = cycle()  # what the first load of the script made
-    warm_up()
+    warm_up("load")
+    warm_up("running")
     in_flight, flight_ref = cycle()  # a request's objects when the script is reloaded
     del old_addon  # the reload: the old addon goes (its done hook), the new one starts
     cool_down()
-    warm_up()
+    warm_up("load")
+    warm_up("running")
     del in_flight  # the request ends
     gc.collect()
     print(json.dumps({"old addon kept": old_ref() is not None, "request kept": flight_ref() is not None}))
@@ -85,7 +87,7 @@ asyncio.run(main())
 
 
 def test_a_reload_of_the_script_leaves_nothing_frozen_for_good():
-    """mitmproxy calls done and running again when the script is reloaded: the old addon, frozen with
+    """mitmproxy calls done, load and running again when the script is reloaded: the old addon, frozen with
     the start-up heap, is collected once it is garbage, and nothing in flight at the reload is frozen."""
     import json
     out = subprocess.run([sys.executable, "-c", RELOAD, str(ROOT)], capture_output=True, text=True, timeout=60)
