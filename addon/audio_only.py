@@ -214,13 +214,11 @@ class AudioOnly:
             contentview.unregister(self.view)
             self.view = None
         self.marks.done()
-        self.files.stop()
         cool_down()
         if not internals.mitmproxy_is_stopping():
-            # A reload of this script: the old addon's answers in flight (a live stream) go on to their
-            # end through its server and pools, which close after them; the new addon makes its own.
-            self.responses.origin.retire_all()
+            self.files.retire()  # a reload of this script: what is in flight runs to its end
             return
+        self.files.stop()
         try:  # the pools' connections close on the loop, which goes on for a while after this hook
             self.closing = asyncio.get_running_loop().create_task(self.responses.origin.close())
         except RuntimeError:  # no loop: nothing was opened

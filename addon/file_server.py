@@ -83,6 +83,7 @@ CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread
 CUTTER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-only-cut")
 WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 JOB_TTL = 120  # seconds a routed request may take to reach us
+RETIRED_POLL = 0.5  # seconds between two looks at whether a retired server's routed requests have come
 MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer",
               "proxy-authenticate", "proxy-authorization"}
@@ -167,6 +168,9 @@ class FileServer:
         self.planner = Planner()
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
+        self.answering = 0  # requests our server is answering now
+        self.retired = False  # our script was reloaded: a new addon takes the new requests
+        self.closing: asyncio.Task | None = None
 
     def start(self) -> None:
         if self.server is not None:
@@ -178,11 +182,48 @@ class FileServer:
         self.port = sockets[0].getsockname()[1]
 
     def stop(self) -> None:
-        """No new connections; those open end with mitmproxy (a script reload keeps them until then)."""
+        """mitmproxy stops: no new connections (those open end with mitmproxy), no more plans."""
         if self.server is not None:
             self.server.stop()
             self.server = None
         self.planner.close()
+
+    def retire(self) -> None:
+        """Our script is reloaded (mitmproxy calls the old addon's done, then the new one's load): the
+        requests routed to us still come here and every answer runs to its end, a live stream's too;
+        then the server, the planner and the origin pools close. (Closing the pools at once cut every
+        answer in flight, mid-stream.)"""
+        self.retired = True
+        self._stop_listening_once_routed()
+
+    def _forget_lost_jobs(self) -> None:
+        """Jobs whose request never reached us (its client left first)."""
+        now = time.monotonic()
+        for token in [t for t, job in self.jobs.items() if now - job.made > JOB_TTL]:
+            del self.jobs[token]
+
+    def _stop_listening_once_routed(self) -> None:
+        self._forget_lost_jobs()
+        if self.jobs:  # routed to our port by the old addon, not arrived yet: mitmproxy connects soon
+            try:
+                asyncio.get_running_loop().call_later(RETIRED_POLL, self._stop_listening_once_routed)
+                return
+            except RuntimeError:  # no loop (a test harness): no request is coming
+                pass
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self._close_when_answered()
+
+    def _close_when_answered(self) -> None:
+        """Once retired, not listening and answering nothing: the planner and the pools close."""
+        if not self.retired or self.server is not None or self.answering or self.closing is not None:
+            return
+        self.planner.close()
+        try:
+            self.closing = asyncio.get_running_loop().create_task(self.origin.close())
+        except RuntimeError:  # no loop (a test harness): nothing was opened
+            pass
 
     def route(self, flow: http.HTTPFlow, settings: Settings) -> None:
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
@@ -195,9 +236,7 @@ class FileServer:
         values = (state.get("seek") or {}).get("values")
         if values and state.get("requested"):
             seek = extractor.parse_range(values["mp4_seek_start"], values["mp4_seek_end"], True)
-        now = time.monotonic()
-        for token in [t for t, job in self.jobs.items() if now - job.made > JOB_TTL]:
-            del self.jobs[token]
+        self._forget_lost_jobs()
         token = secrets.token_hex(12)
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
         wants_file = settings.file and not state.get("plain") and bool(MP4_PATHS.search(flow.request.path.split("?")[0]))
@@ -367,6 +406,14 @@ class FileHandler(tornado.web.RequestHandler):
         await self.serve()
 
     async def serve(self) -> None:
+        self.files.answering += 1
+        try:
+            await self.serve_job()
+        finally:
+            self.files.answering -= 1
+            self.files._close_when_answered()
+
+    async def serve_job(self) -> None:
         job = self.files.jobs.pop(self.request.headers.get(JOB_HEADER, ""), None)
         if job is None:
             self.set_status(404)

@@ -105,7 +105,8 @@ def mitmproxy_is_stopping() -> bool:
     asyncio.Event that `Master.shutdown` sets before the done hooks run, is not part of the addon
     API; it is there in mitmproxy 11.0 through 12.3 (tests/test_internals.py). True when it is not:
     the pools close at once, as at a stop."""
-    should_exit = getattr(ctx.master, "should_exit", None) if ctx.master else None
+    master = getattr(ctx, "master", None)  # (unset, it is only an annotation in mitmproxy.ctx)
+    should_exit = getattr(master, "should_exit", None)
     return not hasattr(should_exit, "is_set") or should_exit.is_set()
 
 

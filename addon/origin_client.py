@@ -347,12 +347,6 @@ class OriginClient:
             self.pools[route] = client
         return client
 
-    def retire_all(self) -> None:
-        """Our script is reloaded: no pool is handed out again, and each closes once the answers still
-        reading from it (the old addon's streams) are done, or when close() comes."""
-        for route in list(self.pools):
-            self._close_later(self.pools.pop(route))
-
     async def close(self) -> None:
         """mitmproxy stops: every pool's connections are closed, the retired ones' too, read or not."""
         self.stopping.set()  # the retired pools' tasks close them now

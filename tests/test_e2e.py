@@ -157,40 +157,55 @@ addons = importlib.reload(addon.audio_only).addons
 """
 
 
-def test_a_reload_of_the_script_lets_a_live_stream_run_to_its_end(origin, tmp_path):
+def test_a_reload_of_the_script_lets_the_answers_in_flight_run_to_their_end(media_root, tmp_path):
     """mitmproxy reloads a script whose file changed (an edit, a deploy of the checkout) and calls the
     old addon's done first: closing the origin pools there cut every answer still streaming (a live
-    FLV here) uncleanly, mid-stream. The old addon's answers now run to their end; new requests go to
-    the new addon."""
+    FLV here) uncleanly, mid-stream. The old addon's answers now run to their end, a file's too (its
+    range requests after the reload go through the old addon's pools); new requests go to the new
+    addon. The origin answers each request 1 s late: the file's answer (a probe, the moov, the ranges)
+    is still in flight when mitmproxy sees the change (it looks once a second)."""
     import os
     import threading
 
     from helpers import ROOT
 
+    from origin import Origin
+
+    late = Origin(media_root, latency=1.0).start()
     script = tmp_path / "audio_only_reloadable.py"
     script.write_text(RELOADABLE.format(root=str(ROOT)))
-    proxy = Proxy(tmp_path / "proxy.log", "--mode", f"reverse:http://127.0.0.1:{origin.server_address[1]}",
-                  script=script)
+    proxy = Proxy(tmp_path / "proxy.log", "--mode", f"reverse:{late.url}", script=script)
     try:
-        replies = []
-        live = threading.Thread(target=lambda: replies.append(
-            http_get(proxy.port, f"{FLV}?ali_audio_only=1&live=1", timeout=30)))
-        live.start()
-        time.sleep(1.5)  # (the stream lasts 6 s)
+        replies = {}
+
+        def get(name, path):
+            replies[name] = http_get(proxy.port, path, timeout=30)
+
+        clients = [threading.Thread(target=get, args=("live", f"{FLV}?ali_audio_only=1&live=1")),
+                   threading.Thread(target=get, args=("file", "/two_audio.mp4?ali_audio_only=1"))]
+        clients[0].start()
+        time.sleep(2)  # (the stream lasts 6 s, from 1 s on)
+        clients[1].start()
         later = time.time() + 10  # a new modification time, whatever the file system's resolution
         os.utime(script, (later, later))
         deadline = time.monotonic() + 10
         while proxy.log().count("Loading script") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proxy.log().count("Loading script") == 2, proxy.log()
+        assert clients[0].is_alive() and clients[1].is_alive() and not replies  # both in flight at the reload
         after = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")  # the new addon's
         assert after.status == 200 and after.clean and after.headers.get("content-length")
-        live.join(30)
-        reply = replies[0]
-        assert reply.clean and reply.body == core_output("h264_aac.flv"), proxy.log()
+        for client in clients:
+            client.join(30)
+        assert replies["live"].clean and replies["live"].body == core_output("h264_aac.flv"), proxy.log()
+        assert replies["file"].clean and int(replies["file"].headers["content-length"]) == len(replies["file"].body)
+        out = tmp_path / "two_audio.m4a"
+        out.write_bytes(replies["file"].body)
+        assert_same_audio(media_root / "two_audio.mp4", out)
         assert "uncleanly" not in proxy.log()
     finally:
         proxy.stop()
+        late.shutdown()
 
 
 @pytest.fixture(scope="module")
