@@ -163,7 +163,7 @@ class AudioOnly:
         )
         # Here as well as in `running`: mitmproxy opens its ports before the running hooks, so a client
         # that came at once waited for the warm-up (64 ms on 2 cores); a script is loaded before that,
-        # in the running loop (where there is none, as in a test harness, `running` does it).
+        # in the running loop (a test harness may have none: then nothing is warmed up).
         warm_up("load")
 
     def configure(self, updated):
