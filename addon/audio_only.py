@@ -21,7 +21,6 @@ The extraction itself is the sans-IO core in `extractor/`.
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc
 import logging
 import sys
@@ -219,10 +218,6 @@ class AudioOnly:
             self.files.retire()  # a reload of this script: what is in flight runs to its end
             return
         self.files.stop()
-        try:  # the pools' connections close on the loop, which goes on for a while after this hook
-            self.closing = asyncio.get_running_loop().create_task(self.responses.origin.close())
-        except RuntimeError:  # no loop: nothing was opened
-            pass
 
 
 addons = [AudioOnly()]

@@ -182,11 +182,24 @@ class FileServer:
         self.port = sockets[0].getsockname()[1]
 
     def stop(self) -> None:
-        """mitmproxy stops: no new connections (those open end with mitmproxy), no more plans."""
+        """mitmproxy stops: no new connections (those open end with mitmproxy), no more plans, and the
+        origin pools close at once."""
+        self._stop_listening()
+        self._close()
+
+    def _stop_listening(self) -> None:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+    def _close(self) -> None:
+        """The planner, and the origin pools (on the loop, which goes on for a while after mitmproxy's
+        done hooks)."""
         self.planner.close()
+        try:
+            self.closing = asyncio.get_running_loop().create_task(self.origin.close())
+        except RuntimeError:  # no loop (a test harness): nothing was opened
+            pass
 
     def retire(self) -> None:
         """Our script is reloaded (mitmproxy calls the old addon's done, then the new one's load): the
@@ -210,20 +223,13 @@ class FileServer:
                 return
             except RuntimeError:  # no loop (a test harness): no request is coming
                 pass
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        self._stop_listening()
         self._close_when_answered()
 
     def _close_when_answered(self) -> None:
         """Once retired, not listening and answering nothing: the planner and the pools close."""
-        if not self.retired or self.server is not None or self.answering or self.closing is not None:
-            return
-        self.planner.close()
-        try:
-            self.closing = asyncio.get_running_loop().create_task(self.origin.close())
-        except RuntimeError:  # no loop (a test harness): nothing was opened
-            pass
+        if self.retired and self.server is None and not self.answering and self.closing is None:
+            self._close()
 
     def route(self, flow: http.HTTPFlow, settings: Settings) -> None:
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
