@@ -60,12 +60,13 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 class Proxy:
     """mitmdump with our addon on 127.0.0.1, its log captured to a file that can be read."""
 
-    def __init__(self, log_path: Path, *args: str, script: Path = ROOT / "addon" / "audio_only.py"):
+    def __init__(self, log_path: Path, *args: str, script: Path = ROOT / "addon" / "audio_only.py",
+                 verbosity: str = "info"):
         self.port = free_port()
         self.log_path = log_path
         self.log_file = open(log_path, "wb")
         cmd = [str(MITMDUMP), "-s", str(script), "--listen-host", "127.0.0.1",
-               "-p", str(self.port), "--set", "flow_detail=0", "--set", "termlog_verbosity=info", *args]
+               "-p", str(self.port), "--set", "flow_detail=0", "--set", f"termlog_verbosity={verbosity}", *args]
         self.process = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -81,9 +82,10 @@ class Proxy:
         self.log_file.flush()
         return self.log_path.read_text()
 
-    def wait_for_log(self, text: str, timeout: float = 10) -> str:
+    def wait_for_log(self, text: str, timeout: float = 10, times: int = 1) -> str:
+        """The log once `text` is in it `times` times (or once `timeout` has passed)."""
         deadline = time.monotonic() + timeout
-        while text not in (log := self.log()) and time.monotonic() < deadline:
+        while (log := self.log()).count(text) < times and time.monotonic() < deadline:
             time.sleep(0.05)
         return log
 

@@ -188,10 +188,8 @@ def test_a_reload_of_the_script_lets_the_answers_in_flight_run_to_their_end(medi
         clients[1].start()
         later = time.time() + 10  # a new modification time, whatever the file system's resolution
         os.utime(script, (later, later))
-        deadline = time.monotonic() + 10
-        while proxy.log().count("Loading script") < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proxy.log().count("Loading script") == 2, proxy.log()
+        log = proxy.wait_for_log("Loading script", times=2)
+        assert log.count("Loading script") == 2, log
         assert clients[0].is_alive() and clients[1].is_alive() and not replies  # both in flight at the reload
         after = http_get(proxy.port, "/h264_aac.mp4?ali_audio_only=1")  # the new addon's
         assert after.status == 200 and after.clean and after.headers.get("content-length")

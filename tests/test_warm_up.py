@@ -6,7 +6,6 @@ what they import on a first request, or when the collector is left to walk the s
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,21 +97,13 @@ def test_a_reload_of_the_script_leaves_nothing_frozen_for_good():
 def test_the_warm_up_is_done_before_mitmdump_opens_its_port(tmp_path):
     """mitmproxy opens its ports before it calls the running hooks: a warm-up there held a client that
     came at once (the first request of a proxy just started, a restart under load) for 64 ms."""
-    from helpers import MITMDUMP, free_port
+    from helpers import Proxy
 
-    log_path = tmp_path / "proxy.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen([str(MITMDUMP), "-s", str(ROOT / "addon" / "audio_only.py"), "--listen-host",
-                                    "127.0.0.1", "-p", str(free_port()), "--set", "termlog_verbosity=debug"],
-                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while "listening at" not in (log := log_path.read_text()) and time.monotonic() < deadline:
-                assert process.poll() is None, log
-                time.sleep(0.05)
-        finally:
-            process.terminate()
-            process.wait(10)
+    proxy = Proxy(tmp_path / "proxy.log", verbosity="debug")
+    try:
+        log = proxy.wait_for_log("listening at")
+    finally:
+        proxy.stop()
     lines = log.splitlines()
     warmed = [i for i, line in enumerate(lines) if "audio-only: warmed up" in line]
     listening = [i for i, line in enumerate(lines) if "listening at" in line]
