@@ -62,11 +62,12 @@ import tornado.web
 from mitmproxy import connection, http
 
 import extractor
+from addon import http_rules
 from addon import response as decisions
 from addon.budgets import BudgetExceeded, Budgets
 from addon.planner import Planner, PlannerFailed, moov_digest
 from addon.origin_client import FETCH_ERRORS, MultiRangeRefused, OriginClient, OriginVersion, RangeRefused, Target
-from addon.request_rules import JOB_HEADER, META, SERVED_HEADER
+from addon.request_rules import JOB_HEADER, META, SERVED_HEADER, ask_for_the_whole_file
 from addon.stream import RETRY_AFTER, TAIL_TIMEOUT, StreamedAnswer, describe
 
 log = logging.getLogger("addon.audio_only")
@@ -85,8 +86,6 @@ WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memo
 JOB_TTL = 120  # seconds a routed request may take to reach us
 RETIRED_POLL = 0.5  # seconds between two looks at whether a retired server's routed requests have come
 MP4_PATHS = re.compile(r"\.(mp4|m4a|m4v|mov|f4v)$", re.IGNORECASE)
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer",
-              "proxy-authenticate", "proxy-authorization"}
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,6 @@ class Job:
     """A request routed to us: where the file is, what was asked."""
     target: Target
     method: str
-    conditions: dict[str, str]  # range, if-range, if-none-match of the client's request
     seek: extractor.SeekRange | None  # MP4's cut, for the file path
     seek_part: str  # the cut as the ETag names it, "" for none
     settings: Settings
@@ -235,9 +233,12 @@ class FileServer:
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
         origin, keeping what it asked for the handler."""
         state = flow.metadata.get(META) or {}
-        if (not (state.get("requested") or state.get("plain")) or self.port is None
-                or flow.request.method.upper() not in ("GET", "HEAD")):
-            return  # (plain seeking on other methods, a CORS preflight say: to the origin, as they were)
+        if not (state.get("requested") or state.get("plain")):
+            return
+        if self.port is None or flow.request.method.upper() not in ("GET", "HEAD"):
+            # (plain seeking on other methods, a CORS preflight say: to the origin, for the whole file)
+            ask_for_the_whole_file(flow)
+            return
         seek = None
         values = (state.get("seek") or {}).get("values")
         if values and state.get("requested"):
@@ -246,9 +247,11 @@ class FileServer:
         token = secrets.token_hex(12)
         seek_part = f"-{seek.start}-{seek.end or ''}" if seek else ""
         wants_file = settings.file and not state.get("plain") and bool(MP4_PATHS.search(flow.request.path.split("?")[0]))
-        revalidate = (("If-None-Match", flow.request.headers["if-none-match"]),) if "if-none-match" in flow.request.headers \
-            else ()
-        self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), state.get("conditions", {}), seek, seek_part,
+        # The client's conditionals go to us as they are (Target drops them toward the origin); a
+        # streamed answer asks the origin with its If-None-Match as the origin knows its ETags.
+        revalidate = (("If-None-Match", http_rules.origin_if_none_match(flow.request.headers["if-none-match"])),) \
+            if "if-none-match" in flow.request.headers else ()
+        self.jobs[token] = Job(Target.of(flow), flow.request.method.upper(), seek, seek_part,
                                replace(settings, file=wants_file),
                                flow.request.pretty_url, state, plain=bool(state.get("plain")), revalidate=revalidate)
         flow.request.headers[JOB_HEADER] = token
@@ -290,9 +293,11 @@ class FileServer:
             return await self.whole_file(job)
         key = (job.url, version, job.seek_part, job.settings.gap)
         kept = kept_headers(response.headers)
+        # The origin's date, kept beside its ETag too (caches and `wget -N` compare dates), as it is now.
+        last_modified = response.headers.get("last-modified")
         if (entry := self.cache.get(key)) is not None:
             await response.aclose()
-            return AudioFile(entry.plan, entry.version, entry.etag, entry.last_modified, kept)
+            return AudioFile(entry.plan, entry.version, entry.etag, last_modified, kept)
         try:
             head = b"".join([piece async for piece in response.aiter_raw()])
         finally:  # (an answer left open would keep a retired pool from closing until the collector finds it)
@@ -317,17 +322,16 @@ class FileServer:
             return await self.whole_file(job)
         for warning in plan.warnings:
             log.warning(f"audio-only: {job.url}: {warning}")
-        entry = AudioFile(plan, version, our_etag(version, job.seek_part), version_date(version), kept)
+        entry = AudioFile(plan, version, http_rules.file_etag(version.validator, version.length, job.seek_part),
+                          last_modified, kept)
         self.cache.put(key, entry)
         return entry
 
 
 
 # Headers of the origin's answer that describe its bytes, or the connection: ours are set anew.
-NOT_KEPT = HOP_BY_HOP | {"content-length", "content-range", "content-type", "accept-ranges", "etag", "last-modified",
+NOT_KEPT = http_rules.HOP_BY_HOP | {"content-length", "content-range", "content-type", "accept-ranges", "etag", "last-modified",
                          "content-md5", "digest", "content-encoding", "date", "server"}
-# What a 304 carries of them (RFC 9110, 15.4.5).
-KEPT_IN_304 = {"cache-control", "expires", "vary", "content-location"}
 
 
 def kept_headers(headers) -> list[tuple[str, str]]:
@@ -347,49 +351,6 @@ def probe_version(response) -> OriginVersion | None:
     if not m or not validator:
         return None
     return OriginVersion(validator, int(m[3]))
-
-
-def our_etag(version: OriginVersion, seek_part: str) -> str:
-    """An ETag for the audio-only file of this version of the origin's file (and this cut): strong
-    when the origin's is, weak when only a Last-Modified date names the version."""
-    if version.validator.startswith('"'):
-        return f'"{version.validator[1:-1]}-audio{seek_part}"'
-    # A date has a one-second grain: what it names is only weakly the same bytes.
-    token = re.sub(r"[^0-9A-Za-z]", "", version.validator)
-    return f'W/"lm{token}-{version.length}-audio{seek_part}"'
-
-
-def version_date(version: OriginVersion) -> str | None:
-    return None if version.validator.startswith('"') else version.validator
-
-
-def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
-    """One byte range of a Range header as (first, last), 'unsatisfiable', or None (absent, several
-    ranges, or not a bytes range: answered with the whole file)."""
-    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", value)
-    if not m or (not m[1] and not m[2]):
-        return None
-    if not m[1]:  # the last n bytes
-        n = int(m[2])
-        return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
-    first = int(m[1])
-    last = min(int(m[2]), size - 1) if m[2] else size - 1
-    if m[2] and int(m[2]) < first:
-        return None  # invalid: ignored, as RFC 9110 says
-    return (first, last) if first < size else "unsatisfiable"
-
-
-def etag_matches(header: str, etag: str, weak: bool) -> bool:
-    """If-None-Match (weak comparison) or If-Range (strong) against our ETag."""
-    if header.strip() == "*":
-        return weak
-    for candidate in (c.strip() for c in header.split(",")):
-        if candidate.startswith("W/"):
-            if weak and candidate[2:] == etag:
-                return True
-        elif candidate == etag:
-            return True
-    return False
 
 
 class FileHandler(tornado.web.RequestHandler):
@@ -517,7 +478,7 @@ class FileHandler(tornado.web.RequestHandler):
         try:
             self.set_status(response.status_code, response.reason_phrase or None)
             for name, value in response.headers.multi_items():
-                if name.lower() not in HOP_BY_HOP:
+                if name.lower() not in http_rules.HOP_BY_HOP:
                     self.add_header(name, value)
             self.set_header(SERVED_HEADER, "relay")
             if job.method == "HEAD" or response.status_code in (204, 304):
@@ -533,27 +494,25 @@ class FileHandler(tornado.web.RequestHandler):
 
     async def serve_file(self, job: Job, file: AudioFile) -> None:
         size = file.plan.size
-        conditions = job.conditions
-        not_modified = "if-none-match" in conditions and etag_matches(conditions["if-none-match"], file.etag, weak=True)
+        headers = self.request.headers  # the client's, as it sent them
+        self.set_header("ETag", file.etag)  # (first: not_modified compares with it)
+        unchanged = http_rules.not_modified(self, file.last_modified)
         for name, value in file.headers:
-            if not not_modified or name.lower() in KEPT_IN_304:
+            if not unchanged or name.lower() in http_rules.KEPT_IN_304:
                 self.add_header(name, value)
         self.set_header("Content-Type", "audio/mp4")
         self.set_header("Accept-Ranges", "bytes")
-        self.set_header("ETag", file.etag)
         if file.last_modified:
             self.set_header("Last-Modified", file.last_modified)
         self.set_header(SERVED_HEADER, "file")
-        if not_modified:
+        if unchanged:
             self.set_status(304)
             return
         # Range counts for GET only (RFC 9110, 14.2): a HEAD gets the headers of the whole file.
-        wanted = parse_range(conditions["range"], size) if "range" in conditions and job.method == "GET" else None
-        if wanted is not None and "if-range" in conditions:
-            if_range = conditions["if-range"].strip()
-            strong_etag = not file.etag.startswith("W/") and if_range == file.etag
-            if not (strong_etag or (file.last_modified and if_range == file.last_modified)):
-                wanted = None  # another version than the client has: the whole file
+        wanted = http_rules.parse_range(headers["Range"], size) if "Range" in headers and job.method == "GET" else None
+        if wanted is not None and "If-Range" in headers and \
+                not http_rules.if_range_holds(headers["If-Range"], file.etag, file.last_modified):
+            wanted = None  # another version than the client has: the whole file
         if wanted == "unsatisfiable":
             self.set_status(416)
             self.set_header("Content-Range", f"bytes */{size}")

@@ -112,13 +112,8 @@ class RequestRules:
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
             return not_extracted(flow, "the CDN does not extract audio for Range requests, so the origin's answer "
                                        "to the range passes through (audio_only_compat=cdn)")
-        # The client's own conditions, before they are taken off for the origin (a file answer obeys them).
-        conditions = {k: flow.request.headers[k] for k in ("range", "if-range", "if-none-match")
-                      if k in flow.request.headers}
-        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host), "conditions": conditions}
-        ask_for_the_whole_file(flow)
-        if (inm := flow.request.headers.get("if-none-match")) and "-audio\"" in inm:
-            flow.request.headers["if-none-match"] = inm.replace('-audio"', '"')
+        # The client's conditionals stay on the request: our server answers them (file_server.route).
+        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host)}
 
     def maybe_plain_seek(self, flow: http.HTTPFlow, host: str) -> None:
         """The CDN's plain video seeking (no audio extraction): on for a host by its video_seek in
@@ -134,7 +129,6 @@ class RequestRules:
         if not any(split_param(flow.request.path, name)[0] is not None for name in names):
             return
         flow.metadata[META] = {"plain": True, "seek": self.take_seek_params(flow, host)}
-        ask_for_the_whole_file(flow)
 
     def seek_settings(self, host: str) -> tuple[bool, bool, dict[str, str]]:
         """(seeking on, FLV by time, parameter names) for a host: the configuration's video_seek when it

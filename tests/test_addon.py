@@ -53,9 +53,12 @@ def test_audio_requests_are_routed_to_our_server_and_others_are_not():
         tctx.configure(addon, audio_only_domains=["*.example.com"])
         f = flow_for("/v.flv?ali_audio_only=1", host="cdn.example.com")
         addon.requestheaders(f)
-        assert f.request.path == "/v.flv" and "range" not in f.request.headers
+        assert f.request.path == "/v.flv"
         assert (f.request.host, f.request.port, f.server_conn.address) == ("127.0.0.1", 9, ("127.0.0.1", 9))
         job = addon.files.jobs[f.request.headers["x-audio-only-job"]]
+        # The client's Range goes to our server as it is (a file answer obeys it), never to the origin.
+        assert f.request.headers["range"] == "bytes=0-10"
+        assert not any(name.lower() in ("range", "if-range") for name, _ in job.target.headers)
         # Our own request goes where mitmproxy's would have (tflow's server connection), for the same Host.
         assert job.target.route.host == "address" and job.target.path == "/v.flv" and not job.settings.file
         assert ("Host", "cdn.example.com") in job.target.headers

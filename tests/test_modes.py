@@ -220,7 +220,7 @@ def test_a_reloaded_scripts_server_listens_until_its_routed_requests_came_and_cl
         client, route = local_client_and_route(9)
         files = FileServer(client)
         files.start()
-        files.jobs["routed"] = Job(local_target(route, "/a.mp4"), "GET", {}, None, "", None, "http://a/a.mp4", {})
+        files.jobs["routed"] = Job(local_target(route, "/a.mp4"), "GET", None, "", None, "http://a/a.mp4", {})
         files.answering = 1  # an answer in flight
         files.retire()
         assert files.server is not None  # a request routed here is still to come
