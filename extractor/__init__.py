@@ -1,4 +1,4 @@
-"""Audio extraction from MP4 and FLV, sans IO: bytes in, bytes out.
+"""Audio extraction from MP4, FLV and MPEG-TS, sans IO: bytes in, bytes out.
 
     extractor = AudioExtractor(max_header=64 << 20)
     for piece in body:
@@ -16,14 +16,15 @@ from .mp4 import Mp4AudioFilter
 from .mp4.file import Batch, FilePlan, Run, SpanCutter, plan_file, plan_fragmented_file
 from .mp4.plan import Plan, PlanRequest, make_plan
 from .seek import SeekRange, parse_range
+from .ts import TsAudioFilter
 
 # Formats the core extracts; the addon only announces extraction for these.
-SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4})
+SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4, _detect.TS})
 
 DEFAULT_MAX_HEADER = 64 << 20
 
 __all__ = [
-    "AudioExtractor", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "SpoolFailed", "TruncatedInput",
+    "AudioExtractor", "TsAudioFilter", "ExtractError", "LimitExceeded", "MalformedInput", "NoAudio", "SeekPastEnd", "SpoolFailed", "TruncatedInput",
     "UnsupportedInput", "Batch", "Run", "SpanCutter", "FilePlan", "plan_file", "plan_fragmented_file", "Plan", "PlanRequest", "make_plan", "SUPPORTED_FORMATS", "DEFAULT_MAX_HEADER", "SeekRange", "parse_range",
 ]
 
@@ -37,12 +38,14 @@ class AudioExtractor:
 
     def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
                  cdn_limits: bool = False, flv_seek: SeekRange | None = None, mp4_seek: SeekRange | None = None,
-                 keep_video: bool = False, defer_plans: bool = False, replay_in_pieces: bool = False):
+                 keep_video: bool = False, defer_plans: bool = False, replay_in_pieces: bool = False,
+                 ts_seek: SeekRange | None = None):
         self.max_header = max_header
         self.defer_plans = defer_plans  # MP4: see plan_wanted
         self.replay_in_pieces = replay_in_pieces  # MP4: see backlog
         self.flv_seek = flv_seek  # FLV: the part of the input wanted (seek.py)
         self.mp4_seek = mp4_seek  # MP4: the time range wanted, in milliseconds
+        self.ts_seek = ts_seek  # MPEG-TS: the time range wanted, in milliseconds (by_time), by audio PTS
         self.keep_video = keep_video  # the CDN's plain video seeking: cut, but keep the video
         self.cdn_limits = cdn_limits  # MP4: refuse the layouts the emulated CDN refuses
         self.spool_factory = spool_factory
@@ -52,7 +55,7 @@ class AudioExtractor:
 
     @property
     def format(self) -> str | None:
-        """'flv' or 'mp4' once detected, else None."""
+        """'flv', 'mp4' or 'ts' once detected, else None."""
         return self._impl.format if self._impl else None
 
     @property
@@ -68,20 +71,25 @@ class AudioExtractor:
         return self._impl.warnings if self._impl else []
 
     def feed(self, data) -> list:
-        if self._head or len(data) < _detect.NEEDED:
+        if self._head or len(data) < _detect.TS_NEEDED:
             self._head += data  # only the first few bytes of a body ever wait here
             data, self._head = self._head, b""
-            if len(data) < _detect.NEEDED and _detect.detect(data) is None:
+            if _detect.detect(data[: _detect.TS_NEEDED]) is None:
                 self._head = data
                 return []
-        kind = _detect.detect(data[:16])  # 16: an error message quotes that much
+        self._start(data)
+        self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
+        return self._impl.feed(data)
+
+    def _start(self, head, final: bool = False) -> None:
+        kind = _detect.detect(head[: _detect.TS_NEEDED], final)
         if kind == _detect.MP4:
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek,
                                         self.keep_video, self.defer_plans, self.replay_in_pieces)
+        elif kind == _detect.TS:
+            self._impl = TsAudioFilter(_detect.ts_packet_size(head, final), self.ts_seek)
         else:
             self._impl = FlvAudioFilter(self.max_header, self.flv_seek, self.keep_video)
-        self.feed = self._impl.feed  # from now on, pieces go straight to the filter: it is the hot path
-        return self._impl.feed(data)
 
     @property
     def in_metadata(self) -> bool:
@@ -146,5 +154,13 @@ class AudioExtractor:
         if not self._impl:
             if not self._head:
                 raise TruncatedInput("the body is empty")
-            raise TruncatedInput(f"the body is only {len(self._head)} bytes, too short to be a media file")
+            try:
+                whole_ts = _detect.detect(self._head, final=True) == _detect.TS  # one or two packets
+            except UnsupportedInput:
+                whole_ts = False
+            if not whole_ts:
+                raise TruncatedInput(f"the body is only {len(self._head)} bytes, too short to be a media file")
+            self._start(self._head, final=True)
+            out = self._impl.feed(self._head)
+            return out + self._impl.finish()
         return self._impl.finish()

@@ -1,0 +1,341 @@
+"""The streaming MPEG-TS filter: PAT kept, PMTs rewritten, audio and timed metadata kept, video dropped.
+
+Pieces of any size go in; whole packets come out as soon as they are in. Per piece, the packets'
+header bytes are lifted out in bulk (packets.header_codes) and one regular expression finds the
+packets of the PIDs that matter, so a dropped video packet costs no Python step. Memory: one partial
+packet, the sections being assembled (at most 1 KiB each) and the tables.
+
+The PCR. Players and analysers need a PCR on the PID the PMT names; encoders (ffmpeg among them)
+mostly put it on the video PID. We keep that PID's PCR-bearing packets as adaptation-field-only
+packets (payload removed, adaptation_field_control '10') rather than moving the PCR to the audio PID:
+moving it would mean inserting adaptation fields into audio packets, so repacketising the audio,
+while this way the audio packets pass byte for byte, PCR values stay exactly as the encoder timed
+them, and the PMT's PCR_PID stays true (13818-1 allows a PCR PID that carries no listed stream). A
+packet without payload does not advance the continuity counter (13818-1 §2.4.3.3), so all of them
+carry the counter of the first one. Video muxers send a PCR per frame or more often; only as many are
+kept as keep the gaps within 13818-1's 100 ms, which is what keeps the output near the audio's size.
+
+Seeking (start/end in ms, by PTS relative to the first audio PTS) cuts at PES boundaries: a PES is
+kept when its PTS lies in [start, end). Cutting inside a PES at frame level would mean parsing each
+codec's frames and writing new PES headers and packets, i.e. repacketising audio; a PES of ffmpeg's
+holds a few frames (about 0.1-0.2 s), fine enough for a seek.
+"""
+
+from __future__ import annotations
+
+from ..errors import MalformedInput, NoAudio, SeekPastEnd, TruncatedInput
+from ..seek import SeekRange
+from . import packets as tsp
+from .psi import PAT_TABLE, PMT_TABLE, SectionReader, parse_pat, parse_pmt, rewrite_pmt, section_ok
+from .streams import is_hdmv, kind
+
+PSI, AUDIO, DATA, PCR_ONLY = "psi", "audio", "data", "pcr"
+PCR_SPACING = 100 * 27000  # 13818-1's longest gap between PCRs: 100 ms of the 27 MHz clock
+RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
+MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
+PTS_WRAP = 1 << 33
+MAX_WARNINGS = 20
+
+
+class TsAudioFilter:
+    format = "ts"
+
+    def __init__(self, packet_size: int = tsp.TS_SIZE, seek: SeekRange | None = None, timing: bool = False):
+        self.size = packet_size
+        self.prefix = packet_size - tsp.TS_SIZE  # M2TS: the 4-byte arrival timestamp, kept
+        self.seek = seek if seek and seek.by_time else None
+        self.timing = timing or self.seek is not None  # read the PTS of each kept PES
+        self.bytes_in = self.bytes_out = 0
+        self.packets = self.audio_packets = self.kept_packets = 0
+        self.warnings: list[str] = []
+        self.programs: dict[int, int] = {}  # program_number -> PMT PID (the PAT)
+        self.pmts: dict[tuple[int, int], object] = {}  # (PMT PID, program_number) -> psi.Pmt
+        self.first_pts: dict[int, int] = {}  # timing: PID -> first and last PTS of its PES
+        self.last_pts: dict[int, int] = {}
+        self._raw_pmts: dict[tuple[int, int], bytes] = {}
+        self._rewritten: dict[bytes, bytes] = {}  # PMT section in -> out (the same copy repeats)
+        self._readers: dict[int, SectionReader] = {}
+        self._continuity: dict[int, int] = {}  # PIDs whose packets we make: the last counter sent
+        self._last_pcr: dict[int, int] = {}  # PID -> the last PCR sent, and the last seen
+        self._seen_pcr: dict[int, int] = {}
+        self._carry = bytearray()  # a packet cut by the piece's end, or the bytes searched for sync
+        self._hunting = False
+        self._carry_at = 0  # input offset of _carry[0]
+        self._origin: int | None = None  # seeking: the first audio PTS
+        self._state: dict[int, str] = {}  # seeking: PID -> "wait", "on", "off"
+        self._ended = False
+        self._roles: dict[int, str] = {}
+        self._rebuild()
+
+    # -- the sans-IO interface (as FlvAudioFilter) ----------------------------------------------
+
+    in_metadata = False
+    metadata_start = None  # a TS holds nothing back but a section (1 KiB at most)
+    metadata_size = None
+
+    def feed(self, data) -> list:
+        out: list = []
+        if not self._ended:
+            self._consume(memoryview(data), self.bytes_in, out)
+        self.bytes_in += len(data)
+        for piece in out:
+            self.bytes_out += len(piece)
+        return out
+
+    def finish(self) -> list:
+        if self._hunting:
+            raise MalformedInput(f"lost packet sync at byte {self._carry_at}: the input ended before "
+                                 f"{RESYNC_PACKETS} packets in a row were found again")
+        if self._carry:
+            raise TruncatedInput(f"input ends inside a packet at byte {self._carry_at} "
+                                 f"({len(self._carry)} of {self.size} bytes)")
+        if not self.audio_packets:
+            if self.seek and self._origin is not None:
+                raise SeekPastEnd(f"seek start {self.seek.start / 1000:g} s is past the end of the audio")
+            streams = ", ".join(s.describe() for p in self.pmts.values() for s in p.streams) or "no PMT found"
+            raise NoAudio(f"the MPEG-TS has no audio packets ({self.packets} packets; streams: {streams}): "
+                          f"nothing to extract")
+        return []
+
+    # -- packets --------------------------------------------------------------------------------
+
+    def _consume(self, view: memoryview, at: int, out: list) -> None:
+        """view starts at input offset `at`."""
+        size, pos, end = self.size, 0, len(view)
+        while pos < end and not self._ended:
+            if self._hunting:
+                self._carry += view[pos:]
+                found = self._find_sync()
+                if found is None:
+                    return
+                rest = bytes(self._carry[found:])
+                self.warnings.append(f"lost packet sync at byte {self._lost_at}; found again at byte "
+                                     f"{self._carry_at + found} ({self._carry_at + found - self._lost_at} bytes skipped)")
+                at, self._hunting = self._carry_at + found, False
+                self._carry.clear()
+                view, pos, end = memoryview(rest), 0, len(rest)
+                continue
+            if self._carry:
+                take = min(size - len(self._carry), end - pos)
+                self._carry += view[pos : pos + take]
+                pos += take
+                if len(self._carry) < size:
+                    return
+                packet = bytes(self._carry)
+                self._carry.clear()
+                if not self._block(packet, 0, 1, out):
+                    self._lose_sync(self._carry_at, packet)
+                continue
+            count = (end - pos) // size
+            if count:
+                good = self._block(view, pos, count, out)
+                pos += good * size
+                if good < count:
+                    self._lose_sync(at + pos, b"")
+                    continue
+            if pos < end:
+                self._carry_at = at + pos
+                self._carry += view[pos:]
+                return
+
+    def _lose_sync(self, offset: int, held: bytes) -> None:
+        self._hunting, self._lost_at, self._carry_at = True, offset, offset
+        self._carry = bytearray(held)
+
+    def _find_sync(self) -> int | None:
+        """Offset in _carry of a packet start followed by RESYNC_PACKETS sync bytes one packet apart
+        (the first byte is skipped: it is where sync was lost)."""
+        buf, size, want = self._carry, self.size, b"G" * RESYNC_PACKETS
+        span = (RESYNC_PACKETS - 1) * size + 1
+        i = buf.find(b"G", self.prefix + 1)
+        while i != -1 and i + span <= len(buf):
+            if buf[i : i + span : size] == want:
+                return i - self.prefix
+            i = buf.find(b"G", i + 1)
+        # Keep the candidate not yet checkable (or nothing) at the position the next search starts from.
+        drop = max(0, (len(buf) if i == -1 else i) - self.prefix - 1)
+        if self._carry_at + drop - self._lost_at > MAX_RESYNC:
+            raise MalformedInput(f"lost packet sync at byte {self._lost_at} and found no {RESYNC_PACKETS} packets "
+                                 f"in a row in the {MAX_RESYNC} bytes after it: not MPEG-TS from there on")
+        del buf[:drop]
+        self._carry_at += drop
+        return None
+
+    def _block(self, buf, start: int, count: int, out: list) -> int:
+        """Filter `count` packets from buf[start:]; return how many had their sync byte (the rest wait)."""
+        size = self.size
+        syncs = bytes(buf[start + self.prefix : start + count * size : size])
+        if syncs.count(71) != count:  # 71: "G", the sync byte
+            count -= len(syncs.lstrip(b"G"))
+            if not count:
+                return 0
+        self.packets += count
+        code = tsp.header_codes(buf, start + self.prefix, count, size)
+        first, run_start, run_end = 0, -1, -1
+        while first is not None:
+            restart, roles, code_pid = None, self._roles, tsp.code_pid
+            for m in self._pattern.finditer(code, first * tsp.CODE):
+                index = m.start() // tsp.CODE
+                at = start + index * size
+                pid = code_pid(m.group())
+                role = roles[pid]
+                if role in self._passed:
+                    if at != run_end:
+                        if run_end > 0:
+                            out.append(buf[run_start:run_end])
+                        run_start = at
+                    run_end = at + size
+                    self.kept_packets += 1
+                    self.audio_packets += role is AUDIO
+                    continue
+                if run_end > 0:
+                    out.append(buf[run_start:run_end])
+                    run_start = run_end = -1
+                if role is PSI:
+                    if self._on_psi(buf, at, pid, out):
+                        restart = index + 1  # the tables changed: the packets after this follow the new ones
+                        break
+                elif role is PCR_ONLY:
+                    self._on_pcr(buf, at, pid, out)
+                else:
+                    self._on_es(buf, at, pid, role, out)
+                if self._ended:
+                    return count
+            first = restart
+        if run_end > 0:
+            out.append(buf[run_start:run_end])
+        return count
+
+    def _on_psi(self, buf, at: int, pid: int, out: list) -> bool:
+        """A PAT packet (passed as it is) or PMT packet (its sections sent rewritten); True when the
+        tables changed."""
+        sync = at + self.prefix
+        payload = bytes(buf[sync + tsp.payload_start(buf, sync) : sync + tsp.TS_SIZE])
+        sections = self._readers.setdefault(pid, SectionReader()).push(payload, bool(buf[sync + 1] & 0x40))
+        changed = False
+        if pid == tsp.PAT_PID:
+            out.append(buf[at : at + self.size])
+            self.kept_packets += 1
+            for section in sections:
+                if section[0] != PAT_TABLE or not self._checked(section, pid):
+                    continue
+                programs = parse_pat(section)
+                if programs != self.programs:
+                    self.programs = programs
+                    for key in [k for k in self.pmts if self.programs.get(k[1]) != k[0]]:
+                        del self.pmts[key], self._raw_pmts[key]
+                    changed = True
+        else:
+            if pid in self._pcr_pids:
+                self._on_pcr(buf, at, pid, out)
+            for section in sections:
+                if section[0] != PMT_TABLE or not self._checked(section, pid):
+                    continue  # other tables on a PMT PID are not the audio's business
+                pmt = parse_pmt(section)
+                key = (pid, pmt.program)
+                if self._raw_pmts.get(key) != section:
+                    self._raw_pmts[key], self.pmts[key] = section, pmt
+                    changed = True
+                self._send_section(self._rewrite(section, pmt), buf, at, pid, out)
+        if changed:
+            self._rebuild()
+        return changed
+
+    def _checked(self, section: bytes, pid: int) -> bool:
+        if section_ok(section):
+            return True
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(f"section with table_id 0x{section[0]:02x} on PID {pid} fails its CRC: ignored")
+        return False
+
+    def _rewrite(self, section: bytes, pmt) -> bytes:
+        done = self._rewritten.get(section)
+        if done is None:
+            hdmv = is_hdmv(pmt)
+            keep = {s.pid for s in pmt.streams if kind(s, hdmv) in (AUDIO, DATA)}
+            if len(self._rewritten) > 64:
+                self._rewritten.clear()
+            done = self._rewritten[section] = rewrite_pmt(section, keep)
+        return done
+
+    def _send_section(self, section: bytes, buf, at: int, pid: int, out: list) -> None:
+        sync = at + self.prefix
+        last = self._continuity.get(pid, (buf[sync + 3] - 1) & 0x0F)
+        made, self._continuity[pid] = tsp.section_packets(section, bytes(buf[sync + 1 : sync + 3]),
+                                                          bytes(buf[at:sync]), last)
+        out += made
+        self.kept_packets += len(made)
+
+    def _on_pcr(self, buf, at: int, pid: int, out: list) -> None:
+        """A packet of a dropped PID that carries the PCR: sent as adaptation field only (see the top)."""
+        sync = at + self.prefix
+        value = tsp.pcr(buf, sync)
+        if value is None or (self.seek and "on" not in self._state.values()):
+            return
+        last, previous = self._last_pcr.get(pid), self._seen_pcr.get(pid)
+        self._seen_pcr[pid] = value
+        fresh = buf[sync + 5] & 0x80 or last is None or previous is None or not 0 <= value - last < 2 * PCR_SPACING
+        # Kept when the next one, as far apart as this from the one before, would be too late.
+        if not fresh and (value - last) + (value - previous) <= PCR_SPACING:
+            return
+        self._last_pcr[pid] = value
+        continuity = self._continuity.setdefault(pid, buf[sync + 3] & 0x0F)
+        out.append(tsp.pcr_only_packet(buf, sync, bytes(buf[at:sync]), continuity))
+        self.kept_packets += 1
+
+    def _on_es(self, buf, at: int, pid: int, role: str, out: list) -> None:
+        """A kept stream's packet when timing or seeking: the PTS of each PES start read."""
+        sync = at + self.prefix
+        pts = tsp.pes_pts(buf, sync) if buf[sync + 1] & 0x40 else None
+        if pts is not None:
+            self.first_pts.setdefault(pid, pts)
+            self.last_pts[pid] = pts
+            if self.seek:
+                self._seek_step(pid, pts, role)
+        if self.seek:
+            state = self._state.get(pid)
+            # A data PID without PES (SCTE-35 sections) goes along with the audio.
+            live = state == "on" or (state is None and role is DATA and "on" in self._state.values())
+            if not live:
+                return
+        out.append(buf[at : at + self.size])
+        self.kept_packets += 1
+        self.audio_packets += role is AUDIO
+
+    def _seek_step(self, pid: int, pts: int, role: str) -> None:
+        if self._origin is None:
+            if role is not AUDIO:
+                return
+            self._origin = pts
+        ticks = (pts - self._origin) % PTS_WRAP
+        if ticks >= PTS_WRAP // 2:
+            ticks = 0  # a little before the first audio PTS (another stream, or reordering)
+        state = self._state.get(pid, "wait")
+        if state == "wait" and ticks >= self.seek.start * 90:
+            state = "on"
+        if state == "on" and self.seek.end is not None and ticks >= self.seek.end * 90:
+            state = "off"
+        self._state[pid] = state
+        audio = [p for p, r in self._roles.items() if r is AUDIO]
+        if state == "off" and audio and all(self._state.get(p) == "off" for p in audio):
+            self._ended = True  # every audio stream is past the end: nothing more goes out
+
+    def _rebuild(self) -> None:
+        """Roles of the PIDs and the pattern that finds them, from the PAT and PMTs."""
+        roles = {tsp.PAT_PID: PSI}
+        roles.update((pmt_pid, PSI) for pmt_pid in self.programs.values())
+        for pmt in self.pmts.values():
+            hdmv = is_hdmv(pmt)
+            for stream in pmt.streams:
+                role = kind(stream, hdmv)
+                if role in (AUDIO, DATA) and stream.pid not in roles:
+                    roles[stream.pid] = AUDIO if role == "audio" else DATA
+        self._pcr_pids = {pmt.pcr_pid for pmt in self.pmts.values() if pmt.pcr_pid != tsp.NULL_PID}
+        for pid in self._pcr_pids - roles.keys():
+            roles[pid] = PCR_ONLY
+        self._roles = roles
+        # With timing or seeking, each kept packet is looked at; else they pass in runs untouched.
+        self._passed = () if self.timing else (AUDIO, DATA)
+        self._pattern = tsp.matcher({p for p, r in roles.items() if r is not PCR_ONLY},
+                                    {p for p, r in roles.items() if r is PCR_ONLY})
+        self._readers = {p: r for p, r in self._readers.items() if roles.get(p) is PSI}
