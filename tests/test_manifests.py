@@ -3,6 +3,7 @@ and by ffmpeg reading the rewritten presentation from a server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from urllib.parse import parse_qsl, urlsplit
 
@@ -302,6 +303,12 @@ def _audio_md5(url: str) -> list[str]:
     return [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
 
 
+def _stream_kinds(url: str) -> list[str]:
+    r = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", url], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return [s["codec_type"] for s in json.loads(r.stdout)["streams"]]
+
+
 def _hls_rewriter(text: str, url: str):
     return hls.rewrite(text, url, NAME, PARAM).text
 
@@ -312,10 +319,9 @@ def test_ffmpeg_reads_the_rewritten_master(presentations, name):
     server, base = hlsmedia.serve(root, _hls_rewriter)
     try:
         path = made[name].relative_to(root).as_posix()
-        r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
-                            f"{base}/{path}?{PARAM}"], capture_output=True, timeout=60)
-        assert r.returncode == 0, r.stderr.decode()
-        assert "audio" in r.stdout.decode().split()
+        # The TS segments are served whole here (the segment filter is not this test's), so video may be
+        # seen too: what counts is that the rewritten master opens on its audio variant.
+        assert "audio" in _stream_kinds(f"{base}/{path}?{PARAM}")
         original, rewritten = _audio_md5(f"{base}/{path}"), _audio_md5(f"{base}/{path}?{PARAM}")
         assert len(original) > 100
         # Every packet's size and hash. ffmpeg's timestamps of the second packet of a PES differ when it
@@ -328,3 +334,171 @@ def test_ffmpeg_reads_the_rewritten_master(presentations, name):
             assert rewritten == original
     finally:
         server.shutdown()
+
+
+# -- DASH ---------------------------------------------------------------------------------------------
+
+from xml.etree import ElementTree  # noqa: E402  (the judge: a parser we did not write)
+
+from extractor.manifest import dash  # noqa: E402
+
+MPD_NS = "{urn:mpeg:dash:schema:mpd:2011}"
+
+
+def test_ffmpeg_dash_keeps_only_the_audio_set(presentations):
+    _, made = presentations
+    data = made["dash"].read_bytes()
+    url = "http://o/d/manifest.mpd"
+    inits = dash.init_segments(data, url)
+    assert inits == [dash.InitSegment("http://o/d/init-stream1.m4s")]  # the video set's init is not asked for
+    result = dash.rewrite(data, url, NAME, PARAM, {inits[0]: (1,)})
+    assert not result.warnings and not result.needs_file_plan
+    root = ElementTree.fromstring(result.text)
+    sets = root.findall(f"{MPD_NS}Period/{MPD_NS}AdaptationSet")
+    assert [s.get("contentType") for s in sets] == ["audio"]
+    template = sets[0].find(f"{MPD_NS}Representation/{MPD_NS}SegmentTemplate")
+    assert template.get("initialization") == "init-stream$RepresentationID$.m4s?ali_audio_only=1"
+    assert template.get("media") == "chunk-stream$RepresentationID$-$Number%05d$.m4s?ali_audio_only=1&ali_audio_only_track=1"
+    # Everything else as it was: the root's attributes and namespace declarations, the timeline.
+    assert result.text.startswith('<?xml version="1.0" encoding="utf-8"?>\n<MPD xmlns:xsi=')
+    assert 'xmlns:xlink="http://www.w3.org/1999/xlink"' in result.text and "xsi:schemaLocation=" in result.text
+    assert '<S d="96256" r="1"/>' in result.text and "<ServiceDescription" in result.text
+
+
+def test_ffmpeg_reads_the_rewritten_mpd(presentations):
+    root, made = presentations
+
+    def rewriter(text, url):
+        return dash.rewrite(text, url, NAME, PARAM).text
+
+    server, base = hlsmedia.serve(root, rewriter)
+    try:
+        url = f"{base}/dash/manifest.mpd"
+        assert _stream_kinds(f"{url}?{PARAM}") == ["audio"]
+        assert sorted(_stream_kinds(url)) == ["audio", "video"]
+        original = _audio_md5(url)
+        assert len(original) > 100
+        assert _audio_md5(f"{url}?{PARAM}") == original
+    finally:
+        server.shutdown()
+
+
+HAND_MPD = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- made by hand -->
+<mpd:MPD xmlns:mpd="urn:mpeg:dash:schema:mpd:2011" xmlns:cenc="urn:mpeg:cenc:2013" xmlns:my="urn:example:mine"
+     type="static" mediaPresentationDuration="PT10S" profiles="urn:mpeg:dash:profile:full:2011" my:flag="1">
+  <mpd:BaseURL>https://cdn.example/content/</mpd:BaseURL>
+  <my:Extension value="kept"/>
+  <mpd:Period id="p0">
+    <mpd:BaseURL>p0/</mpd:BaseURL>
+    <mpd:AdaptationSet id="v" mimeType="video/mp4" codecs="avc1.64001f" width="1280" height="720">
+      <mpd:Representation id="v1" bandwidth="3000000"><mpd:BaseURL>video.mp4</mpd:BaseURL></mpd:Representation>
+    </mpd:AdaptationSet>
+    <mpd:AdaptationSet id="trick" mimeType="video/mp4" codecs="avc1.64001f,mp4a.40.2">
+      <mpd:EssentialProperty schemeIdUri="http://dashif.org/guidelines/trickmode" value="v"/>
+      <mpd:Representation id="t1" bandwidth="100000"><mpd:BaseURL>trick.mp4</mpd:BaseURL></mpd:Representation>
+    </mpd:AdaptationSet>
+    <mpd:AdaptationSet id="thumbs" contentType="image" mimeType="image/jpeg">
+      <mpd:Representation id="th" bandwidth="1000"/>
+    </mpd:AdaptationSet>
+    <mpd:AdaptationSet id="subs" contentType="text" mimeType="text/vtt" lang="en">
+      <mpd:Representation id="s1" bandwidth="100"><mpd:BaseURL>subs.vtt</mpd:BaseURL></mpd:Representation>
+    </mpd:AdaptationSet>
+    <mpd:AdaptationSet id="muxed" mimeType="video/mp4" width="640" height="360" frameRate="25" contentType="video">
+      <mpd:ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc" cenc:default_KID="00000000-0000-0000-0000-000000000001"><cenc:pssh>AAAA</cenc:pssh></mpd:ContentProtection>
+      <mpd:ContentComponent id="1" contentType="video"/>
+      <mpd:ContentComponent id="2" contentType="audio" lang="en"/>
+      <mpd:Representation id="m1" bandwidth="900000" codecs="avc1.4d401e,mp4a.40.2">
+        <mpd:BaseURL>muxed.mp4?token=abc</mpd:BaseURL>
+        <mpd:SegmentBase indexRange="1000-1099"><mpd:Initialization range="0-999"/></mpd:SegmentBase>
+      </mpd:Representation>
+    </mpd:AdaptationSet>
+    <mpd:AdaptationSet id="a" mimeType="audio/mp4" codecs="mp4a.40.2" lang="en">
+      <mpd:SegmentTemplate timescale="48000" initialization="$RepresentationID$/init.mp4?x=1" media="$RepresentationID$/$Time$.m4s" duration="96000"/>
+      <mpd:Representation id="a64" bandwidth="64000"/>
+      <mpd:Representation id="a128" bandwidth="128000"/>
+    </mpd:AdaptationSet>
+    <mpd:AdaptationSet id="list" mimeType="audio/mp4" codecs="ec-3">
+      <mpd:Representation id="l1" bandwidth="384000">
+        <mpd:BaseURL>ec3.mp4</mpd:BaseURL>
+        <mpd:SegmentList duration="2">
+          <mpd:Initialization range="0-599"/>
+          <mpd:SegmentURL mediaRange="600-9999"/>
+          <mpd:SegmentURL media="ec3-2.m4s"/>
+        </mpd:SegmentList>
+      </mpd:Representation>
+    </mpd:AdaptationSet>
+  </mpd:Period>
+</mpd:MPD>
+"""
+
+
+def test_hand_written_mpd():
+    url = "https://origin.example/show/manifest.mpd"
+    inits = dash.init_segments(HAND_MPD, url)
+    assert inits == [dash.InitSegment("https://cdn.example/content/p0/a64/init.mp4?x=1"),
+                     dash.InitSegment("https://cdn.example/content/p0/a128/init.mp4?x=1"),
+                     dash.InitSegment("https://cdn.example/content/p0/ec3.mp4", 0, 599)]
+    result = dash.rewrite(HAND_MPD, url, NAME, PARAM, {inits[0]: (2,), inits[1]: (3,)})
+    text = result.text
+    root = ElementTree.fromstring(text)
+    sets = root.findall(f"{MPD_NS}Period/{MPD_NS}AdaptationSet")
+    assert [s.get("id") for s in sets] == ["muxed", "a", "list"]
+    # Prefixes and foreign namespaces as they were.
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<!-- made by hand --><mpd:MPD xmlns:mpd=')
+    assert '<my:Extension value="kept"/>' in text and 'my:flag="1"' in text
+    assert "<cenc:pssh>AAAA</cenc:pssh>" in text and 'cenc:default_KID="00000000-0000-0000-0000-000000000001"' in text
+    # The muxed set: declared audio, its video component and fields gone, its file named with the parameter.
+    muxed = sets[0]
+    assert muxed.get("mimeType") == "audio/mp4" and muxed.get("contentType") == "audio"
+    assert muxed.get("width") is None and muxed.get("frameRate") is None
+    assert [c.get("contentType") for c in muxed.findall(f"{MPD_NS}ContentComponent")] == ["audio"]
+    rep = muxed.find(f"{MPD_NS}Representation")
+    assert rep.get("codecs") == "mp4a.40.2"
+    assert rep.find(f"{MPD_NS}BaseURL").text == "muxed.mp4?token=abc&ali_audio_only=1"
+    assert result.needs_file_plan == [dash.NeedsFilePlan(
+        "p0", "m1", "https://cdn.example/content/p0/muxed.mp4?token=abc&ali_audio_only=1", True)]
+    # A set-level template shared by two Representations with different tracks: one each.
+    templates = [r.find(f"{MPD_NS}SegmentTemplate") for r in sets[1].findall(f"{MPD_NS}Representation")]
+    assert [t.get("media") for t in templates] == [f"$RepresentationID$/$Time$.m4s?{PARAM}&{NAME}_track=2",
+                                                   f"$RepresentationID$/$Time$.m4s?{PARAM}&{NAME}_track=3"]
+    assert {t.get("initialization") for t in templates} == {f"$RepresentationID$/init.mp4?x=1&{PARAM}"}
+    # SegmentList byte ranges moved into the URIs, relative to the BaseURL.
+    segment_list = sets[2].find(f"{MPD_NS}Representation/{MPD_NS}SegmentList")
+    assert segment_list.find(f"{MPD_NS}Initialization").attrib == {"sourceURL": f"ec3.mp4?{PARAM}&{NAME}_range=0-599"}
+    assert [s.attrib for s in segment_list.findall(f"{MPD_NS}SegmentURL")] == [
+        {"media": f"ec3.mp4?{PARAM}&{NAME}_range=600-9999"}, {"media": f"ec3-2.m4s?{PARAM}"}]
+    assert any("ec3.mp4" in w for w in result.warnings)  # its init's tracks were not given
+    # The muxed file's ranges, once its plan is known.
+    fixed = dash.set_index_ranges(text, "p0", "m1", 800, 800, 867)
+    base = ElementTree.fromstring(fixed).find(f".//{MPD_NS}Representation[@id='m1']/{MPD_NS}SegmentBase")
+    assert base.get("indexRange") == "800-867" and base.find(f"{MPD_NS}Initialization").get("range") == "0-799"
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE MPD [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"><Period><BaseURL>&lol9;</BaseURL></Period></MPD>
+"""
+
+
+def test_billion_laughs_is_refused():
+    with pytest.raises(MalformedInput, match="entities"):
+        dash.rewrite(BILLION_LAUGHS, "http://o/m.mpd", NAME, PARAM)
+    external = '<?xml version="1.0"?><!DOCTYPE MPD [<!ENTITY x SYSTEM "file:///etc/passwd">]><MPD>&x;</MPD>'
+    with pytest.raises(MalformedInput, match="entities"):
+        dash.rewrite(external, "http://o/m.mpd", NAME, PARAM)
+    with pytest.raises(MalformedInput, match="not well-formed"):
+        dash.rewrite("<MPD><Period></MPD>", "http://o/m.mpd", NAME, PARAM)
+    with pytest.raises(MalformedInput, match="not an MPD"):
+        dash.rewrite("<html/>", "http://o/m.mpd", NAME, PARAM)

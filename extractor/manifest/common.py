@@ -15,6 +15,7 @@ be made absolute to carry the parameter; the query of the playlist's own URL is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 # RFC 6381 sample entry codes (the part before the first dot) of audio codecs.
@@ -78,3 +79,13 @@ def range_param(name: str, first: int, last: int | None) -> str:
 
 def track_param(name: str, track_ids) -> str:
     return f"{name}_track={','.join(str(t) for t in track_ids)}"
+
+
+@dataclass(frozen=True)
+class InitSegment:
+    """An init segment a playlist or MPD names: its absolute URL and byte range (first, last inclusive;
+    None: the whole resource). The addon reads its audio track IDs (fragmented.audio_track_ids) and
+    hands them to the rewriter, keyed by this, so that the media segments name them."""
+    url: str
+    first: int | None = None
+    last: int | None = None

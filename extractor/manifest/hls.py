@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import m3u8
 
 from ..errors import MalformedInput
-from .common import audio_bandwidth, audio_codecs, range_param, split_codecs, track_param, with_params
+from .common import InitSegment, audio_bandwidth, audio_codecs, range_param, split_codecs, track_param, with_params
 
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\s]*)')
 DROPPED_FROM_VARIANTS = {"RESOLUTION", "FRAME-RATE", "VIDEO", "CLOSED-CAPTIONS", "HDCP-LEVEL", "VIDEO-RANGE",
@@ -35,12 +35,7 @@ class PlaylistRewrite:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class InitMap:
-    """An EXT-X-MAP: its absolute URL and byte range (first, last inclusive; None: the whole resource)."""
-    url: str
-    first: int | None = None
-    last: int | None = None
+InitMap = InitSegment  # an EXT-X-MAP
 
 
 def attributes(text: str) -> dict[str, str]:
@@ -252,7 +247,9 @@ def _media(lines: list[str], playlist_url: str, name: str, param_text: str,
         elif tag == "#EXT-X-PART":
             attrs = attributes(rest)
             uri = _unquote(attrs.get("URI"))
-            extra = ranged(uri, _unquote(attrs.pop("BYTERANGE")), f"EXT-X-PART {uri}", part_ends) if "BYTERANGE" in attrs else []
+            extra = []
+            if "BYTERANGE" in attrs:
+                extra = ranged(uri, _unquote(attrs.pop("BYTERANGE")), f"EXT-X-PART {uri}", part_ends)
             attrs["URI"] = f'"{with_params(uri, segment_params + extra)}"'
             out.append(f"{tag}:{attribute_text(attrs)}")
         elif tag == "#EXT-X-PRELOAD-HINT":
