@@ -46,7 +46,7 @@ def make_all(root: Path) -> dict[str, Path]:
     _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, "-f", "dash", "-seg_duration", "2",
             "-adaptation_sets", "id=0,streams=v id=1,streams=a", "manifest.mpd", cwd=root / "dash")
     made["dash"] = root / "dash" / "manifest.mpd"
-    _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, "-movflags", "+frag_keyframe+empty_moov+global_sidx",
+    _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, "-movflags", "+frag_keyframe+empty_moov+default_base_moof+global_sidx",
             "sidx.mp4", cwd=root / "ondemand")
     made["ondemand"] = root / "ondemand" / "sidx.mp4"
     return made

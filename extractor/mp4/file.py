@@ -24,6 +24,7 @@ from .boxes import Box
 from .fragmented import PASSED_ON, rewrite_moof
 from .plan import plan
 from .ranges import Ranges, inside, minus
+from .sidx import Made, audio_timing, indexes_to_keep, parse_sidx, read_moov, rewrite_sidx
 
 
 @dataclass(slots=True)
@@ -67,6 +68,9 @@ class FilePlan:
     inserts: dict[int, bytes] = field(default_factory=dict)
     starts: array = field(default_factory=lambda: array("q"))  # output offset of each range
     breaks: array = field(default_factory=lambda: array("q"))  # ranges k that start a new batch
+    # A fragmented file with a sidx: the output bytes (first, last) of the audio's sidx (a DASH
+    # SegmentBase's indexRange; its Initialization is bytes 0..len(head)-1).
+    index_range: tuple[int, int] | None = None
 
     def __post_init__(self):
         starts, ends = self.ranges.starts, self.ranges.ends
@@ -285,16 +289,24 @@ def plan_file(ftyp: bytes, moov: bytes, mdats: list[tuple[int, int]], length: in
 
 def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes, int, bytes]],
                          mdats: list[tuple[int, int]], length: int, seek: SeekRange | None = None,
-                         gap: int = 0, moov_offset: int | None = None) -> FilePlan:
+                         gap: int = 0, moov_offset: int | None = None, index: bool = False) -> FilePlan:
     """The audio-only file of a fragmented MP4 whose top level is known: `boxes_after` are the boxes
     after the moov that the output is made from, in order, as (type, input offset, bytes): each moof
     (rewritten for its audio, followed by an mdat of that audio), and the small boxes players may want
-    between fragments (passed on). The same bytes as the streamed output."""
+    between fragments (passed on). The same bytes as the streamed output.
+
+    With `index`, sidx boxes among them are kept too, rewritten for the audio (see sidx.py): only a
+    plan can, since a sidx before the fragments needs their audio-only sizes (the streamed output has
+    none, so it then differs from this file by the sidx)."""
     box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
     result = plan(ftyp, moov, box, seek, moov_offset=moov_offset)
     if not result.fragmented:
         raise UnsupportedInput("not a fragmented MP4 (no mvex)")
-    inserts: dict[int, bytes] = {}
+    parts: dict[int, list] = {}  # range index -> our bytes before it (a sidx as its Sidx until known)
+    made: list[Made] = []  # what each box after the moov made, for the sidx
+    found_sidx = []
+    info = read_moov(moov, box) if index else None
+    indexed = min(result.audio_ids)  # the track a sidx indexes (one a box)
     # The moov's own samples first (a fragmented file may begin with a classic part: its mdat header
     # ends result.head), then each fragment's.
     starts, ends = array("q", result.ranges.starts), array("q", result.ranges.ends)
@@ -306,20 +318,50 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
                 continue  # a fragment without audio
             new_moof, fragment_ranges = rewritten
             own = new_moof
+            if index:
+                timing = audio_timing(data, indexed, info.default_durations.get(indexed))
+                made.append(Made(offset, len(new_moof) + fragment_ranges.total, timing or (None, 0)))
         elif kind in PASSED_ON:
             own, fragment_ranges = data, Ranges()
+            made.append(Made(offset, len(data)))
+        elif kind == b"sidx" and index:
+            own, fragment_ranges = parse_sidx(data, offset), Ranges()
+            found_sidx.append(own)
         else:
             continue
         k = len(starts)
-        inserts[k] = inserts.get(k, b"") + own
+        parts.setdefault(k, []).append(own)
         if len(fragment_ranges):
             if len(starts) and fragment_ranges.starts[0] < ends[-1]:
-                raise MalformedInput(f"the audio of the fragment at byte {offset} comes before that of the previous one")
+                raise MalformedInput(f"the audio of the fragment at byte {offset} comes before that of the "
+                                     f"previous one")
             starts += fragment_ranges.starts
             ends += fragment_ranges.ends
     ranges = Ranges(starts, ends)
     if outside := inside(ranges, [(a, min(b, length)) for a, b in mdats]):
         raise MalformedInput(f"audio bytes {outside[0]}-{outside[1]} do not lie inside an mdat box of the "
                              f"{length}-byte file")
+    warnings = list(result.warnings)
+    new_sidx = {}
+    for sidx in indexes_to_keep(found_sidx, audio_ids):
+        new_sidx[sidx.start], why = rewrite_sidx(sidx, made, indexed, info.timescales.get(indexed))
+        if why:
+            warnings.append(why)
+    index_at = None
+    inserts: dict[int, bytes] = {}
+    for k, own in parts.items():
+        pieces = []
+        for piece in own:
+            if not isinstance(piece, (bytes, bytearray, memoryview)):
+                piece = new_sidx.get(piece.start) or b""
+                if piece and index_at is None:
+                    index_at = (k, sum(map(len, pieces)), len(piece))
+            pieces.append(piece)
+        inserts[k] = b"".join(pieces)
     size = len(result.head) + ranges.total + sum(map(len, inserts.values()))
-    return FilePlan(result.head, ranges, size, result.warnings, gap, inserts)
+    file_plan = FilePlan(result.head, ranges, size, warnings, gap, inserts)
+    if index_at is not None:
+        k, within, sidx_size = index_at
+        first = (file_plan.starts[k] if k < len(file_plan.starts) else size) - len(inserts[k]) + within
+        file_plan.index_range = (first, first + sidx_size - 1)
+    return file_plan
