@@ -10,6 +10,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from extractor.mp4.segment import SegmentFilter
+from helpers import extract
+
 SECONDS = 6
 _VIDEO = ["-f", "lavfi", "-i", f"testsrc=size=160x120:rate=25:duration={SECONDS}"]
 _AUDIO = ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={SECONDS}"]
@@ -74,6 +77,7 @@ class Handler(SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        self.server.requests.append(self.path)
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         path = Path(self.directory) / url.path.lstrip("/")
@@ -85,14 +89,28 @@ class Handler(SimpleHTTPRequestHandler):
         if path.suffix in (".m3u8", ".mpd"):
             text = self.rewriter(data.decode(), f"http://{self.headers['Host']}{self.path}")
             data = (text if text is not None else data.decode()).encode()
-        elif f"{self.name}_range" in query:
-            first, _, last = query[f"{self.name}_range"].partition("-")
-            data = data[int(first): int(last) + 1 if last else None]
+        else:
+            data = self._audio_only(data, query)
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
+
+    def _audio_only(self, data: bytes, query: dict[str, str]) -> bytes:
+        """A media file as our server answers it: the range `<name>_range` names; an fMP4 segment
+        filtered to the tracks `<name>_track` names; an MP4 with a moov (an init segment) through the
+        MP4 filter; anything else (TS segments) whole."""
+        if f"{self.name}_range" in query:
+            first, _, last = query[f"{self.name}_range"].partition("-")
+            data = data[int(first): int(last) + 1 if last else None]
+        if f"{self.name}_track" in query:
+            ids = [int(t) for t in query[f"{self.name}_track"].split(",")]
+            f = SegmentFilter(ids)
+            return b"".join(map(bytes, f.feed(data) + f.finish()))
+        if data[4:8] == b"ftyp":
+            return extract(data)
+        return data
 
     def _plain(self, data: bytes) -> None:
         """The file as it is, one byte range of it when asked (the origin of a byte-range playlist)."""
@@ -113,5 +131,6 @@ class Handler(SimpleHTTPRequestHandler):
 def serve(directory: Path, rewriter) -> tuple[ThreadingHTTPServer, str]:
     handler = type("BoundHandler", (Handler,), {"rewriter": staticmethod(rewriter)})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    server.requests = []  # the paths asked for, in order
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"

@@ -81,6 +81,8 @@ def test_dash_audio_segments_pass_with_their_track(presentations, tmp_path):
     original.write_bytes(init + b"".join(segments))
     output.write_bytes(init + b"".join(filtered(s, ids) for s in segments))
     assert_same_audio(original, output)
+    # Audio only already: every segment comes back byte for byte as it was.
+    assert all(filtered(s, ids, pieces=(1, 100, 3000), seed=n) == s for n, s in enumerate(segments))
     # A segment without the tracks named: refused, never sent. (Here both files' one track is track 1:
     # the IDs are those of the init segment of the same Representation, which is why the rewritten MPD
     # names them per Representation.)
@@ -117,6 +119,7 @@ def test_a_segment_with_a_sidx_keeps_it_for_the_audio(presentations, tmp_path):
     assert spans[0][0] == sidx_size and spans[-1][1] == len(out)
     assert all(out[a + 4 : a + 8] == b"moof" for a, _ in spans)
     assert [k for k, _, _ in top_level(out)].count(b"sidx") == 1
+    assert filtered(out, info.audio_ids, info, pieces=(3, 700)) == out  # audio only now: as it is, sidx too
 
     ftyp, moov, after, mdats = fragmented_top_level(data)
     plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data), index=True)
@@ -188,3 +191,15 @@ def test_a_sidx_holds_no_more_than_the_limit(presentations):
     end = next(pos for kind, pos, _ in boxes if kind == b"mfra")
     with pytest.raises(LimitExceeded, match="held"):
         filtered(data[start:end], (2,), max_held=10_000)
+
+
+def test_audio_only_fragments_go_out_as_they_came_until_one_is_not(presentations):
+    """An audio-only part (our own output, its sidx with it) and then a muxed segment, as one input:
+    the first comes back as it was, the second as it would alone."""
+    _, made = presentations
+    folder = made["fmp4"].parent
+    ids = audio_track_ids((folder / "init.mp4").read_bytes())
+    first = filtered((folder / "media0.m4s").read_bytes(), ids)
+    assert filtered(first, ids, pieces=(5, 999)) == first
+    second = (folder / "media1.m4s").read_bytes()
+    assert filtered(first + second, ids, pieces=(5, 999)) == first + filtered(second, ids)

@@ -84,7 +84,7 @@ def track_param(name: str, track_ids) -> str:
 @dataclass(frozen=True)
 class InitSegment:
     """An init segment a playlist or MPD names: its absolute URL and byte range (first, last inclusive;
-    None: the whole resource). The addon reads its audio track IDs (fragmented.audio_track_ids) and
+    None: the whole resource). The addon reads its audio track IDs (extractor.mp4.sidx.audio_track_ids) and
     hands them to the rewriter, keyed by this, so that the media segments name them."""
     url: str
     first: int | None = None

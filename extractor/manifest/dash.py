@@ -252,7 +252,10 @@ def _add_params(result, mpd_url, mpd, period, adaptation, representation, muxed,
         if info.parentNode is not representation:  # each Representation its own track list
             info = info.cloneNode(True)
             representation.insertBefore(info, representation.firstChild)
-        for attribute, params in (("media", segment_params), ("index", segment_params),
+        if info.getAttribute("index"):
+            result.warnings.append(f"Representation {representation.getAttribute('id')} has index segments "
+                                   f"(SegmentTemplate@index): their sizes name the origin's media segments, not ours")
+        for attribute, params in (("media", segment_params), ("index", [param_text]),
                                   ("initialization", [param_text]), ("bitstreamSwitching", [param_text])):
             if info.getAttribute(attribute) and info.getAttribute(attribute) not in ("true", "false"):
                 info.setAttribute(attribute, with_params(info.getAttribute(attribute), params))

@@ -70,7 +70,7 @@ def rewrite(text: str, playlist_url: str, name: str, param_text: str,
     """The audio-only form of the playlist `text` fetched from `playlist_url`, for a client whose audio
     parameter is `name` and which wrote it as `param_text` (`name=value`). `tracks`: for a media
     playlist of fMP4 segments, the audio track IDs of each EXT-X-MAP (read from the init segments with
-    `extractor.mp4.fragmented.audio_track_ids`; see `init_maps`): each segment then names them."""
+    `extractor.mp4.sidx.audio_track_ids`; see `init_maps`): each segment then names them."""
     playlist = _load(text)
     lines = text.splitlines()
     if any(k is not None and k.method == "AES-128" for k in playlist.keys + playlist.session_keys):
@@ -86,12 +86,12 @@ def rewrite(text: str, playlist_url: str, name: str, param_text: str,
 
 def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistRewrite:
     warnings: list[str] = []
-    groups: dict[str, list[dict[str, str]]] = {}  # audio GROUP-ID -> its renditions that have a URI
+    groups: dict[str, list[dict[str, str]]] = {}  # audio GROUP-ID -> its renditions
     for line in lines:
         tag, rest = _tag(line.strip())
         if tag == "#EXT-X-MEDIA":
             attrs = attributes(rest)
-            if attrs.get("TYPE") == "AUDIO" and "URI" in attrs:
+            if attrs.get("TYPE") == "AUDIO":
                 groups.setdefault(_unquote(attrs.get("GROUP-ID")), []).append(attrs)
     # Each variant: its STREAM-INF attributes and URI, in order.
     variants = []
@@ -99,6 +99,13 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
         if line.startswith("#EXT-X-STREAM-INF:"):
             uri = next((l.strip() for l in lines[n + 1:] if l.strip() and not l.startswith("#")), None)
             variants.append((n, attributes(_tag(line)[1]), uri))
+    # A variant's BANDWIDTH covers the renditions it plays with (RFC 8216 §4.3.4.2): the least of them
+    # bounds what a rendition of the group can need.
+    group_ceiling: dict[str, int] = {}
+    for _, attrs, _ in variants:
+        group, bandwidth = _unquote(attrs.get("AUDIO")), int(attrs.get("BANDWIDTH", "0") or 0)
+        if group and bandwidth:
+            group_ceiling[group] = min(group_ceiling.get(group, bandwidth), bandwidth)
 
     out_variants: dict[int, list[str]] = {}  # line index of a STREAM-INF -> the lines replacing it and its URI
     done_groups: set[str] = set()
@@ -108,23 +115,26 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
         audio = audio_codecs(_unquote(attrs.get("CODECS")))
         group = _unquote(attrs.get("AUDIO"))
         bandwidth = int(attrs.get("BANDWIDTH", "0") or 0)
+        renditions = groups.get(group, [])
+        separate = [r for r in renditions if "URI" in r]
         replaced: list[str] = []
-        if group in groups:
-            # The audio is in the group's renditions: each becomes a variant of its own, once.
-            if group not in done_groups:
-                done_groups.add(group)
-                renditions = sorted(groups[group], key=lambda a: a.get("DEFAULT") != "YES")
-                for rendition in renditions:
-                    new = _audio_attrs(attrs, audio, None)
-                    replaced += [f"#EXT-X-STREAM-INF:{attribute_text(new)}",
-                                 with_params(_unquote(rendition["URI"]), [param_text])]
-        elif codecs and not audio:
+        if separate and group not in done_groups:
+            # Renditions with playlists of their own: each becomes a variant of its own, once, the default first.
+            done_groups.add(group)
+            for rendition in sorted(separate, key=lambda a: a.get("DEFAULT") != "YES"):
+                new = _audio_attrs(attrs, audio, group_ceiling.get(group))
+                replaced += [f"#EXT-X-STREAM-INF:{attribute_text(new)}",
+                             with_params(_unquote(rendition["URI"]), [param_text])]
+        # The variant's own stream carries audio: no group, or a rendition of its group without a URI
+        # (RFC 8216 §4.3.4.2.1: that rendition is in the variant's own segments).
+        muxed = not separate or len(separate) < len(renditions)
+        if muxed and codecs and not audio:
             pass  # video only (or unknown codecs only): nothing to hear
-        else:
+        elif muxed:
             if not codecs:
                 warnings.append(f"variant {uri} names no CODECS: kept as an audio variant, its BANDWIDTH an estimate")
-            replaced = [f"#EXT-X-STREAM-INF:{attribute_text(_audio_attrs(attrs, audio, bandwidth))}",
-                        with_params(uri, [param_text])]
+            replaced += [f"#EXT-X-STREAM-INF:{attribute_text(_audio_attrs(attrs, audio, bandwidth))}",
+                         with_params(uri, [param_text])]
         kept += len(replaced) // 2
         out_variants[n] = replaced
     if not kept:
@@ -146,8 +156,8 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
             attrs = attributes(rest)
             if attrs.get("TYPE") in ("VIDEO", "CLOSED-CAPTIONS"):
                 continue
-            if attrs.get("TYPE") == "AUDIO" and _unquote(attrs.get("GROUP-ID")) in done_groups:
-                continue  # now variants of their own
+            if attrs.get("TYPE") == "AUDIO":
+                continue  # variants of their own now, or in the variants' own segments
             out.append(line)
         else:
             out.append(line)

@@ -2,10 +2,15 @@
 `sidx`, `moof` + `mdat` pairs and no moov of its own, so the audio track IDs to keep are told (read
 from the init segment: sidx.audio_track_ids; the URL contract's `<name>_track`).
 
-Each moof is rewritten by fragmented.rewrite_moof (only the kept tracks' trafs, default-base-is-moof)
-and its audio sent as the mdat passes; styp/emsg/prft pass on. A sidx is kept, rewritten for the
-audio (sidx.py): its sizes are known only once the fragments it covers are read, so the output from
-the sidx on is held until then (a segment's audio, bounded by max_held) and sent after it.
+A segment that holds only the kept tracks comes out byte for byte as it came in (so the byte ranges
+and the sidx that name it still hold: an HLS byte range, a DASH index): each moof whose trafs are all
+kept goes out as it is with the mdat after it, when that mdat holds exactly its samples. From the
+first moof that is not so on, each moof is rewritten by fragmented.rewrite_moof (only the kept
+tracks' trafs, default-base-is-moof) and its audio sent as the mdat passes; styp/emsg/prft pass on,
+other boxes are left out. A sidx is kept: as it was when every fragment it covers went out
+unchanged, else rewritten for the audio (sidx.py); its sizes are known only once the fragments it
+covers are read, so the output from the sidx on is held until then (a segment's audio, bounded by
+max_held) and sent after it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class SegmentFilter:
         self._held: list | None = None  # output held from the first sidx on (a Sidx marks where each goes)
         self._held_size = 0
         self._seen_tracks: set[int] = set()
+        self._identical = True  # every byte so far went out as it came
+        self._candidate: tuple | None = None  # a moof of kept tracks only, waiting to see its mdat
+        self._copy_mdat = False  # the next mdat goes out whole (its moof went out unchanged)
+        self._raw_index: dict[int, bytes] = {}  # id of a held Sidx -> its bytes as they came
 
     def feed(self, data) -> list:
         out: list = []
@@ -77,6 +86,9 @@ class SegmentFilter:
         if self._state != "box" or len(self._gather):
             raise TruncatedInput(f"the segment ends inside a '{self._box.name() if self._box else '?'}' box at byte "
                                  f"{self.bytes_in}")
+        if self._candidate is not None:
+            raise TruncatedInput(f"the segment ends at byte {self.bytes_in}, before the mdat of the moof at byte "
+                                 f"{self._candidate[1]}")
         if self._pending:
             raise TruncatedInput(f"the segment ends at byte {self.bytes_in} before the audio at byte "
                                  f"{self._pending.first()[0]}")
@@ -104,6 +116,8 @@ class SegmentFilter:
             return pos
         box = boxes.parse_header(buf, at, None)
         box.start = start
+        if self._candidate is not None:
+            self._settle(box, out)
         if self._held is not None and start >= self._index_end:
             self._release(out)  # every subsegment the sidx covers is read
         self._box = box
@@ -113,7 +127,8 @@ class SegmentFilter:
             self._held_box = bytearray(buf[at : at + box.header])
         elif self._state == "copy":
             self._emit(out, [bytes(buf[at : at + box.header])])
-            self._made.append(Made(start, box.size))
+            if self._held is not None:
+                self._made.append(Made(start, box.size))
         if self._remaining == 0:
             self._box_done(out)
         return pos
@@ -129,17 +144,21 @@ class SegmentFilter:
                                     f"{human_size(self.max_header)} limit (audio_only_max_header)")
             return kind.decode()
         if kind == b"mdat":
-            return "media"
-        if kind in PASSED_ON and box.size != -1:
+            copy, self._copy_mdat = self._copy_mdat, False
+            return "copy" if copy else "media"
+        if kind in PASSED_ON and box.size != -1 or self._identical:
             return "copy"
+        self._identical = False  # a box left out: what follows moves
         return "skip"
 
     def _box_done(self, out: list) -> None:
         if self._state == "moof":
             self._fragment(bytes(self._held_box), out)
         elif self._state == "sidx":
-            sidx = parse_sidx(bytes(self._held_box), self._box.start)
+            raw = bytes(self._held_box)
+            sidx = parse_sidx(raw, self._box.start)
             self._index.append(sidx)
+            self._raw_index[id(sidx)] = raw
             self._index_end = max(self._index_end, sidx.spans()[-1][1] if sidx.references else sidx.end)
             if self._held is None:
                 self._held, self._held_size = [], 0
@@ -149,18 +168,44 @@ class SegmentFilter:
 
     def _fragment(self, moof: bytes, out: list) -> None:
         start = self._box.start
-        self._seen_tracks |= _track_ids(moof)
+        tracks = _track_ids(moof)
+        self._seen_tracks |= tracks
         result = rewrite_moof(moof, start, self.track_ids, self.info.default_sizes)
         if result is None:
             self.dropped_fragments += 1
+            self._identical = False
             return
-        head, ranges = result
         self.fragments += 1
+        timing = None
+        if self._held is not None:
+            timing = audio_timing(moof, self.indexed, self.info.default_durations.get(self.indexed)) or (None, 0)
+        if self._identical and tracks <= self.track_ids:
+            self._candidate = (moof, start, result, timing)  # unchanged, if its mdat holds just its samples
+        else:
+            self._rewritten(start, result, timing, out)
+
+    def _settle(self, box: boxes.Box, out: list) -> None:
+        """The waiting moof goes out as it came when `box` is the mdat right after it and holds exactly
+        its samples (then the mdat goes out whole); else rewritten, as every moof from now on."""
+        moof, start, result, timing = self._candidate
+        self._candidate = None
+        ranges = result[1]
+        if (box.type == b"mdat" and box.size != -1 and len(ranges) == 1
+                and (ranges.starts[0], ranges.ends[0]) == (box.payload, box.end)):
+            self._emit(out, [moof])
+            self._copy_mdat = True
+            if self._held is not None:
+                self._made.append(Made(start, len(moof), timing))
+        else:
+            self._rewritten(start, result, timing, out)
+
+    def _rewritten(self, start: int, result, timing, out: list) -> None:
+        self._identical = False
+        head, ranges = result
         self._emit(out, [head])
         self._pending.add(ranges)
         if self._held is not None:
-            timing = audio_timing(moof, self.indexed, self.info.default_durations.get(self.indexed))
-            self._made.append(Made(start, len(head) + ranges.total, timing or (None, 0)))
+            self._made.append(Made(start, len(head) + ranges.total, timing))
 
     def _slices(self, view: memoryview, pos: int, n: int) -> list:
         pieces: list = []
@@ -179,18 +224,21 @@ class SegmentFilter:
                                 f"held until its sizes are known")
 
     def _release(self, out: list) -> None:
-        """The held output, each kept sidx rewritten in its place, the others left out."""
+        """The held output, each sidx in its place: as it came when every byte it indexes went out as it
+        came, else the kept ones rewritten and the others left out."""
         kept = {id(s) for s in indexes_to_keep(self._index, self.track_ids)}
         for piece in self._held:
             if isinstance(piece, bytes):
                 out.append(piece)
+            elif self._identical:
+                out.append(self._raw_index[id(piece)])
             elif id(piece) in kept:
                 new, why = rewrite_sidx(piece, self._made, self.indexed, self.info.timescales.get(self.indexed))
                 if why:
                     self.warnings.append(why)
                 elif new:
                     out.append(new)
-        self._held, self._held_size, self._index, self._made = None, 0, [], []
+        self._held, self._held_size, self._index, self._made, self._raw_index = None, 0, [], [], {}
 
 
 def _track_ids(moof: bytes) -> set[int]:
