@@ -29,7 +29,8 @@ from . import packets as tsp
 from .psi import PAT_TABLE, PMT_TABLE, SectionReader, parse_pat, parse_pmt, rewrite_pmt, section_ok
 from .streams import is_hdmv, kind
 
-PSI, AUDIO, DATA, PCR_ONLY = "psi", "audio", "data", "pcr"
+PSI, AUDIO, DATA, PRIVATE, PCR_ONLY = "psi", "audio", "data", "private", "pcr"
+AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
 PCR_SPACING = 100 * 27000  # 13818-1's longest gap between PCRs: 100 ms of the 27 MHz clock
 RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
 MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
@@ -63,6 +64,7 @@ class TsAudioFilter:
         self._carry_at = 0  # input offset of _carry[0]
         self._origin: int | None = None  # seeking: the first audio PTS
         self._state: dict[int, str] = {}  # seeking: PID -> "wait", "on", "off"
+        self._private: dict[int, bool] = {}  # private stream PID -> whether its current PES is audio
         self._ended = False
         self._roles: dict[int, str] = {}
         self._rebuild()
@@ -83,6 +85,8 @@ class TsAudioFilter:
         return out
 
     def finish(self) -> list:
+        if self._ended:  # seeking: what came after the end was not looked at
+            return []
         if self._hunting:
             raise MalformedInput(f"lost packet sync at byte {self._carry_at}: the input ended before "
                                  f"{RESYNC_PACKETS} packets in a row were found again")
@@ -130,6 +134,8 @@ class TsAudioFilter:
             if count:
                 good = self._block(view, pos, count, out)
                 pos += good * size
+                if self._ended:
+                    return
                 if good < count:
                     self._lose_sync(at + pos, b"")
                     continue
@@ -252,7 +258,7 @@ class TsAudioFilter:
         done = self._rewritten.get(section)
         if done is None:
             hdmv = is_hdmv(pmt)
-            keep = {s.pid for s in pmt.streams if kind(s, hdmv) in (AUDIO, DATA)}
+            keep = {s.pid for s in pmt.streams if kind(s, hdmv) in (AUDIO, DATA, PRIVATE)}
             if len(self._rewritten) > 64:
                 self._rewritten.clear()
             done = self._rewritten[section] = rewrite_pmt(section, keep)
@@ -284,9 +290,19 @@ class TsAudioFilter:
         self.kept_packets += 1
 
     def _on_es(self, buf, at: int, pid: int, role: str, out: list) -> None:
-        """A kept stream's packet when timing or seeking: the PTS of each PES start read."""
+        """A kept stream's packet when timing or seeking (the PTS of each PES start read), or a private
+        stream's (kept while its PES are audio)."""
         sync = at + self.prefix
-        pts = tsp.pes_pts(buf, sync) if buf[sync + 1] & 0x40 else None
+        unit_start = buf[sync + 1] & 0x40
+        if role is PRIVATE:
+            if unit_start:
+                start = sync + tsp.payload_start(buf, sync)
+                self._private[pid] = (start + 4 <= sync + tsp.TS_SIZE and bytes(buf[start : start + 3]) == b"\x00\x00\x01"
+                                      and buf[start + 3] in AUDIO_STREAM_IDS)
+            if not self._private.get(pid):
+                return
+            role = AUDIO
+        pts = tsp.pes_pts(buf, sync) if unit_start else None
         if pts is not None:
             self.first_pts.setdefault(pid, pts)
             self.last_pts[pid] = pts
@@ -316,7 +332,7 @@ class TsAudioFilter:
         if state == "on" and self.seek.end is not None and ticks >= self.seek.end * 90:
             state = "off"
         self._state[pid] = state
-        audio = [p for p, r in self._roles.items() if r is AUDIO]
+        audio = [p for p, r in self._roles.items() if r is AUDIO or self._private.get(p)]
         if state == "off" and audio and all(self._state.get(p) == "off" for p in audio):
             self._ended = True  # every audio stream is past the end: nothing more goes out
 
@@ -328,8 +344,8 @@ class TsAudioFilter:
             hdmv = is_hdmv(pmt)
             for stream in pmt.streams:
                 role = kind(stream, hdmv)
-                if role in (AUDIO, DATA) and stream.pid not in roles:
-                    roles[stream.pid] = AUDIO if role == "audio" else DATA
+                if role in (AUDIO, DATA, PRIVATE) and stream.pid not in roles:
+                    roles[stream.pid] = {"audio": AUDIO, "data": DATA, "private": PRIVATE}[role]
         self._pcr_pids = {pmt.pcr_pid for pmt in self.pmts.values() if pmt.pcr_pid != tsp.NULL_PID}
         for pid in self._pcr_pids - roles.keys():
             roles[pid] = PCR_ONLY

@@ -30,6 +30,8 @@ REGISTRATION = 0x05
 AUDIO_REGISTRATIONS = {b"AC-3": "ac-3", b"EAC3": "e-ac-3", b"AC-4": "ac-4", b"DTS1": "dts", b"DTS2": "dts",
                        b"DTS3": "dts", b"Opus": "opus", b"mlpa": "truehd", b"BSSD": "smpte 302m"}
 PRIVATE = 0x06
+# Descriptors that say nothing of what a private stream carries (ISO 639 language, stream identifier).
+NEUTRAL_DESCRIPTORS = {0x0A, 0x52}
 
 
 def private_audio(stream: Stream) -> str | None:
@@ -48,7 +50,10 @@ def is_hdmv(pmt: Pmt) -> bool:
 
 
 def kind(stream: Stream, hdmv: bool = False) -> str:
-    """'audio', 'data' (kept) or 'video', 'other' (dropped)."""
+    """'audio', 'data' (kept), 'private' (kept when its PES are audio) or 'video', 'other' (dropped).
+
+    A private stream described by nothing but a language is what ffmpeg writes for AAC in M2TS (and
+    what other muxers write for other things): its PES stream_id tells (0xC0-0xDF: audio)."""
     t = stream.stream_type
     if hdmv and t in HDMV_AUDIO:
         return "audio"
@@ -58,6 +63,8 @@ def kind(stream: Stream, hdmv: bool = False) -> str:
         return "data"
     if t == PRIVATE and private_audio(stream):
         return "audio"
+    if t == PRIVATE and all(tag in NEUTRAL_DESCRIPTORS for tag, _ in descriptors(stream.descriptors)):
+        return "private"
     if t in VIDEO_TYPES:
         return "video"
     return "other"
@@ -68,5 +75,6 @@ def codec_name(stream: Stream, hdmv: bool = False) -> str:
     if hdmv and t in HDMV_AUDIO:
         return HDMV_AUDIO[t]
     if t == PRIVATE:
-        return private_audio(stream) or "private data"
+        return private_audio(stream) or (
+            "private (audio if its PES say so)" if kind(stream, hdmv) == "private" else "private data")
     return AUDIO_TYPES.get(t) or DATA_TYPES.get(t) or VIDEO_TYPES.get(t) or "unknown"

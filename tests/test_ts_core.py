@@ -1,0 +1,264 @@
+"""The MPEG-TS filter on inputs made by ffmpeg (tsmedia.py), judged by ffprobe/ffmpeg and the tests'
+own packet walker."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+import tsmedia
+from extractor import AudioExtractor, MalformedInput, NoAudio, SeekPastEnd, SeekRange, TruncatedInput, UnsupportedInput
+from helpers import audio_packets, decode_errors, run, streams
+
+CASES = ["h264_aac.ts", "hevc_ac3.ts", "mpeg2_mp2.ts", "two_audio.ts", "pcr_on_audio.ts", "pmt_change.ts",
+         "m2ts.m2ts", "id3.ts", "hls/seg0.ts", "hls/seg1.ts", "hls/seg2.ts"]
+
+
+def extract(data: bytes, piece: int = 65536, **kw) -> tuple[bytes, AudioExtractor]:
+    x = AudioExtractor(**kw)
+    out = []
+    for at in range(0, len(data), piece):
+        out += x.feed(data[at : at + piece])
+    out += x.finish()
+    return b"".join(out), x
+
+
+def packet_size(name: str) -> int:
+    return 192 if name.endswith(".m2ts") else 188
+
+
+def data_packets(path) -> list[str]:
+    if "data" not in [s["codec_type"] for s in streams(path)]:
+        return []
+    r = run("ffmpeg", "-v", "error", "-i", str(path), "-map", "0:d", "-c", "copy", "-f", "framemd5", "-")
+    return [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+
+
+def durations(path) -> list[str]:
+    r = run("ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=duration", "-of", "json", str(path))
+    return [s["duration"] for s in json.loads(r.stdout)["streams"]]
+
+
+def analyser_complaints(path) -> str:
+    """What ffmpeg's demuxer and decoders say at -v warning while reading all of the file."""
+    r = run("ffmpeg", "-v", "warning", "-i", str(path), "-f", "null", "-")
+    return r.stderr.decode()
+
+
+def video_pids(data: bytes, size: int) -> set[int]:
+    """PIDs the input's PMTs list with a stream_type other than the kept audio and data ones."""
+    kept_types = {0x03, 0x04, 0x0F, 0x11, 0x81, 0x87, 0x15, 0x86}
+    pids = set()
+    for streams_of in tsmedia.pmt_streams(data, size).values():
+        pids |= {pid for pid, t in streams_of.items() if t not in kept_types and t != 0x06}
+    return pids
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_audio_and_data_only_every_packet_identical(name, tmp_path):
+    src = tsmedia.make(name)
+    data = src.read_bytes()
+    size = packet_size(name)
+    out, x = extract(data)
+    assert x.format == "ts" and not x.warnings
+    dst = tmp_path / ("out" + src.suffix)
+    dst.write_bytes(out)
+    kinds_in = [s["codec_type"] for s in streams(src)]
+    kinds_out = [s["codec_type"] for s in streams(dst)]
+    assert "video" in kinds_in
+    assert kinds_out == [k for k in kinds_in if k in ("audio", "data")]
+    for index in range(kinds_in.count("audio")):
+        want = audio_packets(src, index)
+        assert len(want) > 10
+        assert audio_packets(dst, index) == want
+    assert data_packets(dst) == data_packets(src)
+    assert len(data_packets(src)) > 2 or name != "id3.ts"
+    assert durations(dst) == durations(src)
+    assert decode_errors(dst) == ""
+    complaints = analyser_complaints(dst)
+    assert "ontinuity" not in complaints and "PCR" not in complaints, complaints
+    if name != "pmt_change.ts":  # ffmpeg finds the join of the two files' video out of order
+        assert complaints == ""
+    # No packet of a video PID carries payload; the PMTs list no video.
+    dropped = video_pids(data, size)
+    assert dropped
+    for pid, packet in tsmedia.packets(out, size):
+        assert pid not in dropped or not tsmedia.has_payload(packet), f"payload on video PID {pid}"
+    for streams_of in tsmedia.pmt_streams(out, size).values():
+        assert not set(streams_of) & dropped
+
+
+def pcrs(data: bytes, size: int = 188) -> list[tuple[int, int]]:
+    """(PID, PCR in 27 MHz) of each packet that has one."""
+    found = []
+    for pid, p in tsmedia.packets(data, size):
+        if p[3] & 0x20 and p[4] >= 7 and p[5] & 0x10:
+            base = int.from_bytes(p[6:11], "big") >> 7
+            found.append((pid, base * 300 + ((p[10] & 1) << 8 | p[11])))
+    return found
+
+
+@pytest.mark.parametrize("name", ["h264_aac.ts", "pcr_on_audio.ts", "m2ts.m2ts"])
+def test_the_pcr_stays_on_its_pid_at_most_100_ms_apart_with_the_counter_unchanged(name):
+    data = tsmedia.make(name).read_bytes()
+    size = packet_size(name)
+    out, _ = extract(data)
+    pcr_pids = {pid for pid, _ in pcrs(data, size)}
+    assert {pid for pid, _ in pcrs(out, size)} == pcr_pids
+    dropped = video_pids(data, size) & pcr_pids
+    assert dropped
+    for pid in pcr_pids:
+        values = [v for p, v in pcrs(out, size) if p == pid]
+        if pid not in dropped:  # the PCR of a kept PID comes as it came
+            assert values == [v for p, v in pcrs(data, size) if p == pid]
+            continue
+        assert len(values) > 10
+        gaps = [b - a for a, b in zip(values, values[1:])]
+        assert max(gaps) <= 100 * 27000 and min(gaps) > 0
+        # PCR-only packets (no payload) share one continuity counter (13818-1 §2.4.3.3).
+        counters = {p[3] & 0x0F for q, p in tsmedia.packets(out, size) if q == pid}
+        assert len(counters) == 1
+
+
+def test_pcr_on_the_audio_pid_is_left_as_it_was():
+    data = tsmedia.make("pcr_on_audio.ts").read_bytes()
+    r = run("ffprobe", "-v", "error", "-show_programs", "-of", "json", str(tsmedia.make("pcr_on_audio.ts")))
+    programs = {p["program_num"]: p for p in json.loads(r.stdout)["programs"]}
+    audio_pid = int(programs[2]["streams"][0]["id"], 16)
+    assert programs[2]["pcr_pid"] == audio_pid and programs[1]["pcr_pid"] != audio_pid
+    out, _ = extract(data)
+    want = [p for pid, p in tsmedia.packets(data) if pid == audio_pid]
+    assert [p for pid, p in tsmedia.packets(out) if pid == audio_pid] == want
+
+
+def test_pmt_version_change_is_followed():
+    """The second half's PMT (version 1) lists AC-3 on another PID: its packets are kept from there on."""
+    data = tsmedia.make("pmt_change.ts").read_bytes()
+    out, _ = extract(data)
+    counts_in, counts_out = tsmedia.pid_counts(data), tsmedia.pid_counts(out)
+    assert counts_out[0x120] == counts_in[0x120] > 0 and counts_out[257] == counts_in[257] > 0
+    versions = []
+    for pid, p in tsmedia.packets(out):
+        if pid == 0x1000 and p[1] & 0x40:
+            versions.append(p[5 + 5] >> 1 & 0x1F)
+    assert versions[0] == 0 and versions[-1] == 1
+
+
+def test_m2ts_keeps_each_packets_4_byte_prefix():
+    data = tsmedia.make("m2ts.m2ts").read_bytes()
+    out, _ = extract(data)
+    prefixes = {data[at : at + 192] for at in range(0, len(data), 192)}
+    audio = [out[at : at + 192] for at in range(0, len(out), 192) if out[at + 5] & 0x1F == 0x11]  # PID 0x1100
+    assert audio and all(packet in prefixes for packet in audio)
+
+
+@pytest.mark.parametrize("name", ["h264_aac.ts", "m2ts.m2ts"])
+def test_every_byte_split_gives_the_same_output(name):
+    data = tsmedia.make(name).read_bytes()
+    size = packet_size(name)
+    small = data[: 160 * size]
+    whole, _ = extract(small)
+    assert tsmedia.pid_counts(whole, size)[0] > 0
+    for cut in range(1, len(small)):
+        x = AudioExtractor()
+        out = x.feed(small[:cut]) + x.feed(small[cut:]) + x.finish()
+        assert b"".join(out) == whole, cut
+
+
+def test_random_pieces_give_the_same_output():
+    data = tsmedia.make("two_audio.ts").read_bytes()
+    whole, _ = extract(data, piece=len(data))
+    rng = random.Random(27)
+    for _ in range(5):
+        x, out, at = AudioExtractor(), [], 0
+        while at < len(data):
+            n = rng.choice((1, 2, 187, 188, 189, 376, 1000, 65536))
+            out += x.feed(memoryview(data)[at : at + n])
+            at += n
+        assert b"".join(out + x.finish()) == whole
+
+
+def test_no_audio_is_refused():
+    with pytest.raises(NoAudio, match="no audio packets.*h.264"):
+        extract(tsmedia.make("video_only.ts").read_bytes())
+
+
+def test_audio_only_input_passes_nearly_whole():
+    """PCR on the audio PID, nothing to drop but the SDT: every other packet comes out as it came."""
+    data = tsmedia.make("audio_only.ts").read_bytes()
+    out, _ = extract(data)
+    want = [p for pid, p in tsmedia.packets(data) if pid != 0x11]
+    assert [p for _, p in tsmedia.packets(out)] == want
+
+
+def test_truncated_inside_a_packet():
+    data = tsmedia.make("h264_aac.ts").read_bytes()
+    with pytest.raises(TruncatedInput, match=r"inside a packet at byte 75012 \(100 of 188 bytes\)"):
+        extract(data[: 399 * 188 + 100])
+
+
+def test_lost_sync_is_found_again_with_a_warning(tmp_path):
+    data = tsmedia.make("h264_aac.ts").read_bytes()
+    cut = 300 * 188
+    damaged = data[:cut] + b"junk" * 30 + b"\x47" * 7 + data[cut:]  # 127 stray bytes between two packets
+    out, x = extract(damaged, piece=4096)
+    assert x.warnings == ["lost packet sync at byte 56400; found again at byte 56527 (127 bytes skipped)"]
+    assert out == extract(data)[0]  # nothing lost: the stray bytes fell between packets
+    assert len(out) % 188 == 0
+    for _ in tsmedia.packets(out):
+        pass  # every packet in place
+    dst = tmp_path / "out.ts"
+    dst.write_bytes(out)
+    assert [s["codec_type"] for s in streams(dst)] == ["audio"]
+
+
+def test_garbage_after_sync_is_refused():
+    data = tsmedia.make("h264_aac.ts").read_bytes()[: 50 * 188]
+    with pytest.raises(MalformedInput, match="found no 5 packets in a row"):
+        extract(data + bytes(range(256)).replace(b"G", b"g") * 5000)
+
+
+def test_unknown_input_names_the_three_formats():
+    with pytest.raises(UnsupportedInput, match="neither FLV, MP4 nor MPEG-TS"):
+        extract(b"<html>" + b"x" * 1000)
+
+
+def test_a_ts_of_one_packet_is_detected_at_the_end():
+    data = tsmedia.make("audio_only.ts").read_bytes()
+    with pytest.raises(NoAudio):  # one packet: the PAT; detected as TS, it has no audio
+        extract(data[:188])
+
+
+def seconds(lines: list[str]) -> list[float]:
+    return [int(line.split(",")[2]) / 90000 for line in lines]  # copyts: pts in the 90 kHz time base
+
+
+@pytest.mark.parametrize("start,end", [(1000, 2000), (1500, None), (0, 1200)])
+def test_seek_cuts_at_pes_boundaries_by_pts(start, end, tmp_path):
+    src = tsmedia.make("two_audio.ts")
+    data = src.read_bytes()
+    out, _ = extract(data, ts_seek=SeekRange(start, end, True))
+    dst = tmp_path / "cut.ts"
+    dst.write_bytes(out)
+    for index in (0, 1):
+        want, got = audio_packets(src, index, copyts=True), audio_packets(dst, index, copyts=True)
+        first = seconds(want)[0]
+        at = want.index(got[0])
+        assert got == want[at : at + len(got)]  # a run of the input's frames, unchanged
+        times = [t - first for t in seconds(got)]
+        # Whole PES are kept, those whose PTS (their first frame's) lies in [start, end); a PES of
+        # ffmpeg's holds up to about 0.2 s of AAC frames.
+        assert start / 1000 <= times[0] < start / 1000 + 0.25
+        if end is None:
+            assert got[-1] == want[-1]
+        else:
+            assert end / 1000 - 0.25 <= times[-1] < end / 1000 + 0.25
+            assert seconds(want[at + len(got) :])[0] - first >= end / 1000  # the next PES starts at or after end
+    assert decode_errors(dst) == ""
+
+
+def test_seek_past_the_end():
+    with pytest.raises(SeekPastEnd):
+        extract(tsmedia.make("h264_aac.ts").read_bytes(), ts_seek=SeekRange(60000, None, True))
