@@ -10,7 +10,7 @@ import struct
 import pytest
 
 import hlsmedia
-from extractor.errors import LimitExceeded, NoAudio, TruncatedInput, UnsupportedInput
+from extractor.errors import ExtractError, LimitExceeded, NoAudio, TruncatedInput, UnsupportedInput
 from extractor.mp4.file import plan_fragmented_file
 from extractor.mp4.segment import SegmentFilter
 from extractor.mp4.sidx import audio_track_ids, parse_sidx, read_init
@@ -203,3 +203,26 @@ def test_audio_only_fragments_go_out_as_they_came_until_one_is_not(presentations
     assert filtered(first, ids, pieces=(5, 999)) == first
     second = (folder / "media1.m4s").read_bytes()
     assert filtered(first + second, ids, pieces=(5, 999)) == first + filtered(second, ids)
+
+
+def test_mangled_segments_give_clean_errors(presentations):
+    """Bytes of the boxes' headers and tables changed at random: an output or an error of the core's
+    hierarchy, never another exception."""
+    _, made = presentations
+    folder = made["fmp4"].parent
+    init = (folder / "init.mp4").read_bytes()
+    info = read_init(init)
+    segment = (folder / "media0.m4s").read_bytes()
+    metadata = top_level(segment)[-1][1] + 8  # up to the mdat's payload: styp, sidx, moof
+    rng = random.Random(14496)
+    outcomes = set()
+    for _ in range(600):
+        mangled = bytearray(segment)
+        for _ in range(rng.randint(1, 4)):
+            mangled[rng.randrange(metadata)] = rng.randrange(256)
+        try:
+            filtered(bytes(mangled), info.audio_ids, info, pieces=(777, 65536))
+            outcomes.add("output")
+        except ExtractError as error:
+            outcomes.add(type(error).__name__)
+    assert "output" in outcomes and len(outcomes) > 2, outcomes

@@ -4,6 +4,7 @@ and by ffmpeg reading the rewritten presentation from a server on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree  # the MPDs' judge: a parser we did not write
@@ -531,3 +532,41 @@ def test_billion_laughs_is_refused():
         dash.rewrite("<MPD><Period></MPD>", "http://o/m.mpd", NAME, PARAM)
     with pytest.raises(MalformedInput, match="not an MPD"):
         dash.rewrite("<html/>", "http://o/m.mpd", NAME, PARAM)
+
+
+@pytest.mark.parametrize("text", [EVERY_TAG, MASTER], ids=["media", "master"])
+def test_mangled_playlists_give_clean_errors_or_playlists(text):
+    """Random cuts and stray bytes in a playlist: an audio-only playlist or a MalformedInput, nothing else."""
+    rng = random.Random(28)
+    for _ in range(400):
+        mangled = list(text)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(mangled))
+            action = rng.choice(["cut", "stray", "drop"])
+            if action == "cut":
+                del mangled[at : at + rng.randint(1, 40)]
+            elif action == "stray":
+                mangled.insert(at, rng.choice('",=@:#\n-x0'))
+            else:
+                del mangled[at]
+        try:
+            result = hls.rewrite("".join(mangled), "http://o/p/m.m3u8", NAME, PARAM)
+        except MalformedInput:
+            continue
+        assert result.text is None or result.text.startswith("#EXTM3U")
+
+
+def test_mangled_mpds_give_clean_errors_or_mpds():
+    rng = random.Random(23009)
+    for _ in range(300):
+        mangled = list(HAND_MPD)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(mangled))
+            if rng.random() < 0.5:
+                del mangled[at : at + rng.randint(1, 30)]
+            else:
+                mangled.insert(at, rng.choice('"<>=/-x0'))
+        try:
+            dash.rewrite("".join(mangled), "https://o/m.mpd", NAME, PARAM)
+        except MalformedInput:
+            continue

@@ -51,6 +51,23 @@ def _unquote(value: str | None) -> str | None:
     return value[1:-1] if value and value.startswith('"') else value
 
 
+def _number(attrs: dict[str, str], name: str, where: str, default: int | None = 0) -> int | None:
+    """A decimal-integer attribute; a clean error when it is not one."""
+    value = _unquote(attrs.get(name))
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise MalformedInput(f"{where} has {name}={value!r}, not a decimal integer")
+    return int(value)
+
+
+def _uri(attrs: dict[str, str], tag: str) -> str:
+    uri = _unquote(attrs.get("URI"))
+    if not uri:
+        raise MalformedInput(f"{tag} has no URI")
+    return uri
+
+
 def _tag(line: str) -> tuple[str, str]:
     name, _, rest = line.partition(":")
     return name, rest
@@ -98,12 +115,14 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
     for n, line in enumerate(lines):
         if line.startswith("#EXT-X-STREAM-INF:"):
             uri = next((l.strip() for l in lines[n + 1:] if l.strip() and not l.startswith("#")), None)
+            if uri is None:
+                raise MalformedInput(f"the EXT-X-STREAM-INF on line {n + 1} has no URI line after it")
             variants.append((n, attributes(_tag(line)[1]), uri))
     # A variant's BANDWIDTH covers the renditions it plays with (RFC 8216 §4.3.4.2): the least of them
     # bounds what a rendition of the group can need.
     group_ceiling: dict[str, int] = {}
     for _, attrs, _ in variants:
-        group, bandwidth = _unquote(attrs.get("AUDIO")), int(attrs.get("BANDWIDTH", "0") or 0)
+        group, bandwidth = _unquote(attrs.get("AUDIO")), _number(attrs, "BANDWIDTH", "EXT-X-STREAM-INF")
         if group and bandwidth:
             group_ceiling[group] = min(group_ceiling.get(group, bandwidth), bandwidth)
 
@@ -114,7 +133,7 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
         codecs = split_codecs(_unquote(attrs.get("CODECS")))
         audio = audio_codecs(_unquote(attrs.get("CODECS")))
         group = _unquote(attrs.get("AUDIO"))
-        bandwidth = int(attrs.get("BANDWIDTH", "0") or 0)
+        bandwidth = _number(attrs, "BANDWIDTH", "EXT-X-STREAM-INF")
         renditions = groups.get(group, [])
         separate = [r for r in renditions if "URI" in r]
         replaced: list[str] = []
@@ -188,6 +207,8 @@ def _byterange(value: str, implied: int | None, where: str) -> tuple[int, int]:
         raise MalformedInput(f"{where} has a bad byte range {value!r}") from None
     if start is None:
         raise MalformedInput(f"{where} has a byte range {value!r} with no offset and no range before it")
+    if length <= 0 or start < 0:
+        raise MalformedInput(f"{where} has a byte range {value!r} that names no bytes")
     return start, start + length - 1
 
 
@@ -205,7 +226,7 @@ def init_maps(text: str, playlist_url: str) -> list[InitMap]:
 
 
 def _map(attrs: dict[str, str], playlist_url: str) -> InitMap:
-    url = urljoin(playlist_url, _unquote(attrs.get("URI")) or "")
+    url = urljoin(playlist_url, _uri(attrs, "EXT-X-MAP"))
     if "BYTERANGE" in attrs:
         first, last = _byterange(_unquote(attrs["BYTERANGE"]), 0, "EXT-X-MAP")
         return InitMap(url, first, last)
@@ -242,7 +263,7 @@ def _media(lines: list[str], playlist_url: str, name: str, param_text: str,
         elif tag == "#EXT-X-MAP":
             attrs = attributes(rest)
             init = _map(attrs, playlist_url)
-            uri = _unquote(attrs.get("URI"))
+            uri = _uri(attrs, tag)
             extra = [range_param(name, init.first, init.last)] if init.first is not None else []
             attrs.pop("BYTERANGE", None)
             attrs["URI"] = f'"{with_params(uri, [param_text] + extra)}"'
@@ -256,7 +277,7 @@ def _media(lines: list[str], playlist_url: str, name: str, param_text: str,
                 segment_params = [param_text, track_param(name, ids)]
         elif tag == "#EXT-X-PART":
             attrs = attributes(rest)
-            uri = _unquote(attrs.get("URI"))
+            uri = _uri(attrs, tag)
             extra = []
             if "BYTERANGE" in attrs:
                 extra = ranged(uri, _unquote(attrs.pop("BYTERANGE")), f"EXT-X-PART {uri}", part_ends)
@@ -264,17 +285,18 @@ def _media(lines: list[str], playlist_url: str, name: str, param_text: str,
             out.append(f"{tag}:{attribute_text(attrs)}")
         elif tag == "#EXT-X-PRELOAD-HINT":
             attrs = attributes(rest)
-            uri = _unquote(attrs.get("URI"))
+            uri = _uri(attrs, tag)
             params = segment_params if attrs.get("TYPE") == "PART" else [param_text]
             if "BYTERANGE-START" in attrs:
-                first = int(attrs.pop("BYTERANGE-START"))
-                length = attrs.pop("BYTERANGE-LENGTH", None)
-                params = params + [range_param(name, first, first + int(length) - 1 if length else None)]
+                first = _number(attrs, "BYTERANGE-START", "EXT-X-PRELOAD-HINT")
+                length = _number(attrs, "BYTERANGE-LENGTH", "EXT-X-PRELOAD-HINT", None)
+                attrs.pop("BYTERANGE-START"), attrs.pop("BYTERANGE-LENGTH", None)
+                params = params + [range_param(name, first, first + length - 1 if length else None)]
             attrs["URI"] = f'"{with_params(uri, params)}"'
             out.append(f"{tag}:{attribute_text(attrs)}")
         elif tag == "#EXT-X-RENDITION-REPORT":
             attrs = attributes(rest)
-            attrs["URI"] = f'"{with_params(_unquote(attrs["URI"]), [param_text])}"'
+            attrs["URI"] = f'"{with_params(_uri(attrs, tag), [param_text])}"'
             out.append(f"{tag}:{attribute_text(attrs)}")
         else:
             out.append(line)  # every other tag, known to m3u8 or not, as it was (keys: SAMPLE-AES stays)

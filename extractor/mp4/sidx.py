@@ -212,6 +212,7 @@ def rewrite_sidx(sidx: Sidx, made: list[Made], track_id: int, timescale: int | N
             references[n][2] += duration
             if earliest is None and base is not None:
                 earliest = base
-    if any(size > 0x7FFFFFFF for _, size, _, _ in references):
-        return None, f"a subsegment of the sidx at byte {sidx.start} is over 2 GiB: left out"
+    if any(size > 0x7FFFFFFF or duration > 0xFFFFFFFF for _, size, duration, _ in references):
+        return None, (f"a subsegment of the sidx at byte {sidx.start} is over 2 GiB or 2^32 ticks long, past what a "
+                      f"sidx reference holds: left out")
     return build_sidx(sidx.version, track_id, timescale, earliest or 0, lead, [tuple(r) for r in references]), None
