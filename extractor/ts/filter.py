@@ -54,7 +54,7 @@ class TsAudioFilter:
         self.first_pts: dict[int, int] = {}  # timing: PID -> first and last PTS of its PES
         self.last_pts: dict[int, int] = {}
         self._raw_pmts: dict[tuple[int, int], bytes] = {}
-        self._rewritten: dict[bytes, bytes] = {}  # PMT section in -> out (the same copy repeats)
+        self._known: dict[bytes, object] = {}  # see _parsed
         self._readers: dict[int, SectionReader] = {}
         self._continuity: dict[int, int] = {}  # PIDs whose packets we make: the last counter sent
         self._last_pcr: dict[int, int] = {}  # PID -> the last PCR sent, and the last seen
@@ -170,13 +170,13 @@ class TsAudioFilter:
     def _block(self, buf, start: int, count: int, out: list) -> int:
         """Filter `count` packets from buf[start:]; return how many had their sync byte (the rest wait)."""
         size = self.size
-        syncs = bytes(buf[start + self.prefix : start + count * size : size])
-        if syncs.count(71) != count:  # 71: "G", the sync byte
-            count -= len(syncs.lstrip(b"G"))
+        code = tsp.header_codes(buf, start, count, size)
+        if isinstance(code, int):  # the index of the first packet without its sync byte
+            count = code
             if not count:
                 return 0
+            code = tsp.header_codes(buf, start, count, size)
         self.packets += count
-        code = tsp.header_codes(buf, start + self.prefix, count, size)
         first, run_start, run_end = 0, -1, -1
         while first is not None:
             restart, roles, code_pid = None, self._roles, tsp.code_pid
@@ -223,10 +223,8 @@ class TsAudioFilter:
             out.append(buf[at : at + self.size])
             self.kept_packets += 1
             for section in sections:
-                if section[0] != PAT_TABLE or not self._checked(section, pid):
-                    continue
-                programs = parse_pat(section)
-                if programs != self.programs:
+                programs = self._parsed(section, pid, PAT_TABLE)
+                if programs is not None and programs != self.programs:
                     self.programs = programs
                     for key in [k for k in self.pmts if self.programs.get(k[1]) != k[0]]:
                         del self.pmts[key], self._raw_pmts[key]
@@ -235,33 +233,42 @@ class TsAudioFilter:
             if pid in self._pcr_pids:
                 self._on_pcr(buf, at, pid, out)
             for section in sections:
-                if section[0] != PMT_TABLE or not self._checked(section, pid):
+                parsed = self._parsed(section, pid, PMT_TABLE)
+                if parsed is None:
                     continue  # other tables on a PMT PID are not the audio's business
-                pmt = parse_pmt(section)
+                pmt, rewritten = parsed
                 key = (pid, pmt.program)
                 if self._raw_pmts.get(key) != section:
                     self._raw_pmts[key], self.pmts[key] = section, pmt
                     changed = True
-                self._send_section(self._rewrite(section, pmt), buf, at, pid, out)
+                self._send_section(rewritten, buf, at, pid, out)
         if changed:
             self._rebuild()
         return changed
 
-    def _checked(self, section: bytes, pid: int) -> bool:
-        if section_ok(section):
-            return True
-        if len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(f"section with table_id 0x{section[0]:02x} on PID {pid} fails its CRC: ignored")
-        return False
-
-    def _rewrite(self, section: bytes, pmt) -> bytes:
-        done = self._rewritten.get(section)
-        if done is None:
+    def _parsed(self, section: bytes, pid: int, table: int):
+        """A PAT section's programs, or a PMT section's (Pmt, rewritten section); None when the section
+        is another table or fails its CRC. Muxers repeat the same sections many times a second: each
+        is checked, read and rewritten once."""
+        if section[0] != table:
+            return None
+        done = self._known.get(section)
+        if done is not None:
+            return done
+        if not section_ok(section):
+            if len(self.warnings) < MAX_WARNINGS:
+                self.warnings.append(f"section with table_id 0x{section[0]:02x} on PID {pid} fails its CRC: ignored")
+            return None
+        if table == PAT_TABLE:
+            done = parse_pat(section)
+        else:
+            pmt = parse_pmt(section)
             hdmv = is_hdmv(pmt)
             keep = {s.pid for s in pmt.streams if kind(s, hdmv) in (AUDIO, DATA, PRIVATE)}
-            if len(self._rewritten) > 64:
-                self._rewritten.clear()
-            done = self._rewritten[section] = rewrite_pmt(section, keep)
+            done = (pmt, rewrite_pmt(section, keep))
+        if len(self._known) > 64:
+            self._known.clear()
+        self._known[section] = done
         return done
 
     def _send_section(self, section: bytes, buf, at: int, pid: int, out: list) -> None:
