@@ -28,6 +28,28 @@ def _ffmpeg(*args, cwd: Path) -> None:
     assert r.returncode == 0, r.stderr.decode()
 
 
+def presentations(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """The presentations, made once a session (the test modules that use them share them)."""
+    root = tmp_path_factory.getbasetemp() / "presentations"
+    done = root / "made"
+    if not done.exists():
+        made = make_all(root)
+        done.write_text("\n".join(f"{k} {v.relative_to(root)}" for k, v in made.items()))
+    pairs = (line.split(" ", 1) for line in done.read_text().splitlines())
+    return root, {name: root / path for name, path in pairs}
+
+
+def materialize(plan, data: bytes) -> bytes:
+    """A FilePlan's output from the input's bytes: its head, then each range with our bytes before it."""
+    out = [plan.head]
+    for k in range(len(plan.ranges.starts)):
+        out += [plan.inserts.get(k, b""), data[plan.ranges.starts[k] : plan.ranges.ends[k]]]
+    out.append(plan.inserts.get(len(plan.ranges.starts), b""))
+    joined = b"".join(out)
+    assert len(joined) == plan.size
+    return joined
+
+
 def make_all(root: Path) -> dict[str, Path]:
     """Each presentation's entry point, by name."""
     made = {}
@@ -45,12 +67,15 @@ def make_all(root: Path) -> dict[str, Path]:
     _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, *_HLS, "-hls_flags", "single_file",
             "-master_pl_name", "master.m3u8", "media.m3u8", cwd=root / "single")
     made["single"] = root / "single" / "master.m3u8"
+    _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, *_HLS, "-hls_segment_type", "fmp4", "-hls_flags", "single_file",
+            "-master_pl_name", "master.m3u8", "media.m3u8", cwd=root / "single_fmp4")
+    made["single_fmp4"] = root / "single_fmp4" / "master.m3u8"
     made["live"] = _live(root / "ts" / "media.m3u8", root / "ts" / "live.m3u8")
     _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, "-f", "dash", "-seg_duration", "2",
             "-adaptation_sets", "id=0,streams=v id=1,streams=a", "manifest.mpd", cwd=root / "dash")
     made["dash"] = root / "dash" / "manifest.mpd"
-    _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, "-movflags", "+frag_keyframe+empty_moov+default_base_moof+global_sidx",
-            "sidx.mp4", cwd=root / "ondemand")
+    _ffmpeg("-map", "0:v", "-map", "1:a", *_CODECS, "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof+global_sidx", "sidx.mp4", cwd=root / "ondemand")
     made["ondemand"] = root / "ondemand" / "sidx.mp4"
     return made
 

@@ -20,8 +20,7 @@ from test_mp4_file import fragmented_top_level
 
 @pytest.fixture(scope="session")
 def presentations(tmp_path_factory):
-    root = tmp_path_factory.mktemp("presentations")
-    return root, hlsmedia.make_all(root)
+    return hlsmedia.presentations(tmp_path_factory)
 
 
 def top_level(data: bytes) -> list[tuple[bytes, int, int]]:
@@ -123,7 +122,7 @@ def test_a_segment_with_a_sidx_keeps_it_for_the_audio(presentations, tmp_path):
 
     ftyp, moov, after, mdats = fragmented_top_level(data)
     plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data), index=True)
-    assert _materialize(plan, data)[len(plan.head):] == out
+    assert hlsmedia.materialize(plan, data)[len(plan.head):] == out
 
     whole, original = tmp_path / "audio.mp4", tmp_path / "original.mp4"
     original.write_bytes(data)
@@ -131,25 +130,14 @@ def test_a_segment_with_a_sidx_keeps_it_for_the_audio(presentations, tmp_path):
     assert_same_audio(original, whole)
 
 
-def _materialize(plan, data: bytes) -> bytes:
-    """A FilePlan's output from the input's bytes: its head, then each range with our bytes before it."""
-    out = [plan.head]
-    for k in range(len(plan.ranges.starts)):
-        out += [plan.inserts.get(k, b""), data[plan.ranges.starts[k] : plan.ranges.ends[k]]]
-    out.append(plan.inserts.get(len(plan.ranges.starts), b""))
-    joined = b"".join(out)
-    assert len(joined) == plan.size
-    return joined
-
-
 def test_the_file_plan_keeps_an_audio_sidx(presentations, tmp_path):
     _, made = presentations
     data = made["ondemand"].read_bytes()
     ftyp, moov, after, mdats = fragmented_top_level(data)
     plain = plan_fragmented_file(ftyp, moov, after, mdats, len(data))
-    assert plain.index_range is None and b"sidx" not in _materialize(plain, data)[len(plain.head):][:8]
+    assert plain.index_range is None and b"sidx" not in hlsmedia.materialize(plain, data)[len(plain.head):][:8]
     plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data), index=True)
-    out = _materialize(plan, data)
+    out = hlsmedia.materialize(plan, data)
     first, last = plan.index_range
     assert first == len(plan.head)  # DASH: Initialization 0..len(head)-1, indexRange first..last
     assert out[first + 4 : first + 8] == b"sidx" and struct.unpack_from(">I", out, first)[0] == last - first + 1

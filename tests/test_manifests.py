@@ -15,15 +15,16 @@ import pytest
 import hlsmedia
 from extractor.errors import MalformedInput
 from extractor.manifest import dash, hls
-from extractor.mp4.sidx import audio_track_ids
+from extractor.mp4.file import plan_fragmented_file
+from extractor.mp4.sidx import audio_track_ids, parse_sidx
+from test_mp4_file import fragmented_top_level
 
 NAME, PARAM = "ali_audio_only", "ali_audio_only=1"
 
 
 @pytest.fixture(scope="session")
 def presentations(tmp_path_factory):
-    root = tmp_path_factory.mktemp("presentations")
-    return root, hlsmedia.make_all(root)
+    return hlsmedia.presentations(tmp_path_factory)
 
 
 def rewrite(path, url="http://origin/x/", tracks=None, param=PARAM, name=NAME):
@@ -340,7 +341,7 @@ def _hls_rewriter(root):
     return rewriter
 
 
-@pytest.mark.parametrize("name", ["ts", "group", "single", "fmp4"])
+@pytest.mark.parametrize("name", ["ts", "group", "single", "fmp4", "single_fmp4"])
 def test_ffmpeg_reads_the_rewritten_master(presentations, name):
     root, made = presentations
     server, base = hlsmedia.serve(root, _hls_rewriter(root))
@@ -350,7 +351,7 @@ def test_ffmpeg_reads_the_rewritten_master(presentations, name):
         # what counts is that the rewritten master opens on its audio variant. fMP4 segments are
         # filtered (the init by the MP4 filter, each segment to the tracks its URI names): audio only.
         kinds = _stream_kinds(f"{base}/{path}?{PARAM}")
-        assert kinds == ["audio"] if name == "fmp4" else "audio" in kinds
+        assert kinds == ["audio"] if "fmp4" in name else "audio" in kinds
         original, rewritten = _audio_md5(f"{base}/{path}"), _audio_md5(f"{base}/{path}?{PARAM}")
         assert len(original) > 100
         # Every packet's size and hash. ffmpeg's timestamps of the second packet of a PES differ when it
@@ -361,8 +362,8 @@ def test_ffmpeg_reads_the_rewritten_master(presentations, name):
             assert rewritten == _audio_md5(f"{base}/group/stream_2.m3u8")
         else:
             assert rewritten == original
-        if name == "fmp4":  # every media segment was asked for with the audio track named
-            segments = [p for p in server.requests if ".m4s" in p and PARAM in p]
+        if "fmp4" in name:  # every media segment was asked for with the audio track named
+            segments = [p for p in server.requests if ".m4s" in p and PARAM in p and "range=0-" not in p]
             assert len(segments) >= 3 and all(f"{NAME}_track=2" in p for p in segments)
     finally:
         server.shutdown()
@@ -570,3 +571,54 @@ def test_mangled_mpds_give_clean_errors_or_mpds():
             dash.rewrite("".join(mangled), "https://o/m.mpd", NAME, PARAM)
         except MalformedInput:
             continue
+
+
+def test_a_muxed_on_demand_representation_gets_its_audio_files_ranges(presentations):
+    """SegmentBase over a muxed fMP4 with a sidx: the rewrite names the file with the parameter and
+    says it needs the file's plan; the plan's init size and sidx range, set into the MPD, name the
+    moov and the audio's sidx of the audio-only file, and that sidx indexes the file to its end."""
+    _, made = presentations
+    data = made["ondemand"].read_bytes()
+    tops = [(data[p + 4 : p + 8], p) for p in _box_offsets(data)]
+    assert [k for k, _ in tops[:5]] == [b"ftyp", b"moov", b"sidx", b"sidx", b"moof"]
+    moov_end, index_first, index_end = tops[2][1], tops[2][1], tops[4][1]
+    mpd = f"""<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT6S" minBufferTime="PT2S"
+     profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">
+  <Period id="0">
+    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" maxWidth="160" maxHeight="120">
+      <Representation id="muxed" bandwidth="300000" codecs="avc1.f4000b,mp4a.40.2" width="160" height="120">
+        <BaseURL>sidx.mp4</BaseURL>
+        <SegmentBase indexRange="{index_first}-{index_end - 1}"><Initialization range="0-{moov_end - 1}"/></SegmentBase>
+      </Representation>
+    </AdaptationSet>
+  </Period>
+</MPD>
+"""
+    result = dash.rewrite(mpd, "http://o/od/manifest.mpd", NAME, PARAM)
+    assert result.needs_file_plan == [dash.NeedsFilePlan("0", "muxed", f"http://o/od/sidx.mp4?{PARAM}", True)]
+    representation = ElementTree.fromstring(result.text).find(f".//{MPD_NS}Representation")
+    assert representation.get("codecs") == "mp4a.40.2" and representation.get("width") is None
+
+    ftyp, moov, after, mdats = fragmented_top_level(data)
+    plan = plan_fragmented_file(ftyp, moov, after, mdats, len(data), index=True)
+    fixed = dash.set_index_ranges(result.text, "0", "muxed", len(plan.head), *plan.index_range)
+    base = ElementTree.fromstring(fixed).find(f".//{MPD_NS}SegmentBase")
+    first, last = map(int, base.get("indexRange").split("-"))
+    init_last = int(base.find(f"{MPD_NS}Initialization").get("range").split("-")[1])
+
+    out = hlsmedia.materialize(plan, data)
+    assert [out[p + 4 : p + 8] for p in _box_offsets(out[: init_last + 1])] == [b"ftyp", b"moov"]
+    assert first == init_last + 1 and out[first + 4 : first + 8] == b"sidx"
+    sidx = parse_sidx(out[first : last + 1], first)
+    assert sidx.reference_id == 2 and sidx.spans()[-1][1] == len(out)
+    assert all(out[a + 4 : a + 8] == b"moof" for a, _ in sidx.spans())
+
+
+def _box_offsets(data: bytes) -> list[int]:
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        out.append(pos)
+        pos += int.from_bytes(data[pos : pos + 4], "big")
+    assert pos == len(data)
+    return out
