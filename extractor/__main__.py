@@ -1,4 +1,4 @@
-"""python -m extractor IN OUT: extract the audio of an MP4 or FLV file; '-' for stdin or stdout.
+"""python -m extractor IN OUT: extract the audio of an MP4, FLV or MPEG-TS file; '-' for stdin or stdout.
 python -m extractor check FILE...: describe files, and say whether the CDN and this product extract them.
 
 Exit status: 0 done (check: every file is one the CDN extracts), 1 the input could not be extracted
@@ -75,7 +75,7 @@ def run(src, dst, max_header: int, total: int | None, max_spool: int) -> AudioEx
 
 def check_files(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m extractor check",
-                                     description="Describe MP4/FLV files and give two verdicts: would the CDN "
+                                     description="Describe MP4/FLV/MPEG-TS files and give two verdicts: would the CDN "
                                                  "extract their audio, and does this product (with the output size).")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
     parser = argparse.ArgumentParser(prog="python -m extractor", description=__doc__.splitlines()[0])
-    parser.add_argument("input", help="MP4 or FLV file, or - for standard input")
+    parser.add_argument("input", help="MP4, FLV or MPEG-TS (M2TS) file, or - for standard input")
     parser.add_argument("output", help="where the audio goes, or - for standard output")
     parser.add_argument("--max-header", type=int, default=DEFAULT_MAX_HEADER,
                         help="most metadata bytes held in memory (default 64 MiB)")

@@ -2,7 +2,7 @@
 
 Works on the whole file as one buffer (the command line maps it, so only the structures are read).
 The CDN's documented limits: an MP4 must have its metadata (moov) before the media data and 8-byte
-box headers for it (no 64-bit mdat); FLV has no requirement.
+box headers for it (no 64-bit mdat); FLV has no requirement; MPEG-TS it does not extract at all.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from . import AudioExtractor, ExtractError
+from . import AudioExtractor, ExtractError, NoAudio
 from . import detect as _detect
 from .mp4 import boxes
 from .spool import BufferSpool, SourceFileSpool
+from .ts import TsAudioFilter
+from .ts.streams import codec_name, is_hdmv
+from .ts.streams import kind as stream_kind
 
 FLV_AUDIO = {0: "pcm", 1: "adpcm", 2: "mp3", 3: "pcm_le", 4: "nellymoser16", 5: "nellymoser8", 6: "nellymoser",
              7: "g711a", 8: "g711u", 10: "aac", 11: "speex", 14: "mp3_8k"}
@@ -95,7 +98,7 @@ def check(path: str, data, source=None, in_memory: bool = False) -> Report:
     or `in_memory` when data is the whole body and no file is behind it."""
     report = Report(path, input_size=len(data))
     try:
-        kind = _detect.detect(bytes(data[:16]))
+        kind = _detect.detect(bytes(data[: _detect.TS_NEEDED]), final=len(data) <= _detect.TS_NEEDED)
     except ExtractError as e:
         report.ours_why = report.cdn_why = str(e)
         return report
@@ -104,6 +107,8 @@ def check(path: str, data, source=None, in_memory: bool = False) -> Report:
             _describe_mp4(data, report)
         elif kind == _detect.FLV:
             _describe_flv(data, report)
+        elif kind == _detect.TS:
+            _describe_ts(data, report)
     except ExtractError as e:  # a broken structure is a fact about the file, not a crash of the report
         report.layout.append(f"structure: {e}")
     _run(data, source, report, in_memory)
@@ -260,3 +265,39 @@ def _describe_flv(data, report: Report) -> None:
         [f"audio tags ({audio})"] if audio else [])
     report.dropped = [f"video tags ({video})"] if video else []
     report.cdn_ok = True  # the CDN documents no requirement for FLV
+
+
+def _describe_ts(data, report: Report) -> None:
+    """Programs, PIDs, stream types, PCR PIDs and the audio's duration, from one pass of the filter
+    itself (reading the PTS of each kept PES)."""
+    size = _detect.ts_packet_size(bytes(data[: _detect.TS_NEEDED]), final=True) or 188
+    report.container = "MPEG-TS" if size == 188 else f"M2TS ({size}-byte packets)"
+    ts = TsAudioFilter(size, timing=True)
+    try:
+        ts.feed(data)
+        ts.finish()
+    except NoAudio:
+        pass  # the verdict says it
+    except ExtractError as e:
+        report.layout.append(f"structure: {e}")
+    report.layout.append(f"packets: {ts.packets} ({ts.kept_packets} kept)")
+    for (pmt_pid, number), pmt in sorted(ts.pmts.items()):
+        hdmv = is_hdmv(pmt)
+        kinds = {s.pid: stream_kind(s, hdmv) for s in pmt.streams}
+        pcr_kind = kinds.get(pmt.pcr_pid, "no stream")
+        pcr_fate = "kept" if pcr_kind in ("audio", "data", "private") else "kept as PCR-only packets"
+        report.layout.append(f"program {number}: PMT PID {pmt_pid} (version {pmt.version}), PCR PID {pmt.pcr_pid} "
+                             f"({pcr_kind}: {pcr_fate})")
+        for stream in pmt.streams:
+            role = kinds[stream.pid]
+            label = "audio" if role == "private" else role
+            track = f"{label} {codec_name(stream, hdmv)} (PID {stream.pid}, type 0x{stream.stream_type:02x})"
+            if stream.pid in ts.first_pts:
+                span = (ts.last_pts[stream.pid] - ts.first_pts[stream.pid]) % (1 << 33) / 90000
+                track += f" {span:.2f} s"
+            report.tracks.append(track)
+            (report.kept if role in ("audio", "data", "private") else report.dropped).append(track)
+    report.kept = ["the PAT", "each PMT without the dropped streams"] + report.kept
+    for warning in ts.warnings:
+        report.layout.append(f"warning: {warning}")
+    report.cdn_why = "the CDN extracts audio from MP4 and FLV only"
