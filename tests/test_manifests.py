@@ -440,6 +440,8 @@ HAND_MPD = """<?xml version="1.0" encoding="UTF-8"?>
       <mpd:ContentComponent id="1" contentType="video"/>
       <mpd:ContentComponent id="2" contentType="audio" lang="en"/>
       <mpd:Representation id="m1" bandwidth="900000" codecs="avc1.4d401e,mp4a.40.2">
+        <mpd:SubRepresentation level="0" contentComponent="1" codecs="avc1.4d401e" bandwidth="800000"/>
+        <mpd:SubRepresentation level="1" contentComponent="2" codecs="mp4a.40.2" bandwidth="100000"/>
         <mpd:BaseURL>muxed.mp4?token=abc</mpd:BaseURL>
         <mpd:SegmentBase indexRange="1000-1099"><mpd:Initialization range="0-999"/></mpd:SegmentBase>
       </mpd:Representation>
@@ -485,7 +487,8 @@ def test_hand_written_mpd():
     assert muxed.get("width") is None and muxed.get("frameRate") is None
     assert [c.get("contentType") for c in muxed.findall(f"{MPD_NS}ContentComponent")] == ["audio"]
     rep = muxed.find(f"{MPD_NS}Representation")
-    assert rep.get("codecs") == "mp4a.40.2"
+    assert rep.get("codecs") == "mp4a.40.2" and rep.get("bandwidth") == "100000"  # its audio sub's
+    assert [s.get("codecs") for s in rep.findall(f"{MPD_NS}SubRepresentation")] == ["mp4a.40.2"]
     assert rep.find(f"{MPD_NS}BaseURL").text == "muxed.mp4?token=abc&ali_audio_only=1"
     assert result.needs_file_plan == [dash.NeedsFilePlan(
         "p0", "m1", "https://cdn.example/content/p0/muxed.mp4?token=abc&ali_audio_only=1", True)]

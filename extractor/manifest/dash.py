@@ -24,7 +24,7 @@ import defusedxml
 import defusedxml.minidom
 
 from ..errors import MalformedInput
-from .common import InitSegment, audio_codecs, range_param, split_codecs, track_param, with_params
+from .common import InitSegment, audio_bandwidth, audio_codecs, range_param, split_codecs, track_param, with_params
 
 TRICK_MODE = "http://dashif.org/guidelines/trickmode"
 VIDEO_ATTRIBUTES = ("width", "height", "frameRate", "sar", "scanType", "maxWidth", "maxHeight", "maxFrameRate",
@@ -221,7 +221,20 @@ def rewrite(data: bytes | str, mpd_url: str, name: str, param_text: str,
 
 
 def _declare_audio_only(adaptation, representations) -> None:
-    """A set of muxed Representations said to be audio: codecs, mimeType, contentType, no video fields."""
+    """A set of muxed Representations said to be audio: codecs, mimeType, contentType, no video fields,
+    no video SubRepresentations, a bandwidth for the audio (as HLS BANDWIDTH: common.audio_bandwidth)."""
+    for representation in representations:
+        measured = 0  # what the audio SubRepresentations say they need, when they say it
+        for sub in _children(representation, "SubRepresentation"):
+            if sub.hasAttribute("codecs") and not audio_codecs(sub.getAttribute("codecs")):
+                _remove(sub)
+            elif sub.getAttribute("bandwidth").isdigit():
+                measured += int(sub.getAttribute("bandwidth"))
+        bandwidth = representation.getAttribute("bandwidth")
+        if bandwidth.isdigit():
+            audio = audio_codecs(_attr("codecs", adaptation, representation))
+            figure = min(measured, int(bandwidth)) if measured else audio_bandwidth(audio, int(bandwidth))
+            representation.setAttribute("bandwidth", str(figure))
     for node in [adaptation, *representations]:
         for attribute in VIDEO_ATTRIBUTES:
             if node.hasAttribute(attribute):

@@ -118,6 +118,9 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
             if uri is None:
                 raise MalformedInput(f"the EXT-X-STREAM-INF on line {n + 1} has no URI line after it")
             variants.append((n, attributes(_tag(line)[1]), uri))
+    if len(variants) != len(playlist.playlists):  # our walk and m3u8's parse must see the same variants
+        raise MalformedInput(f"the master playlist's {len(variants)} EXT-X-STREAM-INF tags do not make "
+                             f"{len(playlist.playlists)} variants")
     # A variant's BANDWIDTH covers the renditions it plays with (RFC 8216 §4.3.4.2): the least of them
     # bounds what a rendition of the group can need.
     group_ceiling: dict[str, int] = {}
