@@ -20,9 +20,10 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from addon.formats import SEEK_KEYS
+
 HOST_PATTERN = re.compile(r"^[a-z0-9*?\[\]._:-]+$")
 ON_OFF = {"on": True, "off": False}
-SEEK_NAMES = ("mp4_seek_start", "mp4_seek_end", "flv_seek_start", "flv_seek_end")
 RELOAD_EVERY = 1.0  # seconds between checks of the file for changes
 
 
@@ -106,7 +107,7 @@ def _entry(entry, source: str) -> DomainSettings:
             for key in ("enable", "flv_seek_by_time"):
                 if key in args and args[key] not in ON_OFF:
                     fail(function, f"video_seek {key} must be on or off, not {args[key]!r}")
-            for key in SEEK_NAMES:
+            for key in SEEK_KEYS:
                 if key in args and not re.fullmatch(r"[A-Za-z0-9_.-]+", args[key]):
                     fail(function, f"video_seek {key} must be a parameter name, not {args[key]!r}")
             settings.seek = args

@@ -2,9 +2,9 @@
 
 mitmweb and the console show a flow's mark and comment in the flow list. An extracted flow is marked
 :headphones: with `audio only: 460.3 MB -> 10.0 MB (97.8% saved)`; one that failed keeps the reason
-(stream.py sets it) and is marked :warning:; a request for audio that was passed through says why
-(`not extracted: origin answered 206`). The decision is read from `flow.metadata["audio_only"]`,
-which request_rules.py, response.py and stream.py fill in.
+(the router names it) and is marked :warning:; a request for audio that was passed through says why
+(`not extracted: origin answered 206`). Each is read from the flow's record (record.py): its
+outcome, and the figures of its answer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from addon.request_rules import META
+from addon import record
 
 log = logging.getLogger("addon.audio_only")
 
@@ -50,40 +50,42 @@ class Tally:
 
 
 class Marks:
+    """A part of the addon (AudioOnly.addons): marks at each flow's end, the summary at done."""
+
     def __init__(self):
         self.tally = Tally()
 
     def response(self, flow: http.HTTPFlow) -> None:
         """A response that ended cleanly: extracted, answered by us, or passed through."""
-        state = flow.metadata.get(META)
-        if not state or "error" in state:
-            return
-        if "passthrough" in state:
+        rec = record.of(flow)
+        outcome = rec.get("outcome") if rec else None
+        if outcome == record.PASSED:
             self.tally.passed += 1
-            flow.comment = f"audio only: not extracted: {state['passthrough']}"
-        elif "sent" in state:  # served as a file (file_server.py)
+            flow.comment = f"audio only: not extracted: {rec['why']}"
+        elif outcome == record.ANSWERED:
+            flow.comment = f"audio only: answered {rec['why']}"
+        elif outcome == record.EXTRACTED and rec.get("served") == "file":
             self.tally.extracted += 1
-            self.tally.bytes_in += state["origin_read"]
-            self.tally.bytes_out += state["sent"]
+            self.tally.bytes_in += rec["origin_read"]
+            self.tally.bytes_out += rec["sent"]
             flow.marked = EXTRACTED
-            flow.comment = (f"audio only (file): {size(state['sent'])} sent of the audio of a "
-                            f"{size(state['file_length'])} file, {size(state['origin_read'])} read from the origin")
-        elif "answered" in state:
-            flow.comment = f"audio only: answered {state['answered']}"
-        elif "bytes_out" in state:
+            flow.comment = (f"audio only (file): {size(rec['sent'])} sent of the audio of a "
+                            f"{size(rec['file_length'])} file, {size(rec['origin_read'])} read from the origin")
+        elif outcome == record.EXTRACTED:
             self.tally.extracted += 1
-            self.tally.bytes_in += state["bytes_in"]
-            self.tally.bytes_out += state["bytes_out"]
+            self.tally.bytes_in += rec["bytes_in"]
+            self.tally.bytes_out += rec["bytes_out"]
             flow.marked = EXTRACTED
-            flow.comment = f"audio only: {saved(state['bytes_in'], state['bytes_out'])}"
+            flow.comment = f"audio only: {saved(rec['bytes_in'], rec['bytes_out'])}"
 
     def error(self, flow: http.HTTPFlow) -> None:
-        """A response that ended uncleanly (its reason is already on the flow)."""
-        state = flow.metadata.get(META)
-        if state and "format" in state:
+        """A response that ended uncleanly (the router has named our reason on the flow): counted as
+        failed once its extraction had begun."""
+        rec = record.of(flow)
+        if rec and "format" in rec:
             self.tally.failed += 1
             flow.marked = FAILED
-            if "error" not in state and flow.error:
+            if rec.get("outcome") != record.FAILED and flow.error:
                 flow.comment = f"audio only: ended uncleanly: {flow.error.msg}"
 
     def done(self) -> None:

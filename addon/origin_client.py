@@ -2,26 +2,25 @@
 
 The whole file for a streamed answer, and Range requests: the moov and audio of a file answer, the
 moov of an MP4 whose moov comes after its media data (fetched from the tail so that audio starts at
-once), and the moov before the headers leave (a seek start past the audio is a 400). On httpx: one pool of keep-alive connections per origin (and route), HTTP/1.1 or
-HTTP/2 as TLS negotiates, TLS verified as mitmproxy verifies its own upstream connections
+once), and the moov before the headers leave (a seek start past the audio is a 400). On httpx: one
+pool of keep-alive connections per origin (and route), HTTP/1.1 or HTTP/2 as TLS negotiates, TLS verified as mitmproxy verifies its own upstream connections
 (`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/`_confdir`, else certifi's roots), and through the
 upstream proxy when mitmproxy runs in upstream mode (with `upstream_auth`).
 
-Every answer is checked before use (OriginVersion.problem_with): many origins ignore If-Range, and
-bytes of another version of the file must never complete a response.
+Every answer to a Range request is checked before use (origin_version.py): many origins ignore
+If-Range, and bytes of another version of the file must never complete a response. The multipart
+answers to several ranges are read in multipart.py; an MP4's top level by the core's reader
+(extractor/mp4/toplevel.py), this client fetching what it says it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import re
 import ssl
 import weakref
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from itertools import accumulate, chain
-from operator import add, sub
 from typing import NamedTuple
 
 import certifi
@@ -30,10 +29,10 @@ import httpx
 from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 
-import extractor
-from extractor.mp4 import boxes
-from extractor.mp4.boxes import Box
-from extractor.mp4.fragmented import PASSED_ON
+from addon import http_rules
+from addon.multipart import PART_HEADERS, parse_byteranges, pieces_as_asked, spans_from_parts
+from addon.origin_version import MultiRangeRefused, OriginVersion, RangeRefused
+from extractor.mp4.toplevel import TopLevel, TopLevelReader
 
 # httpx logs a line per request at INFO and httpcore traces each step at DEBUG; mitmproxy's handler
 # takes every record its level lets through into its event log, an addon hook each: 91 requests of one
@@ -41,168 +40,14 @@ from extractor.mp4.fragmented import PASSED_ON
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-# Request headers not carried over to our requests (hop-by-hop, conditionals, ranges, encodings).
-DROPPED_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade",
-                   "range", "if-range", "if-none-match", "if-modified-since", "if-match",
-                   "if-unmodified-since", "accept-encoding", "content-length", "host"}
+# Request headers not carried over to our requests (hop-by-hop, conditionals, ranges, encodings): the
+# client's conditionals are our server's to answer; our own requests carry ours.
+DROPPED_HEADERS = http_rules.HOP_BY_HOP | {"range", "if-range", "if-none-match", "if-modified-since", "if-match",
+                                           "if-unmodified-since", "accept-encoding", "content-length", "host"}
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
 MAX_POOLS = 64  # origins we keep pools for; the least recently used is retired past this
 IDLE_POLL = 0.5  # seconds between two looks at whether a retired pool's answers are all read
-MAX_HOPS = 64  # top-level boxes walked with Range requests before giving up on a file (and 3 more a fragment)
-HEADER_READ = 4096  # bytes read where a box header is wanted in a fragmented file (a moof, most likely)
-MAX_FRAGMENTS = 4096  # fragments read that way: a file with more is streamed
-
-
-class OriginVersion(NamedTuple):
-    """The version of the origin's file a response is made of: what an If-Range names (its strong
-    ETag, else its Last-Modified) and its length. A Range answer may complete the response only if it
-    comes from this same version."""
-    validator: str
-    length: int | None
-
-    @classmethod
-    def of(cls, headers) -> OriginVersion | None:
-        """The version of an origin's 200, when the origin serves ranges at all; read before we edit
-        the headers."""
-        if headers.get("accept-ranges", "").lower() != "bytes":
-            return None
-        etag = headers.get("etag", "")
-        validator = etag if etag.startswith('"') else headers.get("last-modified")
-        if not validator:
-            return None
-        length = headers.get("content-length", "")
-        return cls(validator, int(length) if length.isdigit() else None)
-
-    def problem_with(self, status: int, headers, first: int, last: int) -> str | None:
-        """Why the origin's answer to `Range: bytes=first-last` cannot be used (None: it can). Many
-        origins ignore If-Range, so a file replaced at the origin shows only here: the status, the
-        range, the total length and the validator must all be the ones asked for."""
-        if status != 206:
-            return f"the origin answered {status}, not 206"
-        content_range = headers.get("content-range", "")
-        m = re.fullmatch(r"bytes (\d{1,19})-(\d{1,19})/(\d{1,19}|\*)", content_range.strip())
-        if not m:
-            return f"the origin's Content-Range {content_range!r} is not a byte range"
-        start, end, total = int(m[1]), int(m[2]), m[3]
-        if total != "*" and self.length is not None and int(total) != self.length:
-            return f"the origin's file is now {total} bytes, not {self.length}: it was replaced"
-        expected_end = last if self.length is None else min(last, self.length - 1)
-        if (start, end) != (first, expected_end):
-            return f"the origin sent bytes {start}-{end}, not the {first}-{expected_end} asked for"
-        if self.validator.startswith('"'):
-            if headers.get("etag") != self.validator:
-                return f"the origin's ETag is now {headers.get('etag')!r}, not {self.validator}: the file was replaced"
-        elif headers.get("last-modified") != self.validator:
-            return (f"the origin's Last-Modified is now {headers.get('last-modified')!r}, not {self.validator!r}: "
-                    f"the file was replaced")
-        return None
-
-
-class RangeRefused(Exception):
-    """The origin's answer to a Range request cannot be used; the message says why."""
-
-
-class MultiRangeRefused(Exception):
-    """The origin does not answer several ranges in one request (a 200, one range only, or a
-    multipart answer we cannot read): ask for them one by one."""
-
-
-PART_RANGE = re.compile(rb"(?im)^content-range:[ \t]*bytes (\d{1,19})-(\d{1,19})/(\d{1,19})[ \t]*\r?$")
-
-
-def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int, bytes]]:
-    """The parts of a multipart/byteranges body: (first, last, total length, bytes) each. Raises
-    RangeRefused on anything that is not such a body."""
-    delimiter = b"--" + boundary
-    closing = b"\r\n" + delimiter  # what follows each part's bytes
-    parts, pos = [], body.find(delimiter)
-    if pos < 0:
-        raise RangeRefused("the origin's multipart answer has no boundary")
-    find, search, startswith, append = body.find, PART_RANGE.search, body.startswith, parts.append
-    while True:
-        pos += len(delimiter)
-        if startswith(b"--", pos):
-            return parts
-        header_end = find(b"\r\n\r\n", pos)
-        if header_end < 0:
-            raise RangeRefused("a part of the origin's multipart answer is cut short")
-        m = search(body, pos, header_end)
-        if not m:
-            raise RangeRefused("a part of the origin's multipart answer has no Content-Range")
-        first, last, total = map(int, m.groups())
-        start = header_end + 4
-        end = start + last + 1 - first
-        if last < first or not startswith(closing, end):
-            raise RangeRefused(f"the part for bytes {first}-{last} of the origin's multipart answer is malformed")
-        append((first, last, total, body[start:end]))
-        pos = end + 2
-
-
-PART_HEADERS = 512  # bytes of headers a part of a multipart answer may have, at most
-
-
-def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], length: int | None) -> list[bytes] | None:
-    """The bytes of each span from a multipart answer in the common form: one part per span, in the
-    order asked, all with the first part's headers but for a `Content-Range: bytes first-last/length`
-    that says exactly that span of this length. None as soon as anything differs (other order, merged
-    parts, another length, other headers or line endings...): parse_byteranges then reads it carefully.
-
-    How: the answer the origin would have sent in that form is made again from the first part's
-    headers and the pieces cut where that form puts them, and compared with the answer, whole. Bulk
-    steps (map, join, one comparison) instead of a walk part by part: a GET of the test file has
-    18,001 parts."""
-    if length is None or not spans:
-        return None
-    delimiter = b"--" + boundary
-    pos = body.find(delimiter)
-    header_end = body.find(b"\r\n\r\n", pos) if pos >= 0 else -1
-    if header_end < 0:
-        return None
-    header = body[pos + len(delimiter) : header_end + 4]  # the first part's, from its delimiter's line end
-    if len(header) > PART_HEADERS:  # (made again for every part below: a long one is the careful walk's)
-        return None
-    line = b"bytes %d-%d/%d\r\n" % (spans[0][0], spans[0][1], length)
-    at = header.find(line)
-    name_at = header.rfind(b"\n", 0, at) + 1
-    if (at < 0 or header.lower().count(b"content-range:") != 1  # (two: the careful walk takes the first)
-            or header[name_at : name_at + 14].lower() != b"content-range:" or header[name_at + 14 : at].strip(b" \t")):
-        return None
-    escape = lambda text: text.replace(b"%", b"%%")  # noqa: E731
-    form = escape(b"\r\n" + delimiter + header[:at]) + b"bytes %d-%d/" + b"%d" % length + b"\r\n" + escape(header[at + len(line) :])
-    heads = list(map(form.__mod__, spans))
-    heads[0] = heads[0][2:]  # the first delimiter has no line end before it of its own
-    sizes = [last + 1 - first for first, last in spans]
-    # Where each piece starts and ends in the answer: after its headers, then the next part's.
-    ends = list(accumulate(map(add, map(len, heads), sizes), initial=pos))
-    pieces = list(map(body.__getitem__, map(slice, map(sub, ends[1:], sizes), ends[1:])))
-    closing = ends[-1]
-    remade = b"".join(chain.from_iterable(zip(heads, pieces)))
-    if body[pos:closing] != remade or not body.startswith(b"\r\n" + delimiter + b"--", closing):
-        return None
-    return pieces
-
-
-def spans_from_parts(parts: list[tuple[int, int, int, bytes]], spans: list[tuple[int, int]], length: int | None) -> list[bytes]:
-    """The bytes of each (first, last) span out of a multipart answer's parts (parse_byteranges), which
-    origins give in the order asked, sorted, or with neighbours merged into one part. RangeRefused when
-    a span has no part or a part names another file length."""
-    out, by_first = [], sorted(parts, key=lambda p: p[0])
-    firsts = [p[0] for p in by_first]
-    for first, last in spans:
-        i = bisect.bisect_right(firsts, first) - 1  # the last part starting at or before `first`
-        part = by_first[i] if i >= 0 and last <= by_first[i][1] else \
-            next((p for p in parts if p[0] <= first and last <= p[1]), None)  # parts that overlap
-        if part is None:
-            raise RangeRefused(f"the origin's multipart answer has no part for bytes {first}-{last}")
-        if part[2] != length:
-            raise RangeRefused(f"the origin's file is now {part[2]} bytes, not {length}: it was replaced")
-        out.append(part[3][first - part[0] : last + 1 - part[0]])
-    return out
-
-
-# What a fetch can meet besides a refused answer: the network, TLS, the HTTP framing, our timeout.
-FETCH_ERRORS = (RangeRefused, httpx.HTTPError, OSError, ssl.SSLError, TimeoutError)
 
 
 class Route(NamedTuple):
@@ -410,9 +255,8 @@ class OriginClient:
             m = re.search(r'(?i)boundary\s*=\s*"?([^";\s]+)"?', ctype)
             if not m:
                 raise MultiRangeRefused("the origin's multipart answer names no boundary")
-            named = response.headers.get("etag") if version.validator.startswith('"') else response.headers.get("last-modified")
-            if named != version.validator:
-                raise RangeRefused(f"the origin's validator is now {named!r}, not {version.validator}: the file was replaced")
+            if problem := version.replaced(response.headers):
+                raise RangeRefused(problem)
             wanted = sum(last + 1 - first for first, last in spans)
             limit = wanted + PART_HEADERS * len(spans) + 4096  # the parts' own headers, at most
             body = bytearray()
@@ -437,68 +281,11 @@ class OriginClient:
         return b"".join([piece async for piece in self.stream_range(target, offset, offset + limit - 1, version)])
 
     async def read_top_level(self, target: Target, version: OriginVersion, limit: int, head: bytes = b"",
-                             until_moov: bool = False):
-        """An MP4's top level read with Range requests: (ftyp, moov, moov offset, mdats, after) where mdats
-        are every mdat's payload (start, end) and `after` the boxes after the moov a fragmented file's output is
-        made of, as (type, offset, bytes): its moofs, and the small boxes passed on between fragments.
-        Each box header is a 16-byte read where the file's first bytes (`head`) or the previous read do
-        not hold it (a moof is read with the next box's header); with until_moov, no further than the
-        moov. ExtractError when the file is not such an MP4 (no moov, a box above `limit`, too many
-        boxes)."""
-        length = version.length
-        ftyp = moov = None
-        moov_at, mdats, after, pos = 0, [], [], 0
-        ahead_at, ahead = 0, head  # bytes of the file already read, from offset ahead_at
-        hops, allowed, fragments = 0, MAX_HOPS, 0
-        while hops < allowed:
-            hops += 1
-            if (length is not None and pos >= length) or (until_moov and moov is not None):
-                break
-            if not (ahead_at <= pos and pos + min(16, (length or pos + 16) - pos) <= ahead_at + len(ahead)):
-                # A header; once fragments have begun, with what follows it: the next moof (usually
-                # under 4 KiB) comes whole with its header (and, after a small moof, up to 4 KiB of
-                # its mdat: the price of one request a fragment instead of two).
-                want = HEADER_READ if fragments else 16
-                ahead_at, ahead = pos, await self.fetch_range(target, pos, want if length is None
-                                                              else min(want, length - pos), version)
-            header = ahead[pos - ahead_at : pos - ahead_at + 16]
-            box = box_at(header, pos, length)
-            if box.size < 0:
-                break  # a box to the end of a file of unknown length: nothing follows it
-            if box.type in (b"ftyp", b"moov", b"moof") or (box.type in PASSED_ON and moov):
-                if box.size > limit:
-                    raise extractor.LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
-                if ahead_at <= box.start and box.end <= ahead_at + len(ahead):
-                    data = ahead[box.start - ahead_at : box.end - ahead_at]
-                else:  # with the next box's header, when there is one
-                    more = 16 if length is None else min(16, length - box.end)
-                    ahead_at, ahead = box.start, await self.fetch_range(target, box.start, box.size + more, version)
-                    data = ahead[: box.size]
-                if box.type == b"ftyp":
-                    ftyp = data
-                elif box.type == b"moov":
-                    moov, moov_at = data, box.start
-                else:
-                    if moov is None:
-                        raise extractor.MalformedInput(f"{box.name()} at byte {box.start} before the moov")
-                    after.append((box.type, box.start, data))
-                    if box.type == b"moof":
-                        fragments += 1
-                        if fragments > MAX_FRAGMENTS:
-                            raise extractor.UnsupportedInput(f"more than {MAX_FRAGMENTS} fragments")
-                        allowed = MAX_HOPS + 8 * MAX_FRAGMENTS  # a fragment's boxes: styp, sidx, emsg, moof, mdat...
-            elif box.type == b"mdat":
-                mdats.append((box.payload, box.end))
-            pos = box.end
-        else:
-            raise extractor.UnsupportedInput(f"more than {allowed} top-level boxes")
-        if moov is None:
-            raise extractor.MalformedInput("no moov box")
-        return ftyp or b"", moov, moov_at, mdats, after
-
-
-def box_at(header: bytes, pos: int, length: int | None) -> Box:
-    """The top-level box whose first bytes (up to 16) are `header`, at byte `pos` of a `length`-byte
-    file (None: unknown, and a box running to the end has size -1)."""
-    box = boxes.parse_header(header, 0, None if length is None else length - pos)
-    return Box(box.type, pos, box.header, box.size)
+                             until_moov: bool = False) -> TopLevel:
+        """An MP4's top level (extractor/mp4/toplevel.py), each piece it needs read with a Range request
+        of this version of the file. ExtractError when the file is not such an MP4."""
+        reader = TopLevelReader(version.length, limit, head, until_moov)
+        while reader.need is not None:
+            offset, size = reader.need
+            reader.feed(await self.fetch_range(target, offset, size, version))
+        return reader.result

@@ -1,35 +1,29 @@
 """What the client asked for: the parameter, the domains it is on for, the seek parameters.
 
 Decided in `requestheaders`, before the request leaves for the origin: the origin never sees our
-parameter or the seek parameters (it would seek too), and an extracted request asks it for the whole
-file. The decision is kept in `flow.metadata["audio_only"]` (plain values, so that saved flows and
-mitmweb show it) for the response side:
+parameter or the seek parameters (it would seek too). The decision begins the flow's record
+(record.py) for the router and our server:
 
-    {"requested": True, "seek": {"values": {"mp4_seek_start": "12.5", ...}, "by_time": False} or None}
-    {"plain": True, "seek": ...}     the CDN's plain video seeking, no audio extraction
-    {"passthrough": "why"}           audio asked for, not extracted (a POST, a Range in cdn mode)
+    requested=True, seek={"values": {"mp4_seek_start": "12.5", ...}, "by_time": False} or None
+    plain=True, seek=...                 the CDN's plain video seeking, no audio extraction
+    outcome="passed through", why=...    audio asked for, not extracted (a POST, a Range in cdn mode)
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 import urllib.parse
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
-from addon.cdn_config import ConfigError, ConfigFile
+from addon import record
+from addon.cdn_config import HOST_PATTERN, ConfigError, ConfigFile
+from addon.formats import SEEK_KEYS
 
 log = logging.getLogger("addon.audio_only")
-
-META = "audio_only"  # flow.metadata key: the state of this feature for the flow
-JOB_HEADER = "x-audio-only-job"  # request header naming a routed flow's job at our server (file_server.py)
-SERVED_HEADER = "x-audio-only-served"  # our server's answer says how it answered: file, stream or relay
-HOST_PATTERN = re.compile(r"^[a-z0-9*?\[\]._:-]+$")
-SEEK_NAMES = ("mp4_seek_start", "mp4_seek_end", "flv_seek_start", "flv_seek_end")
 
 
 def split_param(path: str, name: str) -> tuple[str | None, str]:
@@ -49,7 +43,8 @@ def split_param(path: str, name: str) -> tuple[str | None, str]:
 
 
 def ask_for_the_whole_file(flow: http.HTTPFlow) -> None:
-    """We cut the file ourselves: a Range would give us a slice of the video, an encoding a blob."""
+    """For a request that asked for audio but goes to the origin itself (not GET or HEAD, our server
+    not up): a Range would give a slice of the video, an encoding a blob."""
     for name in ("range", "if-range"):
         flow.request.headers.pop(name, None)
     flow.request.headers["accept-encoding"] = "identity"
@@ -62,7 +57,8 @@ def client_host(flow: http.HTTPFlow) -> str:
 
 
 class RequestRules:
-    """The request side's settings (domains, the CDN configuration) and its decision per request."""
+    """The request side's settings (domains, the CDN configuration) and its decision per request. A part
+    of the addon (AudioOnly.addons), before the router."""
 
     def __init__(self):
         self.patterns: list[str] = ["*"]
@@ -98,7 +94,7 @@ class RequestRules:
             return settings is not None and settings.audio_only
         return self.in_domains(host)
 
-    def decide(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Take our parameters off the request and record in the flow's metadata what was asked for."""
         host = client_host(flow)
         origin_host_for_reverse_mode(flow)
@@ -112,8 +108,8 @@ class RequestRules:
         if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
             return not_extracted(flow, "the CDN does not extract audio for Range requests, so the origin's answer "
                                        "to the range passes through (audio_only_compat=cdn)")
-        # The client's conditionals stay on the request: our server answers them (file_server.route).
-        flow.metadata[META] = {"requested": True, "seek": self.take_seek_params(flow, host)}
+        # The client's Range and conditionals stay on the request: our server answers them.
+        record.begin(flow, requested=True, seek=self.take_seek_params(flow, host))
 
     def maybe_plain_seek(self, flow: http.HTTPFlow, host: str) -> None:
         """The CDN's plain video seeking (no audio extraction): on for a host by its video_seek in
@@ -128,12 +124,12 @@ class RequestRules:
         names = set(self.seek_settings(host)[2].values())
         if not any(split_param(flow.request.path, name)[0] is not None for name in names):
             return
-        flow.metadata[META] = {"plain": True, "seek": self.take_seek_params(flow, host)}
+        record.begin(flow, plain=True, seek=self.take_seek_params(flow, host))
 
     def seek_settings(self, host: str) -> tuple[bool, bool, dict[str, str]]:
         """(seeking on, FLV by time, parameter names) for a host: the configuration's video_seek when it
         names the host, else the options."""
-        names = {k: getattr(ctx.options, f"audio_only_{k}") for k in SEEK_NAMES}
+        names = {k: getattr(ctx.options, f"audio_only_{k}") for k in SEEK_KEYS}
         enabled, by_time = ctx.options.audio_only_seek, ctx.options.audio_only_flv_seek_by_time
         settings = self.config.for_host(host) if self.config is not None else None
         if settings is not None and settings.seek:
@@ -156,7 +152,7 @@ class RequestRules:
 
 def not_extracted(flow: http.HTTPFlow, why: str) -> None:
     """Audio was asked for and will not be extracted: say why in the log and on the flow."""
-    flow.metadata[META] = {"passthrough": why}
+    record.begin(flow, outcome=record.PASSED, why=why)
     log.info(f"audio-only: {flow.request.pretty_url}: not extracted: {why}")
 
 

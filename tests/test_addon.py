@@ -1,13 +1,22 @@
 """The addon's decisions, with mitmproxy's own test helpers (no sockets)."""
 
 import pytest
-from mitmproxy import exceptions, flow
+from mitmproxy import ctx, exceptions, flow
+from mitmproxy.proxy.layers.http import HttpErrorHook, HttpRequestHeadersHook, HttpResponseHeadersHook, HttpResponseHook
 from mitmproxy.test import taddons, tflow, tutils
 
+from addon import record
 from addon.audio_only import AudioOnly
+from addon.formats import BY_NAME, of_answer
+from addon.http_rules import derived_etag
 from addon.request_rules import split_param
-from addon.response import audio_headers, derived_etag, requested_format, why_not
+from addon.server.origin_answer import audio_headers, why_not
 from extractor import SeekRange
+
+
+def hook(addon: AudioOnly, event) -> None:
+    """A hook as mitmproxy calls it: on the addon, then on each of its parts (AudioOnly.addons)."""
+    ctx.master.addons.invoke_addon_sync(addon, event)
 
 
 @pytest.mark.parametrize("path,value,rest", [
@@ -43,7 +52,7 @@ def flow_for(path: str, host: str = "example.com", ctype: str = "video/x-flv", h
 
 def routing_addon() -> AudioOnly:
     addon = AudioOnly()
-    addon.files.port = 9  # as if our server were listening (it starts with mitmproxy's `running`)
+    addon.server.port = 9  # as if our server were listening (it starts with mitmproxy's `running`)
     return addon
 
 
@@ -52,21 +61,21 @@ def test_audio_requests_are_routed_to_our_server_and_others_are_not():
     with taddons.context(addon) as tctx:
         tctx.configure(addon, audio_only_domains=["*.example.com"])
         f = flow_for("/v.flv?ali_audio_only=1", host="cdn.example.com")
-        addon.requestheaders(f)
+        hook(addon, HttpRequestHeadersHook(f))
         assert f.request.path == "/v.flv"
         assert (f.request.host, f.request.port, f.server_conn.address) == ("127.0.0.1", 9, ("127.0.0.1", 9))
-        job = addon.files.jobs[f.request.headers["x-audio-only-job"]]
+        job = addon.server.jobs[f.request.headers["x-audio-only-job"]]
         # The client's Range goes to our server as it is (a file answer obeys it), never to the origin.
         assert f.request.headers["range"] == "bytes=0-10"
         assert not any(name.lower() in ("range", "if-range") for name, _ in job.target.headers)
         # Our own request goes where mitmproxy's would have (tflow's server connection), for the same Host.
-        assert job.target.route.host == "address" and job.target.path == "/v.flv" and not job.settings.file
+        assert job.target.route.host == "address" and job.target.path == "/v.flv" and job.answer == "stream"
         assert ("Host", "cdn.example.com") in job.target.headers
 
         other = flow_for("/v.flv?ali_audio_only=1", host="example.org")
-        addon.requestheaders(other)
+        hook(addon, HttpRequestHeadersHook(other))
         assert other.request.path == "/v.flv" and "range" in other.request.headers and other.request.host == "example.org"
-        addon.responseheaders(other)
+        hook(addon, HttpResponseHeadersHook(other))
         assert other.response.headers["content-length"] == "1000" and other.response.stream is True
 
 
@@ -75,8 +84,8 @@ def test_only_mp4_paths_try_the_file_path(path, file):
     addon = routing_addon()
     with taddons.context(addon):
         f = flow_for(path + "?ali_audio_only=1")
-        addon.requestheaders(f)
-        assert addon.files.jobs[f.request.headers["x-audio-only-job"]].settings.file == file
+        hook(addon, HttpRequestHeadersHook(f))
+        assert addon.server.jobs[f.request.headers["x-audio-only-job"]].answer == ("file" if file else "stream")
 
 
 @pytest.mark.parametrize("method,extracted", [("GET", True), ("HEAD", True), ("POST", False), ("PUT", False)])
@@ -85,18 +94,18 @@ def test_only_get_and_head_are_extracted(method, extracted):
     with taddons.context(addon):
         f = flow_for("/v.flv?ali_audio_only=1")
         f.request.method = method
-        addon.requestheaders(f)
+        hook(addon, HttpRequestHeadersHook(f))
         assert f.request.path == "/v.flv"
-        assert ("passthrough" not in f.metadata["audio_only"]) == extracted
+        assert (f.metadata["audio_only"]["outcome"] != record.PASSED) == extracted
         assert (f.request.host == "127.0.0.1") == extracted
 
 
 def test_output_headers():
     origin = [("Content-Type", "video/mp4"), ("Content-Length", "1000"), ("Accept-Ranges", "bytes"),
               ("ETag", '"e1"'), ("Transfer-Encoding", "chunked"), ("Access-Control-Allow-Origin", "*")]
-    assert audio_headers(origin, "mp4", None, plain=False) == [
+    assert audio_headers(origin, BY_NAME["mp4"], None, plain=False) == [
         ("ETag", '"e1-audio"'), ("Access-Control-Allow-Origin", "*"), ("Content-Type", "audio/mp4")]
-    assert audio_headers(origin, "mp4", SeekRange(2000, None, True), plain=True) == [
+    assert audio_headers(origin, BY_NAME["mp4"], SeekRange(2000, None, True), plain=True) == [
         ("Content-Type", "video/mp4"), ("ETag", '"e1-seek-2000-"'), ("Access-Control-Allow-Origin", "*")]
 
 
@@ -104,11 +113,11 @@ def routed_answer(addon: AudioOnly, http_version: str, method: str = "GET"):
     """A flow routed to our server, with our server's streamed answer in."""
     f = flow_for("/v.flv?ali_audio_only=1", http_version=http_version)
     f.request.method = method
-    addon.requestheaders(f)
+    hook(addon, HttpRequestHeadersHook(f))
     f.response.headers["x-audio-only-served"] = "stream"
     f.response.headers["transfer-encoding"] = "chunked"
     del f.response.headers["content-length"]
-    addon.responseheaders(f)
+    hook(addon, HttpResponseHeadersHook(f))
     return f
 
 
@@ -134,20 +143,23 @@ def test_the_answer_is_framed_for_the_client(version, chunked):
     ("image/png", "/a.mp4", None),
 ])
 def test_eligibility_by_type_and_extension(ctype, path, fmt):
-    assert requested_format(ctype, path) == fmt
-    why = why_not(200, {"content-type": ctype}, fmt)
+    found = of_answer(ctype, path)
+    assert (found.name if found else None) == fmt
+    why = why_not(200, {"content-type": ctype}, found)
     assert (why is None) == (fmt is not None)
-    assert why_not(206, {"content-type": ctype}, "mp4") == "origin answered 206"
-    assert why_not(200, {"content-encoding": "gzip"}, "mp4") == "origin body is gzip-encoded"
+    if fmt is None:
+        assert why == f"content type {ctype!r} is not MP4 or FLV"
+    assert why_not(206, {"content-type": ctype}, BY_NAME["mp4"]) == "origin answered 206"
+    assert why_not(200, {"content-encoding": "gzip"}, BY_NAME["mp4"]) == "origin body is gzip-encoded"
 
 
 def test_a_failure_names_the_reason_on_the_flow():
     addon = routing_addon()
     with taddons.context(addon):
         f = routed_answer(addon, "HTTP/1.1")
-        f.metadata["audio_only"].update(format="flv", error="body is neither FLV nor MP4")
+        record.conclude(f.metadata["audio_only"], record.FAILED, "body is neither FLV nor MP4", format="flv")
         f.error = flow.Error("Server disconnected.")
-        addon.error(f)
+        hook(addon, HttpErrorHook(f))
         assert f.error.msg == "audio-only: body is neither FLV nor MP4"
         assert f.marked == ":warning:" and "neither FLV nor MP4" in f.comment
 
@@ -171,19 +183,19 @@ def test_marks_comments_and_the_summary(caplog):
     addon = routing_addon()
     with taddons.context(addon):
         f = routed_answer(addon, "HTTP/1.1")
-        f.metadata["audio_only"].update(format="flv", bytes_in=460_300_000, bytes_out=10_000_000)
-        addon.response(f)
+        record.conclude(f.metadata["audio_only"], record.EXTRACTED, format="flv", bytes_in=460_300_000, bytes_out=10_000_000)
+        hook(addon, HttpResponseHook(f))
         assert f.marked == ":headphones:" and f.comment == "audio only: 460.3 MB -> 10.0 MB (97.8% saved)"
 
         passed = routed_answer(addon, "HTTP/1.1")
-        passed.metadata["audio_only"]["passthrough"] = "origin answered 206"
-        addon.response(passed)
+        record.conclude(passed.metadata["audio_only"], record.PASSED, "origin answered 206")
+        hook(addon, HttpResponseHook(passed))
         assert passed.marked == "" and passed.comment == "audio only: not extracted: origin answered 206"
 
         failed = routed_answer(addon, "HTTP/1.1")
-        failed.metadata["audio_only"].update(format="flv", error="body is neither FLV nor MP4")
+        record.conclude(failed.metadata["audio_only"], record.FAILED, "body is neither FLV nor MP4", format="flv")
         failed.error = flow.Error("Server disconnected.")
-        addon.error(failed)
+        hook(addon, HttpErrorHook(failed))
         assert failed.marked == ":warning:" and "neither FLV nor MP4" in failed.comment
 
         caplog.set_level("INFO")

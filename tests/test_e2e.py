@@ -103,7 +103,7 @@ def test_head_gets_the_headers_a_get_gets(proxy):
     ("/h264_aac.flv?ali_audio_only=1&die=100000", ""),
     ("/h264_aac.flv?ali_audio_only=1&die=100000&chunk=1000", ""),
     ("/truncated.flv?ali_audio_only=1", "input ends inside"),
-    ("/garbage.flv?ali_audio_only=1", "neither FLV nor MP4"),
+    ("/garbage.flv?ali_audio_only=1", "neither FLV, MP4 nor MPEG-TS"),  # (the core names every format it reads)
     ("/desync.flv?ali_audio_only=1", ""),
     ("/video_only.flv?ali_audio_only=1", "no audio tags"),
     ("/video_only.mp4?ali_audio_only=1", "no audio track"),

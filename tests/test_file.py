@@ -1,4 +1,4 @@
-"""The audio-only MP4 served as a file (addon/file_server.py), through a real mitmdump in front of an
+"""The audio-only MP4 served as a file (addon/server/file_source.py, file_answer.py, origin_groups.py), through a real mitmdump in front of an
 origin that serves ranges: lengths, every form of Range, conditionals, versions, only audio read."""
 
 import os
@@ -375,12 +375,12 @@ def test_several_ranges_in_one_request_and_one_by_one(origin, tmp_path):
 @pytest.mark.parametrize("switch_after", [0, 1, 3])
 @pytest.mark.parametrize("layout", ["mixed", "even"])
 def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after, layout):
-    """The groups of a response (FileHandler.requests) when the origin turns out, after some requests
+    """The groups of a response (OriginGroups.groups) when the origin turns out, after some requests
     of several ranges, to answer one range a request: every range is asked for once, in order, and the
     groups made after that are one range's worth (at most MAX_REQUEST, no gap over ONE_BY_ONE_GAP)."""
     from types import SimpleNamespace
 
-    from addon.file_server import MAX_REQUEST, MULTI_RANGES, ONE_BY_ONE_GAP, FileHandler
+    from addon.server.origin_groups import MAX_REQUEST, MULTI_RANGES, ONE_BY_ONE_GAP, OriginGroups
     from extractor import Batch, FilePlan, Run
     from extractor.mp4.ranges import Ranges
     rng = random.Random(switch_after)
@@ -391,28 +391,29 @@ def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after
         at = pairs[-1][1]
     ranges = Ranges.of(pairs)
     plan = FilePlan(b"head", ranges, 4 + ranges.total, gap=16 << 10)
-    handler = SimpleNamespace(files=SimpleNamespace(multirange={}))
+    services = SimpleNamespace(multirange={})
     job = SimpleNamespace(target=SimpleNamespace(route="r"))
     seen, made = [], 0
-    for kind, group in FileHandler.requests(handler, job, SimpleNamespace(plan=plan), 0, plan.size - 1):
+    for kind, group in OriginGroups(services, job, SimpleNamespace(plan=plan)).groups(0, plan.size - 1):
         if kind != "fetch":
             continue
         batches = [b for b in group if isinstance(b, Batch)]
         for b in batches:
             seen += [(max(b.lo, plan.ranges.starts[k]), min(b.hi, plan.ranges.ends[k])) for k in range(b.i, b.j)]
-        if "r" in handler.files.multirange:  # made after the switch
+        if "r" in services.multirange:  # made after the switch
             assert batches[-1].hi - batches[0].lo <= MAX_REQUEST
             assert all(b.lo - a.hi <= ONE_BY_ONE_GAP for a, b in zip(batches, batches[1:]))
         else:
             assert sum(b.j - b.i if isinstance(b, Run) else 1 for b in batches) <= MULTI_RANGES  # ranges asked
         made += 1
         if made == switch_after or switch_after == 0:
-            handler.files.multirange["r"] = False  # what fetch_group learns from a refused request
+            services.multirange["r"] = False  # what fetch learns from a refused request
     assert seen == pairs
 
 
 def test_spans_are_found_in_parts_in_any_order_merged_or_overlapping():
-    from addon.origin_client import RangeRefused, spans_from_parts
+    from addon.multipart import spans_from_parts
+    from addon.origin_version import RangeRefused
     data = bytes(range(100))
 
     def part(first, last, length=100):
@@ -433,7 +434,7 @@ def test_spans_are_found_in_parts_in_any_order_merged_or_overlapping():
 def test_the_quick_multipart_read_takes_only_the_common_form():
     """pieces_as_asked reads an answer of one part per span, in order, each Content-Range exactly that
     span of this length; anything else is None (the careful walk decides), never other bytes."""
-    from addon.origin_client import parse_byteranges, pieces_as_asked, spans_from_parts
+    from addon.multipart import parse_byteranges, pieces_as_asked, spans_from_parts
     data = bytes(range(256)) * 4
 
     def answer(parts, length=len(data), header=b"Content-Range: bytes %d-%d/%d", extra=b"Content-Type: video/mp4\r\n"):
@@ -470,7 +471,8 @@ def test_the_quick_multipart_read_agrees_with_the_careful_walk(seed):
     """Differential fuzz: answers in the common form with random bytes changed, added or taken out, and
     odd boundaries and headers (a % sign among them). The quick read gives None, or exactly the pieces
     the careful walk finds for the spans; never a crash or other bytes."""
-    from addon.origin_client import RangeRefused, parse_byteranges, pieces_as_asked, spans_from_parts
+    from addon.multipart import parse_byteranges, pieces_as_asked, spans_from_parts
+    from addon.origin_version import RangeRefused
     rng = random.Random(seed)
     data = bytes(rng.randrange(256) for _ in range(4096))
     agreed = 0
@@ -511,7 +513,8 @@ def test_the_quick_multipart_read_agrees_with_the_careful_walk(seed):
 
 def test_hostile_multipart_answers_are_refused_cleanly():
     """Hostile or odd multipart/byteranges answers: a clean refusal, never a crash or wrong bytes."""
-    from addon.origin_client import OriginVersion, RangeRefused, parse_byteranges
+    from addon.multipart import parse_byteranges
+    from addon.origin_version import OriginVersion, RangeRefused
 
     good = b"--b\r\nContent-Range: bytes 0-3/10\r\n\r\nabcd\r\n--b--\r\n"
     assert parse_byteranges(good, b"b") == [(0, 3, 10, b"abcd")]

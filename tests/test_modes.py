@@ -206,28 +206,29 @@ def test_stopping_closes_retired_pools_still_reading(origin):
 
 
 def test_a_reloaded_scripts_server_listens_until_its_routed_requests_came_and_closes_after_its_last_answer():
-    """At a reload of the script, the old addon's server (file_server.FileServer.retire) keeps
+    """At a reload of the script, the old addon's server (server/app.py, AudioServer.retire) keeps
     listening while requests it routed have yet to connect, keeps answering those in flight, and only
     then closes its planner and origin pools: closing the pools at once cut the answers in flight."""
     import asyncio
 
     from mitmproxy.test import taddons
 
-    from addon import file_server
-    from addon.file_server import FileServer, Job
+    from addon.server import app
+    from addon.server.app import AudioServer
+    from addon.server.job import Job
 
     async def run():
         client, route = local_client_and_route(9)
-        files = FileServer(client)
+        files = AudioServer(client)
         files.start()
-        files.jobs["routed"] = Job(local_target(route, "/a.mp4"), "GET", None, "", None, "http://a/a.mp4", {})
+        files.jobs["routed"] = Job(local_target(route, "/a.mp4"), "GET", "http://a/a.mp4", {}, None)
         files.answering = 1  # an answer in flight
         files.retire()
         assert files.server is not None  # a request routed here is still to come
         del files.jobs["routed"]  # it came
-        await asyncio.sleep(file_server.RETIRED_POLL * 2)
+        await asyncio.sleep(app.RETIRED_POLL * 2)
         assert files.server is None and files.closing is None  # not listening; the answer goes on
-        files.answering = 0  # (what FileHandler.serve does when its answer ends)
+        files.answering = 0  # (what Handler.serve does when its answer ends)
         files._close_when_answered()
         assert files.closing is not None
         await asyncio.wait_for(files.closing, 2)

@@ -1,8 +1,7 @@
 """A streamed audio-only answer: the origin's body fed through the core as it arrives, in our server.
 
-This is the CDN's way (FLV, live, fragmented MP4, an origin without ranges, `audio_only_compat=cdn`):
-no length, chunked framing. It runs in our server (file_server.py), not in a mitmproxy stream
-callable, because a callable can neither wait nor add data of its own: here the feed that completes a
+This is the CDN's way (FLV, live, an origin without ranges, `audio_only_compat=cdn`): no length,
+chunked framing. It runs in our server, not in a mitmproxy stream callable, because a callable can neither wait nor add data of its own: here the feed that completes a
 big moov (or script tag) runs in a worker thread while mitmproxy serves everyone else, and the moov
 fetched from the tail of a file is planned there too.
 
@@ -20,19 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import httpx
 import tornado.iostream
 
 import extractor
-from addon.budgets import Budgets, BudgetExceeded
-from addon.origin_client import FETCH_ERRORS, RangeRefused
+from addon import record
+from addon.budgets import BudgetExceeded
+from addon.formats import Format
+from addon.origin_version import FETCH_ERRORS, RangeRefused, describe
 from addon.planner import PlannerFailed, moov_digest
-from addon.request_rules import SERVED_HEADER
-
-if TYPE_CHECKING:
-    from addon.file_server import FileHandler, Job
+from addon.server.job import RETRY_AFTER, SERVED_HEADER, Job, Services
+from addon.server.sink import Refusal, Sink
 
 log = logging.getLogger("addon.audio_only")
 
@@ -45,7 +43,6 @@ SLOW_FEED = 0.004  # ...once a whole piece has taken more than these seconds of 
 FLUSH_AT = 64 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
-RETRY_AFTER = 5  # seconds a client refused by a budget is asked to wait
 
 
 class Failed(Exception):
@@ -53,24 +50,26 @@ class Failed(Exception):
 
 
 class StreamedAnswer:
-    """One origin answer (a 200 of MP4 or FLV) streamed to our client as audio only."""
+    """One origin answer (a 200 the origin announced as `fmt`) streamed to our client as audio only.
+    It knows the format only as the core's name for it: the core says what the body is."""
 
-    def __init__(self, handler: FileHandler, job: Job, response: httpx.Response, fmt: str, headers: list,
-                 seek: extractor.SeekRange | None, budgets: Budgets):
-        self.handler = handler
+    def __init__(self, sink: Sink, services: Services, job: Job, response: httpx.Response, fmt: Format,
+                 headers: list, seek: extractor.SeekRange | None):
+        self.sink = sink
         self.job = job
         self.response = response
         self.format = fmt
         self.headers = headers
-        self.budgets = budgets
+        self.budgets = budgets = services.budgets
+        self.origin = services.origin
+        self.planner = services.planner
         settings = job.settings
+        cut = {fmt.seek_argument: seek} if seek else {}
         self.extractor = extractor.AudioExtractor(
             max_header=settings.max_header, max_spool=settings.max_spool,
             spool_factory=lambda start: budgets.spool(start, settings.spool_dir),
-            cdn_limits=settings.cdn, flv_seek=seek if fmt == "flv" else None, mp4_seek=seek if fmt == "mp4" else None,
-            keep_video=job.plain, defer_plans=True, replay_in_pieces=True,
+            cdn_limits=settings.cdn, keep_video=job.plain, defer_plans=True, replay_in_pieces=True, **cut,
         )
-        self.planner = handler.files.planner
         self.lock = asyncio.Lock()  # one caller of the core at a time: the body, or the tail's moov
         self.started = time.monotonic()
         self.headers_sent = False
@@ -91,10 +90,10 @@ class StreamedAnswer:
                     # The first piece is read before the headers go out: it says how much metadata
                     # will be held, so that a spent budget can still be a 503 rather than a broken body.
                     self.send_headers()
-                    await self.handler.flush()
-                if x.format and x.format != self.format:
+                    await self.sink.flush()
+                if x.format and x.format != self.format.name:
                     raise extractor.UnsupportedInput(
-                        f"the origin announced {self.format.upper()} but the body is {x.format.upper()}")
+                        f"the origin announced {self.format.name.upper()} but the body is {x.format.upper()}")
                 # (The new moov waits for the first audio the spool gives back: one chunk, not two.)
                 await self.write(out, ahead=full_read or x.backlog)
                 await self.drain_backlog()
@@ -132,8 +131,8 @@ class StreamedAnswer:
         (internals.read_origin_bodies_in_bigger_pieces: fewer reads, less CPU). The core's work on a
         piece grows with the ranges in it: once a feed has taken more than SLOW_FEED (a file dense with
         tiny chunks), the pieces are fed FEED_PIECE bytes at a time, the loop serving the others between
-        them (p99 of small requests beside a hostile file: 189 ms fed whole, under 100 sliced). An
-        ordinary file is fed whole: slicing it cost 80 ms of CPU a GET of the 460 MB test file."""
+        them (so that small requests beside a hostile file are not held back). An ordinary file is fed
+        whole: slicing it costs CPU for nothing."""
         async for piece in self.response.aiter_raw():
             full_read = len(piece) >= ORIGIN_AHEAD
             if len(piece) <= FEED_PIECE or not self.slow_feeds:
@@ -175,10 +174,10 @@ class StreamedAnswer:
         """The moov's plan: the one made before the answer (the seek check) if this is the same moov,
         else one made now by the planner."""
         known = self.job.known_plan
-        if known is not None and request.moov_offset == known[1]:  # (saio offsets depend on where it lies)
-            if await asyncio.to_thread(moov_digest, request.moov) == known[0]:
+        if known is not None and request.moov_offset == known.moov_at:  # (saio offsets depend on where it lies)
+            if await asyncio.to_thread(moov_digest, request.moov) == known.digest:
                 log.info(f"audio-only: {self.job.url}: the moov was planned once, before the answer")
-                return known[2]
+                return known.plan
         return await self.planner.plan(request, self.job.settings.spool_dir)
 
     def completes_metadata(self, n: int) -> bool:
@@ -220,33 +219,31 @@ class StreamedAnswer:
         elif self.metadata_since is None or start != self.metadata_box:
             self.metadata_since, self.metadata_box = now, start  # a new box: its own deadline
         elif now - self.metadata_since > deadline:
-            what = "moov or moof" if self.format == "mp4" else "script tag"
-            raise Failed(f"the {what} had not arrived {now - self.metadata_since:.1f} s after it began "
+            raise Failed(f"the {self.format.metadata} had not arrived {now - self.metadata_since:.1f} s after it began "
                          f"(audio_only_metadata_deadline)")
 
     async def write(self, pieces: list, ahead: bool) -> None:
-        handler = self.handler
+        sink = self.sink
         if not self.headers_sent:
             self.send_headers()
         for piece in pieces:
             if piece:
-                handler.write(bytes(piece))
+                sink.write(bytes(piece))
                 self.held += len(piece)
         if self.held >= FLUSH_AT or (not ahead and self.held):
             self.held = 0
             waited = time.monotonic()
-            await handler.flush()
+            await sink.flush()
             if self.metadata_since is not None:
                 # Time the client (a paused player) held us back is not the origin's: the deadline moves.
                 self.metadata_since += time.monotonic() - waited
 
     def send_headers(self) -> None:
         self.headers_sent = True
-        handler = self.handler
-        handler.set_status(200)
+        self.sink.set_status(200)
         for name, value in self.headers:
-            handler.add_header(name, value)
-        handler.set_header(SERVED_HEADER, "stream")
+            self.sink.add_header(name, value)
+        self.sink.set_header(SERVED_HEADER, "stream")
 
     async def moov_from_tail(self, offset: int) -> None:
         """The moov comes after the media data: ask the origin for what follows the mdat (a Range
@@ -256,7 +253,7 @@ class StreamedAnswer:
         url, x = self.job.url, self.extractor
         try:
             data = await asyncio.wait_for(
-                self.handler.files.origin.fetch_range(self.job.target, offset, x.max_header, self.job.version), TAIL_TIMEOUT)
+                self.origin.fetch_range(self.job.target, offset, x.max_header, self.job.version), TAIL_TIMEOUT)
         except RangeRefused as e:
             log.warning(f"audio-only: {url}: the tail's answer was discarded ({e}); waiting for the moov in the stream")
             return
@@ -283,41 +280,36 @@ class StreamedAnswer:
     def summary(self) -> str:
         x = self.extractor
         saved = 1 - x.bytes_out / x.bytes_in if x.bytes_in else 0.0
-        return (f"{self.format} stream: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
+        return (f"{self.format.name} stream: {x.bytes_in} bytes in, {x.bytes_out} out, {saved:.1%} saved, "
                 f"{time.monotonic() - self.started:.2f}s")
 
     def done(self) -> None:
         x = self.extractor
-        self.job.state.update(format=self.format, bytes_in=x.bytes_in, bytes_out=x.bytes_out)
+        record.conclude(self.job.record, record.EXTRACTED, format=self.format.name, bytes_in=x.bytes_in,
+                        bytes_out=x.bytes_out)
         for warning in x.warnings:
             log.warning(f"audio-only: {self.job.url}: {warning}")
         log.info(f"audio-only: {self.job.url} {self.summary()}")
-        self.handler.finish()
+        self.sink.finish()
 
     async def fail(self, reason: str, budget: bool = False) -> None:
         """End the answer uncleanly, after the headers if they had not gone out yet (the client must see
         a broken body, never a clean end); a spent budget met before the headers went out is a 503."""
-        state = self.job.state
-        state["format"] = self.format
-        handler = self.handler
+        rec = self.job.record
+        rec["format"] = self.format.name
         if budget and not self.headers_sent:
             log.warning(f"audio-only: {self.job.url}: answered 503: {reason} ({self.summary()})")
-            state["answered"] = f"503: {reason}"
-            handler.set_status(503)
-            handler.set_header("Content-Type", "text/plain; charset=utf-8")
-            handler.set_header("Retry-After", str(RETRY_AFTER))
-            handler.set_header(SERVED_HEADER, "stream")
-            handler.finish(f"{reason}\n".encode())
-            return
-        state["error"] = reason
+            record.conclude(rec, record.ANSWERED, f"503: {reason}")
+            raise Refusal(503, f"{reason}\n", served="stream", retry_after=RETRY_AFTER)
+        record.conclude(rec, record.FAILED, reason)
         log.warning(f"audio-only: {self.job.url}: {reason}; response ended uncleanly ({self.summary()})")
         try:
             if not self.headers_sent:
                 self.send_headers()
-            await handler.flush()
+            await self.sink.flush()
         except tornado.iostream.StreamClosedError:
             pass
-        handler.request.connection.close()
+        self.sink.cut()
 
     def release(self) -> None:
         if self.tail_task is not None:
@@ -326,7 +318,3 @@ class StreamedAnswer:
         self.budgets.release_metadata(self.metadata_reserved)
         self.metadata_reserved = 0
 
-
-def describe(e: BaseException) -> str:
-    """An origin failure in words: httpx's message where it has one."""
-    return str(e) or type(e).__name__

@@ -1,0 +1,72 @@
+"""The media formats the edge answers for, in one table: a new format is one row here.
+
+A row says how to know the format (path extensions; content types, and for a generic content type
+the path's extension), what our answer's Content-Type is, and how a request for it is answered:
+
+- "file": served as a file (a length, Range requests, conditionals) when the origin serves ranges
+  with a validator (extended mode, audio_only_origin_ranges), else streamed;
+- "stream": the origin's whole answer fed through the core as it arrives, chunked;
+- "manifest": the origin's playlist or manifest fetched whole and rewritten (none yet).
+
+The answer kinds are our server's (addon/server/app.py, ANSWERS); the core decides what a body is
+(the stream answer asks it, and never tells one format from another itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # the core's name for it (extractor.detect), and its seek argument's: `<name>_seek`
+    extensions: tuple[str, ...]  # of a path, lowercase, with the dot
+    content_types: tuple[str, ...]  # of an origin's answer, lowercase
+    output_type: str  # the Content-Type of our audio-only answer
+    answer: str  # "file", "stream" or "manifest": how a request for it is answered (above)
+    metadata: str  # what the core holds before output, in words for the log (the metadata deadline)
+    # A cut's start and end are seconds (True), or as the host's FLV setting says (None: bytes, or
+    # seconds with audio_only_flv_seek_by_time or video_seek's flv_seek_by_time).
+    seek_in_seconds: bool | None = True
+
+    @property
+    def seek_argument(self) -> str:
+        """The core's keyword for a cut of this format (extractor.AudioExtractor)."""
+        return f"{self.name}_seek"
+
+    @property
+    def seek_keys(self) -> tuple[str, str]:
+        """The names of its cut's start and end parameters' settings (audio_only_<key>, video_seek's)."""
+        return f"{self.name}_seek_start", f"{self.name}_seek_end"
+
+
+FORMATS = (
+    Format("mp4", (".mp4", ".m4a", ".m4v", ".mov", ".f4v"),
+           ("video/mp4", "audio/mp4", "video/quicktime", "video/x-m4v", "audio/x-m4a", "video/x-f4v"),
+           "audio/mp4", "file", "moov or moof"),
+    Format("flv", (".flv",), ("video/x-flv", "video/flv", "application/x-flv"), "video/x-flv", "stream", "script tag",
+           seek_in_seconds=None),
+)
+BY_NAME = {f.name: f for f in FORMATS}
+BY_EXTENSION = {ext: f for f in FORMATS for ext in f.extensions}
+BY_CONTENT_TYPE = {ctype: f for f in FORMATS for ctype in f.content_types}
+# The cut's parameter settings of every format (audio_only_mp4_seek_start, video_seek's flv_seek_end...).
+SEEK_KEYS = tuple(key for f in FORMATS for key in f.seek_keys)
+# Content types that say nothing of the body: the path's extension decides.
+GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/x-octet-stream"})
+
+
+def by_path(path: str) -> Format | None:
+    """The format a request's path names by its extension (the query aside)."""
+    return BY_EXTENSION.get(PurePosixPath(path.split("?")[0]).suffix.lower())
+
+
+def of_answer(content_type: str, path: str) -> Format | None:
+    """The format an origin's answer is, by its content type (or, for a generic one, the path)."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype in BY_CONTENT_TYPE:
+        return BY_CONTENT_TYPE[ctype]
+    if ctype in GENERIC_TYPES:
+        return by_path(path)
+    return None

@@ -1,0 +1,121 @@
+"""The mitmproxy side of our server: a request that asks for audio goes to it, its answer comes back.
+
+requestheaders: a request that asked for audio (or for the CDN's plain seeking; request_rules.py
+decided) is sent not to the origin but to our server on 127.0.0.1 (server/app.py), with a Job that
+says where the file is, what was asked and how to answer it; the client's headers go as they are
+(Range and conditionals are our server's to answer; the Job's Target drops them toward the origin).
+
+responseheaders: our server's answer is already the client's answer: the flow's target is put back
+as the client sent it (ClientTarget, for mitmweb and the log), the framing fitted to the client's
+HTTP version, and the body streamed. Requests that did not ask for audio are left to mitmproxy,
+streamed when they are media.
+
+error: our reason named on the flow, and the client's connection ended so that a broken body never
+looks whole.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import connection, ctx, http
+
+from addon import formats, internals, options, record
+from addon.origin_client import Target
+from addon.request_rules import ask_for_the_whole_file
+from addon.server.app import AudioServer
+from addon.server.job import JOB_HEADER, SERVED_HEADER, Job, Settings
+
+# Passthrough bodies at least this large (or of unknown size, when media) are streamed, not buffered.
+STREAM_PASSTHROUGH_ABOVE = 1 << 20
+
+
+class AudioRouter:
+    def __init__(self, server: AudioServer):
+        self.server = server
+        self.settings: Settings | None = None  # made at each configure (AudioOnly.configure)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
+        origin, keeping what it asked for the handler."""
+        rec = record.of(flow)
+        if not rec or not (rec.get("requested") or rec.get("plain")):
+            return
+        if self.server.port is None or flow.request.method.upper() not in ("GET", "HEAD"):
+            # (plain seeking on other methods, a CORS preflight say: to the origin, for the whole file)
+            ask_for_the_whole_file(flow)
+            return
+        settings = self.settings or options.settings(ctx.options, ())
+        found = formats.by_path(flow.request.path)
+        kind = found.answer if found else "stream"
+        if kind == "file" and not (settings.file and not rec.get("plain")):
+            kind = "stream"
+        job = Job(Target.of(flow), flow.request.method.upper(), flow.request.pretty_url, rec, settings, kind,
+                  seek=rec.get("seek"), plain=bool(rec.get("plain")))
+        flow.request.headers[JOB_HEADER] = self.server.add(job)
+        rec["client"] = record.ClientTarget.of(flow)
+        flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
+        # We answer with chunked framing whatever the client speaks (responseheaders fits it to the
+        # client again): an HTTP/1.0 close-delimited body could not tell mitmproxy of a failure. (Only
+        # HTTP/1.0 is changed: mitmproxy turns an HTTP/2 or 3 request into HTTP/1.1 for us itself, with
+        # its Host, which mitmproxy 12 leaves out for a request that already says HTTP/1.1.)
+        if flow.request.http_version == "HTTP/1.0":
+            flow.request.http_version = "HTTP/1.1"
+        # A Server of its own, direct (no upstream proxy: ours is on this machine), so that this flow's
+        # detour changes nothing for the client connection's other requests.
+        flow.server_conn = connection.Server(address=("127.0.0.1", self.server.port))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        rec = record.of(flow)
+        if not (rec and "client" in rec):
+            stream_passthrough(flow)
+            return
+        # Our server's answer: show (mitmweb, the log) where the request was for, as the client sent it.
+        client = record.ClientTarget(*rec["client"])
+        client.restore(flow)
+        flow.request.headers.pop(JOB_HEADER, None)
+        response = flow.response
+        rec["served"] = response.headers.pop(SERVED_HEADER, "relay")
+        if rec["served"] == "stream" and flow.request.method.upper() == "HEAD" and response.status_code == 200:
+            # What a GET's answer has (tornado gives a HEAD's answer a Content-Length of 0 instead).
+            response.headers.pop("content-length", None)
+            response.headers["transfer-encoding"] = "chunked"
+        if client.http_version != "HTTP/1.1":
+            # Only HTTP/1.1 has chunked framing: an HTTP/1.0 body ends with the connection, and HTTP/2
+            # and 3 frame it themselves. (mitmproxy reads our server's body by the framing it announced.)
+            response.headers.pop("transfer-encoding", None)
+            if client.http_version.startswith("HTTP/1"):
+                response.http_version = client.http_version
+        response.stream = True
+
+    @staticmethod
+    def error(flow: http.HTTPFlow) -> None:
+        """mitmproxy's error hook: name our reason on the flow (mitmweb shows it), not just the
+        connection's fate; and make sure the client can tell the body is incomplete."""
+        rec = record.of(flow)
+        if not rec:
+            return
+        if rec.get("outcome") == record.FAILED:
+            flow.error.msg = f"audio-only: {rec['why']}"
+            flow.comment = f"audio-only: {rec['why']}"
+        if "client" in rec and flow.response is not None:
+            if unframed(flow):
+                internals.reset_client_on_close(flow)
+            internals.close_client_connection(flow)
+
+
+def stream_passthrough(flow: http.HTTPFlow) -> None:
+    """A CDN edge never holds a whole video in memory: stream what we pass on untouched."""
+    if not ctx.options.audio_only_stream_passthrough or flow.response.stream:
+        return
+    length = flow.response.headers.get("content-length", "")
+    big = int(length) > STREAM_PASSTHROUGH_ABOVE if length.isdigit() else False
+    media = formats.of_answer(flow.response.headers.get("content-type", ""), flow.request.path) is not None \
+        or formats.by_path(flow.request.path) is not None
+    if big or media:
+        flow.response.stream = True
+
+
+def unframed(flow: http.HTTPFlow) -> bool:
+    """An HTTP/1 response whose end is the connection's close (an HTTP/1.0 client: no chunked framing)."""
+    return (flow.request.http_version.startswith("HTTP/1") and flow.response is not None
+            and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()
+            and "content-length" not in flow.response.headers)

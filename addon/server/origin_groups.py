@@ -1,0 +1,160 @@
+"""The audio of a file answer's byte range as origin requests: grouped, fetched, and cut.
+
+A FilePlan says which ranges of the origin's file hold the audio of output bytes first..last. They
+are asked for in as few requests as the origin allows: several ranges in one request (up to
+MULTI_RANGES, MAX_REQUEST bytes) where it answers multipart/byteranges; else one range a request,
+neighbours less than ONE_BY_ONE_GAP apart read as one span and the bytes between dropped as they
+come. What an origin answers is learnt once per route (Services.multirange). Cutting thousands of
+tiny ranges is done in one worker thread (CUTTER), off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from itertools import islice
+
+import extractor
+from addon.origin_version import MultiRangeRefused, RangeRefused
+from addon.server.job import Job, Services
+from addon.server.plan_cache import AudioFile
+
+log = logging.getLogger("addon.audio_only")
+
+MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
+MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
+ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
+CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread (cut_apart)
+CUTTER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-only-cut")
+
+
+class OriginGroups:
+    """The origin requests of one file answer; `read` counts the bytes they read."""
+
+    def __init__(self, services: Services, job: Job, file: AudioFile):
+        self.services, self.job, self.file = services, job, file
+        self.read = 0
+
+    def groups(self, first: int, last: int):
+        """('head', bytes) and ('fetch', group for one origin request): several batches go in one
+        request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those.
+        Bytes of our own between batches (a fragment's moof) ride in the group, in their place. The
+        plan's gap (audio_only_range_gap when it was planned) joins neighbouring ranges into a batch;
+        for an origin that answers one range a request, batches less than ONE_BY_ONE_GAP apart go in one
+        request's span (at most MAX_REQUEST), a Run written out as its batches (FilePlan.ones)."""
+        route, plan = self.job.target.route, self.file.plan
+        group: list = []  # Batch (or Run), and bytes between them
+        batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
+        for kind, value in plan.batches(first, last, MAX_REQUEST, runs=self.services.multirange.get(route, True)):
+            if kind == "head":
+                if group:
+                    group.append(value)
+                else:
+                    yield kind, value
+                continue
+            singles = (value,)
+            if kind == "run":  # one-range batches (several-range requests only): as many at once as fit
+                run = value
+                # (asked again at each request: the origin may turn out to answer one range a request)
+                while run is not None and self.services.multirange.get(route, True):
+                    taken, run = plan.take(run, MULTI_RANGES - batches, MAX_REQUEST - span)
+                    if taken is None:  # the request is full
+                        if group:
+                            yield "fetch", group
+                            group, batches, span = [], 0, 0
+                            continue
+                        taken, run = run, None  # (never: each range of a run is at most MAX_REQUEST)
+                    group.append(taken)
+                    previous = taken
+                    batches += taken.j - taken.i
+                    span += taken.size
+                if run is None:
+                    continue
+                singles = plan.ones(run)  # the rest, for an origin found to answer one range a request
+            for value in singles:
+                several = self.services.multirange.get(route, True)
+                size = value.hi - value.lo
+                if group:
+                    if several:
+                        full = batches >= MULTI_RANGES or span + size > MAX_REQUEST
+                    else:  # one range a request costs a round trip each: reading the video between is cheaper
+                        full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
+                    if full:
+                        yield "fetch", group
+                        group, batches, span = [], 0, 0
+                group.append(value)
+                previous = value
+                batches += 1
+                span += size
+        if group:
+            yield "fetch", group
+
+    async def fetch(self, group: list, size: int) -> tuple[bytes, int]:
+        """The output of a group: one request of several ranges, or (one batch, or an origin that does not
+        answer several ranges) one request for the span of them all."""
+        job, file = self.job, self.file
+        route = job.target.route
+        batches = [b for b in group if isinstance(b, extractor.Batch)]
+        spans = []
+        for b in batches:
+            if isinstance(b, extractor.Run):
+                spans += file.plan.spans(b)
+            else:
+                spans.append((b.lo, b.hi - 1))
+        if len(spans) > 1 and self.services.multirange.get(route, True):
+            try:
+                pieces = await self.services.origin.fetch_spans(job.target, spans, file.version)
+            except MultiRangeRefused as e:
+                if self.services.multirange.get(route, True):
+                    log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
+                             f"({e}): asking for them one by one")
+                self.services.multirange[route] = False
+            else:
+                self.read += sum(map(len, pieces))
+                return await cut_apart(file.plan, group, pieces), size
+        # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between,
+        # but for the groups made before the origin was found to answer one range a request): the bytes
+        # between its batches are read and dropped as they come, as a coarser gap would have had it
+        # (only the audio is held: the window's bytes are the memory a response takes).
+        start, end = batches[0].lo, batches[-1].hi
+        cutter, output = extractor.SpanCutter(file.plan, group, start), []
+        # A span of thousands of tiny ranges (a hostile interleave) is cut in the cutting thread, piece by
+        # piece, as cut_apart does: on the loop, each piece's cut held every other client for tens of ms.
+        loop = asyncio.get_running_loop() if sum(b.j - b.i for b in batches) > CUT_IN_THREAD else None
+        # (aclosing: a cancel that lands in the cut closes the origin's answer now, not when collected)
+        async with contextlib.aclosing(self.services.origin.stream_range(job.target, start, end - 1, file.version)) as pieces:
+            async for piece in pieces:
+                self.read += len(piece)
+                output += cutter.feed(piece) if loop is None else await loop.run_in_executor(CUTTER, cutter.feed, piece)
+        if not cutter.done:  # (stream_range checks the length: never)
+            raise RangeRefused(f"the origin's answer for bytes {start}-{end - 1} ended short")
+        return b"".join(output), size
+
+
+async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes]) -> bytes:
+    """The output of a group asked for in one request of several ranges: each batch out of its piece
+    (which starts at the batch's lo; a Run has a piece a range), and the bytes between batches as they
+    are. A batch of thousands of tiny ranges (about 1 µs each) is cut in a worker thread: the loop then
+    waits at most for one such cut (the GIL), not for all of them. One thread for all cuts: several
+    would take turns at the GIL with the loop, each turn a wait."""
+    if len(pieces) == sum(b.j - b.i for b in group if not isinstance(b, bytes)) and \
+            not any(isinstance(b, bytes) for b in group):
+        return b"".join(pieces)  # (runs of) batches of one range each, nothing between them: the pieces as they are
+    out, next_piece = [], iter(pieces)
+    for element in group:
+        if not isinstance(element, extractor.Batch):
+            out.append(element)
+            continue
+        if isinstance(element, extractor.Run):  # a piece a range: its output, as it is
+            out += islice(next_piece, element.j - element.i)
+            continue
+        piece = next(next_piece)
+        if element.j - element.i == 1:  # one range: its piece is its output, as it is
+            out.append(piece)
+        elif element.j - element.i > CUT_IN_THREAD:
+            out.append(await asyncio.get_running_loop().run_in_executor(CUTTER, plan.cut, element, piece, element.lo))
+        else:
+            out.append(plan.cut(element, piece, element.lo))
+    return b"".join(out)

@@ -1,0 +1,44 @@
+"""Planned audio-only files kept between requests: a player's range requests read the moov from the
+origin once per file version."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import extractor
+from addon.origin_version import OriginVersion
+
+
+@dataclass
+class AudioFile:
+    """An MP4 to serve as a file: its plan, the origin's version it was planned from, our validators."""
+    plan: extractor.FilePlan
+    version: OriginVersion
+    etag: str
+    last_modified: str | None
+    headers: list[tuple[str, str]] = field(default_factory=list)  # the origin's, that hold for our bytes too
+
+
+class PlanCache:
+    """Planned files by (URL, validator, cut, gap), least recently used first out, bounded in bytes
+    (audio_only_file_cache)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.entries: OrderedDict[tuple, AudioFile] = OrderedDict()
+        self.used = 0
+
+    def get(self, key: tuple) -> AudioFile | None:
+        if (entry := self.entries.get(key)) is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple, entry: AudioFile) -> None:
+        if key in self.entries or entry.plan.memory > self.limit:
+            return
+        self.entries[key] = entry
+        self.used += entry.plan.memory
+        while self.used > self.limit:
+            _, old = self.entries.popitem(last=False)
+            self.used -= old.plan.memory
