@@ -4,12 +4,18 @@ A small moov (most files: a few hundred kilobytes for an hour) is planned in a w
 one goes to a process of its own: planning 64 MiB of tables takes seconds of bulk C loops (map,
 accumulate, bisect over millions of entries), each of which holds the GIL from start to end, so in a
 thread it would still stall every other client for a few hundred milliseconds at a time; and a
-process that exits returns all the memory the planning took to the system. Measured on 2 cores with a
-61 MiB moov of 8 million samples (tests/test_hostile.py): see the README's *Hostile files*.
+process that exits returns all the memory the planning took to the system (tests/test_hostile.py
+plans a 61 MiB moov of 8 million samples beside other clients; docs/speed.md has the figures).
 
 The processes come from a forkserver (a clean, single-threaded parent that has imported only the
 core), one per plan (max_tasks_per_child=1), at most two at once; a third big plan waits its turn.
 Each plan is submitted from a worker thread: submitting starts the process.
+
+The process is Linux's only: the forkserver start method (not on Windows), and /proc/<pid>/fd through
+which the process opens our unnamed temporary files (not on macOS or the BSDs). Elsewhere a big moov
+is planned in a worker thread as a small one is (IN_PROCESS): correct, but the GIL then holds the
+other clients back for a while at a time, and the memory the planning took stays with mitmproxy's
+process.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import hashlib
 import multiprocessing
 import os
+import sys
 import tempfile
 from array import array
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +36,7 @@ PROCESS_ABOVE = 4 << 20  # moov bytes from which a plan goes to a process
 PROCESSES = 2
 NICENESS = 10  # planning yields the cores to the proxy itself: others' requests first, the big plan after
 IDLE_SHUTDOWN = 5  # seconds without a process plan after which the planning processes exit
+IN_PROCESS = sys.platform.startswith("linux")  # big moovs planned in a process (Linux only: see above)
 
 
 class PlannerFailed(Exception):
@@ -94,7 +102,7 @@ class Planner:
     async def plan(self, request: extractor.PlanRequest, directory: str | None = None) -> extractor.Plan:
         """make_plan(request) off the loop. The caller hands the request over
         (AudioExtractor.pop_plan_request), so that nothing here keeps the moov while it is planned."""
-        if request.size < PROCESS_ABOVE:
+        if request.size < PROCESS_ABOVE or not IN_PROCESS:
             return await asyncio.to_thread(extractor.make_plan, request)
         holder, light = [request.moov], request._replace(moov=b"")
         del request
@@ -103,7 +111,7 @@ class Planner:
     async def plan_file(self, ftyp: bytes, holder: list[bytes], mdats, length: int, seek, gap: int,
                         moov_offset: int, directory: str | None = None) -> extractor.FilePlan:
         """extractor.plan_file off the loop; the moov handed over in `holder` (emptied here)."""
-        if len(holder[0]) < PROCESS_ABOVE:
+        if len(holder[0]) < PROCESS_ABOVE or not IN_PROCESS:
             return await asyncio.to_thread(extractor.plan_file, ftyp, holder.pop(), mdats, length, seek, gap, moov_offset)
         return await self.in_process(holder, directory, plan_file_in_process, ftyp, mdats, length, seek, gap,
                                      moov_offset)

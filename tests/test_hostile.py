@@ -281,6 +281,40 @@ def test_idle_planning_processes_exit(monkeypatch, tmp_path):
     asyncio.run(scenario())
 
 
+def test_without_linux_a_big_moov_is_planned_in_a_thread(monkeypatch, tmp_path):
+    """Where the planning process cannot run (no forkserver or /proc: not Linux), a big moov is planned
+    in a worker thread, as a small one is: the same plan, and no pool or process is made."""
+    import asyncio
+
+    import extractor
+    from addon import planner as planning
+
+    monkeypatch.setattr(planning, "PROCESS_ABOVE", 0)  # every moov would go to a process...
+    monkeypatch.setattr(planning, "IN_PROCESS", False)  # ...but there is none here
+    monkeypatch.setattr(planning.Planner, "_new_pool", staticmethod(lambda: pytest.fail("a pool was made")))
+    request = small_plan_request()
+
+    async def scenario():
+        planner = planning.Planner()
+        threads = []
+        to_thread = asyncio.to_thread
+
+        async def counted(function, *args):
+            threads.append(function)
+            return await to_thread(function, *args)
+
+        monkeypatch.setattr(planning.asyncio, "to_thread", counted)
+        try:
+            plan = await planner.plan(request, str(tmp_path))
+            assert planner.pool is None and threads == [extractor.make_plan]
+            expected = extractor.make_plan(request)
+            assert plan.head == expected.head and plan.ranges == expected.ranges
+        finally:
+            planner.close()
+
+    asyncio.run(scenario())
+
+
 def test_plans_that_start_together_share_one_pool(monkeypatch, tmp_path):
     """Two big plans asking for the pool at once (the first one, or the first after an idle shutdown)
     get the same pool: never more planning processes than PROCESSES, none that close() misses."""
