@@ -33,10 +33,9 @@ def read_origin_bodies_in_bigger_pieces() -> bool:
     """Let httpcore read an origin's answer up to ORIGIN_READ bytes at a time rather than 64 KiB.
 
     Why: every audio request's origin body is read by httpx, and each read passes through httpcore,
-    h11 and anyio with a timeout scope of its own: about 40 µs a read however big. Reading the 460 MB
-    of a streamed answer 64 KiB at a time cost more CPU than mitmproxy's own relaying of the whole
-    file (970 against 914 ms a GET, measured); 256 KiB at a time, 610 ms. httpx has no setting for
-    it: httpcore reads `READ_NUM_BYTES` (a class attribute, 64 KiB) of AsyncHTTP11Connection and
+    h11 and anyio with a timeout scope of its own, a cost a read however big. Read 64 KiB at a time,
+    a streamed answer took more CPU than mitmproxy's own relaying of the whole file; 256 KiB at a
+    time, about a third less (docs/speed.md). httpx has no setting for it: httpcore reads `READ_NUM_BYTES` (a class attribute, 64 KiB) of AsyncHTTP11Connection and
     AsyncHTTP2Connection, since httpcore 0.13 through 1.0.9. False when it is gone (reads stay
     64 KiB: slower, never wrong)."""
     try:

@@ -35,8 +35,8 @@ from addon.origin_version import MultiRangeRefused, OriginVersion, RangeRefused
 from extractor.mp4.toplevel import TopLevel, TopLevelReader
 
 # httpx logs a line per request at INFO and httpcore traces each step at DEBUG; mitmproxy's handler
-# takes every record its level lets through into its event log, an addon hook each: 91 requests of one
-# audio-only GET cost about 30 ms that way (measured), and flooded the log. Their warnings still show.
+# takes every record its level lets through into its event log, an addon hook each: the many requests
+# of one audio-only GET cost CPU that way, and flooded the log. Their warnings still show.
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 

@@ -82,7 +82,7 @@ class Planner:
         try:
             pool = self.pool or await self._pool()
             # Submitted from a thread: submit starts the planning process there and then (a fork by the
-            # forkserver, and a wait for its pid), which took 30-60 ms of the event loop, every client's.
+            # forkserver, and a wait for its pid): on the event loop, every client would wait for it.
             return await asyncio.wrap_future(await asyncio.to_thread(pool.submit, function, *args))
         except BrokenProcessPool as e:
             self.pool = None  # the next plan gets a new pool

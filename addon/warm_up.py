@@ -1,9 +1,9 @@
 """What the proxy does once, when it starts, so that the first client does not wait for it.
 
-Measured on the first audio-only GET after mitmdump started (a 460 MB file, nginx as the origin):
-about 40 ms of anyio importing its asyncio backend, on httpx's first request, and a 50 ms full
-garbage collection of the 100,000 objects mitmproxy and its addons made when starting, both on the
-event loop, so every other client waited too. Done at start instead, where no one waits: when the
+The first audio-only GET after mitmdump started paid for anyio importing its asyncio backend (on
+httpx's first request) and for a full garbage collection of the objects mitmproxy and its addons made
+when starting, both on the event loop, so every other client waited too (docs/speed.md has the
+figures). Done at start instead, where no one waits: when the
 script is loaded, before mitmproxy opens its ports (its running hooks come after that).
 """
 

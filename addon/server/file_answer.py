@@ -25,6 +25,7 @@ import tornado.iostream
 
 import extractor
 from addon import http_rules, record
+from addon.formats import BY_NAME
 from addon.origin_version import FETCH_ERRORS, RangeRefused
 from addon.server.job import SERVED_HEADER, Job, Services
 from addon.server.origin_groups import OriginGroups
@@ -38,6 +39,7 @@ WINDOW_LEAST = 2  # and at least, while there are more to make
 WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 REQUEST_CPU = 0.002  # seconds of our CPU an answer of MULTI_RANGES small ranges takes
 SMALL_GROUP = 256 << 10  # audio bytes of a request up to which its transfer is short beside that (body())
+MP4 = BY_NAME["mp4"]  # (a file answer is an MP4's: file_source.py)
 
 
 async def serve(sink: Sink, services: Services, job: Job, file: AudioFile) -> None:
@@ -48,7 +50,7 @@ async def serve(sink: Sink, services: Services, job: Job, file: AudioFile) -> No
     for name, value in file.headers:
         if not unchanged or name.lower() in http_rules.KEPT_IN_304:
             sink.add_header(name, value)
-    sink.set_header("Content-Type", "audio/mp4")
+    sink.set_header("Content-Type", MP4.output_type)
     sink.set_header("Accept-Ranges", "bytes")
     if file.last_modified:
         sink.set_header("Last-Modified", file.last_modified)
