@@ -3,13 +3,12 @@
 A packet is 188 bytes from its 0x47 sync byte; M2TS (Blu-ray, AVCHD) puts a 4-byte arrival
 timestamp before each, making 192. The filter looks at the few header bytes of every packet and
 at nothing else of the packets it drops: `header_codes` lifts those bytes out of a whole piece with
-strided slices and big-integer masks, so that one regular expression finds the packets to keep
-without a Python step per packet.
+strided slices and big-integer masks, so that bytes.find finds the packets to keep without a
+Python step per packet.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 
 SYNC = 0x47
@@ -18,63 +17,48 @@ NULL_PID = 0x1FFF
 PAT_PID = 0
 
 # Per packet, header_codes gives 4 bytes: 0x80; 0x40 | PID bits 12-8; PID bits 7-0; 0x20 if an
-# adaptation field is present | 0x10 if the byte where its flags would be has the PCR flag. No byte
-# but the first can be 0x80 when the second is 0x40-0x5F and the fourth below 0x40, so a match of
-# 0x80 0x4? .. can only start at a packet's first code byte.
+# adaptation field is present. No byte but the first can be 0x80 when the second is 0x40-0x5F and the
+# fourth 0x00 or 0x20, so a match of 0x80 0x4? .. can only start at a packet's first code byte.
 CODE = 4
 _WORDS = {TS_SIZE: TS_SIZE // 4, M2TS_SIZE: M2TS_SIZE // 4}
-
-
-def _repeat(unit: int, count: int) -> int:
-    return int.from_bytes(unit.to_bytes(4, "big") * count, "big")
-
-
 _masks: dict[tuple[int, int], int] = {}
 
 
 def _mask(unit: int, count: int) -> int:
+    """`unit` (4 bytes) repeated `count` times, as one integer."""
     key = (unit, count)
     mask = _masks.get(key)
     if mask is None:
         if len(_masks) > 32:
             _masks.clear()
-        mask = _masks[key] = _repeat(unit, count)
+        mask = _masks[key] = int.from_bytes(unit.to_bytes(4, "big") * count, "big")
     return mask
 
 
 def header_codes(buf, start: int, count: int, size: int) -> bytes | int:
-    """The codes of `count` packets of `size` bytes whose sync bytes are at buf[start::size], or the
-    index of the first packet whose sync byte is wrong.
+    """The codes of `count` packets of `size` bytes from buf[start:], or the index of the first packet
+    whose sync byte is wrong.
 
-    Bytes 0-3 and 4-7 of every packet come out in two strided copies of 4-byte words; their bits
-    are picked and put in place with big-integer masks and shifts: each step is one C loop over the
-    piece's headers, none a Python step per packet."""
+    Bytes 0-3 of every packet come out in one strided copy of 4-byte words; their bits are picked
+    and put in place with big-integer masks: each step is one C loop over the piece's headers, none a
+    Python step per packet."""
     words = memoryview(buf)[start : start + count * size].cast("I")
-    step, first = _WORDS[size], (size - TS_SIZE) // 4  # M2TS: the packet follows a 4-byte word
-    head = int.from_bytes(bytes(words[first::step]), "big")  # sync, PID (with 3 flags), control bits
+    first = (size - TS_SIZE) // 4  # M2TS: the packet follows a 4-byte word
+    head = int.from_bytes(bytes(words[first :: _WORDS[size]]), "big")  # sync, PID with 3 flags, control
     if head & _mask(0xFF000000, count) != _mask(0x47000000, count):
         syncs = bytes(buf[start + size - TS_SIZE : start + count * size : size])
         return len(syncs) - len(syncs.lstrip(b"G"))
-    flags = int.from_bytes(bytes(words[first + 1 :: step]), "big") & _mask(0x00100000, count)  # b5: the PCR flag
-    code = head & _mask(0x001FFF20, count) | flags >> 16 | _mask(0x80400000, count)
-    return code.to_bytes(count * CODE, "big")
+    return (head & _mask(0x001FFF20, count) | _mask(0x80400000, count)).to_bytes(count * CODE, "big")
 
 
 def pid_code(pid: int) -> bytes:
     return bytes((0x80, 0x40 | pid >> 8, pid & 0xFF))
 
 
-def code_pid(code: bytes) -> int:
-    return (code[1] & 0x1F) << 8 | code[2]
-
-
-def matcher(kept: set[int], pcr_only: set[int]) -> re.Pattern:
-    """Finds, in header codes, the packets of the kept PIDs, and those of the pcr_only PIDs that carry
-    an adaptation field whose flags say PCR (to be checked: the flags byte is only one when the
-    adaptation field is not empty)."""
-    choices = [re.escape(pid_code(p)) for p in sorted(kept)]
-    choices += [re.escape(pid_code(p)) + b"[\x30]" for p in sorted(pcr_only - kept)]
-    return re.compile(b"|".join(choices) if choices else b"(?!)")
+def needle(pid: int, pcr_only: bool = False) -> bytes:
+    """What header_codes gives for the packets of a PID; pcr_only: for those that carry an adaptation
+    field (whether it holds a PCR is for the caller to see: a few per video frame)."""
+    return pid_code(pid) + (b"\x20" if pcr_only else b"")
 
 
 def pid(packet, at: int = 0) -> int:
