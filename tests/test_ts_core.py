@@ -262,3 +262,44 @@ def test_seek_cuts_at_pes_boundaries_by_pts(start, end, tmp_path):
 def test_seek_past_the_end():
     with pytest.raises(SeekPastEnd):
         extract(tsmedia.make("h264_aac.ts").read_bytes(), ts_seek=SeekRange(60000, None, True))
+
+
+def two_packet_pmts(data: bytes) -> bytes:
+    """data with each PMT (ffmpeg's: one packet on PID 0x1000, pointer 0) made two packets long by a
+    240-byte private descriptor in its program_info, CRC made anew; continuity counted anew."""
+    out, cc = [], 0
+    for pid, p in tsmedia.packets(data):
+        if pid != 0x1000:
+            out.append(p)
+            continue
+        length = (p[6] & 0x0F) << 8 | p[7]
+        section = bytearray(p[5 : 5 + 3 + length - 4])
+        info = (section[10] & 0x0F) << 8 | section[11]
+        section[12 + info : 12 + info] = b"\x80\xf0" + bytes(range(240))
+        section[10:12] = (0xF000 | (info + 242)).to_bytes(2, "big")
+        section[1:3] = (0xB000 | (len(section) + 4 - 3)).to_bytes(2, "big")
+        payload = b"\x00" + bytes(section) + tsmedia.crc32_mpeg2(bytes(section)).to_bytes(4, "big")
+        payload += b"\xff" * (368 - len(payload))
+        for part, start in ((payload[:184], 0x40), (payload[184:], 0)):
+            out.append(bytes((0x47, start | 0x10, 0x00, 0x10 | cc)) + part)
+            cc = (cc + 1) & 15
+    return b"".join(out)
+
+
+def test_pmt_sections_spanning_two_packets(tmp_path):
+    src = tmp_path / "in.ts"
+    src.write_bytes(two_packet_pmts(tsmedia.make("h264_aac.ts").read_bytes()))
+    assert analyser_complaints(src) == ""
+    out, _ = extract(src.read_bytes(), piece=1000)
+    dst = tmp_path / "out.ts"
+    dst.write_bytes(out)
+    assert [s["codec_type"] for s in streams(dst)] == ["audio"]
+    assert audio_packets(dst) == audio_packets(src)
+    assert analyser_complaints(dst) == ""
+    # Each PMT leaves as two packets again, its descriptor kept, video gone, its CRC right.
+    pmt = [p for pid, p in tsmedia.packets(out) if pid == 0x1000]
+    assert len(pmt) == tsmedia.pid_counts(src.read_bytes())[0x1000] > 2
+    section = pmt[0][5:] + pmt[1][4:]
+    section = section[: 3 + ((section[1] & 0x0F) << 8 | section[2])]
+    assert tsmedia.crc32_mpeg2(section) == 0
+    assert bytes(range(240)) in section and b"\x1b\xe1\x00" not in section and b"\x0f\xe1\x01" in section
