@@ -75,9 +75,9 @@ def main() -> int:
     print(f"  curl -o audio.flv '{edge}/h264_aac.flv?ali_audio_only=1'   # only metadata and audio, chunked")
     print(f"  curl -o video.flv '{edge}/h264_aac.flv'                    # the origin's file, untouched")
     print(f"  curl -o live.flv  '{edge}/h264_aac.flv?ali_audio_only=1&live=1'  # paced like a live stream")
-    print(f"  curl -o audio.mp4 '{edge}/h264_aac.mp4?ali_audio_only=1'   # MP4: audio/mp4, moov and audio only")
+    print(f"  curl -o audio.mp4 '{edge}/h264_aac.mp4?ali_audio_only=1'   # MP4: audio/mp4, a file with a length and ranges")
     print(f"  curl -o late.m4a  '{edge}/moov_end.mp4?ali_audio_only=1'   # MP4 with the moov at the end")
-    print(f"  curl -o frag.mp4  '{edge}/frag_moof_base.mp4?ali_audio_only=1'  # fragmented MP4")
+    print(f"  curl -o frag.mp4  '{edge}/frag_moof_base.mp4?ali_audio_only=1'  # fragmented MP4, a file too")
     print("  ffprobe audio.flv; ffprobe audio.mp4; ls -l audio.flv video.flv")
     print("Ctrl-C stops.\n", flush=True)
 

@@ -1,6 +1,7 @@
 """The demo's page: every sample beside its audio-only self, in the browser's own players (MP4) and
-mpegts.js (FLV, from the npm registry through package.json), with the sizes and the share saved, a live
-FLV, and the seek parameters to try. Served by the demo's origin at `/`, through the proxy.
+mpegts.js (FLV, from the npm registry through package.json), with the sizes, the share saved and how the
+edge answers it (the formats table's answer kind, as the demo's origin serves ranges), a live FLV, and
+the seek parameters to try. Served by the demo's origin at `/`, through the proxy.
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from addon.formats import by_path  # noqa: E402
 from extractor import AudioExtractor  # noqa: E402
 from extractor.spool import TempFileSpool  # noqa: E402
 
 MPEGTS = ROOT / "node_modules" / "mpegts.js" / "dist" / "mpegts.js"
 SAMPLES = [  # (file, what it shows)
-    ("h264_aac.mp4", "MP4, moov first: served as a file (seek it)"),
+    ("h264_aac.mp4", "MP4, moov first"),
     ("moov_end.mp4", "MP4, moov at the end"),
     ("two_audio.mp4", "MP4, two audio tracks"),
     ("quicktime.mov", "QuickTime, with chapter and timecode tracks"),
-    ("frag_moof_base.mp4", "fragmented MP4: streamed"),
+    ("frag_moof_base.mp4", "fragmented MP4"),
     ("h264_aac.flv", "FLV, H.264 + AAC (mpegts.js)"),
     ("flv1_mp3.flv", "FLV, Sorenson Spark + MP3 (mpegts.js)"),
 ]
+# How the edge answers each answer kind (addon/formats.py), in words, with the defaults and an origin that
+# serves ranges with a validator (the demo's does).
+ANSWERED = {"file": "served as a file: a length and ranges (seek it)", "stream": "streamed: chunked, no length"}
 SEEKS = [("h264_aac.mp4", "start=2&end=4", "MP4 from 2 s to 4 s"),
          ("h264_aac.mp4", "start=60", "MP4 start past the end: the CDN's 400"),
          ("h264_aac.flv", "start=100000", "FLV from byte 100000")]
@@ -50,11 +55,12 @@ def render(media: Path) -> bytes:
     for name, what in SAMPLES:
         size = (media / name).stat().st_size
         audio = audio_size(media / name)
-        rows.append(f"""<tr><td><b>{html.escape(name)}</b><br>{html.escape(what)}</td>
+        answered = ANSWERED[by_path(name).answer]
+        rows.append(f"""<tr><td><b>{html.escape(name)}</b><br>{html.escape(what)}<br><i>{html.escape(answered)}</i></td>
 <td>{player(name, f"/{name}", "original")}<br>{size / 1000:.1f} kB</td>
 <td>{player(name, f"/{name}?ali_audio_only=1", "audio")}<br>{audio / 1000:.1f} kB, {1 - audio / size:.0%} saved
 <br><a href="/{name}?ali_audio_only=1">/{name}?ali_audio_only=1</a></td></tr>""")
-    live = f"""<tr><td><b>h264_aac.flv, live</b><br>paced in real time by the origin (mpegts.js)</td>
+    live = f"""<tr><td><b>h264_aac.flv, live</b><br>paced in real time by the origin (mpegts.js)<br><i>{ANSWERED["stream"]}</i></td>
 <td>{player("h264_aac.flv", "/h264_aac.flv?live=1", "original", live=True)}</td>
 <td>{player("h264_aac.flv", "/h264_aac.flv?ali_audio_only=1&live=1", "audio", live=True)}</td></tr>"""
     seeks = "".join(f'<li><a href="/{n}?ali_audio_only=1&{q}">/{n}?ali_audio_only=1&amp;{q}</a>: {html.escape(t)}</li>'

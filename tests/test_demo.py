@@ -30,6 +30,17 @@ def test_serve_demo_prints_a_url_that_gives_audio_only(tmp_path):
         assert page, "".join(lines)
         r = subprocess.run(["curl", "-sS", page[1]], capture_output=True, timeout=60)
         assert b"<h1>Audio-only edge</h1>" in r.stdout and b"h264_aac.flv?ali_audio_only=1" in r.stdout
+        # What the page says each sample gets is what the edge answers: a file has a length and ranges,
+        # a stream is chunked.
+        said = re.findall(r"<tr><td><b>([^<,]+)</b><br>[^<]*<br><i>([^<]+)</i>", r.stdout.decode())
+        assert len(said) >= 7, r.stdout.decode()
+        for name, answered in said:
+            head = subprocess.run(["curl", "-sS", "-I", f"{page[1]}{name}?ali_audio_only=1"], capture_output=True,
+                                  timeout=60).stdout.decode().lower()
+            as_file = "content-length:" in head and "accept-ranges: bytes" in head
+            as_stream = "transfer-encoding: chunked" in head
+            assert (as_file, as_stream) == ((True, False) if answered.startswith("served as a file") else (False, True)), \
+                (name, answered, head)
         urls = dict(re.findall(r"curl -o (\S+) +'([^']+ali_audio_only=1[^']*)'", "".join(lines)))
         assert {"audio.flv", "audio.mp4", "late.m4a", "frag.mp4"} <= set(urls)
         for name in ("audio.flv", "audio.mp4", "late.m4a", "frag.mp4"):
