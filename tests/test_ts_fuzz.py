@@ -8,7 +8,7 @@ import struct
 from hypothesis import given, settings, strategies as st
 
 import tsmedia
-from extractor import AudioExtractor, ExtractError
+from extractor import AudioExtractor, ExtractError, SeekRange
 from extractor.ts.filter import MAX_RESYNC
 
 KEPT_TYPES = {0x03, 0x04, 0x0F, 0x11, 0x1C, 0x2D, 0x2E, 0x81, 0x87, 0x15, 0x86}
@@ -101,3 +101,44 @@ def test_endless_garbage_is_refused_within_the_resync_budget():
     junk = bytes(range(256)).replace(b"G", b"g") * (2 * MAX_RESYNC // 256)
     out, error = run_core(REAL[: 20 * 188] + junk, [188 * 20] + [65536] * 40)
     assert error is not None and "found no 5 packets in a row" in str(error)
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(REAL) - 1), st.integers(0, 255)), max_size=4),
+       st.integers(0, 4000), st.one_of(st.none(), st.integers(1, 4000)), splits)
+def test_mutated_real_file_with_seeking(mutations, start, end, pieces):
+    data = bytearray(REAL)
+    for at, value in mutations:
+        if at - at % 188 not in TABLES:
+            data[at] = value
+    x = AudioExtractor(ts_seek=SeekRange(start, end if end is None or end > start else None, True))
+    out, pos = [], 0
+    try:
+        for n in pieces:
+            out += x.feed(bytes(data[pos : pos + n]))
+            pos += n
+        out += x.feed(bytes(data[pos:]))
+        out += x.finish()
+    except ExtractError:
+        pass
+    assert payload_pids(b"".join(out)) <= {0, 0x1000, 257}
+
+
+def test_memory_stays_bounded_on_a_long_input():
+    """Twenty copies of a file back to back, fed in 64 KiB pieces with the output thrown away: what the
+    filter holds does not grow with the input."""
+    import tracemalloc
+
+    one = tsmedia.make("h264_aac.ts").read_bytes()
+    x = AudioExtractor()
+    tracemalloc.start()
+    try:
+        for copy in range(20):
+            for at in range(0, len(one), 65536):
+                x.feed(one[at : at + 65536])
+            if copy == 1:
+                after_two = tracemalloc.get_traced_memory()[0]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held - after_two < 64 << 10
