@@ -26,10 +26,8 @@ from __future__ import annotations
 from ..errors import MalformedInput, NoAudio, SeekPastEnd, TruncatedInput
 from ..seek import SeekRange
 from . import packets as tsp
-from .psi import PAT_TABLE, PMT_TABLE, SectionReader, parse_pat, parse_pmt, rewrite_pmt, section_ok
-from .streams import is_hdmv, kind
+from .tables import AUDIO, DATA, PCR_ONLY, PRIVATE, PSI, Tables
 
-PSI, AUDIO, DATA, PRIVATE, PCR_ONLY = "psi", "audio", "data", "private", "pcr"
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
 PCR_SPACING = 100 * 27000  # 13818-1's longest gap between PCRs: 100 ms of the 27 MHz clock
 RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
@@ -49,27 +47,33 @@ class TsAudioFilter:
         self.bytes_in = self.bytes_out = 0
         self.packets = self.audio_packets = self.kept_packets = 0
         self.warnings: list[str] = []
-        self.programs: dict[int, int] = {}  # program_number -> PMT PID (the PAT)
-        self.pmts: dict[tuple[int, int], object] = {}  # (PMT PID, program_number) -> psi.Pmt
+        self.tables = Tables(self._warn)
         self.first_pts: dict[int, int] = {}  # timing: PID -> first and last PTS of its PES
         self.last_pts: dict[int, int] = {}
-        self._raw_pmts: dict[tuple[int, int], bytes] = {}
-        self._known: dict[bytes, object] = {}  # see _parsed
-        self._readers: dict[int, SectionReader] = {}
         self._continuity: dict[int, int] = {}  # PIDs whose packets we make: the last counter sent
         self._last_pcr: dict[int, int] = {}  # PID -> the last PCR sent, and the last seen
         self._seen_pcr: dict[int, int] = {}
         self._carry = bytearray()  # a packet cut by the piece's end, or the bytes searched for sync
         self._hunting = False
+        self._lost_at = 0  # input offset where sync was lost
         self._carry_at = 0  # input offset of _carry[0]
         self._origin: int | None = None  # seeking: the first audio PTS
         self._state: dict[int, str] = {}  # seeking: PID -> "wait", "on", "off"
         self._private: dict[int, bool] = {}  # private stream PID -> whether its current PES is audio
         self._ended = False
-        self._roles: dict[int, str] = {}
         self._rebuild()
 
     # -- the sans-IO interface (as FlvAudioFilter) ----------------------------------------------
+
+    @property
+    def programs(self) -> dict[int, int]:
+        """program_number -> PMT PID, as the PAT says."""
+        return self.tables.programs
+
+    @property
+    def pmts(self) -> dict:
+        """(PMT PID, program_number) -> psi.Pmt, the last version of each."""
+        return self.tables.pmts
 
     in_metadata = False
     metadata_start = None  # a TS holds nothing back but a section (1 KiB at most)
@@ -113,8 +117,8 @@ class TsAudioFilter:
                 if found is None:
                     return
                 rest = bytes(self._carry[found:])
-                self.warnings.append(f"lost packet sync at byte {self._lost_at}; found again at byte "
-                                     f"{self._carry_at + found} ({self._carry_at + found - self._lost_at} bytes skipped)")
+                self._warn(f"lost packet sync at byte {self._lost_at}; found again at byte "
+                           f"{self._carry_at + found} ({self._carry_at + found - self._lost_at} bytes skipped)")
                 at, self._hunting = self._carry_at + found, False
                 self._carry.clear()
                 view, pos, end = memoryview(rest), 0, len(rest)
@@ -149,22 +153,15 @@ class TsAudioFilter:
         self._carry = bytearray(held)
 
     def _find_sync(self) -> int | None:
-        """Offset in _carry of a packet start followed by RESYNC_PACKETS sync bytes one packet apart
-        (the first byte is skipped: it is where sync was lost)."""
-        buf, size, want = self._carry, self.size, b"G" * RESYNC_PACKETS
-        span = (RESYNC_PACKETS - 1) * size + 1
-        i = buf.find(b"G", self.prefix + 1)
-        while i != -1 and i + span <= len(buf):
-            if buf[i : i + span : size] == want:
-                return i - self.prefix
-            i = buf.find(b"G", i + 1)
-        # Keep the candidate not yet checkable (or nothing) at the position the next search starts from.
-        drop = max(0, (len(buf) if i == -1 else i) - self.prefix - 1)
-        if self._carry_at + drop - self._lost_at > MAX_RESYNC:
+        """Offset in _carry where packets start again, or None (what cannot hold the start is let go)."""
+        found, unneeded = tsp.find_sync(self._carry, self.size, RESYNC_PACKETS)
+        if found is not None:
+            return found
+        if self._carry_at + unneeded - self._lost_at > MAX_RESYNC:
             raise MalformedInput(f"lost packet sync at byte {self._lost_at} and found no {RESYNC_PACKETS} packets "
                                  f"in a row in the {MAX_RESYNC} bytes after it: not MPEG-TS from there on")
-        del buf[:drop]
-        self._carry_at += drop
+        del self._carry[:unneeded]
+        self._carry_at += unneeded
         return None
 
     def _block(self, buf, start: int, count: int, out: list) -> int:
@@ -227,59 +224,24 @@ class TsAudioFilter:
         tables changed."""
         sync = at + self.prefix
         payload = bytes(buf[sync + tsp.payload_start(buf, sync) : sync + tsp.TS_SIZE])
-        sections = self._readers.setdefault(pid, SectionReader()).push(payload, bool(buf[sync + 1] & 0x40))
-        changed = False
+        changed, rewritten = self.tables.push(pid, payload, bool(buf[sync + 1] & 0x40))
         if pid == tsp.PAT_PID:
             out.append(buf[at : at + self.size])
             self.kept_packets += 1
-            for section in sections:
-                programs = self._parsed(section, pid, PAT_TABLE)
-                if programs is not None and programs != self.programs:
-                    self.programs = programs
-                    for key in [k for k in self.pmts if self.programs.get(k[1]) != k[0]]:
-                        del self.pmts[key], self._raw_pmts[key]
-                    changed = True
         else:
-            if pid in self._pcr_pids:
+            if pid in self.tables.pcr_pids:
                 self._on_pcr(buf, at, pid, out)
-            for section in sections:
-                parsed = self._parsed(section, pid, PMT_TABLE)
-                if parsed is None:
-                    continue  # other tables on a PMT PID are not the audio's business
-                pmt, rewritten = parsed
-                key = (pid, pmt.program)
-                if self._raw_pmts.get(key) != section:
-                    self._raw_pmts[key], self.pmts[key] = section, pmt
-                    changed = True
-                self._send_section(rewritten, buf, at, pid, out)
+            if rewritten:
+                # Back to back in one run of packets, as they came: a run each could make a packet
+                # of many small sections many packets.
+                self._send_section(b"".join(rewritten), buf, at, pid, out)
         if changed:
             self._rebuild()
         return changed
 
-    def _parsed(self, section: bytes, pid: int, table: int):
-        """A PAT section's programs, or a PMT section's (Pmt, rewritten section); None when the section
-        is another table or fails its CRC. Muxers repeat the same sections many times a second: each
-        is checked, read and rewritten once."""
-        if section[0] != table:
-            return None
-        done = self._known.get(section)
-        if done is not None:
-            return done
-        if not section_ok(section):
-            if len(self.warnings) < MAX_WARNINGS:
-                self.warnings.append(f"section with table_id 0x{section[0]:02x} on PID {pid} fails its CRC: ignored")
-            return None
-        if table == PAT_TABLE:
-            done = parse_pat(section)
-        else:
-            pmt = parse_pmt(section)
-            hdmv = is_hdmv(pmt)
-            keep = {s.pid for s in pmt.streams if kind(s, hdmv) in (AUDIO, DATA, PRIVATE)}
-            done = (pmt, rewrite_pmt(section, keep))
-        if len(self._known) > 64:
-            self._known.clear()
-        self._known[section] = done
-        return done
+    def _warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
 
     def _send_section(self, section: bytes, buf, at: int, pid: int, out: list) -> None:
         sync = at + self.prefix
@@ -314,8 +276,8 @@ class TsAudioFilter:
         if role is PRIVATE:
             if unit_start:
                 start = sync + tsp.payload_start(buf, sync)
-                self._private[pid] = (start + 4 <= sync + tsp.TS_SIZE and bytes(buf[start : start + 3]) == b"\x00\x00\x01"
-                                      and buf[start + 3] in AUDIO_STREAM_IDS)
+                pes = bytes(buf[start : min(start + 4, sync + tsp.TS_SIZE)])
+                self._private[pid] = pes[:3] == b"\x00\x00\x01" and len(pes) == 4 and pes[3] in AUDIO_STREAM_IDS
             if not self._private.get(pid):
                 return
             role = AUDIO
@@ -349,25 +311,13 @@ class TsAudioFilter:
         if state == "on" and self.seek.end is not None and ticks >= self.seek.end * 90:
             state = "off"
         self._state[pid] = state
-        audio = [p for p, r in self._roles.items() if r is AUDIO or self._private.get(p)]
+        audio = [p for p, r in self.tables.roles.items() if r is AUDIO or self._private.get(p)]
         if state == "off" and audio and all(self._state.get(p) == "off" for p in audio):
             self._ended = True  # every audio stream is past the end: nothing more goes out
 
     def _rebuild(self) -> None:
-        """Roles of the PIDs and the pattern that finds them, from the PAT and PMTs."""
-        roles = {tsp.PAT_PID: PSI}
-        roles.update((pmt_pid, PSI) for pmt_pid in self.programs.values())
-        for pmt in self.pmts.values():
-            hdmv = is_hdmv(pmt)
-            for stream in pmt.streams:
-                role = kind(stream, hdmv)
-                if role in (AUDIO, DATA, PRIVATE) and stream.pid not in roles:
-                    roles[stream.pid] = {"audio": AUDIO, "data": DATA, "private": PRIVATE}[role]
-        self._pcr_pids = {pmt.pcr_pid for pmt in self.pmts.values() if pmt.pcr_pid != tsp.NULL_PID}
-        for pid in self._pcr_pids - roles.keys():
-            roles[pid] = PCR_ONLY
-        self._roles = roles
+        """What finds the packets of each PID that matters, from the tables."""
         # With timing or seeking, each kept packet is looked at; else they pass in runs untouched.
         self._passed = () if self.timing else (AUDIO, DATA)
-        self._needles = [(tsp.needle(pid, role is PCR_ONLY), pid, role) for pid, role in sorted(roles.items())]
-        self._readers = {p: r for p, r in self._readers.items() if roles.get(p) is PSI}
+        roles = sorted(self.tables.roles.items())
+        self._needles = [(tsp.needle(pid, role is PCR_ONLY), pid, role) for pid, role in roles]

@@ -61,8 +61,19 @@ def needle(pid: int, pcr_only: bool = False) -> bytes:
     return pid_code(pid) + (b"\x20" if pcr_only else b"")
 
 
-def pid(packet, at: int = 0) -> int:
-    return (packet[at + 1] & 0x1F) << 8 | packet[at + 2]
+def find_sync(buf: bytearray, size: int, run: int) -> tuple[int | None, int]:
+    """(offset in buf of a packet followed by `run` sync bytes one packet apart, None if none yet;
+    how many bytes at buf's start cannot hold such a packet). buf's first byte is where sync was
+    lost: the search starts after it."""
+    prefix, want = size - TS_SIZE, b"G" * run
+    span = (run - 1) * size + 1
+    i = buf.find(b"G", prefix + 1)
+    while i != -1 and i + span <= len(buf):
+        if buf[i : i + span : size] == want:
+            return i - prefix, 0
+        i = buf.find(b"G", i + 1)
+    # What stays: the candidate not yet checkable, put where the next search starts from.
+    return None, max(0, (len(buf) if i == -1 else i) - prefix - 1)
 
 
 def payload_start(packet, at: int = 0) -> int:

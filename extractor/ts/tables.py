@@ -1,0 +1,92 @@
+"""The PAT and PMTs a TS filter has read, and what each PID is to the audio-only output.
+
+Muxers repeat the same sections many times a second (ffmpeg: every 100 ms): each distinct section is
+checked (CRC), read and rewritten once, then recognised by its bytes.
+"""
+
+from __future__ import annotations
+
+from .packets import NULL_PID, PAT_PID
+from .psi import PAT_TABLE, PMT_TABLE, Pmt, SectionReader, parse_pat, parse_pmt, rewrite_pmt, section_ok
+from .streams import is_hdmv, kind
+
+# What a PID is to the output.
+PSI, AUDIO, DATA, PRIVATE, PCR_ONLY = "psi", "audio", "data", "private", "pcr"
+KEPT_KINDS = {"audio": AUDIO, "data": DATA, "private": PRIVATE}
+MAX_KNOWN = 64  # distinct sections remembered (a PAT, a PMT per program, a version or two of each)
+
+
+class Tables:
+    def __init__(self, warn):
+        self.warn = warn  # called with a message for a section that fails its CRC
+        self.programs: dict[int, int] = {}  # program_number -> PMT PID (the PAT)
+        self.pmts: dict[tuple[int, int], Pmt] = {}  # (PMT PID, program_number) -> its PMT
+        self.roles: dict[int, str] = {PAT_PID: PSI}
+        self.pcr_pids: set[int] = set()
+        self._raw_pmts: dict[tuple[int, int], bytes] = {}
+        self._known: dict[bytes, object] = {}
+        self._readers: dict[int, SectionReader] = {}
+
+    def push(self, pid: int, payload: bytes, unit_start: bool) -> tuple[bool, list[bytes]]:
+        """A packet payload of a PSI PID: (whether the roles changed, the rewritten PMT sections it
+        completes)."""
+        sections = self._readers.setdefault(pid, SectionReader()).push(payload, unit_start)
+        changed, rewritten = False, []
+        for section in sections:
+            if pid == PAT_PID:
+                programs = self._parsed(section, pid, PAT_TABLE)
+                if programs is not None and programs != self.programs:
+                    self.programs = programs
+                    for key in [k for k in self.pmts if self.programs.get(k[1]) != k[0]]:
+                        del self.pmts[key], self._raw_pmts[key]
+                    changed = True
+                continue
+            parsed = self._parsed(section, pid, PMT_TABLE)
+            if parsed is None:
+                continue  # other tables on a PMT PID are not the audio's business
+            pmt, out = parsed
+            rewritten.append(out)
+            key = (pid, pmt.program)
+            if self._raw_pmts.get(key) != section:
+                self._raw_pmts[key], self.pmts[key] = section, pmt
+                changed = True
+        if changed:
+            self._assign_roles()
+        return changed, rewritten
+
+    def _parsed(self, section: bytes, pid: int, table: int):
+        """A PAT section's programs, or a PMT section's (Pmt, rewritten section); None when the section
+        is another table or fails its CRC."""
+        if section[0] != table:
+            return None
+        done = self._known.get(section)
+        if done is not None:
+            return done
+        if not section_ok(section):
+            self.warn(f"section with table_id 0x{section[0]:02x} on PID {pid} fails its CRC: ignored")
+            return None
+        if table == PAT_TABLE:
+            done = parse_pat(section)
+        else:
+            pmt = parse_pmt(section)
+            hdmv = is_hdmv(pmt)
+            done = (pmt, rewrite_pmt(section, {s.pid for s in pmt.streams if kind(s, hdmv) in KEPT_KINDS}))
+        if len(self._known) >= MAX_KNOWN:
+            self._known.clear()
+        self._known[section] = done
+        return done
+
+    def _assign_roles(self) -> None:
+        roles = {PAT_PID: PSI}
+        roles.update((pmt_pid, PSI) for pmt_pid in self.programs.values())
+        for pmt in self.pmts.values():
+            hdmv = is_hdmv(pmt)
+            for stream in pmt.streams:
+                role = KEPT_KINDS.get(kind(stream, hdmv))
+                if role and stream.pid not in roles:
+                    roles[stream.pid] = role
+        self.pcr_pids = {pmt.pcr_pid for pmt in self.pmts.values() if pmt.pcr_pid != NULL_PID}
+        for pid in self.pcr_pids - roles.keys():
+            roles[pid] = PCR_ONLY
+        self.roles = roles
+        self._readers = {p: r for p, r in self._readers.items() if roles.get(p) is PSI}
