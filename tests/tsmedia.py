@@ -151,6 +151,24 @@ def with_id3(data: bytes, pid: int = 258, audio_pid: int = 257) -> bytes:
     return b"".join(out)
 
 
+def splice_null() -> bytes:
+    """An SCTE-35 splice_info_section with a splice_null command, CRC made."""
+    section = bytes.fromhex("fc3011" "00" "0000000000" "00" "fff000" "00" "0000")
+    return section + struct.pack(">I", crc32_mpeg2(section))
+
+
+def with_scte35(data: bytes, pid: int = 258, every: int = 150) -> bytes:
+    """data with a packet carrying a splice_null section every `every` packets."""
+    out, cc = [], 0
+    for index, at in enumerate(range(0, len(data), 188)):
+        if index and index % every == 0:
+            payload = b"\x00" + splice_null()
+            out.append(bytes((0x47, 0x40 | pid >> 8, pid & 0xFF, 0x10 | cc)) + payload + b"\xff" * (184 - len(payload)))
+            cc = (cc + 1) & 15
+        out.append(data[at : at + 188])
+    return b"".join(out)
+
+
 def make(name: str) -> Path:
     """The named input, made if not cached yet."""
     path = CACHE / name
@@ -160,6 +178,11 @@ def make(name: str) -> Path:
         def id3(tmp):
             tmp.write_bytes(with_id3(bytes(retype_stream(bytearray(make("data.ts").read_bytes()), 0x06, 0x15, b"\x05\x04ID3 "))))
         return _write(path, id3)
+    if name == "scte35.ts":
+        def scte35(tmp):
+            tmp.write_bytes(with_scte35(bytes(retype_stream(bytearray(make("data.ts").read_bytes()), 0x06, 0x86,
+                                                           b"\x05\x04CUEI"))))
+        return _write(path, scte35)
     if name.startswith("hls/"):
         folder = CACHE / "hls"
         if not (folder / "index.m3u8").exists():
