@@ -133,7 +133,7 @@ def test_file_may_end_without_the_last_previous_tag_size():
 
 
 @pytest.mark.parametrize("data,error,message", [
-    (b"<html><body>", UnsupportedInput, "neither FLV nor MP4"),
+    (b"<html><body>", UnsupportedInput, "neither FLV, MP4 nor MPEG-TS"),
     (b"FLV\x01\x05\x00\x00\x00\x03\x00\x00\x00\x00", MalformedInput, "data offset of 3"),
     (flv(b"\xc8" + bytes(14)), MalformedInput, "reserved bits"),
     (b"", TruncatedInput, "empty"),
