@@ -15,6 +15,7 @@ from .flv import FlvAudioFilter
 from .mp4 import Mp4AudioFilter
 from .mp4.file import Batch, FilePlan, Run, SpanCutter, plan_file, plan_fragmented_file
 from .mp4.plan import Plan, PlanRequest, make_plan
+from .mp4.segment import SegmentFilter
 from .seek import SeekRange, parse_range
 from .ts import TsAudioFilter
 
@@ -39,13 +40,16 @@ class AudioExtractor:
     def __init__(self, max_header: int = DEFAULT_MAX_HEADER, spool_factory=None, max_spool: int = 0,
                  cdn_limits: bool = False, flv_seek: SeekRange | None = None, mp4_seek: SeekRange | None = None,
                  keep_video: bool = False, defer_plans: bool = False, replay_in_pieces: bool = False,
-                 ts_seek: SeekRange | None = None):
+                 ts_seek: SeekRange | None = None, segment_tracks=None):
         self.max_header = max_header
         self.defer_plans = defer_plans  # MP4: see plan_wanted
         self.replay_in_pieces = replay_in_pieces  # MP4: see backlog
         self.flv_seek = flv_seek  # FLV: the part of the input wanted (seek.py)
         self.mp4_seek = mp4_seek  # MP4: the time range wanted, in milliseconds
         self.ts_seek = ts_seek  # MPEG-TS: the time range wanted, in milliseconds (by_time), by audio PTS
+        # An fMP4 media segment (no moov of its own): the audio track IDs to keep, read from its init
+        # segment (mp4/segment.py). Without them an MP4 body is read as a whole file.
+        self.segment_tracks = tuple(segment_tracks or ())
         self.keep_video = keep_video  # the CDN's plain video seeking: cut, but keep the video
         self.cdn_limits = cdn_limits  # MP4: refuse the layouts the emulated CDN refuses
         self.spool_factory = spool_factory
@@ -83,7 +87,9 @@ class AudioExtractor:
 
     def _start(self, head, final: bool = False) -> None:
         kind = _detect.detect(head[: _detect.TS_NEEDED], final)
-        if kind == _detect.MP4:
+        if kind == _detect.MP4 and self.segment_tracks:
+            self._impl = SegmentFilter(self.segment_tracks, max_header=self.max_header)
+        elif kind == _detect.MP4:
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek,
                                         self.keep_video, self.defer_plans, self.replay_in_pieces)
         elif kind == _detect.TS:

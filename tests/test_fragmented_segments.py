@@ -214,3 +214,26 @@ def test_mangled_segments_give_clean_errors(presentations):
         except ExtractError as error:
             outcomes.add(type(error).__name__)
     assert "output" in outcomes and len(outcomes) > 2, outcomes
+
+
+def test_the_extractor_reads_a_segment_when_told_its_tracks(presentations):
+    """AudioExtractor (the addon's one entry to the core) takes a segment's track IDs and gives what the
+    segment filter gives; told none, it reads an MP4 body as a whole file, which a segment is not."""
+    import extractor
+
+    _, made = presentations
+    folder = made["fmp4"].parent
+    ids = audio_track_ids((folder / "init.mp4").read_bytes())
+    segment = sorted(folder.glob("media*.m4s"))[0].read_bytes()
+    ex, out, held = extractor.AudioExtractor(segment_tracks=ids), [], []
+    for pos in range(0, len(segment), 1000):
+        out += ex.feed(segment[pos : pos + 1000])
+        held.append(ex.metadata_start)
+    out += ex.finish()
+    assert ex.format == "mp4-segment"
+    assert b"".join(map(bytes, out)) == filtered(segment, ids)
+    assert any(h is not None for h in held)  # the moof (or sidx) is held whole before it goes out: a deadline counts
+    with pytest.raises(ExtractError):
+        whole = extractor.AudioExtractor()
+        whole.feed(segment)
+        whole.finish()

@@ -55,6 +55,15 @@ class SegmentFilter:
         self._copy_mdat = False  # the next mdat goes out whole (its moof went out unchanged)
         self._raw_index: dict[int, bytes] = {}  # id of a held Sidx -> its bytes as they came
 
+    @property
+    def metadata_start(self) -> int | None:
+        """Input offset of the moof or sidx being gathered (held whole before it can go out)."""
+        return self._box.start if self._state in ("moof", "sidx") else None
+
+    @property
+    def metadata_size(self) -> int | None:
+        return self._box.size if self._state in ("moof", "sidx") else None
+
     def feed(self, data) -> list:
         out: list = []
         view = memoryview(data)
