@@ -29,7 +29,7 @@ class Budgets:
         self.spool_limit = spool
         self.metadata_used = 0
         self.spool_used = 0
-        self.lock = threading.Lock()  # spools are written from worker threads too (stream.py)
+        self.lock = threading.Lock()  # spools are written from worker threads too (server/stream_answer.py)
 
     def reserve_metadata(self, size: int) -> None:
         cost = size * PLAN_COST
