@@ -47,10 +47,11 @@ class AudioOnly:
         self.origin = OriginClient()
         self.server = AudioServer(self.origin)
         self.router = AudioRouter(self.server)
+        self.requests = RequestRules()
         self.marks = Marks()
         # mitmproxy calls each part's hooks after this one's, in this order (the request rules decide
         # before the router routes).
-        self.addons = [RequestRules(), self.router, self.server, self.origin, self.marks]
+        self.addons = [self.requests, self.router, self.server, self.origin, self.marks]
         self.view = None  # the content view, while loaded
 
     def load(self, loader):
@@ -62,8 +63,11 @@ class AudioOnly:
         warm_up("load")
 
     def configure(self, updated):
+        # Once per configure (before the parts' own configure hooks), never per flow.
         if any(name.startswith("audio_only_") for name in updated):
+            self.requests.settings = request = options.request_settings(ctx.options)
             self.router.settings = options.settings(ctx.options, updated)
+            self.router.stream_passthrough = request.stream_passthrough
             options.limit(self.server.services, ctx.options)
 
     def running(self):

@@ -1,19 +1,22 @@
 """The addon's options, declared once as data, and the settings made of them at each configure.
 
-`OPTIONS` is what `mitmdump --options` lists (declare() adds them at load); `settings()` reads them
-once per configure, checks them (an OptionsError names the option) and makes the Settings every
-routed request is answered with, and `limit()` sets the limits shared across responses.
+`OPTIONS` is what `mitmdump --options` lists (declare() adds them at load). At each configure they are
+read once and checked (an OptionsError names the option): `request_settings()` makes what the request
+side decides with, `settings()` the Settings every routed request is answered with, and `limit()` sets
+the limits shared across responses. Nothing reads the options per flow.
 """
 
 from __future__ import annotations
 
 import collections.abc
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mitmproxy import exceptions
 from mitmproxy.utils import human
 
+from addon.cdn_config import HOST_PATTERN
 from addon.formats import SEEK_KEYS
 from addon.server.job import Services, Settings
 from extractor.errors import human_size
@@ -136,6 +139,20 @@ OPTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class RequestSettings:
+    """What the request side decides with (request_rules.py)."""
+    param: str  # audio_only_param
+    domains: tuple[str, ...]  # audio_only_domains, lowercase patterns
+    cdn: bool  # audio_only_compat=cdn
+    seek: bool  # audio_only_seek
+    plain_seek: bool  # audio_only_plain_seek
+    flv_seek_by_time: bool
+    seek_names: tuple[tuple[str, str], ...]  # (key of formats.SEEK_KEYS, the parameter's name)
+    origin_host: str  # audio_only_origin_host
+    stream_passthrough: bool  # audio_only_stream_passthrough (the router's, for what is not ours)
+
+
 def declare(loader) -> None:
     for option in OPTIONS:
         loader.add_option(option.name, option.type, option.default, option.help, choices=option.choices)
@@ -151,6 +168,21 @@ def size(options, name: str, minimum: int) -> int:
     if n < minimum:
         raise exceptions.OptionsError(f"{name}: {value!r} is below {human_size(minimum)}")
     return n
+
+
+def request_settings(options) -> RequestSettings:
+    if not options.audio_only_param:
+        raise exceptions.OptionsError("audio_only_param must not be empty")
+    domains = tuple(p.strip().lower() for p in options.audio_only_domains)
+    for p in domains:
+        if not HOST_PATTERN.match(p):
+            raise exceptions.OptionsError(f"audio_only_domains: {p!r} is not a host pattern")
+    return RequestSettings(
+        param=options.audio_only_param, domains=domains, cdn=options.audio_only_compat == "cdn",
+        seek=options.audio_only_seek, plain_seek=options.audio_only_plain_seek,
+        flv_seek_by_time=options.audio_only_flv_seek_by_time,
+        seek_names=tuple((key, getattr(options, f"audio_only_{key}")) for key in SEEK_KEYS),
+        origin_host=options.audio_only_origin_host, stream_passthrough=options.audio_only_stream_passthrough)
 
 
 def settings(options, updated) -> Settings:

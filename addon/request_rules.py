@@ -19,9 +19,9 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
-from addon import record
-from addon.cdn_config import HOST_PATTERN, ConfigError, ConfigFile
-from addon.formats import SEEK_KEYS
+from addon import options, record
+from addon.cdn_config import ConfigError, ConfigFile
+from addon.options import RequestSettings
 
 log = logging.getLogger("addon.audio_only")
 
@@ -61,18 +61,15 @@ class RequestRules:
     of the addon (AudioOnly.addons), before the router."""
 
     def __init__(self):
-        self.patterns: list[str] = ["*"]
+        self.settings: RequestSettings | None = None  # made at each configure (AudioOnly.configure)
         self.config: ConfigFile | None = None  # audio_only_config, when set
 
+    @property
+    def now(self) -> RequestSettings:
+        """The settings (made from the options here when no configure has run: a test harness)."""
+        return self.settings or options.request_settings(ctx.options)
+
     def configure(self, updated) -> None:
-        if "audio_only_param" in updated and not ctx.options.audio_only_param:
-            raise exceptions.OptionsError("audio_only_param must not be empty")
-        if "audio_only_domains" in updated:
-            patterns = [p.strip().lower() for p in ctx.options.audio_only_domains]
-            for p in patterns:
-                if not HOST_PATTERN.match(p):
-                    raise exceptions.OptionsError(f"audio_only_domains: {p!r} is not a host pattern")
-            self.patterns = patterns
         if "audio_only_config" in updated:
             try:
                 self.config = ConfigFile(ctx.options.audio_only_config) if ctx.options.audio_only_config else None
@@ -82,7 +79,7 @@ class RequestRules:
             keep_client_host()
 
     def in_domains(self, host: str) -> bool:
-        return any(fnmatch.fnmatchcase(host, p) for p in self.patterns)
+        return any(fnmatch.fnmatchcase(host, p) for p in self.now.domains)
 
     def host_enabled(self, host: str) -> bool:
         """Is audio extraction on for the host the client asked for (a hostname, lowercase)?
@@ -97,15 +94,16 @@ class RequestRules:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Take our parameters off the request and record in the flow's metadata what was asked for."""
         host = client_host(flow)
-        origin_host_for_reverse_mode(flow)
-        value, flow.request.path = split_param(flow.request.path, ctx.options.audio_only_param)
+        settings = self.now
+        origin_host_for_reverse_mode(flow, settings.origin_host)
+        value, flow.request.path = split_param(flow.request.path, settings.param)
         # The origin never sees our parameter, whatever its value.
         if value != "1" or not self.host_enabled(host):
             self.maybe_plain_seek(flow, host)
             return
         if flow.request.method.upper() not in ("GET", "HEAD"):
             return not_extracted(flow, f"only GET and HEAD are, not {flow.request.method}")
-        if ctx.options.audio_only_compat == "cdn" and "range" in flow.request.headers:
+        if settings.cdn and "range" in flow.request.headers:
             return not_extracted(flow, "the CDN does not extract audio for Range requests, so the origin's answer "
                                        "to the range passes through (audio_only_compat=cdn)")
         # The client's Range and conditionals stay on the request: our server answers them.
@@ -118,7 +116,7 @@ class RequestRules:
         if settings is not None:
             enabled = settings.seek.get("enable") == "on"
         else:
-            enabled = ctx.options.audio_only_plain_seek and self.in_domains(host)
+            enabled = self.now.plain_seek and self.in_domains(host)
         if not enabled:
             return
         names = set(self.seek_settings(host)[2].values())
@@ -129,8 +127,9 @@ class RequestRules:
     def seek_settings(self, host: str) -> tuple[bool, bool, dict[str, str]]:
         """(seeking on, FLV by time, parameter names) for a host: the configuration's video_seek when it
         names the host, else the options."""
-        names = {k: getattr(ctx.options, f"audio_only_{k}") for k in SEEK_KEYS}
-        enabled, by_time = ctx.options.audio_only_seek, ctx.options.audio_only_flv_seek_by_time
+        now = self.now
+        names = dict(now.seek_names)
+        enabled, by_time = now.seek, now.flv_seek_by_time
         settings = self.config.for_host(host) if self.config is not None else None
         if settings is not None and settings.seek:
             enabled = settings.seek.get("enable", "on" if enabled else "off") == "on"
@@ -166,7 +165,7 @@ def keep_client_host() -> None:
         ctx.options.keep_host_header = True
 
 
-def origin_host_for_reverse_mode(flow: http.HTTPFlow) -> None:
+def origin_host_for_reverse_mode(flow: http.HTTPFlow, origin_host: str) -> None:
     """Reverse mode: give the origin the Host audio_only_origin_host says (see keep_client_host)."""
-    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) and ctx.options.audio_only_origin_host == "origin":
+    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) and origin_host == "origin":
         flow.request.host_header = url.hostport(flow.request.scheme, flow.request.host, flow.request.port)

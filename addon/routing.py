@@ -32,6 +32,7 @@ class AudioRouter:
     def __init__(self, server: AudioServer):
         self.server = server
         self.settings: Settings | None = None  # made at each configure (AudioOnly.configure)
+        self.stream_passthrough = True  # audio_only_stream_passthrough (AudioOnly.configure)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
@@ -66,7 +67,8 @@ class AudioRouter:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         rec = record.of(flow)
         if not (rec and "client" in rec):
-            stream_passthrough(flow)
+            if self.stream_passthrough:
+                stream_passthrough(flow)
             return
         # Our server's answer: show (mitmweb, the log) where the request was for, as the client sent it.
         client = record.ClientTarget(*rec["client"])
@@ -104,7 +106,7 @@ class AudioRouter:
 
 def stream_passthrough(flow: http.HTTPFlow) -> None:
     """A CDN edge never holds a whole video in memory: stream what we pass on untouched."""
-    if not ctx.options.audio_only_stream_passthrough or flow.response.stream:
+    if flow.response.stream:
         return
     length = flow.response.headers.get("content-length", "")
     big = int(length) > STREAM_PASSTHROUGH_ABOVE if length.isdigit() else False
