@@ -201,3 +201,19 @@ def test_marks_comments_and_the_summary(caplog):
         caplog.set_level("INFO")
         addon.marks.done()
         assert "audio-only: 1 responses extracted, 1 passed through, 1 failed; 460.3 MB -> 10.0 MB" in caplog.text
+
+
+def test_a_flows_record_is_saved_with_it():
+    """The flow's record (addon/record.py) is plain values: mitmproxy saves flows with their metadata
+    (`-w`, mitmweb's save, as tnetstring), and reading them back gives the record, its outcome and its
+    client target."""
+    from mitmproxy.io import tnetstring
+
+    addon = routing_addon()
+    with taddons.context(addon):
+        f = routed_answer(addon, "HTTP/1.1")
+        record.conclude(f.metadata["audio_only"], record.EXTRACTED, format="flv", bytes_in=10, bytes_out=5)
+        state = tnetstring.loads(tnetstring.dumps(f.get_state()))["metadata"]["audio_only"]
+        assert state["outcome"] == record.EXTRACTED and state["served"] == "stream" and state["bytes_out"] == 5
+        assert record.ClientTarget(*state["client"]) == record.ClientTarget("http", "example.com", 22, "example.com",
+                                                                            "HTTP/1.1")
