@@ -296,9 +296,11 @@ def test_pmt_sections_spanning_two_packets(tmp_path):
     assert [s["codec_type"] for s in streams(dst)] == ["audio"]
     assert audio_packets(dst) == audio_packets(src)
     assert analyser_complaints(dst) == ""
-    # Each PMT leaves as two packets again, its descriptor kept, video gone, its CRC right.
+    # Each PMT copy kept leaves as two packets again, its descriptor kept, video gone, its CRC right.
     pmt = [p for pid, p in tsmedia.packets(out) if pid == 0x1000]
-    assert len(pmt) == tsmedia.pid_counts(src.read_bytes())[0x1000] > 2
+    starts = [p for p in pmt if p[1] & 0x40]
+    assert len(pmt) == 2 * len(starts) and len(starts) > 2
+    assert all(pmt[i][1] & 0x40 and not pmt[i + 1][1] & 0x40 for i in range(0, len(pmt), 2))
     section = pmt[0][5:] + pmt[1][4:]
     section = section[: 3 + ((section[1] & 0x0F) << 8 | section[2])]
     assert tsmedia.crc32_mpeg2(section) == 0
@@ -320,3 +322,60 @@ def test_scte35_sections_pass_as_they_came(tmp_path):
     dst.write_bytes(out)
     assert [s.get("codec_type") for s in streams(dst)] == ["audio", None]  # ffprobe gives no type for it
     assert audio_packets(dst) == audio_packets(src)
+
+
+def packet_times(data: bytes) -> list[float | None]:
+    """Each packet's time in seconds by 13818-1's definition (§2.4.2.2: a byte's arrival time is
+    interpolated between the PCRs around it by its position), from the tests' own walker; before the
+    first PCR and after the last, the rate of the first or last two goes on. One timebase only."""
+    found = [(index, value) for index, (pid, p) in enumerate(tsmedia.packets(data))
+             if p[3] & 0x20 and p[4] >= 7 and p[5] & 0x10
+             for value in [(int.from_bytes(p[6:11], "big") >> 7) * 300 + ((p[10] & 1) << 8 | p[11])]]
+    assert len(found) > 2 and all(v1 > v0 for (_, v0), (_, v1) in zip(found, found[1:]))
+    count, times = len(data) // 188, []
+    pairs = list(zip(found, found[1:]))
+    k = 0
+    for i in range(count):
+        while k < len(pairs) - 1 and i > pairs[k][1][0]:
+            k += 1
+        (i0, v0), (i1, v1) = pairs[k]
+        times.append((v0 + (v1 - v0) * (i - i0) / (i1 - i0)) / 27e6)
+    return times
+
+
+def as_m2ts(data: bytes, times: list[float]) -> bytes:
+    """The TS as M2TS, each packet's 4-byte prefix its arrival time (27 MHz, 30 bits) as `times` say."""
+    return b"".join((round(t * 27e6) & 0x3FFFFFFF).to_bytes(4, "big") + data[i * 188 : i * 188 + 188]
+                    for i, t in enumerate(times))
+
+
+@pytest.mark.parametrize("name,pcr_on", [("h264_aac.ts", "video"), ("audio_only.ts", "audio"), ("two_audio.ts", "video")])
+def test_pat_and_pmt_copies_are_thinned_to_one_per_0_5_s(name, pcr_on, tmp_path):
+    """A muxer repeating its PAT and PMT every few packets; its packets given their PCR time (the tests'
+    own) as M2TS arrival times, which the copies the filter makes keep, so each output copy says when
+    its input copy came. Kept: the first copy, then at most 0.5 s apart (DVB's TR 101 290 limit), and far
+    fewer than came; ffmpeg reads the result without a complaint."""
+    data = tsmedia.with_dense_psi(tsmedia.make(name).read_bytes(), every=12)
+    types = tsmedia.pmt_streams(data)[0x1000]
+    assert {"video" if types[pid] == 0x1B else "audio" for pid, _ in pcrs(data)} == {pcr_on}
+    src = tmp_path / "in.m2ts"
+    src.write_bytes(as_m2ts(data, packet_times(data)))
+    assert analyser_complaints(src) == ""
+    out, _ = extract(src.read_bytes(), piece=1000)
+    dst = tmp_path / "out.m2ts"
+    dst.write_bytes(out)
+    assert analyser_complaints(dst) == ""
+    assert audio_packets(dst) == audio_packets(src)
+
+    def copies(m2ts: bytes, pid: int) -> list[tuple[float, bytes]]:
+        return [(int.from_bytes(m2ts[at : at + 4], "big") / 27e6, m2ts[at + 4 : at + 192])
+                for at in range(0, len(m2ts), 192) if (m2ts[at + 5] & 0x1F) << 8 | m2ts[at + 6] == pid]
+
+    for pid in (0, 0x1000):
+        came, kept = copies(src.read_bytes(), pid), copies(out, pid)
+        assert kept[0][0] == came[0][0]
+        if pid == 0:
+            assert {p[4:] for _, p in kept} == {p[4:] for _, p in came}  # the PAT as it came
+        times = [t for t, _ in kept] + [came[-1][0]]  # up to the input's last copy
+        assert max(b - a for a, b in zip(times, times[1:])) <= 0.5
+        assert len(came) > 2 * len(kept) > 2 * 4

@@ -252,3 +252,22 @@ def pmt_streams(data: bytes, size: int = 188) -> dict[int, dict[int, int]]:
             out[pid] = streams
     return out
 
+
+
+def with_dense_psi(data: bytes, every: int = 4) -> bytes:
+    """data with a copy of the last PAT and PMT packets (single-packet sections, as ffmpeg writes them)
+    after every `every` packets, their continuity counters counted on: a muxer that repeats its tables
+    far more often than 13818-1 or DVB ask."""
+    out, last, cc = [], {}, {}
+    for index, (pid, p) in enumerate(packets(data)):
+        if pid in (0, 0x1000):
+            last[pid] = p
+            cc[pid] = p[3] & 0x0F
+        out.append(p)
+        if index % every == every - 1:
+            for table in (0, 0x1000):
+                if table in last:
+                    cc[table] = (cc[table] + 1) & 0x0F
+                    q = last[table]
+                    out.append(q[:3] + bytes((q[3] & 0xF0 | cc[table],)) + q[4:])
+    return b"".join(out)

@@ -1,4 +1,6 @@
 """The streaming MPEG-TS filter: PAT kept, PMTs rewritten, audio and timed metadata kept, video dropped.
+The PAT and PMTs go out as sections in packets of our own (their continuity counted anew), only as
+many copies as players need (repeats.py).
 
 Pieces of any size go in; whole packets come out as soon as they are in. Per piece, the packets'
 header bytes are lifted out in bulk (packets.header_codes) and a bytes.find per PID that matters
@@ -13,7 +15,11 @@ while this way the audio packets pass byte for byte, PCR values stay exactly as 
 them, and the PMT's PCR_PID stays true (13818-1 allows a PCR PID that carries no listed stream). A
 packet without payload does not advance the continuity counter (13818-1 §2.4.3.3), so all of them
 carry the counter of the first one. Video muxers send a PCR per frame or more often; only as many are
-kept as keep the gaps within 13818-1's 100 ms, which is what keeps the output near the audio's size.
+kept as keep the gaps within 13818-1's 100 ms. Those are the output's largest overhead (10 packets a
+second, a tenth of a 128 kbit/s AAC stream's packets). Carrying the PCR in the stuffing that audio
+packets already have instead saves nothing on ffmpeg's streams: only the last packet of each PES has
+such room, about one every 170 ms at 128 kbit/s, too rarely for gaps within 100 ms; and the PCR of a
+byte between two PCRs is known exactly only once the next PCR has come, so the audio would wait for it.
 
 Seeking (start/end in ms, by PTS relative to the first audio PTS) cuts at PES boundaries: a PES is
 kept when its PTS lies in [start, end). Cutting inside a PES at frame level would mean parsing each
@@ -26,6 +32,7 @@ from __future__ import annotations
 from ..errors import MalformedInput, NoAudio, SeekPastEnd, TruncatedInput
 from ..seek import SeekRange
 from . import packets as tsp
+from .repeats import PsiRepeats
 from .tables import AUDIO, DATA, PCR_ONLY, PRIVATE, PSI, Tables
 
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
@@ -33,6 +40,7 @@ PCR_SPACING = 100 * 27000  # 13818-1's longest gap between PCRs: 100 ms of the 2
 RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
 MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
 PTS_WRAP = 1 << 33
+CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
 
 
@@ -48,6 +56,9 @@ class TsAudioFilter:
         self.packets = self.audio_packets = self.kept_packets = 0
         self.warnings: list[str] = []
         self.tables = Tables(self._warn)
+        self.repeats = PsiRepeats()  # which PAT/PMT copies go out (repeats.py), timed by _clock_pid's PCR
+        self._clock_pid: int | None = None
+        self._waiting_psi: dict[tuple[int, bytes], bytes] = {}  # seeking, before the start: the last sections
         self.first_pts: dict[int, int] = {}  # timing: PID -> first and last PTS of its PES
         self.last_pts: dict[int, int] = {}
         self._continuity: dict[int, int] = {}  # PIDs whose packets we make: the last counter sent
@@ -176,10 +187,13 @@ class TsAudioFilter:
         self.packets += count
         first, run_start, run_end = 0, -1, -1
         while first is not None:
-            restart, passed = None, self._passed
+            restart, passed, clocked = None, self._passed, self._clocked
             for i, pid, role in self._find(code, first * tsp.CODE):
                 index = i >> 2  # CODE is 4
                 at = start + index * size
+                if role in clocked:  # a kept packet of the clock's PID with an adaptation field
+                    self._read_clock(buf, at + self.prefix)
+                    role = clocked[role]
                 if role in passed:
                     if at != run_end:
                         if run_end > 0:
@@ -224,17 +238,18 @@ class TsAudioFilter:
         tables changed."""
         sync = at + self.prefix
         payload = bytes(buf[sync + tsp.payload_start(buf, sync) : sync + tsp.TS_SIZE])
-        changed, rewritten = self.tables.push(pid, payload, bool(buf[sync + 1] & 0x40))
-        if pid == tsp.PAT_PID:
-            out.append(buf[at : at + self.size])
-            self.kept_packets += 1
-        else:
-            if pid in self.tables.pcr_pids:
-                self._on_pcr(buf, at, pid, out)
-            if rewritten:
-                # Back to back in one run of packets, as they came: a run each could make a packet
-                # of many small sections many packets.
-                self._send_section(b"".join(rewritten), buf, at, pid, out)
+        changed, sections = self.tables.push(pid, payload, bool(buf[sync + 1] & 0x40))
+        if pid in self.tables.pcr_pids:
+            self._on_pcr(buf, at, pid, out)
+        if self.seek and "on" not in self._state.values():
+            for section in sections:  # sent when the audio starts (_start_output)
+                self._waiting_psi[(pid, section[:1] + section[3:5] + section[6:7])] = section
+            sections = []
+        sections = [s for s in sections if self.repeats.wanted(pid, s)]
+        if sections:
+            # Back to back in one run of packets, as they came: a run each could make a packet of many
+            # small sections many packets.
+            self._send_section(b"".join(sections), pid, bytes(buf[at:sync]), out)
         if changed:
             self._rebuild()
         return changed
@@ -243,18 +258,30 @@ class TsAudioFilter:
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(message)
 
-    def _send_section(self, section: bytes, buf, at: int, pid: int, out: list) -> None:
-        sync = at + self.prefix
-        last = self._continuity.get(pid, (buf[sync + 3] - 1) & 0x0F)
-        made, self._continuity[pid] = tsp.section_packets(section, bytes(buf[sync + 1 : sync + 3]),
-                                                          bytes(buf[at:sync]), last)
+    def _send_section(self, section: bytes, pid: int, prefix: bytes, out: list) -> None:
+        """Sections as packets of their PID, counted on from the last we made (copies are left out)."""
+        made, self._continuity[pid] = tsp.section_packets(section, pid, prefix, self._continuity.get(pid, 15))
         out += made
         self.kept_packets += len(made)
+
+    def _start_output(self, prefix: bytes, out: list) -> None:
+        """Seeking: the first audio goes out; the PAT and PMTs last read go before it."""
+        waiting, self._waiting_psi = self._waiting_psi, {}
+        for (pid, _), section in waiting.items():
+            if self.repeats.wanted(pid, section):
+                self._send_section(section, pid, prefix, out)
+
+    def _read_clock(self, buf, sync: int) -> None:
+        value = tsp.pcr(buf, sync)
+        if value is not None:
+            self.repeats.now = value
 
     def _on_pcr(self, buf, at: int, pid: int, out: list) -> None:
         """A packet of a dropped PID that carries the PCR: sent as adaptation field only (see the top)."""
         sync = at + self.prefix
         value = tsp.pcr(buf, sync)
+        if value is not None and pid == self._clock_pid:
+            self.repeats.now = value
         if value is None or (self.seek and "on" not in self._state.values()):
             return
         last, previous = self._last_pcr.get(pid), self._seen_pcr.get(pid)
@@ -293,6 +320,8 @@ class TsAudioFilter:
             live = state == "on" or (state is None and role is DATA and "on" in self._state.values())
             if not live:
                 return
+            if self._waiting_psi:
+                self._start_output(bytes(buf[at:sync]), out)
         out.append(buf[at : at + self.size])
         self.kept_packets += 1
         self.audio_packets += role is AUDIO
@@ -321,3 +350,14 @@ class TsAudioFilter:
         self._passed = () if self.timing else (AUDIO, DATA)
         roles = sorted(self.tables.roles.items())
         self._needles = [(tsp.needle(pid, role is PCR_ONLY), pid, role) for pid, role in roles]
+        # The stream clock (repeats.py) is the PCR of one PID. When a kept stream carries it, that PID's
+        # packets with an adaptation field are found apart (as clocked roles) and their PCR read.
+        pcr_pids = self.tables.pcr_pids
+        self._clock_pid = min(pcr_pids) if pcr_pids else None
+        role = self.tables.roles.get(self._clock_pid)
+        self._clocked = {}
+        if role in (AUDIO, DATA, PRIVATE):
+            clocked = CLOCKED[role]
+            self._clocked[clocked] = role
+            self._needles = [(n + b"\x00", p, r) if p == self._clock_pid else (n, p, r) for n, p, r in self._needles]
+            self._needles.append((tsp.needle(self._clock_pid, True), self._clock_pid, clocked))

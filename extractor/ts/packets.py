@@ -102,16 +102,16 @@ def pcr_only_packet(packet, at: int, prefix: bytes, continuity: int) -> bytes:
     return prefix + head + bytes(packet[at + 6 : at + 12]) + b"\xff" * 176
 
 
-def section_packets(section: bytes, header: bytes, prefix: bytes, continuity: int) -> tuple[list[bytes], int]:
-    """A PSI section as packets of the PID whose header bytes 1-2 are `header` (pointer_field 0, stuffed
-    with 0xFF); returns them and the last continuity counter used."""
+def section_packets(section: bytes, pid: int, prefix: bytes, continuity: int) -> tuple[list[bytes], int]:
+    """PSI sections as packets of a PID (pointer_field 0, stuffed with 0xFF), counted on from
+    `continuity`; returns them and the last continuity counter used."""
     packets = []
     data = b"\x00" + section
     for at in range(0, len(data), 184):
         continuity = (continuity + 1) & 0x0F
         unit_start = 0x40 if at == 0 else 0
         chunk = data[at : at + 184]
-        packets.append(prefix + bytes((SYNC, header[0] & 0x1F | unit_start, header[1], 0x10 | continuity))
+        packets.append(prefix + bytes((SYNC, pid >> 8 | unit_start, pid & 0xFF, 0x10 | continuity))
                        + chunk + b"\xff" * (184 - len(chunk)))
     return packets, continuity
 

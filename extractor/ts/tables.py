@@ -28,13 +28,15 @@ class Tables:
         self._readers: dict[int, SectionReader] = {}
 
     def push(self, pid: int, payload: bytes, unit_start: bool) -> tuple[bool, list[bytes]]:
-        """A packet payload of a PSI PID: (whether the roles changed, the rewritten PMT sections it
-        completes)."""
+        """A packet payload of a PSI PID: (whether the roles changed, the sections it completes as they
+        go out: a PAT section as it came, a PMT section rewritten; those failing their CRC left out)."""
         sections = self._readers.setdefault(pid, SectionReader()).push(payload, unit_start)
         changed, rewritten = False, []
         for section in sections:
             if pid == PAT_PID:
                 programs = self._parsed(section, pid, PAT_TABLE)
+                if programs is not None:
+                    rewritten.append(section)
                 if programs is not None and programs != self.programs:
                     self.programs = programs
                     for key in [k for k in self.pmts if self.programs.get(k[1]) != k[0]]:
