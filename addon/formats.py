@@ -47,6 +47,10 @@ FORMATS = (
            "audio/mp4", "file", "moov or moof"),
     Format("flv", (".flv",), ("video/x-flv", "video/flv", "application/x-flv"), "video/x-flv", "stream", "script tag",
            seek_in_seconds=None),
+    # An audio-only TS is still MPEG-TS (HLS serves its audio-only segments so); its length is never
+    # known before the input ends, so it is always streamed, live or not.
+    Format("ts", (".ts", ".m2ts", ".mts"), ("video/mp2t", "video/vnd.dlna.mpeg-tts", "audio/mp2t"), "video/mp2t",
+           "stream", "PAT/PMT section"),
 )
 BY_NAME = {f.name: f for f in FORMATS}
 BY_EXTENSION = {ext: f for f in FORMATS for ext in f.extensions}

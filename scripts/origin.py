@@ -3,7 +3,8 @@
 Serves files from one folder at /NAME. Query parameters shape the answer, so a test can ask for
 each origin behaviour through the proxy:
   chunk=N      Transfer-Encoding: chunked, N bytes per chunk (default: Content-Length)
-  live=1       FLV paced in real time by tag timestamps, chunked, one chunk per tag
+  live=1       FLV paced in real time by tag timestamps, chunked, one chunk per tag; MPEG-TS paced by
+               its PCR, one chunk per run of packets from one PCR to the next
   die=N        announce the full length (or chunked), send N bytes, then drop the connection
   status=N     answer N with a short HTML body
   type=T       Content-Type T instead of the one guessed from the name
@@ -38,7 +39,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
-TYPES = {".flv": "video/x-flv", ".mp4": "video/mp4", ".m4a": "audio/mp4", ".mov": "video/quicktime"}
+TYPES = {".flv": "video/x-flv", ".mp4": "video/mp4", ".m4a": "audio/mp4", ".mov": "video/quicktime",
+         ".ts": "video/mp2t", ".m2ts": "video/mp2t", ".mts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl",
+         ".mpd": "application/dash+xml", ".m4s": "video/iso.segment", ".cmfa": "audio/mp4", ".cmfv": "video/mp4"}
 
 
 def flv_tags(data: bytes):
@@ -52,6 +55,24 @@ def flv_tags(data: bytes):
         end = offset + 11 + size + 4
         yield ts, data[offset:end]
         offset = end
+
+
+def ts_groups(data: bytes):
+    """(milliseconds, bytes): the packets of an MPEG-TS from each one that carries a PCR up to the next,
+    timed by that PCR from the first (the origin reads the PCR itself, as for FLV's tags)."""
+    first = start = 0
+    begin = None
+    for pos in range(0, len(data) - 187, 188):
+        # adaptation field present, long enough, with the PCR flag
+        if data[pos + 3] & 0x20 and data[pos + 4] >= 7 and data[pos + 5] & 0x10:
+            pcr = (int.from_bytes(data[pos + 6 : pos + 10], "big") << 1 | data[pos + 10] >> 7) // 90  # 90 kHz -> ms
+            if begin is None:
+                begin = pcr
+            elif pos > start:
+                yield first - begin, data[start:pos]
+                start = pos
+            first = pcr
+    yield (first - begin if begin is not None else 0), data[start:]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -317,14 +338,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
     def send_live(self, data: bytes, ctype: str):
-        """Each tag leaves at its timestamp, as an encoder would push it."""
+        """Each tag (or each run of TS packets) leaves at its time, as an encoder would push it."""
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         start = time.monotonic()
         try:
-            for ts, piece in flv_tags(data):
+            groups = ts_groups(data) if data[:1] == b"\x47" else flv_tags(data)
+            for ts, piece in groups:
                 if (delay := start + ts / 1000 - time.monotonic()) > 0:
                     time.sleep(delay)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))

@@ -38,7 +38,10 @@ class Sink:
         self._handler.set_status(status, reason)
 
     def add_header(self, name: str, value: str) -> None:
-        self._handler.add_header(name, value)
+        if name.lower() == "date":  # tornado sets one of its own: the origin's takes its place, never beside it
+            self._handler.set_header(name, value)
+        else:
+            self._handler.add_header(name, value)
 
     def set_header(self, name: str, value: str) -> None:
         self._handler.set_header(name, value)
