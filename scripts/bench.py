@@ -3,7 +3,7 @@
     scripts/bench [--quick] [--runs N]
 
 On the 10-minute 1280x720 30 fps H.264+AAC file (scripts/make-long-media) as moov-first MP4,
-moov-last MP4 and FLV, prints the median of N runs of:
+moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
   1. the core in-process: input throughput;
   2. python -m extractor IN OUT against ffmpeg -i IN -vn -c:a copy OUT;
   3. GETs through mitmdump on 127.0.0.1, by path: streamed passthrough (stream_large_bodies=1m),
@@ -37,7 +37,7 @@ from extractor.spool import TempFileSpool  # noqa: E402
 from helpers import Proxy, flv_tags, free_port, http_get, http_stream  # noqa: E402
 from origin import Origin  # noqa: E402
 
-FILES = {"MP4 moov first": "long.mp4", "MP4 moov last": "long_moov_end.mp4", "FLV": "long.flv"}
+FILES = {"MP4 moov first": "long.mp4", "MP4 moov last": "long_moov_end.mp4", "FLV": "long.flv", "MPEG-TS": "long.ts"}
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 LOGS = Path(tempfile.mkdtemp(prefix="audio-only-bench-"))
 
@@ -51,15 +51,15 @@ def median(xs):
     return statistics.median(xs)
 
 
-def core_throughput(path: Path, runs: int) -> float:
+def core_throughput(path: Path, runs: int, piece: int = 65536) -> float:
     data = path.read_bytes()
     view = memoryview(data)
     times = []
     for _ in range(runs):
         x = AudioExtractor(spool_factory=TempFileSpool, max_spool=1 << 40)
         start = time.perf_counter()
-        for i in range(0, len(data), 65536):
-            b"".join(x.feed(view[i : i + 65536]))
+        for i in range(0, len(data), piece):
+            b"".join(x.feed(view[i : i + piece]))
         x.finish()
         times.append(time.perf_counter() - start)
     return len(data) / median(times)
@@ -240,11 +240,12 @@ def main() -> None:
           f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
           f"Python {platform.python_version()}, {mitm_version}; median of {runs} run(s)")
     size = (media / "long.mp4").stat().st_size
-    print(f"Input: 10 min 1280x720 30 fps H.264 + AAC, {size / 1e6:.1f} MB, in three layouts\n")
+    print(f"Input: 10 min 1280x720 30 fps H.264 + AAC, {size / 1e6:.1f} MB, in four layouts\n")
 
-    print("1. Core in-process, 64 KiB pieces: input throughput")
+    print("1. Core in-process: input throughput, in 64 KiB pieces (mitmproxy's) and 1 MiB pieces")
     for label, name in FILES.items():
-        print(f"   {label:16s} {core_throughput(media / name, runs) / 1e9:6.2f} GB/s")
+        small, big = (core_throughput(media / name, runs, piece) / 1e9 for piece in (65536, 1 << 20))
+        print(f"   {label:16s} {small:6.2f} GB/s   {big:6.2f} GB/s")
 
     print("\n2. Command line: python -m extractor vs ffmpeg -i IN -vn -c:a copy OUT (wall time)")
     with tempfile.TemporaryDirectory() as tmp:
