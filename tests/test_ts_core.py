@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -41,10 +42,19 @@ def durations(path) -> list[str]:
     return [s["duration"] for s in json.loads(r.stdout)["streams"]]
 
 
-def analyser_complaints(path) -> str:
-    """What ffmpeg's demuxer and decoders say at -v warning while reading all of the file."""
-    r = run("ffmpeg", "-v", "warning", "-i", str(path), "-f", "null", "-")
-    return r.stderr.decode()
+def analyser_complaints(path, told: bool = False) -> str:
+    """What ffmpeg's demuxer and decoders say at level warning or above while reading all of the file,
+    and its continuity check (which it logs at level debug); told: told it is MPEG-TS (a file of a few
+    packets is too short for its probe: it may take it for MPEG-PS; and for its packet size, which it
+    then says it takes to be 188, as it is) and every audio stream decoded."""
+    told_args = ["-f", "mpegts"] if told else []
+    r = run("ffmpeg", "-loglevel", "level+debug", *told_args, "-i", str(path), *(["-map", "0:a"] if told else []),
+            "-f", "null", "-")
+    said = "".join(line for line in r.stderr.decode().splitlines(True)
+                   if re.search(r"\[(warning|error|fatal|panic)\] ", line) or "Continuity check failed" in line)
+    if told:
+        said = "".join(line for line in said.splitlines(True) if "Could not detect TS packet size" not in line)
+    return said + ("" if r.returncode == 0 else f"exit {r.returncode}")
 
 
 def video_pids(data: bytes, size: int) -> set[int]:
@@ -235,27 +245,85 @@ def seconds(lines: list[str]) -> list[float]:
     return [int(line.split(",")[2]) / 90000 for line in lines]  # copyts: pts in the 90 kHz time base
 
 
+def frames_of(path, index: int) -> list[tuple[int, tuple[str, ...], bool]]:
+    """(pts in 90 kHz ticks as the file has them, framemd5 fields without side data, whether the frame
+    starts a PES) of each audio frame of stream `index`, from ffmpeg and ffprobe (told the format: a cut
+    of a frame or two is too short for their probe)."""
+    r = run("ffmpeg", "-v", "error", "-copyts", "-f", "mpegts", "-i", str(path), "-map", f"0:a:{index}", "-c", "copy",
+            "-f", "framemd5", "-")
+    assert r.returncode == 0, r.stderr.decode()
+    lines = [line for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+    r = run("ffprobe", "-v", "error", "-f", "mpegts", "-select_streams", f"a:{index}", "-show_entries", "packet=pts,pos",
+            "-of", "csv", str(path))
+    pos = [line.split(",")[2] for line in r.stdout.decode().splitlines() if line.startswith("packet")]
+    assert len(pos) == len(lines)
+    fields = [tuple(f.strip() for f in line.split(",")[:6]) for line in lines]
+    return [(int(f[2]), f, p != "N/A") for f, p in zip(fields, pos)]
+
+
+def frame_cut_cases(name: str) -> list[tuple[int, int | None]]:
+    """Seeks (ms) that cut inside PES, at the first and the last frame, and at or past the end."""
+    frames = frames_of(tsmedia.make(name), 0)
+    origin = frames[0][0]
+    inside = [pts - origin for pts, _, starts in frames if not starts]
+    assert len(inside) > 20
+    quarter = [inside[len(inside) * k // 4] for k in (1, 2, 3)]
+    last = frames[-1][0] - origin
+    return [(0, None), (quarter[0] // 90, None), (quarter[1] // 90, quarter[2] // 90 + 1), (last // 90, None),
+            (quarter[0] // 90 + 1, quarter[1] // 90), (0, quarter[0] // 90 + 1), (quarter[2] // 90, last // 90 + 100)]
+
+
+@pytest.mark.parametrize("name", ["h264_aac.ts", "mpeg2_mp2.ts", "hevc_ac3.ts", "two_audio.ts"])
+def test_seek_cuts_at_audio_frame_boundaries(name, tmp_path):
+    """ADTS AAC, MP2 and AC-3: the output's frames are exactly the input's whose time (from the first
+    audio frame's, as ffmpeg reads them) lies in [start, end), for cuts inside PES and at the ends; the
+    cut PES are written anew (PTS moved on) and ffmpeg finds nothing wrong with the packets."""
+    src = tsmedia.make(name)
+    data = src.read_bytes()
+    audio_streams = [s for s in streams(src) if s["codec_type"] == "audio"]
+    inputs = [frames_of(src, index) for index in range(len(audio_streams))]
+    origin = min(frames[0][0] for frames in inputs)
+    for start, end in frame_cut_cases(name):
+        out, _ = extract(data, piece=4096, ts_seek=SeekRange(start, end, True))
+        dst = tmp_path / f"cut-{start}-{end}.ts"
+        dst.write_bytes(out)
+        wants = [[f for pts, f, _ in frames if start * 90 <= pts - origin and (end is None or pts - origin < end * 90)]
+                 for frames in inputs]
+        if not all(wants):  # (two streams: the last frame of the first is past the second's last)
+            assert name == "two_audio.ts" and any(wants)
+            continue
+        for index, want in enumerate(wants):
+            assert [f for _, f, _ in frames_of(dst, index)] == want, (start, end, index)
+        complaints = analyser_complaints(dst, told=True)  # decoding included
+        assert complaints == "", (start, end, complaints)
+        # The tables go out once, just before the audio; nothing of the PCR or the tables before them.
+        kinds = [pid for pid, _ in tsmedia.packets(out)]
+        assert kinds[:2] == [0, 0x1000]
+
+
 @pytest.mark.parametrize("start,end", [(1000, 2000), (1500, None), (0, 1200)])
-def test_seek_cuts_at_pes_boundaries_by_pts(start, end, tmp_path):
-    src = tsmedia.make("two_audio.ts")
+def test_seek_cuts_other_audio_at_pes_boundaries_by_pts(start, end, tmp_path):
+    """AAC in M2TS as ffmpeg writes it (a private stream known as audio by its PES only) is cut whole PES
+    at a time: those whose PTS lies in [start, end)."""
+    src = tsmedia.make("m2ts.m2ts")
     data = src.read_bytes()
     out, _ = extract(data, ts_seek=SeekRange(start, end, True))
-    dst = tmp_path / "cut.ts"
+    dst = tmp_path / "cut.m2ts"
     dst.write_bytes(out)
-    for index in (0, 1):
-        want, got = audio_packets(src, index, copyts=True), audio_packets(dst, index, copyts=True)
-        first = seconds(want)[0]
-        at = want.index(got[0])
-        assert got == want[at : at + len(got)]  # a run of the input's frames, unchanged
-        times = [t - first for t in seconds(got)]
-        # Whole PES are kept, those whose PTS (their first frame's) lies in [start, end); a PES of
-        # ffmpeg's holds up to about 0.2 s of AAC frames.
-        assert start / 1000 <= times[0] < start / 1000 + 0.25
-        if end is None:
-            assert got[-1] == want[-1]
-        else:
-            assert end / 1000 - 0.25 <= times[-1] < end / 1000 + 0.25
-            assert seconds(want[at + len(got) :])[0] - first >= end / 1000  # the next PES starts at or after end
+    want, got = audio_packets(src, 0, copyts=True), audio_packets(dst, 0, copyts=True)
+    want, got = [line.split(", S=")[0] for line in want], [line.split(", S=")[0] for line in got]
+    first = seconds(want)[0]
+    at = want.index(got[0])
+    assert got == want[at : at + len(got)]  # a run of the input's frames, unchanged
+    times = [t - first for t in seconds(got)]
+    # Whole PES are kept, those whose PTS (their first frame's) lies in [start, end); a PES of
+    # ffmpeg's holds up to about 0.35 s of AAC frames at 64 kbit/s.
+    assert start / 1000 <= times[0] < start / 1000 + 0.4
+    if end is None:
+        assert got[-1] == want[-1]
+    else:
+        assert end / 1000 - 0.4 <= times[-1] < end / 1000 + 0.4
+        assert seconds(want[at + len(got) :])[0] - first >= end / 1000  # the next PES starts at or after end
     assert decode_errors(dst) == ""
 
 

@@ -256,18 +256,19 @@ def pmt_streams(data: bytes, size: int = 188) -> dict[int, dict[int, int]]:
 
 def with_dense_psi(data: bytes, every: int = 4) -> bytes:
     """data with a copy of the last PAT and PMT packets (single-packet sections, as ffmpeg writes them)
-    after every `every` packets, their continuity counters counted on: a muxer that repeats its tables
-    far more often than 13818-1 or DVB ask."""
-    out, last, cc = [], {}, {}
+    after every `every` packets, the continuity counters of all their packets counted anew: a muxer
+    that repeats its tables far more often than 13818-1 or DVB ask."""
+    out, last, cc = [], {}, {0: 15, 0x1000: 15}
+
+    def table_packet(pid: int, q: bytes) -> bytes:
+        cc[pid] = (cc[pid] + 1) & 0x0F
+        return q[:3] + bytes((q[3] & 0xF0 | cc[pid],)) + q[4:]
+
     for index, (pid, p) in enumerate(packets(data)):
-        if pid in (0, 0x1000):
+        if pid in cc:
             last[pid] = p
-            cc[pid] = p[3] & 0x0F
+            p = table_packet(pid, p)
         out.append(p)
         if index % every == every - 1:
-            for table in (0, 0x1000):
-                if table in last:
-                    cc[table] = (cc[table] + 1) & 0x0F
-                    q = last[table]
-                    out.append(q[:3] + bytes((q[3] & 0xF0 | cc[table],)) + q[4:])
+            out += [table_packet(table, last[table]) for table in cc if table in last]
     return b"".join(out)

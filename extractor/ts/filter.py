@@ -21,10 +21,7 @@ packets already have instead saves nothing on ffmpeg's streams: only the last pa
 such room, about one every 170 ms at 128 kbit/s, too rarely for gaps within 100 ms; and the PCR of a
 byte between two PCRs is known exactly only once the next PCR has come, so the audio would wait for it.
 
-Seeking (start/end in ms, by PTS relative to the first audio PTS) cuts at PES boundaries: a PES is
-kept when its PTS lies in [start, end). Cutting inside a PES at frame level would mean parsing each
-codec's frames and writing new PES headers and packets, i.e. repacketising audio; a PES of ffmpeg's
-holds a few frames (about 0.1-0.2 s), fine enough for a seek.
+Seeking (start/end in ms, by PTS relative to the first audio PTS): seeking.py.
 """
 
 from __future__ import annotations
@@ -32,19 +29,21 @@ from __future__ import annotations
 from ..errors import MalformedInput, NoAudio, SeekPastEnd, TruncatedInput
 from ..seek import SeekRange
 from . import packets as tsp
+from .frames import READERS
 from .repeats import PsiRepeats
+from .seeking import Seeking
+from .streams import codec_name, is_hdmv
 from .tables import AUDIO, DATA, PCR_ONLY, PRIVATE, PSI, Tables
 
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
 PCR_SPACING = 100 * 27000  # 13818-1's longest gap between PCRs: 100 ms of the 27 MHz clock
 RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
 MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
-PTS_WRAP = 1 << 33
 CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
 
 
-class TsAudioFilter:
+class TsAudioFilter(Seeking):
     format = "ts"
 
     def __init__(self, packet_size: int = tsp.TS_SIZE, seek: SeekRange | None = None, timing: bool = False):
@@ -71,6 +70,8 @@ class TsAudioFilter:
         self._origin: int | None = None  # seeking: the first audio PTS
         self._state: dict[int, str] = {}  # seeking: PID -> "wait", "on", "off"
         self._private: dict[int, bool] = {}  # private stream PID -> whether its current PES is audio
+        self._held: dict = {}  # seeking: PID -> the PES held until whole (cut.HeldPes)
+        self._frame_readers: dict = {}  # PID -> frames.READERS entry, for audio cut at frame boundaries
         self._ended = False
         self._rebuild()
 
@@ -100,8 +101,12 @@ class TsAudioFilter:
         return out
 
     def finish(self) -> list:
+        out: list = []
+        if self._held:
+            self._flush_held(out)
+            self.bytes_out += sum(len(piece) for piece in out)
         if self._ended:  # seeking: what came after the end was not looked at
-            return []
+            return out
         if self._hunting:
             raise MalformedInput(f"lost packet sync at byte {self._carry_at}: the input ended before "
                                  f"{RESYNC_PACKETS} packets in a row were found again")
@@ -114,7 +119,7 @@ class TsAudioFilter:
             streams = ", ".join(s.describe() for p in self.pmts.values() for s in p.streams) or "no PMT found"
             raise NoAudio(f"the MPEG-TS has no audio packets ({self.packets} packets; streams: {streams}): "
                           f"nothing to extract")
-        return []
+        return out
 
     # -- packets --------------------------------------------------------------------------------
 
@@ -312,43 +317,20 @@ class TsAudioFilter:
         if pts is not None:
             self.first_pts.setdefault(pid, pts)
             self.last_pts[pid] = pts
-            if self.seek:
-                self._seek_step(pid, pts, role)
-        if self.seek:
-            state = self._state.get(pid)
-            # A data PID without PES (SCTE-35 sections) goes along with the audio.
-            live = state == "on" or (state is None and role is DATA and "on" in self._state.values())
-            if not live:
-                return
-            if self._waiting_psi:
-                self._start_output(bytes(buf[at:sync]), out)
+        if self.seek and not self._seek_packet(buf, at, pid, role, pts, unit_start, out):
+            return
         out.append(buf[at : at + self.size])
         self.kept_packets += 1
         self.audio_packets += role is AUDIO
-
-    def _seek_step(self, pid: int, pts: int, role: str) -> None:
-        if self._origin is None:
-            if role is not AUDIO:
-                return
-            self._origin = pts
-        ticks = (pts - self._origin) % PTS_WRAP
-        if ticks >= PTS_WRAP // 2:
-            ticks = 0  # a little before the first audio PTS (another stream, or reordering)
-        state = self._state.get(pid, "wait")
-        if state == "wait" and ticks >= self.seek.start * 90:
-            state = "on"
-        if state == "on" and self.seek.end is not None and ticks >= self.seek.end * 90:
-            state = "off"
-        self._state[pid] = state
-        audio = [p for p, r in self.tables.roles.items() if r is AUDIO or self._private.get(p)]
-        if state == "off" and audio and all(self._state.get(p) == "off" for p in audio):
-            self._ended = True  # every audio stream is past the end: nothing more goes out
 
     def _rebuild(self) -> None:
         """What finds the packets of each PID that matters, from the tables."""
         # With timing or seeking, each kept packet is looked at; else they pass in runs untouched.
         self._passed = () if self.timing else (AUDIO, DATA)
         roles = sorted(self.tables.roles.items())
+        self._frame_readers = {s.pid: READERS[name] for pmt in self.tables.pmts.values() for s in pmt.streams
+                               if self.tables.roles.get(s.pid) is AUDIO
+                               for name in [codec_name(s, is_hdmv(pmt))] if name in READERS}
         self._needles = [(tsp.needle(pid, role is PCR_ONLY), pid, role) for pid, role in roles]
         # The stream clock (repeats.py) is the PCR of one PID. When a kept stream carries it, that PID's
         # packets with an adaptation field are found apart (as clocked roles) and their PCR read.
