@@ -8,16 +8,31 @@
 Errors are subclasses of ExtractError (see errors.py). The core knows no URL, header or socket.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from . import detect as _detect
 from .errors import (ExtractError, LimitExceeded, MalformedInput, NoAudio, SeekPastEnd, SpoolFailed, TruncatedInput,
                      UnsupportedInput)
-from .flv import FlvAudioFilter
-from .mp4 import Mp4AudioFilter
-from .mp4.file import Batch, FilePlan, Run, SpanCutter, plan_file, plan_fragmented_file
-from .mp4.plan import Plan, PlanRequest, make_plan
-from .mp4.segment import SegmentFilter
 from .seek import SeekRange, parse_range
-from .ts import TsAudioFilter
+
+# The formats' modules are imported when first used (a command line run extracting one FLV never
+# imports the MP4 and TS readers, nor construct's MP4 structures): name -> its module.
+_LAZY = {
+    "FlvAudioFilter": ".flv", "Mp4AudioFilter": ".mp4", "TsAudioFilter": ".ts", "SegmentFilter": ".mp4.segment",
+    "Batch": ".mp4.file", "FilePlan": ".mp4.file", "Run": ".mp4.file", "SpanCutter": ".mp4.file",
+    "plan_file": ".mp4.file", "plan_fragmented_file": ".mp4.file",
+    "Plan": ".mp4.plan", "PlanRequest": ".mp4.plan", "make_plan": ".mp4.plan",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # once: later lookups find it at once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Formats the core extracts; the addon only announces extraction for these.
 SUPPORTED_FORMATS = frozenset({_detect.FLV, _detect.MP4, _detect.TS})
@@ -88,13 +103,17 @@ class AudioExtractor:
     def _start(self, head, final: bool = False) -> None:
         kind = _detect.detect(head[: _detect.TS_NEEDED], final)
         if kind == _detect.MP4 and self.segment_tracks:
+            from .mp4.segment import SegmentFilter
             self._impl = SegmentFilter(self.segment_tracks, max_header=self.max_header)
         elif kind == _detect.MP4:
+            from .mp4 import Mp4AudioFilter
             self._impl = Mp4AudioFilter(self.max_header, self.spool_factory, self.max_spool, self.cdn_limits, self.mp4_seek,
                                         self.keep_video, self.defer_plans, self.replay_in_pieces)
         elif kind == _detect.TS:
+            from .ts import TsAudioFilter
             self._impl = TsAudioFilter(_detect.ts_packet_size(head, final), self.ts_seek)
         else:
+            from .flv import FlvAudioFilter
             self._impl = FlvAudioFilter(self.max_header, self.flv_seek, self.keep_video)
 
     @property
@@ -130,15 +149,15 @@ class AudioExtractor:
     @property
     def backlog(self) -> bool:
         """With replay_in_pieces: audio read back from the spool waits; drain() it before the next feed."""
-        return isinstance(self._impl, Mp4AudioFilter) and self._impl.backlog
+        return self.format == _detect.MP4 and self._impl.backlog
 
     def drain(self, most: int = 1 << 20) -> list:
         """The next output of the backlog, about `most` bytes (see backlog)."""
-        return self._impl.drain(most) if isinstance(self._impl, Mp4AudioFilter) else []
+        return self._impl.drain(most) if self.format == _detect.MP4 else []
 
     def pop_plan_request(self) -> PlanRequest | None:
         """plan_wanted handed over (the filter lets go of the moov, and still waits for provide_plan)."""
-        return self._impl.pop_plan_request() if isinstance(self._impl, Mp4AudioFilter) else None
+        return self._impl.pop_plan_request() if self.format == _detect.MP4 else None
 
     def provide_plan(self, plan: Plan) -> list:
         return self._impl.provide_plan(plan)
@@ -146,14 +165,14 @@ class AudioExtractor:
     def tail_moov(self, offset: int, data: bytes) -> PlanRequest | None:
         """The moov in bytes fetched from wants_tail on, as a plan request (None: none, or too late); its
         plan then goes to provide_tail_plan."""
-        return self._impl.tail_moov(offset, data) if isinstance(self._impl, Mp4AudioFilter) else None
+        return self._impl.tail_moov(offset, data) if self.format == _detect.MP4 else None
 
     def provide_tail_plan(self, request: PlanRequest, plan: Plan) -> bool:
         return self._impl.provide_tail_plan(request, plan)
 
     def close(self) -> None:
         """Release what the filter holds outside memory (an MP4 spool); safe to call at any time."""
-        if isinstance(self._impl, Mp4AudioFilter):
+        if self.format == _detect.MP4:
             self._impl.close()
 
     def finish(self) -> list:

@@ -163,3 +163,14 @@ def test_check_piped_into_head_ends_quietly():
     p.wait(60)
     assert first.endswith(b"bytes\n")
     assert b"Traceback" not in stderr, stderr.decode()
+
+
+def test_a_run_imports_only_what_it_needs(tmp_path):
+    """An FLV extracted in a pipe imports neither tqdm (no bar is shown) nor the MP4 and TS readers: a
+    short run's time is mostly imports."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "extractor", str(MEDIA / "h264_aac.flv"),
+                        str(tmp_path / "out.flv")], capture_output=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr.decode()
+    imported = {line.split("|")[-1].strip() for line in r.stderr.decode().splitlines() if line.startswith("import time:")}
+    assert "extractor.flv.filter" in imported  # (the listing is real)
+    assert not {"tqdm", "extractor.mp4", "extractor.ts", "extractor.check"} & imported
