@@ -6,7 +6,8 @@ the path's extension), what our answer's Content-Type is, and how a request for 
 - "file": served as a file (a length, Range requests, conditionals) when the origin serves ranges
   with a validator (extended mode, audio_only_origin_ranges), else streamed;
 - "stream": the origin's whole answer fed through the core as it arrives, chunked;
-- "manifest": the origin's playlist or manifest fetched whole and rewritten (none yet).
+- "manifest": the origin's playlist or manifest fetched whole and rewritten (HLS, DASH:
+  addon/server/manifest_answer.py), so that every segment it names comes back audio only.
 
 The answer kinds are our server's (addon/server/app.py, ANSWERS); the core decides what a body is
 (the stream answer asks it, and never tells one format from another itself).
@@ -43,7 +44,8 @@ class Format:
 
 FORMATS = (
     Format("mp4", (".mp4", ".m4a", ".m4v", ".mov", ".f4v"),
-           ("video/mp4", "audio/mp4", "video/quicktime", "video/x-m4v", "audio/x-m4a", "video/x-f4v"),
+           ("video/mp4", "audio/mp4", "video/quicktime", "video/x-m4v", "audio/x-m4a", "video/x-f4v",
+            "video/iso.segment", "audio/iso.segment"),
            "audio/mp4", "file", "moov or moof"),
     Format("flv", (".flv",), ("video/x-flv", "video/flv", "application/x-flv"), "video/x-flv", "stream", "script tag",
            seek_in_seconds=None),
@@ -51,12 +53,19 @@ FORMATS = (
     # known before the input ends, so it is always streamed, live or not.
     Format("ts", (".ts", ".m2ts", ".mts"), ("video/mp2t", "video/vnd.dlna.mpeg-tts", "audio/mp2t"), "video/mp2t",
            "stream", "PAT/PMT section"),
+    # Playlists and manifests: rewritten whole (no seek parameters: a player seeks by segments).
+    Format("hls", (".m3u8",), ("application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl",
+                               "audio/x-mpegurl"), "", "manifest", "playlist"),
+    Format("dash", (".mpd",), ("application/dash+xml",), "", "manifest", "MPD"),
 )
+# fMP4 segments of HLS and DASH: MP4 bodies without a moov, answered by streaming (their audio tracks
+# are named by the rewritten playlist: `<name>_track`); an init segment is an MP4 like any other.
+SEGMENT_EXTENSIONS = (".m4s", ".cmfa", ".cmfv")
 BY_NAME = {f.name: f for f in FORMATS}
-BY_EXTENSION = {ext: f for f in FORMATS for ext in f.extensions}
+BY_EXTENSION = {ext: f for f in FORMATS for ext in f.extensions} | {ext: BY_NAME["mp4"] for ext in SEGMENT_EXTENSIONS}
 BY_CONTENT_TYPE = {ctype: f for f in FORMATS for ctype in f.content_types}
 # The cut's parameter settings of every format (audio_only_mp4_seek_start, video_seek's flv_seek_end...).
-SEEK_KEYS = tuple(key for f in FORMATS for key in f.seek_keys)
+SEEK_KEYS = tuple(key for f in FORMATS if f.answer != "manifest" for key in f.seek_keys)
 # Content types that say nothing of the body: the path's extension decides.
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/x-octet-stream"})
 

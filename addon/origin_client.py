@@ -281,10 +281,10 @@ class OriginClient:
         return b"".join([piece async for piece in self.stream_range(target, offset, offset + limit - 1, version)])
 
     async def read_top_level(self, target: Target, version: OriginVersion, limit: int, head: bytes = b"",
-                             until_moov: bool = False) -> TopLevel:
+                             until_moov: bool = False, index: bool = False) -> TopLevel:
         """An MP4's top level (extractor/mp4/toplevel.py), each piece it needs read with a Range request
         of this version of the file. ExtractError when the file is not such an MP4."""
-        reader = TopLevelReader(version.length, limit, head, until_moov)
+        reader = TopLevelReader(version.length, limit, head, until_moov, index)
         while reader.need is not None:
             offset, size = reader.need
             reader.feed(await self.fetch_range(target, offset, size, version))

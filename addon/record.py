@@ -56,6 +56,9 @@ class FlowRecord(TypedDict, total=False):
     requested: bool  # audio asked for (the parameter, on an enabled host)
     plain: bool  # the CDN's plain video seeking: cut, keep the video
     seek: SeekParams | None  # None: seeking off
+    param_text: str  # the audio parameter as the client wrote it (`ali_audio_only=1`): a playlist's URIs get it
+    segment_tracks: str  # `<name>_track`: an fMP4 media segment's audio track IDs ("1,2")
+    byte_range: str  # `<name>_range`: the bytes of the origin's resource the request is for ("100-199", "100-")
     client: ClientTarget  # set when routed to our server
     served: str  # how our server answered: file, stream or relay
     format: str  # of a streamed answer, once begun

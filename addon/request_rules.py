@@ -42,6 +42,14 @@ def split_param(path: str, name: str) -> tuple[str | None, str]:
     return value, base + ("?" + "&".join(kept) if kept else "")
 
 
+def raw_param(path: str, name: str) -> str | None:
+    """The first `name=value` part of the query as the client wrote it (its own encoding kept)."""
+    for part in path.partition("?")[2].split("&"):
+        if urllib.parse.unquote_plus(part.partition("=")[0]) == name:
+            return part
+    return None
+
+
 def ask_for_the_whole_file(flow: http.HTTPFlow) -> None:
     """For a request that asked for audio but goes to the origin itself (not GET or HEAD, our server
     not up): a Range would give a slice of the video, an encoding a blob."""
@@ -96,8 +104,13 @@ class RequestRules:
         host = client_host(flow)
         settings = self.now
         origin_host_for_reverse_mode(flow, settings.origin_host)
+        param_text = raw_param(flow.request.path, settings.param)
         value, flow.request.path = split_param(flow.request.path, settings.param)
-        # The origin never sees our parameter, whatever its value.
+        # A playlist's segments name their audio tracks and byte ranges (extractor/manifest/common.py):
+        # ours too, never the origin's.
+        tracks, flow.request.path = split_param(flow.request.path, f"{settings.param}_track")
+        byte_range, flow.request.path = split_param(flow.request.path, f"{settings.param}_range")
+        # The origin never sees our parameters, whatever their values.
         if value != "1" or not self.host_enabled(host):
             self.maybe_plain_seek(flow, host)
             return
@@ -107,7 +120,10 @@ class RequestRules:
             return not_extracted(flow, "the CDN does not extract audio for Range requests, so the origin's answer "
                                        "to the range passes through (audio_only_compat=cdn)")
         # The client's Range and conditionals stay on the request: our server answers them.
-        record.begin(flow, requested=True, seek=self.take_seek_params(flow, host))
+        segment = {"segment_tracks": tracks} if tracks else {}
+        if byte_range:
+            segment["byte_range"] = byte_range
+        record.begin(flow, requested=True, seek=self.take_seek_params(flow, host), param_text=param_text, **segment)
 
     def maybe_plain_seek(self, flow: http.HTTPFlow, host: str) -> None:
         """The CDN's plain video seeking (no audio extraction): on for a host by its video_seek in

@@ -47,6 +47,8 @@ class AudioRouter:
         settings = self.settings or options.settings(ctx.options, ())
         found = formats.by_path(flow.request.path)
         kind = found.answer if found else "stream"
+        if rec.get("segment_tracks") or rec.get("byte_range"):
+            kind = "stream"  # a playlist's segment (a moof without its moov, a piece of a file): streamed
         if kind == "file" and not (settings.file and not rec.get("plain")):
             kind = "stream"
         job = Job(Target.of(flow), flow.request.method.upper(), flow.request.pretty_url, rec, settings, kind,

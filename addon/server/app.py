@@ -11,7 +11,8 @@ in the log and in the answer's SERVED_HEADER:
 - file: a format served as a file (formats.py), whose origin serves ranges with a validator
   (file_source.py, file_answer.py); else as for stream;
 - stream: the origin's answer to the request for the whole file, fed through the core as it arrives
-  (origin_answer.py, stream_answer.py); relayed as it is when there is nothing to extract.
+  (origin_answer.py, stream_answer.py); relayed as it is when there is nothing to extract;
+- manifest: an HLS playlist or DASH MPD fetched whole and rewritten (manifest_answer.py).
 
 A plain error page (a 400, a 502, a 503) is a Refusal raised before the headers go out: tornado's
 send_error calls our write_error.
@@ -29,11 +30,11 @@ import tornado.netutil
 import tornado.web
 
 import extractor
-from addon import internals, record
+from addon import formats, internals, record
 from addon.budgets import BudgetExceeded
 from addon.origin_client import OriginClient
 from addon.origin_version import FETCH_ERRORS, describe
-from addon.server import file_answer, file_source, origin_answer
+from addon.server import file_answer, file_source, manifest_answer, origin_answer
 from addon.server.job import JOB_HEADER, RETRY_AFTER, SERVED_HEADER, Job, Services
 from addon.server.plan_cache import AudioFile
 from addon.server.sink import Refusal, Sink
@@ -65,7 +66,11 @@ async def answer_from_origin(sink: Sink, services: Services, job: Job, response=
     if response is None:
         response = await refusing(job, origin_answer.whole_file(services, job, sink.request_headers))
     try:
-        await origin_answer.answer(sink, services, job, response)
+        fmt = formats.of_answer(response.headers.get("content-type", ""), job.target.path)
+        if fmt is not None and fmt.answer == "manifest" and job.method == "GET" and not job.plain:
+            await manifest_answer.answer(sink, services, job, response)  # a playlist its path did not name
+        else:
+            await origin_answer.answer(sink, services, job, response)
     finally:
         await response.aclose()
 
@@ -78,8 +83,20 @@ async def answer_as_file(sink: Sink, services: Services, job: Job) -> None:
     await answer_from_origin(sink, services, job, found)
 
 
+async def answer_manifest(sink: Sink, services: Services, job: Job) -> None:
+    """A playlist or MPD: fetched whole and rewritten (manifest_answer.py); the CDN's plain seeking
+    has nothing to cut in one, so it goes as the origin sends it."""
+    if job.plain:
+        return await answer_from_origin(sink, services, job)
+    response = await refusing(job, manifest_answer.fetch(services, job, sink.request_headers))
+    try:
+        await manifest_answer.answer(sink, services, job, response)
+    finally:
+        await response.aclose()
+
+
 # The answer kinds (formats.Format.answer): a new kind is a function here.
-ANSWERS = {"file": answer_as_file, "stream": answer_from_origin}
+ANSWERS = {"file": answer_as_file, "stream": answer_from_origin, "manifest": answer_manifest}
 
 
 class AudioServer:
@@ -87,7 +104,7 @@ class AudioServer:
     addon (AudioOnly.addons): it starts when mitmproxy runs, and stops (or winds down) at done."""
 
     def __init__(self, origin: OriginClient):
-        self.services = Services(origin)
+        self.services = Services(origin, inits=manifest_answer.InitCache())
         self.jobs: dict[str, Job] = {}
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None

@@ -86,12 +86,14 @@ async def planned(services: Services, job: Job, version: OriginVersion, head: by
                   cut: extractor.SeekRange | None) -> extractor.FilePlan:
     """The file's top level read from the origin and planned, never on the event loop."""
     settings = job.settings
-    top = await services.origin.read_top_level(job.target, version, settings.max_header, head)
+    # A fragmented file's sidx is rewritten for the audio (DASH on-demand players read it) when the
+    # whole file is asked for; a cut's output starts elsewhere, and has none.
+    top = await services.origin.read_top_level(job.target, version, settings.max_header, head, index=cut is None)
     # Counted against the metadata budget while it is planned (then the plan cache bounds it).
     with services.budgets.metadata(len(top.moov) + sum(len(box[2]) for box in top.after)):
         if any(kind == b"moof" for kind, _, _ in top.after):  # fragmented: many small boxes to plan
             return await asyncio.to_thread(extractor.plan_fragmented_file, top.ftyp, top.moov, top.after, top.mdats,
-                                           version.length, cut, settings.gap, top.moov_at)
+                                           version.length, cut, settings.gap, top.moov_at, cut is None)
         ftyp, holder, mdats, moov_at = top.ftyp, [top.moov], top.mdats, top.moov_at
         del top  # the moov handed over: the planner lets go of it as soon as it has passed it on
         return await services.planner.plan_file(ftyp, holder, mdats, version.length, cut, settings.gap, moov_at,

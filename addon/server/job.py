@@ -85,3 +85,4 @@ class Services:
     budgets: Budgets = field(default_factory=Budgets)
     cache: PlanCache = field(default_factory=lambda: PlanCache(64 << 20))
     multirange: dict = field(default_factory=dict)
+    inits: object = None  # init segments' audio track IDs (manifest_answer.InitCache), made by the server

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import httpx
 
@@ -27,14 +28,16 @@ log = logging.getLogger("addon.audio_only")
 # Headers that describe the origin's bytes (or its connection), not ours.
 DROPPED_RESPONSE_HEADERS = http_rules.HOP_BY_HOP | {"content-length", "accept-ranges", "content-range", "content-md5",
                                                    "digest"}
-FORMAT_NAMES = " or ".join(", ".join(f.name.upper() for f in formats.FORMATS).rsplit(", ", 1))  # "MP4 or FLV"
+FORMAT_NAMES = " or ".join(", ".join(f.name.upper() for f in formats.FORMATS if f.answer != "manifest").rsplit(", ", 1))  # "MP4 or FLV"
 
 
 async def whole_file(services: Services, job: Job, request_headers) -> httpx.Response:
     """The origin's answer to the client's request for the whole file, its body to be streamed or
     relayed; with the client's If-None-Match as the origin knows its ETags, so that its 304 comes back."""
     asked = request_headers.get("If-None-Match")
-    headers = (("If-None-Match", http_rules.origin_if_none_match(asked)),) if asked else ()
+    headers = [("If-None-Match", http_rules.origin_if_none_match(asked))] if asked else []
+    if byte_range := job.record.get("byte_range"):  # a byte-range playlist's segment: those bytes only
+        headers = [("Range", f"bytes={byte_range}")]
     return await services.origin.open(job.target, method=job.method, headers=headers,
                                       read_timeout=job.settings.origin_timeout)
 
@@ -85,10 +88,28 @@ def cut_of(job: Job, fmt: Format, headers) -> extractor.SeekRange | None:
     return wanted
 
 
+def range_problem(job: Job, response: httpx.Response) -> str | None:
+    """A segment named by a byte range (`<name>_range`): the origin's 206 must be those bytes."""
+    first, _, last = job.record["byte_range"].partition("-")
+    if response.status_code == 206:
+        m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("content-range", "").strip())
+        if m and int(m[1]) == int(first) and (not last or int(m[2]) == int(last)) and (last or m[2] == str(int(m[3]) - 1)):
+            return None
+        return f"the origin's 206 is bytes {response.headers.get('content-range')!r}, not the {first}-{last} asked for"
+    return f"the origin answered {response.status_code} to the request for bytes {first}-{last}"
+
+
 async def answer(sink: Sink, services: Services, job: Job, response: httpx.Response) -> None:
     rec, headers = job.record, response.headers
     fmt = formats.of_answer(headers.get("content-type", ""), job.target.path)
-    if why := why_not(response.status_code, headers, fmt):
+    status = response.status_code
+    if rec.get("byte_range") and status < 300:
+        if problem := range_problem(job, response):
+            record.conclude(rec, record.ANSWERED, f"502: {problem}")
+            log.warning(f"audio-only: {job.url}: answered 502: {problem}")
+            raise Refusal(502, f"{problem}\n", served="stream")
+        status = 200  # those bytes are the segment: ours is the whole of it
+    if why := why_not(status, headers, fmt):
         if rec.get("requested"):
             record.conclude(rec, record.PASSED, why)
             log.info(f"audio-only: {job.url}: not extracted: {why}")

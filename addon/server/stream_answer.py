@@ -45,6 +45,14 @@ TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwh
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
 
 
+def parse_tracks(text: str) -> tuple[int, ...]:
+    """`<name>_track`'s value: track IDs, comma-separated (UnsupportedInput when it is not)."""
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise extractor.UnsupportedInput(f"the segment's track list {text!r} is not track IDs") from None
+
+
 class Failed(Exception):
     """The answer cannot go on; the message says why."""
 
@@ -65,6 +73,8 @@ class StreamedAnswer:
         self.planner = services.planner
         settings = job.settings
         cut = {fmt.seek_argument: seek} if seek else {}
+        if tracks := job.record.get("segment_tracks"):  # an fMP4 media segment: its audio tracks, by ID
+            cut["segment_tracks"] = parse_tracks(tracks)
         self.extractor = extractor.AudioExtractor(
             max_header=settings.max_header, max_spool=settings.max_spool,
             spool_factory=lambda start: budgets.spool(start, settings.spool_dir),
@@ -91,7 +101,7 @@ class StreamedAnswer:
                     # will be held, so that a spent budget can still be a 503 rather than a broken body.
                     self.send_headers()
                     await self.sink.flush()
-                if x.format and x.format != self.format.name:
+                if x.format and x.format.partition("-")[0] != self.format.name:  # ("mp4-segment": a moof without its moov)
                     raise extractor.UnsupportedInput(
                         f"the origin announced {self.format.name.upper()} but the body is {x.format.upper()}")
                 # (The new moov waits for the first audio the spool gives back: one chunk, not two.)

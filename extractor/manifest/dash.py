@@ -353,3 +353,16 @@ def set_index_ranges(data: bytes | str, period: str | None, representation: str,
         init.setAttribute("range", f"0-{init_size - 1}")
         return _serialize(doc, data)
     raise MalformedInput(f"the MPD has no Representation {representation!r}")
+
+
+def drop_representation(data: bytes | str, period: str | None, representation: str) -> str:
+    """The MPD without one Representation (its AdaptationSet too when it was the last): what the addon
+    does to a SegmentBase Representation whose audio-only file's index ranges it cannot know."""
+    doc = _parse(data)
+    for p, adaptation, rep in _representations(doc.documentElement):
+        if rep.getAttribute("id") == representation and (period is None or p.getAttribute("id") == period):
+            _remove(rep)
+            if not _children(adaptation, "Representation"):
+                _remove(adaptation)
+            return _serialize(doc, data)
+    raise MalformedInput(f"the MPD has no Representation {representation!r}")

@@ -39,12 +39,14 @@ class TopLevel(NamedTuple):
 class TopLevelReader:
     """Feed it what `need` asks for until `need` is None; then `result` holds the top level."""
 
-    def __init__(self, length: int | None, limit: int, head: bytes = b"", until_moov: bool = False):
+    def __init__(self, length: int | None, limit: int, head: bytes = b"", until_moov: bool = False,
+                 index: bool = False):
         """length: the file's (None: unknown, and a box running to the end has size -1); limit: the
-        largest box read whole; head: the file's first bytes, already read."""
+        largest box read whole; head: the file's first bytes, already read; index: the sidx boxes after
+        the moov are kept too (a fragmented file's plan with `index` rewrites them for the audio)."""
         self.need: Need | None = None
         self.result: TopLevel | None = None
-        self._steps = _walk(length, limit, head, until_moov)
+        self._steps = _walk(length, limit, head, until_moov, index)
         self._advance(None)
 
     def feed(self, data: bytes) -> None:
@@ -67,7 +69,7 @@ def box_at(header: bytes, pos: int, length: int | None) -> Box:
     return Box(box.type, pos, box.header, box.size)
 
 
-def _walk(length: int | None, limit: int, head: bytes, until_moov: bool) -> Generator[Need, bytes, TopLevel]:
+def _walk(length: int | None, limit: int, head: bytes, until_moov: bool, index: bool = False) -> Generator[Need, bytes, TopLevel]:
     ftyp = moov = None
     moov_at, mdats, after, pos = 0, [], [], 0
     ahead_at, ahead = 0, head  # bytes of the file already read, from offset ahead_at
@@ -85,7 +87,7 @@ def _walk(length: int | None, limit: int, head: bytes, until_moov: bool) -> Gene
         box = box_at(ahead[pos - ahead_at : pos - ahead_at + 16], pos, length)
         if box.size < 0:
             break  # a box to the end of a file of unknown length: nothing follows it
-        if box.type in (b"ftyp", b"moov", b"moof") or (box.type in PASSED_ON and moov):
+        if box.type in (b"ftyp", b"moov", b"moof") or (moov and (box.type in PASSED_ON or (index and box.type == b"sidx"))):
             if box.size > limit:
                 raise LimitExceeded(f"{box.name()} is {box.size} bytes, above audio_only_max_header")
             if ahead_at <= box.start and box.end <= ahead_at + len(ahead):
