@@ -41,6 +41,7 @@ RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
 MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
 CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
+MAX_WAITING_PSI = 64  # sections kept for the start of a seek (a PAT, a PMT per program)
 
 
 class TsAudioFilter(Seeking):
@@ -58,6 +59,7 @@ class TsAudioFilter(Seeking):
         self.repeats = PsiRepeats()  # which PAT/PMT copies go out (repeats.py), timed by _clock_pid's PCR
         self._clock_pid: int | None = None
         self._waiting_psi: dict[tuple[int, bytes], bytes] = {}  # seeking, before the start: the last sections
+        self._last_psi: dict[int, tuple | None] = {}  # PSI PID -> its last payload and the sections it gave
         self.first_pts: dict[int, int] = {}  # timing: PID -> first and last PTS of its PES
         self.last_pts: dict[int, int] = {}
         self._continuity: dict[int, int] = {}  # PIDs whose packets we make: the last counter sent
@@ -192,13 +194,10 @@ class TsAudioFilter(Seeking):
         self.packets += count
         first, run_start, run_end = 0, -1, -1
         while first is not None:
-            restart, passed, clocked = None, self._passed, self._clocked
+            restart, passed = None, self._passed
             for i, pid, role in self._find(code, first * tsp.CODE):
                 index = i >> 2  # CODE is 4
                 at = start + index * size
-                if role in clocked:  # a kept packet of the clock's PID with an adaptation field
-                    self._read_clock(buf, at + self.prefix)
-                    role = clocked[role]
                 if role in passed:
                     if at != run_end:
                         if run_end > 0:
@@ -217,6 +216,15 @@ class TsAudioFilter(Seeking):
                         break
                 elif role is PCR_ONLY:
                     self._on_pcr(buf, at, pid, out)
+                elif role in self._clocked:  # a kept packet of the clock's PID with an adaptation field
+                    self._read_clock(buf, at + self.prefix)
+                    role = self._clocked[role]
+                    if role in passed:
+                        out.append(buf[at : at + size])
+                        self.kept_packets += 1
+                        self.audio_packets += role is AUDIO
+                    else:
+                        self._on_es(buf, at, pid, role, out)
                 else:
                     self._on_es(buf, at, pid, role, out)
                 if self._ended:
@@ -243,12 +251,23 @@ class TsAudioFilter(Seeking):
         tables changed."""
         sync = at + self.prefix
         payload = bytes(buf[sync + tsp.payload_start(buf, sync) : sync + tsp.TS_SIZE])
-        changed, sections = self.tables.push(pid, payload, bool(buf[sync + 1] & 0x40))
+        unit_start = bool(buf[sync + 1] & 0x40)
+        repeat = self._last_psi.get(pid)
+        if repeat is not None and unit_start and repeat[0] == payload:
+            changed, sections = False, repeat[1]  # the copy before this, again: as it was read then
+        else:
+            changed, sections = self.tables.push(pid, payload, unit_start)
+            # A payload of whole sections leaves nothing behind in the section reader: the same payload
+            # again gives the same sections, so they are taken as they were.
+            self._last_psi[pid] = (payload, sections) if unit_start and self.tables.idle(pid) else None
         if pid in self.tables.pcr_pids:
             self._on_pcr(buf, at, pid, out)
         if self.seek and "on" not in self._state.values():
             for section in sections:  # sent when the audio starts (_start_output)
-                self._waiting_psi[(pid, section[:1] + section[3:5] + section[6:7])] = section
+                key = (pid, section[:1] + section[3:5] + section[6:7])
+                if key not in self._waiting_psi and len(self._waiting_psi) >= MAX_WAITING_PSI:
+                    del self._waiting_psi[next(iter(self._waiting_psi))]
+                self._waiting_psi[key] = section
             sections = []
         sections = [s for s in sections if self.repeats.wanted(pid, s)]
         if sections:
@@ -325,6 +344,7 @@ class TsAudioFilter(Seeking):
 
     def _rebuild(self) -> None:
         """What finds the packets of each PID that matters, from the tables."""
+        self._last_psi = {}  # what a payload means may change with the tables (a PMT the PAT let go)
         # With timing or seeking, each kept packet is looked at; else they pass in runs untouched.
         self._passed = () if self.timing else (AUDIO, DATA)
         roles = sorted(self.tables.roles.items())

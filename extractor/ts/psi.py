@@ -41,6 +41,10 @@ class SectionReader:
         self._buf = bytearray()
         self._active = False  # inside a section (else: waiting for a payload_unit_start)
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
     def push(self, payload, unit_start: bool) -> list[bytes]:
         """Take one packet's payload; return the sections it completes."""
         done: list[bytes] = []

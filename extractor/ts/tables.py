@@ -56,6 +56,11 @@ class Tables:
             self._assign_roles()
         return changed, rewritten
 
+    def idle(self, pid: int) -> bool:
+        """No section of this PID is half read."""
+        reader = self._readers.get(pid)
+        return reader is None or not reader.active
+
     def _parsed(self, section: bytes, pid: int, table: int):
         """A PAT section's programs, or a PMT section's (Pmt, rewritten section); None when the section
         is another table or fails its CRC."""
