@@ -23,6 +23,9 @@ each origin behaviour through the proxy:
                with replace_after=N, only Range requests after the first N of this URL are
 Range requests get a 206 (so a test sees at once if a Range reached the origin); several ranges in one
 request a multipart/byteranges 206.
+A live HLS playlist whose window moves with time: `server.live_playlists[path] = (VOD media playlist
+file, window)`: at t seconds after its first request it names the segments published by then (one
+more each segment's duration), the last `window` of them, and ENDLIST once all are out.
 Pages (the demo's) are served from `server.pages[path] = (body, content type)`. Every request's path
 and headers are recorded in `server.requests`, and the client's port of each in `server.peers`. Bodies made on the fly (too big
 for a disk) are served from `server.virtual[path] = (size, pieces factory, content type[, range reader])`.
@@ -112,6 +115,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self, path: str, params: dict, head: bool):
         if page := self.server.pages.get(path):
             return self.send_body(200, page[0], page[1], head)
+        if live := self.server.live_playlists.get(path):
+            with self.server.lock:
+                started = self.server.live_started.setdefault(path, time.monotonic())
+            self.send_response(200)
+            self.send_header("Cache-Control", "max-age=1")
+            body = live_window(live[0].read_text(), live[1], time.monotonic() - started).encode()
+            return self.finish_body(body, TYPES[".m3u8"], head)
         if "status" in params:
             return self.send_body(int(params["status"]), b"<html>no</html>", "text/html", head)
         if virtual := self.server.virtual.get(path):
@@ -357,6 +367,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
 
+def live_window(vod: str, window: int, elapsed: float) -> str:
+    """A VOD media playlist as a live one `elapsed` seconds after it began (see live_playlists)."""
+    lines = [line for line in vod.splitlines() if line.strip()]
+    first = next(i for i, line in enumerate(lines) if line.startswith("#EXTINF"))
+    head = [line for line in lines[:first] if not line.startswith(("#EXT-X-MEDIA-SEQUENCE", "#EXT-X-PLAYLIST-TYPE"))]
+    segments, pending = [], []
+    for line in lines[first:]:
+        if line.startswith("#EXT-X-ENDLIST"):
+            continue
+        pending.append(line)
+        if not line.startswith("#"):
+            duration = float(next(l for l in pending if l.startswith("#EXTINF"))[8:].split(",")[0])
+            segments.append((duration, pending))
+            pending = []
+    published, clock = 0, 0.0  # the first window is out at once, then one segment each its duration
+    for duration, _ in segments:
+        if published >= window:
+            if clock + duration > elapsed:
+                break
+            clock += duration
+        published += 1
+    start = max(0, published - window)
+    out = head + [f"#EXT-X-MEDIA-SEQUENCE:{start}"] + [l for _, seg in segments[start:published] for l in seg]
+    return "\n".join(out + (["#EXT-X-ENDLIST"] if published == len(segments) else [])) + "\n"
+
+
 class Origin(http.server.ThreadingHTTPServer):
     daemon_threads = True
     # The listen backlog of a real server (nginx: 511), not socketserver's 5: the proxy opens a window of
@@ -375,6 +411,8 @@ class Origin(http.server.ThreadingHTTPServer):
         self.peers: list[int] = []  # the client's port of each request: a kept-alive connection repeats it
         self.sent: list[tuple[int, float]] = []  # live: (tag timestamp, time sent)
         self.pages: dict[str, tuple[bytes, str]] = {}  # path: (body, content type), served before files
+        self.live_playlists: dict[str, tuple[Path, int]] = {}  # path: (VOD media playlist, window)
+        self.live_started: dict[str, float] = {}  # path: when it was first asked for
         self.virtual: dict[str, tuple] = {}  # path: (size, pieces factory, content type[, range reader])
 
     def handle_error(self, request, client_address):

@@ -100,3 +100,36 @@ def play(page, player: str, url: str, timeout_ms: int = 30000) -> dict:
     media's origin; returns what the player and the media element reported."""
     page.add_script_tag(path=str(SCRIPTS[player]))
     return page.evaluate(PLAY.replace("%ATTACH%", ATTACH[player]), [url, timeout_ms])
+
+
+PLAY_LIVE = """async ([url, timeout]) => {
+  const out = {errors: [], buffered_kinds: null};
+  const v = document.createElement('video');
+  v.muted = true;
+  document.body.appendChild(v);
+  v.addEventListener('error', () => out.errors.push(`media element: ${v.error && v.error.message}`));
+  const wait = (event, ms) => new Promise(ok => {
+    const timer = setTimeout(() => ok(false), ms);
+    v.addEventListener(event, () => { clearTimeout(timer); ok(true); }, {once: true});
+  });
+  const loaded = wait('loadedmetadata', timeout);
+  %ATTACH%
+  out.loaded = await loaded;
+  if (!out.loaded) { out.errors.push('no metadata'); return out; }
+  const ended = wait('ended', timeout);
+  try { await v.play(); } catch (e) { out.errors.push(`play: ${e}`); }
+  out.ended = await ended;
+  out.at_end = v.currentTime;
+  out.duration = v.duration;
+  out.video_width = v.videoWidth;
+  out.decoded_video_frames = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : null;
+  Object.assign(out, tracks());
+  return out;
+}"""
+
+
+def play_live(page, player: str, url: str, timeout_ms: int = 30000) -> dict:
+    """Play a live `url` from where the player joins it until the playlist ends (ENDLIST) and the
+    element's `ended`: no seek (a live window has no fixed duration to seek in)."""
+    page.add_script_tag(path=str(SCRIPTS[player]))
+    return page.evaluate(PLAY_LIVE.replace("%ATTACH%", ATTACH[player]), [url, timeout_ms])
