@@ -301,6 +301,33 @@ def test_seek_cuts_at_audio_frame_boundaries(name, tmp_path):
         assert kinds[:2] == [0, 0x1000]
 
 
+def test_a_cut_pes_gets_the_exact_time_of_its_first_frame(tmp_path):
+    """AAC at 44.1 kHz: a frame lasts 1024 / 44100 s, 2089.8 ticks of 90 kHz. ffmpeg times the frames
+    inside a PES by adding whole ticks; the PTS of a cut PES is its first frame's exact time, from the
+    samples before it, rounded once. So the judge here times each input frame by the PTS of the PES it
+    is in (ffprobe's, for the frames that start one) plus 1024 samples a frame before it."""
+    src = tsmedia.make("aac_44100.ts")
+    frames = frames_of(src, 0)
+    rate = int(next(s for s in streams(src) if s["codec_type"] == "audio")["sample_rate"])
+    assert rate == 44100
+    exact, pes_pts, k = [], None, 0
+    for pts, fields, starts in frames:
+        pes_pts, k = (pts, 0) if starts else (pes_pts, k + 1)
+        exact.append((pes_pts + round(k * 1024 * 90000 / rate), fields[3:]))  # time; duration, size, md5
+    origin = exact[0][0]
+    inside = [t - origin for (t, _), (_, _, starts) in zip(exact, frames) if not starts]
+    for t in inside[5::9]:
+        start = t // 90
+        out, _ = extract(src.read_bytes(), ts_seek=SeekRange(start, None, True))
+        dst = tmp_path / "cut.ts"
+        dst.write_bytes(out)
+        want = [(t, rest) for t, rest in exact if t - origin >= start * 90]
+        got = frames_of(dst, 0)
+        assert [f[3:] for _, f, _ in got] == [rest for _, rest in want]
+        assert got[0][0] == want[0][0]  # the cut PES's PTS: its first frame's exact time
+        assert analyser_complaints(dst, told=True) == ""
+
+
 @pytest.mark.parametrize("start,end", [(1000, 2000), (1500, None), (0, 1200)])
 def test_seek_cuts_other_audio_at_pes_boundaries_by_pts(start, end, tmp_path):
     """AAC in M2TS as ffmpeg writes it (a private stream known as audio by its PES only) is cut whole PES

@@ -9,7 +9,9 @@ from hypothesis import given, settings, strategies as st
 
 import tsmedia
 from extractor import AudioExtractor, ExtractError, SeekRange
+from extractor.ts.cut import HeldPes, cut
 from extractor.ts.filter import MAX_RESYNC
+from extractor.ts.frames import READERS
 
 KEPT_TYPES = {0x03, 0x04, 0x0F, 0x11, 0x1C, 0x2D, 0x2E, 0x81, 0x87, 0x15, 0x86}
 VIDEO_TYPES = [0x01, 0x02, 0x10, 0x1B, 0x24, 0x33, 0x42, 0x90, 0xEA]
@@ -142,3 +144,75 @@ def test_memory_stays_bounded_on_a_long_input():
     finally:
         tracemalloc.stop()
     assert held - after_two < 64 << 10
+
+
+@settings(deadline=None)
+@given(st.binary(max_size=2000), st.integers(0, 1 << 20), st.one_of(st.none(), st.integers(0, 1 << 20)),
+       st.sampled_from(sorted(READERS)), st.booleans())
+def test_a_held_pes_of_any_content_is_cut_into_packets_of_its_pid_or_left_to_the_caller(body, start, end, codec, sized):
+    """A PES (a header with a PTS, then any bytes) held from packets of PID 257: the cut gives None (the
+    caller decides for it whole) or packets of 188 bytes of that PID, the first starting the PES."""
+    pes = b"\x00\x00\x01\xc0" + (len(body) + 8 if sized else 0).to_bytes(2, "big") + b"\x80\x80\x05"
+    pes += tsmedia.pts_bytes(90000) + body
+    held = HeldPes(ticks=0, prefix=0)
+    for at in range(0, len(pes), 184):
+        chunk = pes[at : at + 184]
+        if len(chunk) < 184:  # the last packet: stuffing in an adaptation field, as muxers do
+            gap = 184 - len(chunk)
+            field = b"\x00" if gap == 1 else bytes((gap - 1, 0)) + b"\xff" * (gap - 2)
+            packet = bytes((0x47, 0x41 if at == 0 else 0x01, 0x01, 0x30 | (at // 184) & 15)) + field + chunk
+        else:
+            packet = bytes((0x47, 0x41 if at == 0 else 0x01, 0x01, 0x10 | (at // 184) & 15)) + chunk
+        held.add(packet)
+    done = cut(held, READERS[codec], start, end)
+    if done is not None:
+        made, kept, _ = done
+        assert kept == bool(made)
+        assert all(len(p) == 188 and p[0] == 0x47 and (p[1] & 0x1F) << 8 | p[2] == 257 for p in made)
+        assert all(bool(p[1] & 0x40) == (i == 0) for i, p in enumerate(made))
+        assert len(made) <= len(held.packets)
+
+
+def adts_frame(payload: bytes) -> bytes:
+    """An ADTS header (AAC LC, 48 kHz, mono, no CRC) before `payload`: a frame of 1920 ticks."""
+    n = 7 + len(payload)
+    return bytes((0xFF, 0xF1, 0x4C, 0x40 | (n >> 11) & 3, (n >> 3) & 0xFF, (n & 7) << 5 | 0x1F, 0xFC)) + payload
+
+
+def held_from(pes: bytes) -> HeldPes:
+    held = HeldPes(ticks=0, prefix=0)
+    for at in range(0, len(pes), 184):
+        chunk = pes[at : at + 184]
+        gap = 184 - len(chunk)
+        field = b"" if not gap else b"\x00" if gap == 1 else bytes((gap - 1, 0)) + b"\xff" * (gap - 2)
+        held.add(bytes((0x47, 0x41 if at == 0 else 0x01, 0x01, (0x30 if gap else 0x10) | (at // 184) & 15)) + field + chunk)
+    return held
+
+
+@settings(deadline=None)
+@given(st.lists(st.binary(max_size=400), min_size=1, max_size=12), st.integers(0, 12 * 1920),
+       st.one_of(st.none(), st.integers(0, 12 * 1920)))
+def test_a_pes_of_frames_keeps_exactly_the_frames_in_range(payloads, start, end):
+    """The cut PES, read back from its packets (the tests' own reading), holds the frames whose time
+    (1920 ticks each from its PTS) is in [start, end), its PTS moved to the first of them, its length
+    field true, and its packets count on from the old ones' continuity counters."""
+    frames = [adts_frame(p) for p in payloads]
+    body = b"".join(frames)
+    pes = b"\x00\x00\x01\xc0" + (len(body) + 8).to_bytes(2, "big") + b"\x80\x80\x05" + tsmedia.pts_bytes(90000) + body
+    held = held_from(pes)
+    made, kept, past_end = cut(held, READERS["aac (adts)"], start, end)
+    wanted = [i for i in range(len(frames)) if start <= i * 1920 and (end is None or i * 1920 < end)]
+    assert kept == bool(wanted) and past_end == (end is not None and (len(frames) - 1) * 1920 >= end)
+    if not wanted:
+        assert made == []
+        return
+    data = b"".join(p[4 + (1 + p[4] if p[3] & 0x20 else 0) :] for p in made)
+    assert data[14:] == b"".join(frames[wanted[0] : wanted[-1] + 1])
+    assert data[9:14] == tsmedia.pts_bytes(90000 + 1920 * wanted[0])
+    assert int.from_bytes(data[4:6], "big") == len(data) - 6
+    counters = [p[3] & 15 for p in made]
+    assert counters == [(counters[0] + i) & 15 for i in range(len(made))]
+    if not past_end:  # the stream goes on after it: its last counter is the old last one's
+        assert counters[-1] == held.packets[-1][3] & 15
+    else:
+        assert counters[0] == held.packets[0][3] & 15

@@ -45,6 +45,7 @@ RECIPES = {
                         "-program", "program_num=1:title=tv:st=0", "-program", "program_num=2:title=radio:st=1",
                         "-f", "mpegts"],
     "audio_only.ts": [*tone(440), *AAC, "-f", "mpegts"],
+    "aac_44100.ts": [*VIDEO, *tone(440, 44100), *H264, *AAC, "-f", "mpegts"],  # frames of 2089.8 ticks
     "video_only.ts": [*VIDEO, *H264, "-f", "mpegts"],
     "m2ts.m2ts": [*VIDEO, *tone(440), *H264, *AAC, "-f", "mpegts", "-mpegts_m2ts_mode", "1"],
     # second half of pmt_change.ts: another audio codec on another PID, tables version 1
