@@ -266,3 +266,17 @@ def test_a_segments_parameters_never_reach_the_origin(stack):
     root, made, origin, proxy = stack
     get(proxy, f"/fmp4/media0.m4s?{PARAM}&ali_audio_only_track=2")
     assert origin.requests[-1][1] == "/fmp4/media0.m4s"
+
+
+def test_head_conditionals_and_errors_of_a_playlist(stack):
+    root, made, origin, proxy = stack
+    got = get(proxy, f"/ts/media.m3u8?{PARAM}")
+    head = get(proxy, f"/ts/media.m3u8?{PARAM}", method="HEAD")
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == str(len(got.body))
+    again = get(proxy, f"/ts/media.m3u8?{PARAM}", headers={"If-None-Match": got.headers["etag"]})
+    assert again.status == 304 and again.headers["etag"] == got.headers["etag"]
+    missing = get(proxy, f"/ts/none.m3u8?{PARAM}")
+    assert missing.status == 404 and missing.body == b"<html>not found</html>"  # the origin's, as it was
+    for bad in ("ali_audio_only_track=x", "ali_audio_only_range=9-1"):
+        reply = get(proxy, f"/fmp4/media0.m4s?{PARAM}&{bad}")
+        assert reply.status == 400 and b"segment" in reply.body, bad

@@ -36,7 +36,12 @@ async def whole_file(services: Services, job: Job, request_headers) -> httpx.Res
     relayed; with the client's If-None-Match as the origin knows its ETags, so that its 304 comes back."""
     asked = request_headers.get("If-None-Match")
     headers = [("If-None-Match", http_rules.origin_if_none_match(asked))] if asked else []
-    if byte_range := job.record.get("byte_range"):  # a byte-range playlist's segment: those bytes only
+    rec = job.record
+    if (tracks := rec.get("segment_tracks")) and not re.fullmatch(r"\d+(,\d+)*", tracks):
+        raise Refusal(400, f"the segment's track list {tracks!r} is not track IDs\n", served="stream")
+    if byte_range := rec.get("byte_range"):  # a byte-range playlist's segment: those bytes only
+        if not (m := re.fullmatch(r"(\d+)-(\d*)", byte_range)) or (m[2] and int(m[2]) < int(m[1])):
+            raise Refusal(400, f"the segment's byte range {byte_range!r} is not first-last\n", served="stream")
         headers = [("Range", f"bytes={byte_range}")]
     return await services.origin.open(job.target, method=job.method, headers=headers,
                                       read_timeout=job.settings.origin_timeout)
