@@ -78,6 +78,8 @@ def main() -> int:
     print(f"  curl -o audio.mp4 '{edge}/h264_aac.mp4?ali_audio_only=1'   # MP4: audio/mp4, a file with a length and ranges")
     print(f"  curl -o late.m4a  '{edge}/moov_end.mp4?ali_audio_only=1'   # MP4 with the moov at the end")
     print(f"  curl -o frag.mp4  '{edge}/frag_moof_base.mp4?ali_audio_only=1'  # fragmented MP4, a file too")
+    print(f"  ffprobe '{edge}/streaming/hls-ts/master.m3u8?ali_audio_only=1'   # HLS: the playlists rewritten, audio only")
+    print(f"  ffprobe '{edge}/streaming/dash/manifest.mpd?ali_audio_only=1'     # DASH: only the audio set")
     print("  ffprobe audio.flv; ffprobe audio.mp4; ls -l audio.flv video.flv")
     print("Ctrl-C stops.\n", flush=True)
 

@@ -1,5 +1,6 @@
 """The demo page as a person opens it, in headless Chromium: one sample of each kind played through
-the proxy (audio-only MP4 in <audio>, audio-only FLV and live FLV in mpegts.js), and a screenshot."""
+the proxy (audio-only MP4 in <audio>, audio-only FLV and live FLV in mpegts.js, audio-only HLS in hls.js
+and DASH in dash.js, beside their originals), and a screenshot."""
 
 import pytest
 
@@ -29,4 +30,8 @@ def test_the_demo_page_plays_each_kind(demo, tmp_path):
     for ident in ("audio-h264_aac.flv", "audio-h264_aac.flv-live"):
         assert results[ident]["mediaInfo"] == {"hasAudio": True, "hasVideo": False}, ident
     assert results["original-h264_aac.flv"]["mediaInfo"]["hasVideo"] is True  # the reference beside ours
+    for ident in ("audio-hls-ts/master.m3u8", "audio-hls-fmp4/master.m3u8", "audio-dash/manifest.mpd"):
+        assert results[ident]["mediaInfo"] == {"hasAudio": True, "hasVideo": False}, ident
+    for ident in ("original-hls-ts/master.m3u8", "original-dash/manifest.mpd"):
+        assert results[ident]["mediaInfo"]["hasVideo"] is True, ident
     assert (tmp_path / "demo.png").stat().st_size > 20000
