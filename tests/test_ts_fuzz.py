@@ -29,7 +29,8 @@ def run_core(data: bytes, pieces: list[int]) -> tuple[bytes, ExtractError | None
     except ExtractError as e:
         error = e
     out = b"".join(out)
-    # PAT, audio and PCR packets leave one for one; a PMT's sections leave as one run per packet.
+    # Audio and PCR packets leave one for one; the PAT and PMT sections a packet completes leave as one
+    # run of packets at most.
     assert len(out) <= 2 * len(data) + 2 * 188
     assert len(out) % 188 == 0
     return out, error

@@ -3,7 +3,8 @@
 Pieces of any size go in; whole packets come out as soon as they are in. Per piece, the packets'
 header bytes are lifted out in bulk (packets.header_codes) and a bytes.find per PID that matters
 finds its packets, so a dropped video packet costs no Python step. Memory: one partial
-packet, the sections being assembled (at most 1 KiB each) and the tables.
+packet, the sections being assembled (at most 1 KiB each) and the tables; while seeking, one PES per
+audio PID (seeking.MAX_HELD at most).
 
 The PAT, PMTs and PCR that go out: made.py.
 
