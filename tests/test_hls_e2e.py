@@ -206,6 +206,18 @@ def test_an_on_demand_muxed_file_gets_its_audio_index(stack):
     assert stream_kinds(mpd_url) == ["audio"]
 
 
+def test_an_on_demand_file_without_a_file_answer_is_dropped(stack):
+    """Its file cannot be served as a file (the origin ignores ranges): our file's index is not
+    known, so the Representation goes, its set with it, and the log says why."""
+    root, made, origin, proxy = stack
+    path = ondemand_mpd(root, made["ondemand"].read_bytes())
+    mpd = (root / path.lstrip("/")).read_text().replace("<BaseURL>sidx.mp4<", "<BaseURL>sidx.mp4?norange=1<")
+    (root / "ondemand" / "norange.mpd").write_text(mpd)
+    reply = get(proxy, f"/ondemand/norange.mpd?{PARAM}")
+    assert reply.status == 200 and ElementTree.fromstring(reply.body).find(f".//{MPD_NS}AdaptationSet") is None
+    assert "Representation muxed dropped" in proxy.wait_for_log("Representation muxed dropped")
+
+
 def test_aes128_playlists_pass_through_unchanged(stack, tmp_path):
     root, made, origin, proxy = stack
     folder = root / "aes"
