@@ -71,6 +71,10 @@ class Marks:
             flow.marked = EXTRACTED
             flow.comment = (f"audio only (file): {size(rec['sent'])} sent of the audio of a "
                             f"{size(rec['file_length'])} file, {size(rec['origin_read'])} read from the origin")
+        elif outcome == record.EXTRACTED and rec.get("served") == "manifest":
+            self.tally.extracted += 1  # (its bytes are not media: the segments' answers count those)
+            flow.marked = EXTRACTED
+            flow.comment = f"audio only: {rec['format'].upper()} rewritten to audio only ({size(rec['bytes_out'])})"
         elif outcome == record.EXTRACTED:
             self.tally.extracted += 1
             self.tally.bytes_in += rec["bytes_in"]

@@ -232,6 +232,24 @@ def test_aes128_playlists_pass_through_unchanged(stack, tmp_path):
     assert "/aes/media.m3u8" in log and "passed through unchanged" in log
 
 
+def test_the_flows_say_what_was_done(stack, tmp_path):
+    """mitmdump's saved flows: a rewritten playlist marked and named, an AES-128 one's reason kept."""
+    root, made, origin, proxy = stack
+    (root / "ts" / "broken.m3u8").write_text("<html>not a playlist</html>")
+    saved = tmp_path / "flows"
+    own = Proxy(tmp_path / "own.log", "--mode", f"reverse:{origin.url}", "-w", str(saved))
+    try:
+        get(own, f"/ts/media.m3u8?{PARAM}")
+        get(own, f"/ts/broken.m3u8?{PARAM}")
+    finally:
+        own.stop()
+    from mitmproxy import io
+    with open(saved, "rb") as f:
+        flows = {flow.request.path.split("?")[0]: flow for flow in io.FlowReader(f).stream()}
+    assert flows["/ts/media.m3u8"].marked and "HLS rewritten to audio only" in flows["/ts/media.m3u8"].comment
+    assert flows["/ts/broken.m3u8"].comment.startswith("audio only: not extracted: the origin's playlist passed through")
+
+
 UNKNOWN = """#EXTM3U
 #EXT-X-VERSION:7
 #EXT-X-TARGETDURATION:2
