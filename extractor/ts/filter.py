@@ -20,7 +20,7 @@ from .frames import READERS
 from .made import MadePackets
 from .repeats import PsiRepeats
 from .seeking import Seeking
-from .streams import codec_name, is_hdmv
+from .streams import codec_name, describe, is_hdmv
 from .tables import AUDIO, DATA, PCR_ONLY, PRIVATE, PSI, Tables
 
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
@@ -104,7 +104,7 @@ class TsAudioFilter(MadePackets, Seeking):
         if not self.audio_packets:
             if self.seek and self._origin is not None:
                 raise SeekPastEnd(f"seek start {self.seek.start / 1000:g} s is past the end of the audio")
-            streams = ", ".join(s.describe() for p in self.pmts.values() for s in p.streams) or "no PMT found"
+            streams = ", ".join(describe(s) for p in self.pmts.values() for s in p.streams) or "no PMT found"
             raise NoAudio(f"the MPEG-TS has no audio packets ({self.packets} packets; streams: {streams}): "
                           f"nothing to extract")
         return out

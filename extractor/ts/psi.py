@@ -102,10 +102,6 @@ class Stream:
     stream_type: int
     descriptors: bytes  # the ES_info loop as it came
 
-    def describe(self) -> str:
-        from .streams import codec_name  # noqa: PLC0415 (streams imports this module)
-        return f"PID {self.pid} type 0x{self.stream_type:02x} ({codec_name(self)})"
-
 
 @dataclass
 class Pmt:

@@ -78,3 +78,8 @@ def codec_name(stream: Stream, hdmv: bool = False) -> str:
         return private_audio(stream) or (
             "private (audio if its PES say so)" if kind(stream, hdmv) == "private" else "private data")
     return AUDIO_TYPES.get(t) or DATA_TYPES.get(t) or VIDEO_TYPES.get(t) or "unknown"
+
+
+def describe(stream: Stream) -> str:
+    """A stream as an error message names it."""
+    return f"PID {stream.pid} type 0x{stream.stream_type:02x} ({codec_name(stream)})"
