@@ -61,14 +61,16 @@ def test_a_player_plays_the_audio_only_presentation(stack, browser, player, name
     assert r["after_seek"] >= r["landed"], r
 
 
-def test_live_hls_plays_across_playlist_refreshes(stack, browser):
+@pytest.mark.parametrize("player", ["hls.js", "shaka"])
+def test_live_hls_plays_across_playlist_refreshes(stack, browser, player):
     root, made, origin, proxy = stack
-    origin.live_playlists["/ts/moving.m3u8"] = (root / "ts" / "media.m3u8", 1)
+    path = f"/ts/moving-{player}.m3u8"  # (a window of its own: it starts moving at its first request)
+    origin.live_playlists[path] = (root / "ts" / "media.m3u8", 1)
     browser.goto(f"http://127.0.0.1:{proxy.port}/")
-    r = players_js.play_live(browser, "hls.js", f"http://127.0.0.1:{proxy.port}/ts/moving.m3u8?{PARAM}")
+    r = players_js.play_live(browser, player, f"http://127.0.0.1:{proxy.port}{path}?{PARAM}")
     print(r)
     assert r["errors"] == [] and r["loaded"] and r["ended"], r
     assert r["video_width"] == 0 and not r["decoded_video_frames"], r
-    loads = [p for _, p, _ in origin.requests if p.startswith("/ts/moving.m3u8")]
+    loads = [p for _, p, _ in origin.requests if p.startswith(path)]
     assert len(loads) >= 3, loads  # the window moved twice: the player saw it through the proxy
     assert r["at_end"] > 3.5, r  # it played the segments published after it joined
