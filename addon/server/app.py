@@ -104,7 +104,7 @@ class AudioServer:
     addon (AudioOnly.addons): it starts when mitmproxy runs, and stops (or winds down) at done."""
 
     def __init__(self, origin: OriginClient):
-        self.services = Services(origin, inits=manifest_answer.InitCache())
+        self.services = Services(origin)
         self.jobs: dict[str, Job] = {}
         self.port: int | None = None
         self.server: tornado.httpserver.HTTPServer | None = None

@@ -18,7 +18,7 @@ from addon.origin_client import OriginClient, Target
 from addon.origin_version import OriginVersion
 from addon.planner import Planner
 from addon.record import FlowRecord, SeekParams
-from addon.server.plan_cache import PlanCache
+from addon.server.plan_cache import InitCache, PlanCache
 
 JOB_HEADER = "x-audio-only-job"  # request header naming a routed flow's job at our server
 SERVED_HEADER = "x-audio-only-served"  # our server's answer says how it answered: file, stream or relay
@@ -85,4 +85,4 @@ class Services:
     budgets: Budgets = field(default_factory=Budgets)
     cache: PlanCache = field(default_factory=lambda: PlanCache(64 << 20))
     multirange: dict = field(default_factory=dict)
-    inits: object = None  # init segments' audio track IDs (manifest_answer.InitCache), made by the server
+    inits: InitCache = field(default_factory=InitCache)  # init segments' audio track IDs (manifest_answer.py)

@@ -19,10 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-from collections import OrderedDict
 
 import httpx
-import tornado.iostream
 
 import extractor
 from addon import formats, http_rules, record
@@ -44,24 +42,6 @@ log = logging.getLogger("addon.audio_only")
 DROPPED = http_rules.HOP_BY_HOP | {"content-length", "content-range", "accept-ranges", "etag", "content-md5", "digest"}
 MAX_INITS = 32  # init segments read for one playlist (a playlist names one or a few)
 INIT_TIMEOUT = 10  # seconds for each
-
-
-class InitCache:
-    """Audio track IDs of init segments by (URL, first, last), least recently used out past `limit`."""
-
-    def __init__(self, limit: int = 512):
-        self.limit = limit
-        self.entries: OrderedDict[InitSegment, tuple[int, ...]] = OrderedDict()
-
-    def get(self, init: InitSegment) -> tuple[int, ...] | None:
-        if (ids := self.entries.get(init)) is not None:
-            self.entries.move_to_end(init)
-        return ids
-
-    def put(self, init: InitSegment, ids: tuple[int, ...]) -> None:
-        self.entries[init] = ids
-        while len(self.entries) > self.limit:
-            self.entries.popitem(last=False)
 
 
 async def fetch(services: Services, job: Job, request_headers) -> httpx.Response:
@@ -159,7 +139,7 @@ async def rewritten(services: Services, job: Job, fmt: formats.Format, body: byt
 
 async def init_tracks(services: Services, job: Job, inits: list[InitSegment]) -> dict[InitSegment, tuple[int, ...]]:
     """The audio track IDs of each init segment, read from the origin once (then remembered)."""
-    cache: InitCache = services.inits
+    cache = services.inits
     found = {}
 
     async def one(init: InitSegment) -> None:

@@ -1,5 +1,6 @@
 """Planned audio-only files kept between requests: a player's range requests read the moov from the
-origin once per file version."""
+origin once per file version. And the audio track IDs of init segments, which every refresh of a live
+playlist names again."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import extractor
+from extractor.manifest.common import InitSegment
 from addon.origin_version import OriginVersion
 
 
@@ -42,3 +44,21 @@ class PlanCache:
         while self.used > self.limit:
             _, old = self.entries.popitem(last=False)
             self.used -= old.plan.memory
+
+
+class InitCache:
+    """Audio track IDs of init segments by (URL, first, last), least recently used out past `limit`."""
+
+    def __init__(self, limit: int = 512):
+        self.limit = limit
+        self.entries: OrderedDict[InitSegment, tuple[int, ...]] = OrderedDict()
+
+    def get(self, init: InitSegment) -> tuple[int, ...] | None:
+        if (ids := self.entries.get(init)) is not None:
+            self.entries.move_to_end(init)
+        return ids
+
+    def put(self, init: InitSegment, ids: tuple[int, ...]) -> None:
+        self.entries[init] = ids
+        while len(self.entries) > self.limit:
+            self.entries.popitem(last=False)
