@@ -15,7 +15,7 @@ and beside them: options.py (the options, the settings made of them), formats.py
 formats), record.py (the flow's record), http_rules.py (validators, ranges, conditionals),
 origin_client.py with origin_version.py and multipart.py (HTTP to the origin), planner.py (moovs
 planned off the loop), budgets.py, internals.py (every reach into mitmproxy's private parts),
-warm_up.py, contentview.py, cdn_config.py. The extraction itself is the sans-IO core in `extractor/`.
+warm_up.py, contentview.py, cdn_config.py, health.py (the health check a load balancer asks). The extraction itself is the sans-IO core in `extractor/`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
 from addon import contentview, internals, options  # noqa: E402
+from addon.health import Health  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.origin_client import OriginClient  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
@@ -49,9 +50,9 @@ class AudioOnly:
         self.router = AudioRouter(self.server)
         self.requests = RequestRules()
         self.marks = Marks()
-        # mitmproxy calls each part's hooks after this one's, in this order (the request rules decide
-        # before the router routes).
-        self.addons = [self.requests, self.router, self.server, self.origin, self.marks]
+        # mitmproxy calls each part's hooks after this one's, in this order (the health check is answered
+        # before anything else looks at it; the request rules decide before the router routes).
+        self.addons = [Health(self.server), self.requests, self.router, self.server, self.origin, self.marks]
         self.view = None  # the content view, while loaded
 
     def load(self, loader):

@@ -1,0 +1,32 @@
+"""The edge's health, for a load balancer in front of several edges (HAProxy's `option httpchk`,
+nginx's, Envoy's): `GET /.well-known/audio-only/health` on the edge's own port is answered by the edge
+itself, never forwarded to an origin, in every mode.
+
+200 while our server takes requests; 503 while it does not (not started yet, or stopping), so that a
+balancer sends new requests elsewhere. The body says what the edge is doing, for a person reading it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+from addon.server.app import AudioServer
+
+HEALTH_PATH = "/.well-known/audio-only/health"
+
+
+class Health:
+    def __init__(self, server: AudioServer):
+        self.server = server
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.request.path.split("?")[0] != HEALTH_PATH or flow.request.method.upper() not in ("GET", "HEAD"):
+            return
+        up = self.server.port is not None and self.server.server is not None and not self.server.retired
+        state = {"status": "ok" if up else "unavailable", "answering": self.server.answering,
+                 "routed": len(self.server.jobs)}
+        flow.response = http.Response.make(200 if up else 503, json.dumps(state).encode() + b"\n",
+                                           {"Content-Type": "application/json", "Cache-Control": "no-store"})
+        flow.metadata["audio_only_health"] = True
