@@ -625,3 +625,17 @@ def _box_offsets(data: bytes) -> list[int]:
         pos += int.from_bytes(data[pos : pos + 4], "big")
     assert pos == len(data)
     return out
+
+
+def test_a_representation_is_dropped_and_its_set_when_it_was_the_last():
+    url = "https://origin.example/show/manifest.mpd"
+    text = dash.rewrite(HAND_MPD, url, NAME, PARAM).text
+    fewer = dash.drop_representation(text, "p0", "a64")
+    ids = [r.get("id") for r in ElementTree.fromstring(fewer).iter(f"{MPD_NS}Representation")]
+    assert "a64" not in ids and "a128" in ids and "m1" in ids
+    gone = dash.drop_representation(fewer, "p0", "m1")
+    sets = [s.get("id") for s in ElementTree.fromstring(gone).iter(f"{MPD_NS}AdaptationSet")]
+    assert "muxed" not in sets and "a" in sets
+    assert "<!-- made by hand -->" in gone and 'my:flag="1"' in gone  # the rest as it was
+    with pytest.raises(MalformedInput):
+        dash.drop_representation(gone, "p0", "m1")
