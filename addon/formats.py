@@ -30,6 +30,8 @@ class Format:
     # A cut's start and end are seconds (True), or as the host's FLV setting says (None: bytes, or
     # seconds with audio_only_flv_seek_by_time or video_seek's flv_seek_by_time).
     seek_in_seconds: bool | None = True
+    cdn: bool = True  # the emulated CDN extracts it too (audio_only_compat=cdn leaves the others alone)
+    plain_seek: bool = True  # the CDN's plain video seeking cuts it too (with the video kept)
 
     @property
     def seek_argument(self) -> str:
@@ -51,12 +53,13 @@ FORMATS = (
            seek_in_seconds=None),
     # An audio-only TS is still MPEG-TS (HLS serves its audio-only segments so); its length is never
     # known before the input ends, so it is always streamed, live or not.
+    # The CDN extracts no TS, and its plain seeking cuts MP4 and FLV only (the TS filter drops video).
     Format("ts", (".ts", ".m2ts", ".mts"), ("video/mp2t", "video/vnd.dlna.mpeg-tts", "audio/mp2t"), "video/mp2t",
-           "stream", "PAT/PMT section"),
+           "stream", "PAT/PMT section", cdn=False, plain_seek=False),
     # Playlists and manifests: rewritten whole (no seek parameters: a player seeks by segments).
     Format("hls", (".m3u8",), ("application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl",
-                               "audio/x-mpegurl"), "", "manifest", "playlist"),
-    Format("dash", (".mpd",), ("application/dash+xml",), "", "manifest", "MPD"),
+                               "audio/x-mpegurl"), "", "manifest", "playlist", cdn=False),
+    Format("dash", (".mpd",), ("application/dash+xml",), "", "manifest", "MPD", cdn=False),
 )
 # fMP4 segments of HLS and DASH: MP4 bodies without a moov, answered by streaming (their audio tracks
 # are named by the rewritten playlist: `<name>_track`); an init segment is an MP4 like any other.

@@ -167,3 +167,25 @@ def test_one_date_header(ts_proxy, path):
     """Streamed and relayed answers carry the origin's Date, once (not tornado's beside it)."""
     dates = [line for line in raw_headers(ts_proxy.port, path) if line.lower().startswith("date:")]
     assert len(dates) == 1, dates
+
+
+def test_plain_seeking_leaves_a_ts_whole(ts_origin, ts_root, tmp_path):
+    """The CDN's plain video seeking (start/end without the audio parameter) cuts MP4 and FLV with their
+    video; the TS filter drops video, so a TS is not cut: the origin's bytes, video and all."""
+    p = Proxy(tmp_path / "plain.log", "--mode", f"reverse:{ts_origin.url}", "--set", "audio_only_plain_seek=true")
+    try:
+        reply = http_get(p.port, "/h264_aac.ts?start=1&end=2")
+    finally:
+        p.stop()
+    assert reply.status == 200 and reply.clean and reply.body == (ts_root / "h264_aac.ts").read_bytes()
+
+
+def test_the_cdn_mode_extracts_no_ts(ts_origin, ts_root, tmp_path):
+    p = Proxy(tmp_path / "cdn.log", "--mode", f"reverse:{ts_origin.url}", "--set", "audio_only_compat=cdn")
+    try:
+        reply = http_get(p.port, "/h264_aac.ts?ali_audio_only=1")
+        log = p.wait_for_log("does not extract audio from TS")
+    finally:
+        p.stop()
+    assert reply.status == 200 and reply.clean and reply.body == (ts_root / "h264_aac.ts").read_bytes()
+    assert "the CDN does not extract audio from TS (audio_only_compat=cdn)" in log

@@ -58,8 +58,12 @@ async def answer(sink: Sink, services: Services, job: Job, response: httpx.Respo
     if fmt is None or fmt.answer != "manifest":
         fmt = formats.by_path(job.target.path)  # a playlist served as text/plain, say: its path says
     encoding = headers.get("content-encoding", "identity").lower()
-    if response.status_code != 200 or encoding != "identity" or fmt is None or fmt.answer != "manifest":
-        why = f"origin answered {response.status_code}" if response.status_code != 200 else f"origin body is {encoding}-encoded"
+    if (response.status_code != 200 or encoding != "identity" or fmt is None or fmt.answer != "manifest"
+            or (job.settings.cdn and not fmt.cdn)):
+        why = (f"origin answered {response.status_code}" if response.status_code != 200
+               else f"origin body is {encoding}-encoded" if encoding != "identity"
+               else "neither its type nor its path names a playlist" if fmt is None or fmt.answer != "manifest"
+               else f"the CDN rewrites no {fmt.name.upper()} {fmt.metadata} (audio_only_compat=cdn)")
         record.conclude(rec, record.PASSED, why)
         log.info(f"audio-only: {job.url}: not rewritten: {why}")
         if response.status_code == 304 and (etag := headers.get("etag")):

@@ -60,6 +60,15 @@ def why_not(status: int, headers, fmt: Format | None) -> str | None:
     return None
 
 
+def not_for(job: Job, fmt: Format) -> str | None:
+    """Why this request does not get the format's extraction or cut, though the format has one."""
+    if job.plain and not fmt.plain_seek:
+        return f"plain seeking (start/end without the audio parameter) does not cut {fmt.name.upper()}"
+    if job.settings.cdn and not fmt.cdn:
+        return f"the CDN does not extract audio from {fmt.name.upper()} (audio_only_compat=cdn)"
+    return None
+
+
 def audio_headers(origin_headers: list[tuple[str, str]], fmt: Format, seek: extractor.SeekRange | None,
                   plain: bool) -> list[tuple[str, str]]:
     """The origin's headers made ours: no length or ranges (the body is streamed), our type, an ETag
@@ -114,7 +123,7 @@ async def answer(sink: Sink, services: Services, job: Job, response: httpx.Respo
             log.warning(f"audio-only: {job.url}: answered 502: {problem}")
             raise Refusal(502, f"{problem}\n", served="stream")
         status = 200  # those bytes are the segment: ours is the whole of it
-    if why := why_not(status, headers, fmt):
+    if why := why_not(status, headers, fmt) or not_for(job, fmt):
         if rec.get("requested"):
             record.conclude(rec, record.PASSED, why)
             log.info(f"audio-only: {job.url}: not extracted: {why}")
