@@ -16,6 +16,7 @@ ours, and says why (client ranges: tornado's are private to its StaticFileHandle
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import re
 from typing import TYPE_CHECKING
@@ -103,10 +104,13 @@ def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
 
 
 def _date(value: str | None):
+    """An HTTP date, in any of RFC 9110's three forms (§5.6.7: asctime's and "-0000" come without a
+    zone from the parser, and are GMT), as a UTC datetime; None when absent or unreadable."""
     try:
-        return email.utils.parsedate_to_datetime(value) if value else None
+        when = email.utils.parsedate_to_datetime(value) if value else None
     except (TypeError, ValueError):
         return None
+    return when.replace(tzinfo=datetime.timezone.utc) if when is not None and when.tzinfo is None else when
 
 
 def not_modified(handler: tornado.web.RequestHandler, last_modified: str | None) -> bool:

@@ -106,3 +106,17 @@ def test_an_inverted_range_is_ignored_not_416(file_proxy):
     whole = http_get(file_proxy.port, BOTH)
     r = http_get(file_proxy.port, BOTH, headers={"Range": "bytes=5-3"})
     assert r.status == 200 and r.body == whole.body
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_if_modified_since_in_every_date_form(file_proxy, method):
+    """RFC 9110 §5.6.7: a recipient reads the obsolete forms too; asctime's and a "-0000" zone come
+    from the parser without a zone, and are GMT (they once made a 500)."""
+    whole = http_get(file_proxy.port, ONLY_DATE)
+    when = email.utils.parsedate_to_datetime(whole.headers["last-modified"])
+    for offset, status in ((0, 304), (-1, 200)):
+        t = when + datetime.timedelta(seconds=offset)
+        for form in (t.strftime("%a %b %e %H:%M:%S %Y"), t.strftime("%a, %d %b %Y %H:%M:%S -0000"),
+                     t.strftime("%A, %d-%b-%y %H:%M:%S GMT")):
+            r = http_get(file_proxy.port, ONLY_DATE, method=method, headers={"If-Modified-Since": form})
+            assert r.status == status, (form, r.status)
