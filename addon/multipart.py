@@ -104,7 +104,8 @@ def spans_from_parts(parts: list[tuple[int, int, int | None, bytes]], spans: lis
             next((p for p in parts if p[0] <= first and last <= p[1]), None)  # parts that overlap
         if part is None:
             raise RangeRefused(f"the origin's multipart answer has no part for bytes {first}-{last}")
-        if part[2] != length:
+        # ("*": the origin does not say the length; the answer's validator already named the version)
+        if part[2] is not None and part[2] != length:
             raise RangeRefused(f"the origin's file is now {'*' if part[2] is None else part[2]} bytes, not {length}: "
                                f"it was replaced")
         out.append(part[3][first - part[0] : last + 1 - part[0]])
