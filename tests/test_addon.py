@@ -141,6 +141,8 @@ def test_the_answer_is_framed_for_the_client(version, chunked):
     ("video/mp4", "/a", "mp4"),
     ("application/octet-stream", "/a.m4a", "mp4"),
     ("image/png", "/a.mp4", None),
+    ("video/MP2T", "/a", "ts"),
+    ("application/octet-stream", "/a.m2ts", "ts"),
 ])
 def test_eligibility_by_type_and_extension(ctype, path, fmt):
     found = of_answer(ctype, path)
@@ -148,7 +150,7 @@ def test_eligibility_by_type_and_extension(ctype, path, fmt):
     why = why_not(200, {"content-type": ctype}, found)
     assert (why is None) == (fmt is not None)
     if fmt is None:
-        assert why == f"content type {ctype!r} is not MP4 or FLV"
+        assert why == f"content type {ctype!r} is not MP4, FLV or TS"
     assert why_not(206, {"content-type": ctype}, BY_NAME["mp4"]) == "origin answered 206"
     assert why_not(200, {"content-encoding": "gzip"}, BY_NAME["mp4"]) == "origin body is gzip-encoded"
 
