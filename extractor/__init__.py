@@ -117,6 +117,12 @@ class AudioExtractor:
             self._impl = FlvAudioFilter(self.max_header, self.flv_seek, self.keep_video)
 
     @property
+    def done(self) -> bool:
+        """Nothing more of the input can go out (a cut's end is passed): a caller may stop reading and
+        call finish (a live stream with an end never ends by itself)."""
+        return bool(getattr(self._impl, "done", False))
+
+    @property
     def in_metadata(self) -> bool:
         """Inside metadata that is held whole before anything of it can go out (an MP4's moov or moof,
         an FLV script tag): a caller may bound how long that takes (a trickling origin)."""

@@ -102,6 +102,8 @@ class StreamedAnswer:
                 self.check_metadata()
                 if self.tail_task is None and x.wants_tail is not None and self.job.version and self.job.settings.fetch_moov:
                     self.tail_task = asyncio.create_task(self.moov_from_tail(x.wants_tail))
+                if x.done:  # past a cut's end: nothing more goes out (a live stream would never end)
+                    break
             await self.drain_backlog()
             async with self.lock:
                 out = await self.in_worker(x.finish) if x.in_metadata else x.finish()
