@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tsmedia
-from extractor import AudioExtractor, ExtractError, SeekRange
+from extractor import AudioExtractor, ExtractError, NoAudio, SeekRange, UnsupportedInput
 from extractor.ts.cut import HeldPes, cut
+from extractor.ts import TsAudioFilter
 from extractor.ts.filter import MAX_RESYNC
 from extractor.ts.frames import READERS
 
@@ -41,8 +42,9 @@ def payload_pids(out: bytes) -> set[int]:
     return {pid for pid, p in tsmedia.packets(out) if tsmedia.has_payload(p)}
 
 
-def section(table: int, extension: int, body: bytes) -> bytes:
-    head = bytes((table,)) + struct.pack(">HHBBB", 0xB000 | (len(body) + 9), extension, 0xC1, 0, 0)
+def section(table: int, extension: int, body: bytes, version: int = 0, current: bool = True) -> bytes:
+    flags = 0xC0 | version << 1 | current
+    head = bytes((table,)) + struct.pack(">HHBBB", 0xB000 | (len(body) + 9), extension, flags, 0, 0)
     s = head + body
     return s + struct.pack(">I", tsmedia.crc32_mpeg2(s))
 
@@ -229,3 +231,131 @@ def test_a_pes_of_frames_keeps_exactly_the_frames_in_range(payloads, start, end)
         assert counters[-1] == held.packets[-1][3] & 15
     else:
         assert counters[0] == held.packets[0][3] & 15
+
+
+# -- hostile tables: the work per packet stays bounded ------------------------------------------------
+
+PMT_PID, PCR_PID = 0x1000, 0x100
+
+
+def pmt_section(program: int, pids: list[int], version: int = 0, stream_type: int = 0x0F, current: bool = True) -> bytes:
+    body = struct.pack(">HH", 0xE000 | PCR_PID, 0xF000)
+    body += b"".join(bytes((stream_type,)) + struct.pack(">HH", 0xE000 | pid, 0xF000) for pid in pids)
+    return section(2, program, body, version, current)
+
+
+def es_packet(pid: int, cc: int) -> bytes:
+    return bytes((0x47, pid >> 8, pid & 0xFF, 0x10 | cc & 0x0F)) + bytes((cc & 0xFF,)) * 184
+
+
+PAT = psi_packet(0, section(0, 1, struct.pack(">HH", 1, 0xE000 | PMT_PID)), 0)
+
+
+def filter_work(monkeypatch) -> dict:
+    """Counts what the filter does per change of its tables: rebuilds, the streams it classifies, and the
+    packet codes it searches (one per packet per PID searched for)."""
+    work = {"rebuilds": 0, "classified": 0, "searched": 0}
+    import extractor.ts.tables as tables_module
+    rebuild, find, classify = TsAudioFilter._rebuild, TsAudioFilter._find, tables_module.kind
+
+    def counted_rebuild(self):
+        work["rebuilds"] += 1
+        return rebuild(self)
+
+    def counted_find(self, code, pos, *end):
+        work["searched"] += ((end[0] if end else len(code)) - pos) // 4 * len(self._needles)
+        return find(self, code, pos, *end)
+
+    def counted_kind(*args):
+        work["classified"] += 1
+        return classify(*args)
+
+    monkeypatch.setattr(TsAudioFilter, "_rebuild", counted_rebuild)
+    monkeypatch.setattr(TsAudioFilter, "_find", counted_find)
+    monkeypatch.setattr(tables_module, "kind", counted_kind)
+    step = getattr(TsAudioFilter, "_step", None)
+    if step is not None:  # a packet looked up one by one is searched for once
+        def counted_step(self, code, pos, end):
+            work["searched"] += (end - pos) // 4
+            return step(self, code, pos, end)
+
+        monkeypatch.setattr(TsAudioFilter, "_step", counted_step)
+    return work
+
+
+def feed_all(data: bytes, piece: int = 65536) -> tuple[bytes, TsAudioFilter]:
+    f = TsAudioFilter()
+    out = [bytes(p) for at in range(0, len(data), piece) for p in f.feed(data[at : at + piece])]
+    return b"".join(out), f
+
+
+def test_pmts_of_programs_the_pat_does_not_list_are_ignored(monkeypatch):
+    """A PAT listing program 1, then a flood of PMTs for programs 2, 3, ... on its PMT PID between the
+    audio packets: they change nothing (no rebuild, nothing held, none sent) and the audio passes."""
+    work = filter_work(monkeypatch)
+    data = [PAT, psi_packet(PMT_PID, pmt_section(1, [0x200]), 0)]
+    for i in range(6000):
+        data.append(psi_packet(PMT_PID, pmt_section(2 + i, [0x300 + i % 4000]), (i + 1) & 15) if i % 2
+                    else es_packet(0x200, i // 2))
+    out, f = feed_all(b"".join(data))
+    assert work["rebuilds"] <= 3  # made at the start, then the PAT, then program 1's PMT
+    assert list(f.pmts) == [(PMT_PID, 1)]
+    walked = list(tsmedia.packets(out))
+    assert [p for pid, p in walked if pid == 0x200] == [p for p in data if p[2] == 0x00 and p[1] == 0x02]
+    assert tsmedia.pmt_streams(out) == {PMT_PID: {0x200: 0x0F}}
+    assert sum(pid == PMT_PID for pid, _ in walked) == 1  # program 1's PMT, once
+
+
+def alternating_input(versions: int) -> bytes:
+    """PAT, then a PMT of 30 streams (one shared, 0x300) before every audio packet of 0x300, cycling
+    through `versions` versions that list different PIDs."""
+    sections = [pmt_section(1, [0x300] + [0x200 + 100 * v + k for k in range(29)], version=v) for v in range(versions)]
+    data = []
+    for i in range(6000):
+        if i % 100 == 0:
+            data.append(PAT)
+        data.append(psi_packet(PMT_PID, sections[i % versions], i & 15))
+        data.append(es_packet(0x300, i))
+    return b"".join(data)
+
+
+def test_a_pmt_flipping_between_versions_costs_what_a_repeated_one_does(monkeypatch):
+    """A PMT alternating between two versions of 30 streams before every audio packet: each copy changes
+    the tables, yet the streams are classified and the plan made once per version, and the packets
+    searched stay within twice what the same input with one version costs (measured as work: packet
+    codes searched per PID, not seconds). Every audio packet passes."""
+    work = filter_work(monkeypatch)
+    out_one, _ = feed_all(alternating_input(1))
+    repeated = dict(work)
+    work.update(rebuilds=0, classified=0, searched=0)
+    data = alternating_input(2)
+    out, _ = feed_all(data)
+    assert work["searched"] <= 2 * repeated["searched"], (work, repeated)
+    assert work["classified"] <= 2 * repeated["classified"] + 100, (work, repeated)
+    audio = [p for pid, p in tsmedia.packets(data) if pid == 0x300]
+    assert [p for pid, p in tsmedia.packets(out) if pid == 0x300] == audio
+    assert [p for pid, p in tsmedia.packets(out_one) if pid == 0x300] == audio
+
+
+def section_packets(pid: int, sec: bytes) -> bytes:
+    payload = b"\x00" + sec
+    chunks = [payload[at : at + 184] for at in range(0, len(payload), 184)]
+    return b"".join(bytes((0x47, (0x40 if n == 0 else 0) | pid >> 8, pid & 0xFF, 0x10 | n)) + c + b"\xff" * (184 - len(c))
+                    for n, c in enumerate(chunks))
+
+
+def test_more_pids_than_followed_are_refused_by_name():
+    """62 audio streams, the PAT, the PMT and the PCR PID: 65 PIDs to follow, one past the bound."""
+    data = PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 62))))
+    with pytest.raises(UnsupportedInput, match=r"give 65 PIDs to follow \(1 programs\): more than 64"):
+        feed_all(data)
+    feed_all(PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 61)))))  # 64: followed
+
+
+def test_no_audio_names_a_few_streams_and_counts_the_rest():
+    data = PAT + psi_packet(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 30)), stream_type=0x1B), 0)
+    f = TsAudioFilter()
+    f.feed(data)
+    with pytest.raises(NoAudio) as caught:
+        f.finish()
+    assert "and 22 more" in str(caught.value) and len(str(caught.value)) < 400

@@ -21,13 +21,18 @@ from .made import MadePackets
 from .repeats import PsiRepeats
 from .seeking import Seeking
 from .streams import codec_name, describe, is_hdmv
-from .tables import AUDIO, DATA, PCR_ONLY, PRIVATE, PSI, Tables
+from .tables import AUDIO, DATA, MAX_LAYOUTS, PCR_ONLY, PRIVATE, PSI, Tables
 
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
 RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
 MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
 CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
+MAX_LISTED = 8  # streams named in the NoAudio message
+# Packets looked at one by one (a dict lookup each) after the tables changed mid-piece; then searched
+# in windows that double. A PMT that changes every few packets must not cost a search of the whole
+# rest of the piece per PID each time.
+RESTART_WINDOW = 16
 
 
 class TsAudioFilter(MadePackets, Seeking):
@@ -61,6 +66,7 @@ class TsAudioFilter(MadePackets, Seeking):
         self._held: dict = {}  # seeking: PID -> the PES held until whole (cut.HeldPes)
         self._frame_readers: dict = {}  # PID -> frames.READERS entry, for audio cut at frame boundaries
         self._ended = False
+        self._plans: dict[tuple, tuple] = {}  # Tables.layout -> what _rebuild made of it
         self._rebuild()
 
     # -- the sans-IO interface (as FlvAudioFilter) ----------------------------------------------
@@ -104,7 +110,10 @@ class TsAudioFilter(MadePackets, Seeking):
         if not self.audio_packets:
             if self.seek and self._origin is not None:
                 raise SeekPastEnd(f"seek start {self.seek.start / 1000:g} s is past the end of the audio")
-            streams = ", ".join(describe(s) for p in self.pmts.values() for s in p.streams) or "no PMT found"
+            listed = [s for p in self.pmts.values() for s in p.streams]
+            streams = ", ".join(describe(s) for s in listed[:MAX_LISTED]) or "no PMT found"
+            if len(listed) > MAX_LISTED:
+                streams += f" and {len(listed) - MAX_LISTED} more"
             raise NoAudio(f"the MPEG-TS has no audio packets ({self.packets} packets; streams: {streams}): "
                           f"nothing to extract")
         return out
@@ -178,10 +187,12 @@ class TsAudioFilter(MadePackets, Seeking):
                 return 0
             code = tsp.header_codes(buf, start, count, size)
         self.packets += count
-        first, run_start, run_end = 0, -1, -1
-        while first is not None:
+        first, window, run_start, run_end = 0, count, -1, -1
+        while first < count:
+            last = min(count, first + window)
             restart, passed = None, self._passed
-            for i, pid, role in self._find(code, first * tsp.CODE):
+            search = self._step if last - first <= RESTART_WINDOW else self._find
+            for i, pid, role in search(code, first * tsp.CODE, last * tsp.CODE):
                 index = i >> 2  # CODE is 4
                 at = start + index * size
                 if role in passed:
@@ -215,22 +226,27 @@ class TsAudioFilter(MadePackets, Seeking):
                     self._on_es(buf, at, pid, role, out)
                 if self._ended:
                     return count
-            first = restart
+            first, window = (last, 2 * window) if restart is None else (restart, RESTART_WINDOW)
         if run_end > 0:
             out.append(buf[run_start:run_end])
         return count
 
-    def _find(self, code: bytes, pos: int) -> list:
-        """(code offset, PID, role) of the packets to look at, in order: a bytes.find per wanted PID
-        (a C search, and the codes are made so that a match is always a packet's)."""
+    def _find(self, code: bytes, pos: int, end: int) -> list:
+        """(code offset, PID, role) of the packets in code[pos:end] to look at, in order: a bytes.find per
+        wanted PID (a C search, and the codes are made so that a match is always a packet's)."""
         found = []
         for needle, pid, role in self._needles:
-            i = code.find(needle, pos)
+            i = code.find(needle, pos, end)
             while i != -1:
                 found.append((i, pid, role))
-                i = code.find(needle, i + tsp.CODE)
+                i = code.find(needle, i + tsp.CODE, end)
         found.sort()
         return found
+
+    def _step(self, code: bytes, pos: int, end: int) -> list:
+        """What _find gives, by a lookup of each packet's code: for a few packets, cheaper than a search per PID."""
+        wanted = self._by_code
+        return [(i, *hit) for i in range(pos, end, tsp.CODE) if (hit := wanted.get(code[i : i + tsp.CODE]))]
 
     def _warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -262,6 +278,17 @@ class TsAudioFilter(MadePackets, Seeking):
     def _rebuild(self) -> None:
         """What finds the packets of each PID that matters, from the tables."""
         self._last_psi = {}  # what a payload means may change with the tables (a PMT the PAT let go)
+        plan = self._plans.get(self.tables.layout)
+        if plan is None:
+            if len(self._plans) >= MAX_LAYOUTS:
+                self._plans.clear()
+            self._plan()
+            plan = self._plans[self.tables.layout] = (self._passed, self._frame_readers, self._needles,
+                                                      self._by_code, self._clock_pid, self._clocked)
+        self._passed, self._frame_readers, self._needles, self._by_code, self._clock_pid, self._clocked = plan
+
+    def _plan(self) -> None:
+        """_rebuild's work for tables not seen before."""
         # With timing or seeking, each kept packet is looked at; else they pass in runs untouched.
         self._passed = () if self.timing else (AUDIO, DATA)
         roles = sorted(self.tables.roles.items())
@@ -280,3 +307,8 @@ class TsAudioFilter(MadePackets, Seeking):
             self._clocked[clocked] = role
             self._needles = [(n + b"\x00", p, r) if p == self._clock_pid else (n, p, r) for n, p, r in self._needles]
             self._needles.append((tsp.needle(self._clock_pid, True), self._clock_pid, clocked))
+        # A 3-byte needle matches both codes of its PID (with and without an adaptation field).
+        self._by_code = {}
+        for needle, pid, role in self._needles:
+            for code in [needle] if len(needle) == tsp.CODE else [needle + b"\x00", needle + b"\x20"]:
+                self._by_code[code] = (pid, role)

@@ -6,6 +6,7 @@ checked (CRC), read and rewritten once, then recognised by its bytes.
 
 from __future__ import annotations
 
+from ..errors import UnsupportedInput
 from .packets import NULL_PID, PAT_PID
 from .psi import PAT_TABLE, PMT_TABLE, Pmt, SectionReader, parse_pat, parse_pmt, rewrite_pmt, section_ok
 from .streams import is_hdmv, kind
@@ -14,6 +15,11 @@ from .streams import is_hdmv, kind
 PSI, AUDIO, DATA, PRIVATE, PCR_ONLY = "psi", "audio", "data", "private", "pcr"
 KEPT_KINDS = {"audio": AUDIO, "data": DATA, "private": PRIVATE}
 MAX_KNOWN = 64  # distinct sections remembered (a PAT, a PMT per program, a version or two of each)
+# PIDs given a role, and streams one PMT may list. Each PID that matters costs the filter a search per
+# piece; broadcast muxes carry a few dozen at most, so more is refused rather than slowly followed.
+MAX_ROLES = 64
+MAX_STREAMS = 128  # a Blu-ray PMT may list 32 audio, 32 subtitle and 32 menu streams besides its video
+MAX_LAYOUTS = 16  # roles remembered per distinct set of tables: a PMT flipping between versions is a lookup
 
 
 class Tables:
@@ -26,6 +32,8 @@ class Tables:
         self._raw_pmts: dict[tuple[int, int], bytes] = {}
         self._known: dict[bytes, object] = {}
         self._readers: dict[int, SectionReader] = {}
+        self._layouts: dict[tuple, tuple] = {}  # the tables' sections -> (roles, PCR PIDs)
+        self.layout: tuple = ()  # the key of the current roles: equal tables give an equal key
 
     def push(self, pid: int, payload: bytes, unit_start: bool) -> tuple[bool, list[bytes]]:
         """A packet payload of a PSI PID: (whether the roles changed, the sections it completes as they
@@ -43,9 +51,11 @@ class Tables:
                         del self.pmts[key], self._raw_pmts[key]
                     changed = True
                 continue
+            if section[0] != PMT_TABLE or self.programs.get(int.from_bytes(section[3:5], "big")) != pid:
+                continue  # another table, or a PMT of a program the PAT does not list on this PID
             parsed = self._parsed(section, pid, PMT_TABLE)
             if parsed is None:
-                continue  # other tables on a PMT PID are not the audio's business
+                continue
             pmt, out = parsed
             rewritten.append(out)
             key = (pid, pmt.program)
@@ -76,6 +86,9 @@ class Tables:
             done = parse_pat(section)
         else:
             pmt = parse_pmt(section)
+            if len(pmt.streams) > MAX_STREAMS:
+                raise UnsupportedInput(f"the PMT of program {pmt.program} on PID {pid} lists {len(pmt.streams)} "
+                                       f"streams: more than {MAX_STREAMS} are not followed")
             hdmv = is_hdmv(pmt)
             done = (pmt, rewrite_pmt(section, {s.pid for s in pmt.streams if kind(s, hdmv) in KEPT_KINDS}))
         if len(self._known) >= MAX_KNOWN:
@@ -84,6 +97,17 @@ class Tables:
         return done
 
     def _assign_roles(self) -> None:
+        self.layout = (tuple(self.programs.items()), tuple(self._raw_pmts.items()))
+        known = self._layouts.get(self.layout)
+        if known is None:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+            known = self._layouts[self.layout] = self._roles()
+        self.roles, self.pcr_pids = known
+        self._readers = {p: r for p, r in self._readers.items() if self.roles.get(p) is PSI}
+
+    def _roles(self) -> tuple[dict[int, str], set[int]]:
+        """What each PID is, and the PCR PIDs, by the PAT and PMTs held."""
         roles = {PAT_PID: PSI}
         roles.update((pmt_pid, PSI) for pmt_pid in self.programs.values())
         for pmt in self.pmts.values():
@@ -92,8 +116,10 @@ class Tables:
                 role = KEPT_KINDS.get(kind(stream, hdmv))
                 if role and stream.pid not in roles:
                     roles[stream.pid] = role
-        self.pcr_pids = {pmt.pcr_pid for pmt in self.pmts.values() if pmt.pcr_pid != NULL_PID}
-        for pid in self.pcr_pids - roles.keys():
+        pcr_pids = {pmt.pcr_pid for pmt in self.pmts.values() if pmt.pcr_pid != NULL_PID}
+        for pid in pcr_pids - roles.keys():
             roles[pid] = PCR_ONLY
-        self.roles = roles
-        self._readers = {p: r for p, r in self._readers.items() if roles.get(p) is PSI}
+        if len(roles) > MAX_ROLES:
+            raise UnsupportedInput(f"the PAT and PMTs give {len(roles)} PIDs to follow ({len(self.programs)} "
+                                   f"programs): more than {MAX_ROLES} are not followed")
+        return roles, pcr_pids
