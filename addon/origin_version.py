@@ -19,8 +19,13 @@ class RangeRefused(Exception):
 
 
 class MultiRangeRefused(Exception):
-    """The origin does not answer several ranges in one request (a 200, one range only, or a
+    """The origin does not answer several ranges in one request: it refused this many (`count`: a
+    416, a 400, a 200 with the whole file: fewer may do), or it never does (one range only, a
     multipart answer we cannot read): ask for them one by one."""
+
+    def __init__(self, message: str, count: bool = True):
+        super().__init__(message)
+        self.count = count  # whether it is the count of ranges that was refused
 
 
 # What a fetch can meet besides a refused answer: the network, TLS, the HTTP framing, our timeout.

@@ -13,7 +13,15 @@ each origin behaviour through the proxy:
   slow=1       the body in 16 KiB pieces, 10 ms apart (Range answers stay fast)
   stall=N      send N bytes of the body, then nothing for 20 s, then drop the connection
   trickle=N    send N bytes of the body, then one byte every 0.1 s (never silent for long)
-  nomultirange=1  several ranges in one request get only the first (else multipart/byteranges)
+  nomultirange=1  several ranges in one request get only the first (else multipart/byteranges), as
+               S3, Google Cloud Storage and Azure do
+  maxranges=N  more than N ranges in one request: the Range ignored, a 200 with the whole file (nginx's
+               max_ranges)
+  oss=1        Alibaba OSS: its Server and x-oss-request-id on every answer; several ranges only with
+               `x-oss-multi-range-behavior: multi-range` (else 416 InvalidRange), at most 50 of them
+               (else 400 MultiRangeFailed)
+  latency=MS   this answer starts MS ms late; rate=MB: its body at MB MB/s (a distant origin, per
+               connection; the server's own latency and rate otherwise)
   setcookie=V  a Set-Cookie: session=V on the answer, as an origin starting a session does
   noetag=1     no ETag; lastmod=1: a Last-Modified; cors=1: Access-Control-Allow-Origin and
                Cache-Control, as a CDN would add
@@ -92,7 +100,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.do_GET(head=True)
 
     def end_headers(self):
-        if session := dict(urllib.parse.parse_qsl(self.path.partition("?")[2])).get("setcookie"):
+        query = dict(urllib.parse.parse_qsl(self.path.partition("?")[2]))
+        if query.get("oss"):
+            self.send_header("Server", "AliyunOSS")
+            self.send_header("x-oss-request-id", "5C3D9175B6FC201293AD4890")
+        if session := query.get("setcookie"):
             self.send_header("Set-Cookie", f"session={session}; Path=/")
         super().end_headers()
 
@@ -105,8 +117,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.server.answering += 1
             self.server.most_answering = max(self.server.most_answering, self.server.answering)
         try:
-            if self.server.latency:
-                time.sleep(self.server.latency)
+            if latency := float(params.get("latency", 0)) / 1000 or self.server.latency:
+                time.sleep(latency)
+            self.rate = float(params.get("rate", 0)) * 1e6 or self.server.rate
             self.answer(path, params, head)
         finally:
             with self.server.lock:
@@ -216,7 +229,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not head:
             with open(file, "rb") as f:
                 try:
-                    if self.server.rate:
+                    if self.rate:
                         self.write_paced(f.read())
                     else:
                         self.connection.sendfile(f)
@@ -241,6 +254,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if (if_range := self.headers.get("If-Range")) and if_range not in current and not replaced:
             return self.send_file(file, ctype, head, params=params)
         specs = rng[6:].split(",")
+        if len(specs) > 1 and params.get("oss"):
+            if self.headers.get("x-oss-multi-range-behavior", "").lower() != "multi-range":
+                return self.send_body(416, b"<Error><Code>InvalidRange</Code></Error>", "application/xml", head)
+            if len(specs) > 50:
+                return self.send_body(400, b"<Error><Code>MultiRangeFailed</Code>"
+                                      b"<Message>Exceed multi range max interval count.</Message></Error>",
+                                      "application/xml", head)
+        if len(specs) > int(params.get("maxranges", 1 << 30)):  # nginx: as if no Range had been sent
+            return self.send_file(file, ctype, head, params=params)
         if len(specs) > 1 and "nomultirange" not in params:
             return self.send_multirange(file, specs, size, etag, ctype, head, params)
         start, _, end = specs[0].partition("-")  # several ranges with nomultirange=1: only the first, as some do
@@ -253,7 +275,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with open(file, "rb") as f:
             f.seek(start)
             body = f.read(end + 1 - start)
-        if self.server.rate and not head:
+        if self.rate and not head:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -281,7 +303,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """The body at the server's rate (bytes a second, per connection), as a distant origin sends."""
         start, piece = time.monotonic(), 65536
         for i in range(0, len(body), piece):
-            if (ahead := start + i / self.server.rate - time.monotonic()) > 0:
+            if (ahead := start + i / self.rate - time.monotonic()) > 0:
                 time.sleep(ahead)
             self.wfile.write(body[i : i + piece])
 

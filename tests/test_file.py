@@ -416,7 +416,7 @@ def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after
             assert sum(b.j - b.i if isinstance(b, Run) else 1 for b in batches) <= MULTI_RANGES  # ranges asked
         made += 1
         if made == switch_after or switch_after == 0:
-            services.multirange["r"] = False  # what fetch learns from a refused request
+            services.multirange["r"] = 1  # what fetch learns from a refused request
     assert seen == pairs
 
 

@@ -115,7 +115,7 @@ async def body(groups: OriginGroups, first: int, last: int):
     a connection's handshake, or a wait for a free connection: an origin may look farther than it
     is, never nearer."""
     window: deque[asyncio.Future] = deque()
-    job, multirange = groups.job, groups.services.multirange
+    job = groups.job
     held, nearby = 0, min(WINDOW, WINDOW_LEAST + int(job.latency / REQUEST_CPU))
     try:
         for kind, value in groups.groups(first, last):
@@ -128,7 +128,7 @@ async def body(groups: OriginGroups, first: int, last: int):
                 window.append(done)
                 continue
             size = sum(b.size for b in value if isinstance(b, extractor.Batch))  # (a Run is one too)
-            limit = nearby if multirange.get(job.target.route, True) and size <= SMALL_GROUP else WINDOW
+            limit = nearby if groups.most() > 1 and size <= SMALL_GROUP else WINDOW
             while window and (len(window) >= limit or held + size > WINDOW_BYTES):
                 piece = await window.popleft()
                 held -= piece[1]

@@ -23,6 +23,7 @@ from addon.formats import BY_NAME
 from addon.origin_version import OriginVersion, RangeRefused
 from addon.planner import PlannerFailed
 from addon.server.job import Job, Services
+from addon.server.origin_groups import learn_from_probe
 from addon.server.plan_cache import AudioFile
 
 log = logging.getLogger("addon.audio_only")
@@ -49,6 +50,7 @@ async def audio_file(services: Services, job: Job) -> AudioFile | httpx.Response
     response = await services.origin.open(job.target, headers=[("Range", f"bytes=0-{PROBE - 1}")],
                                           read_timeout=timeout)
     job.latency = time.monotonic() - sent
+    learn_from_probe(services, job.target.route, response.headers)
     version = OriginVersion.of_probe(response.status_code, response.headers)
     if version is None:
         if response.status_code != 206 and job.method == "GET":

@@ -79,7 +79,7 @@ class Job:
 @dataclass
 class Services:
     """What every answer of our server shares: the origin, the planner, the budgets, the plan cache,
-    and what has been learnt of origins (route -> False once one answered several ranges otherwise)."""
+    and what has been learnt of origins (route -> the ranges it answers in one request, 1: one a request)."""
     origin: OriginClient
     planner: Planner = field(default_factory=Planner)
     budgets: Budgets = field(default_factory=Budgets)

@@ -4,8 +4,11 @@ A FilePlan says which ranges of the origin's file hold the audio of output bytes
 are asked for in as few requests as the origin allows: several ranges in one request (up to
 MULTI_RANGES, MAX_REQUEST bytes) where it answers multipart/byteranges; else one range a request,
 neighbours less than ONE_BY_ONE_GAP apart read as one span and the bytes between dropped as they
-come. What an origin answers is learnt once per route (Services.multirange). Cutting thousands of
-tiny ranges is done in one worker thread (CUTTER), off the event loop.
+come. How many ranges an origin answers in one request is learnt per route (Services.multirange:
+route -> that count, 1 for one range a request): Alibaba OSS (known by its headers on the probe's
+answer) answers at most OSS_RANGES; an origin that refuses a count (416, 400, a 200 with the whole
+file: nginx's max_ranges, OSS past its limit) is asked for half as many before one range a request.
+Cutting thousands of tiny ranges is done in one worker thread (CUTTER), off the event loop.
 """
 
 from __future__ import annotations
@@ -25,9 +28,21 @@ log = logging.getLogger("addon.audio_only")
 
 MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
+OSS_RANGES = 50  # Alibaba OSS's limit (its answers say `Server: AliyunOSS`, `x-oss-request-id`)
 ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
 CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread (cut_apart)
 CUTTER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-only-cut")
+
+
+def is_oss(headers) -> bool:
+    """Whether an origin's answer comes from Alibaba OSS (which then answers at most OSS_RANGES)."""
+    return headers.get("server", "").lower().startswith("aliyunoss") or "x-oss-request-id" in headers
+
+
+def learn_from_probe(services: Services, route, headers) -> None:
+    """What the probe's answer tells of the ranges the origin answers in one request (OSS's limit)."""
+    if route not in services.multirange and is_oss(headers):
+        services.multirange[route] = OSS_RANGES
 
 
 class OriginGroups:
@@ -37,17 +52,36 @@ class OriginGroups:
         self.services, self.job, self.file = services, job, file
         self.read = 0
 
+    def most(self) -> int:
+        """Ranges the origin answers in one request, as far as we know now (1: one range a request)."""
+        return self.services.multirange.get(self.job.target.route, MULTI_RANGES)
+
+    def refused(self, count: int, why: MultiRangeRefused) -> None:
+        """The origin refused `count` ranges in one request: half as many from now on, at most, and
+        one range a request once that is fewer than two, or at once when it never answers several (several requests in flight may each be
+        refused: the count only goes down, from the count each asked for)."""
+        job, before = self.job, self.most()
+        most = min(before, count // 2) if why.count else 1
+        most = most if most >= 2 else 1
+        self.services.multirange[job.target.route] = most
+        if most == 1 and before > 1:
+            log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
+                     f"({why}): asking for them one by one")
+        elif most < before:
+            log.info(f"audio-only: {job.url}: the origin refused {count} ranges in one request ({why}): "
+                     f"asking for {most} at most")
+
     def groups(self, first: int, last: int):
         """('head', bytes) and ('fetch', group for one origin request): several batches go in one
-        request of several ranges (up to MULTI_RANGES, MAX_REQUEST bytes) where the origin answers those.
+        request of several ranges (up to most(), MAX_REQUEST bytes) where the origin answers those.
         Bytes of our own between batches (a fragment's moof) ride in the group, in their place. The
         plan's gap (audio_only_range_gap when it was planned) joins neighbouring ranges into a batch;
         for an origin that answers one range a request, batches less than ONE_BY_ONE_GAP apart go in one
         request's span (at most MAX_REQUEST), a Run written out as its batches (FilePlan.ones)."""
-        route, plan = self.job.target.route, self.file.plan
+        plan = self.file.plan
         group: list = []  # Batch (or Run), and bytes between them
         batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
-        for kind, value in plan.batches(first, last, MAX_REQUEST, runs=self.services.multirange.get(route, True)):
+        for kind, value in plan.batches(first, last, MAX_REQUEST, runs=self.most() > 1):
             if kind == "head":
                 if group:
                     group.append(value)
@@ -58,8 +92,8 @@ class OriginGroups:
             if kind == "run":  # one-range batches (several-range requests only): as many at once as fit
                 run = value
                 # (asked again at each request: the origin may turn out to answer one range a request)
-                while run is not None and self.services.multirange.get(route, True):
-                    taken, run = plan.take(run, MULTI_RANGES - batches, MAX_REQUEST - span)
+                while run is not None and (most := self.most()) > 1:
+                    taken, run = plan.take(run, most - batches, MAX_REQUEST - span)
                     if taken is None:  # the request is full
                         if group:
                             yield "fetch", group
@@ -74,11 +108,11 @@ class OriginGroups:
                     continue
                 singles = plan.ones(run)  # the rest, for an origin found to answer one range a request
             for value in singles:
-                several = self.services.multirange.get(route, True)
+                most = self.most()
                 size = value.hi - value.lo
                 if group:
-                    if several:
-                        full = batches >= MULTI_RANGES or span + size > MAX_REQUEST
+                    if most > 1:
+                        full = batches >= most or span + size > MAX_REQUEST
                     else:  # one range a request costs a round trip each: reading the video between is cheaper
                         full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
                     if full:
@@ -95,7 +129,6 @@ class OriginGroups:
         """The output of a group: one request of several ranges, or (one batch, or an origin that does not
         answer several ranges) one request for the span of them all."""
         job, file = self.job, self.file
-        route = job.target.route
         batches = [b for b in group if isinstance(b, extractor.Batch)]
         spans = []
         for b in batches:
@@ -103,17 +136,8 @@ class OriginGroups:
                 spans += file.plan.spans(b)
             else:
                 spans.append((b.lo, b.hi - 1))
-        if len(spans) > 1 and self.services.multirange.get(route, True):
-            try:
-                pieces = await self.services.origin.fetch_spans(job.target, spans, file.version)
-            except MultiRangeRefused as e:
-                if self.services.multirange.get(route, True):
-                    log.info(f"audio-only: {job.url}: the origin does not answer several ranges in one request "
-                             f"({e}): asking for them one by one")
-                self.services.multirange[route] = False
-            else:
-                self.read += sum(map(len, pieces))
-                return await cut_apart(file.plan, group, pieces), size
+        if len(spans) > 1 and self.most() > 1 and (pieces := await self.several(spans)) is not None:
+            return await cut_apart(file.plan, group, pieces), size
         # One range from the group's first byte to its last (at most MAX_REQUEST and the gaps between,
         # but for the groups made before the origin was found to answer one range a request): the bytes
         # between its batches are read and dropped as they come, as a coarser gap would have had it
@@ -131,6 +155,28 @@ class OriginGroups:
         if not cutter.done:  # (stream_range checks the length: never)
             raise RangeRefused(f"the origin's answer for bytes {start}-{end - 1} ended short")
         return b"".join(output), size
+
+    async def several(self, spans: list[tuple[int, int]]) -> list[bytes] | None:
+        """The bytes of each span, in requests of at most most() ranges (fewer when the origin refuses
+        a count: refused()); None once it is found to answer one range a request."""
+        job, version, origin = self.job, self.file.version, self.services.origin
+        pieces, at = [], 0
+        while at < len(spans):
+            if (most := self.most()) < 2:
+                return None
+            some = spans[at : at + most]
+            try:
+                if len(some) == 1:
+                    got = [await origin.fetch_range(job.target, some[0][0], some[0][1] + 1 - some[0][0], version)]
+                else:
+                    got = await origin.fetch_spans(job.target, some, version)
+            except MultiRangeRefused as e:
+                self.refused(len(some), e)
+                continue
+            self.read += sum(map(len, got))
+            pieces += got
+            at += len(some)
+        return pieces
 
 
 async def cut_apart(plan: extractor.FilePlan, group: list, pieces: list[bytes]) -> bytes:
