@@ -94,6 +94,16 @@ def test_mutated_and_truncated_real_file(mutations, length, pieces):
             data[at] = value
     out, _ = run_core(bytes(data[:length]), pieces)
     assert payload_pids(out) <= {0, 0x1000, 257}
+    assert_whole_packets(out, bytes(data[:length]))
+
+
+def assert_whole_packets(out: bytes, data: bytes) -> None:
+    """Every packet out with payload, but for the tables the filter makes (PAT, PMT), is one whole packet
+    of the input: never a packet's head with another packet's bytes after it."""
+    sent = {data[at : at + 188] for at in range(0, len(data) - 187, 188)}  # damaged sync bytes and all
+    for pid, p in tsmedia.packets(out):
+        if pid not in (0, 0x1000) and tsmedia.has_payload(p):
+            assert p in sent, f"PID {pid}: a packet out that is no packet of the input"
 
 
 @settings(deadline=None)
@@ -286,7 +296,7 @@ def filter_work(monkeypatch) -> dict:
 def feed_all(data: bytes, piece: int = 65536) -> tuple[bytes, TsAudioFilter]:
     f = TsAudioFilter()
     out = [bytes(p) for at in range(0, len(data), piece) for p in f.feed(data[at : at + piece])]
-    return b"".join(out), f
+    return b"".join(out + f.finish()), f
 
 
 def test_pmts_of_programs_the_pat_does_not_list_are_ignored(monkeypatch):
@@ -349,7 +359,9 @@ def test_more_pids_than_followed_are_refused_by_name():
     data = PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 62))))
     with pytest.raises(UnsupportedInput, match=r"give 65 PIDs to follow \(1 programs\): more than 64"):
         feed_all(data)
-    feed_all(PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 61)))))  # 64: followed
+    f = TsAudioFilter()  # 64: followed (null packets after the PMT let its last packet be read)
+    f.feed(PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 61)))) + es_packet(0x1FFF, 0) * 2)
+    assert len(f.tables.roles) == 64
 
 
 def test_no_audio_names_a_few_streams_and_counts_the_rest():
@@ -359,3 +371,29 @@ def test_no_audio_names_a_few_streams_and_counts_the_rest():
     with pytest.raises(NoAudio) as caught:
         f.finish()
     assert "and 22 more" in str(caught.value) and len(str(caught.value)) < 400
+
+
+def pid_at(data: bytes, at: int) -> int:
+    return (data[at + 1] & 0x1F) << 8 | data[at + 2]
+
+
+AUDIO_THEN_VIDEO = next(at for at in range(0, len(REAL) - 20 * 188, 188)
+                        if pid_at(REAL, at) == 257 and pid_at(REAL, at + 188) == 256)
+
+
+@pytest.mark.parametrize("change", [-1, -60, -187, 1, 60, 187])
+def test_bytes_lost_or_added_inside_an_audio_packet_never_send_a_mixed_packet(change):
+    """Bytes removed from (change < 0) or inserted into an audio packet (PID 257) followed by a video
+    packet (PID 256), at every offset within it: every packet out is a whole input packet (the damaged
+    one dropped), and the packets after the damage are found again."""
+    at = AUDIO_THEN_VIDEO
+    video = REAL[at + 188 : at + 376]
+    for offset in range(188):
+        cut = at + offset
+        damaged = (REAL[:cut] + REAL[cut - change :] if change < 0
+                   else REAL[:cut] + (video * 2)[:change] + REAL[cut:])
+        out, error = run_core(damaged, [65536])
+        assert error is None, (offset, error)
+        assert_whole_packets(out, REAL)
+        tail = [p for pid, p in tsmedia.packets(REAL[at + 376 :]) if pid == 257]
+        assert [p for pid, p in tsmedia.packets(out) if pid == 257][-len(tail) :] == tail, offset

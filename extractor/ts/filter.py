@@ -25,6 +25,7 @@ from .tables import AUDIO, DATA, MAX_LAYOUTS, PCR_ONLY, PRIVATE, PSI, Tables
 
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
 RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
+LOOKAHEAD = 2  # packets after a packet whose sync bytes vouch for it (see _consume)
 MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
 CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
@@ -59,6 +60,7 @@ class TsAudioFilter(MadePackets, Seeking):
         self._carry = bytearray()  # a packet cut by the piece's end, or the bytes searched for sync
         self._hunting = False
         self._lost_at = 0  # input offset where sync was lost
+        self._hunt_from = 0  # input offset where the search for sync started (the damaged packet's)
         self._carry_at = 0  # input offset of _carry[0]
         self._origin: int | None = None  # seeking: the first audio PTS
         self._state: dict[int, str] = {}  # seeking: PID -> "wait", "on", "off"
@@ -96,13 +98,21 @@ class TsAudioFilter(MadePackets, Seeking):
 
     def finish(self) -> list:
         out: list = []
+        size = self.size
+        if not (self._ended or self._hunting) and len(self._carry) >= size:
+            # The last packets: judged by the sync bytes there are (none after the input's end).
+            whole = len(self._carry) // size
+            good = self._judge(bytes(self._carry) + b"G" * (LOOKAHEAD * size), 0, whole, self._carry_at, out, True)
+            if good == whole:
+                del self._carry[: whole * size]
+                self._carry_at += whole * size
         if self._held:
             self._flush_held(out)
-            self.bytes_out += sum(len(piece) for piece in out)
+        self.bytes_out += sum(len(piece) for piece in out)
         if self._ended:  # seeking: what came after the end was not looked at
             return out
         if self._hunting:
-            raise MalformedInput(f"lost packet sync at byte {self._carry_at}: the input ended before "
+            raise MalformedInput(f"lost packet sync at byte {self._lost_at}: the input ended before "
                                  f"{RESYNC_PACKETS} packets in a row were found again")
         if self._carry:
             raise TruncatedInput(f"input ends inside a packet at byte {self._carry_at} "
@@ -121,8 +131,15 @@ class TsAudioFilter(MadePackets, Seeking):
     # -- packets --------------------------------------------------------------------------------
 
     def _consume(self, view: memoryview, at: int, out: list) -> None:
-        """view starts at input offset `at`."""
+        """view starts at input offset `at`.
+
+        A packet is filtered only once the sync bytes of the LOOKAHEAD packets after it are seen: bytes
+        lost or inserted show as a wrong sync byte a packet or more on, and the packets before it may
+        hold the damage (a packet's tail may be the next packet's bytes, another PID's; one sync byte
+        right by chance must not let it through). They are dropped, and the search for sync starts at
+        the first of them. The last packets of a piece wait for the next piece (or finish)."""
         size, pos, end = self.size, 0, len(view)
+        judged = LOOKAHEAD * size + self.prefix + 1  # bytes from a packet's start that decide it
         while pos < end and not self._ended:
             if self._hunting:
                 self._carry += view[pos:]
@@ -130,39 +147,57 @@ class TsAudioFilter(MadePackets, Seeking):
                 if found is None:
                     return
                 rest = bytes(self._carry[found:])
-                self._warn(f"lost packet sync at byte {self._lost_at}; found again at byte "
-                           f"{self._carry_at + found} ({self._carry_at + found - self._lost_at} bytes skipped)")
-                at, self._hunting = self._carry_at + found, False
+                found_at = self._carry_at + found
+                self._warn(f"lost packet sync at byte {self._lost_at}; found again at byte {found_at} "
+                           f"({found_at - self._hunt_from} bytes skipped from byte {self._hunt_from}: the packets "
+                           f"before the lost sync may hold the damage)")
+                at, self._hunting = found_at, False
                 self._carry.clear()
                 view, pos, end = memoryview(rest), 0, len(rest)
                 continue
-            if self._carry:
-                take = min(size - len(self._carry), end - pos)
-                self._carry += view[pos : pos + take]
+            if self._carry:  # packets begun in an earlier piece: judged with the first bytes of this one
+                begun = -(-len(self._carry) // size)
+                want = (begun - 1) * size + judged
+                take = max(0, min(want - len(self._carry), end - pos))
+                joined = bytes(self._carry) + bytes(view[pos : pos + take])
                 pos += take
-                if len(self._carry) < size:
+                if len(joined) < want:
+                    self._carry = bytearray(joined)
                     return
-                packet = bytes(self._carry)
                 self._carry.clear()
-                if not self._block(packet, 0, 1, out):
-                    self._lose_sync(self._carry_at, packet)
+                if self._judge(joined, 0, begun, self._carry_at, out, held=True) == begun:
+                    pos -= len(joined) - begun * size  # those bytes of this piece go the bulk way
                 continue
-            count = (end - pos) // size
-            if count:
-                good = self._block(view, pos, count, out)
+            count = (end - pos - judged) // size + 1  # packets whose successors' sync bytes are in view
+            if count > 0:
+                good = self._judge(view, pos, count, at, out)
                 pos += good * size
-                if self._ended:
-                    return
                 if good < count:
-                    self._lose_sync(at + pos, b"")
                     continue
-            if pos < end:
+            if pos < end and not self._ended:
                 self._carry_at = at + pos
                 self._carry += view[pos:]
                 return
 
-    def _lose_sync(self, offset: int, held: bytes) -> None:
-        self._hunting, self._lost_at, self._carry_at = True, offset, offset
+    def _judge(self, buf, start: int, count: int, at: int, out: list, held: bool = False) -> int:
+        """Filter the `count` packets from buf[start:] (buf at input offset `at`, holding the sync bytes
+        of LOOKAHEAD more packets), as many as are sound; when a sync byte is wrong, the hunt for sync
+        starts (held: from the rest of buf, else from the caller's view). Returns how many were filtered."""
+        size, prefix = self.size, self.prefix
+        syncs = bytes(buf[start + prefix : start + (count + LOOKAHEAD - 1) * size + prefix + 1 : size])
+        sound = len(syncs) - len(syncs.lstrip(b"G"))  # packets from start with their sync byte
+        good = count if sound == len(syncs) else max(sound - LOOKAHEAD, 0)
+        if good:
+            self._block(buf, start, good, out)
+        if good < count and not self._ended:
+            hunt_from = start + good * size
+            self._lose_sync(at + start + sound * size + prefix, at + hunt_from, bytes(buf[hunt_from:]) if held else b"")
+        return good
+
+    def _lose_sync(self, lost_at: int, hunt_from: int, held: bytes) -> None:
+        """Sync lost at input offset lost_at (a byte that should be a sync byte); the search starts at
+        hunt_from, whose bytes from there on not yet in the view are `held`."""
+        self._hunting, self._lost_at, self._hunt_from, self._carry_at = True, lost_at, hunt_from, hunt_from
         self._carry = bytearray(held)
 
     def _find_sync(self) -> int | None:
@@ -170,7 +205,7 @@ class TsAudioFilter(MadePackets, Seeking):
         found, unneeded = tsp.find_sync(self._carry, self.size, RESYNC_PACKETS)
         if found is not None:
             return found
-        if self._carry_at + unneeded - self._lost_at > MAX_RESYNC:
+        if self._carry_at + unneeded - self._hunt_from > MAX_RESYNC:
             raise MalformedInput(f"lost packet sync at byte {self._lost_at} and found no {RESYNC_PACKETS} packets "
                                  f"in a row in the {MAX_RESYNC} bytes after it: not MPEG-TS from there on")
         del self._carry[:unneeded]
