@@ -13,14 +13,17 @@ use them: tests/test_internals.py fails with a message naming the reach when one
 degrades to doing nothing when the path is not there (unit tests with no proxy server, or a future
 mitmproxy): the feature it serves gets slower or less precise, never wrong.
 
-Two more: into mitmproxy's Master, whether it is stopping (mitmproxy_is_stopping); into httpcore
-(under httpx, which asks the origin), the size of its reads (read_origin_bodies_in_bigger_pieces).
+Three more: into mitmproxy's Master, whether it is stopping (mitmproxy_is_stopping); into httpcore
+(under httpx, which asks the origin), the size of its reads (read_origin_bodies_in_bigger_pieces), and
+the socket under an answer whose body we read ourselves (take_origin_socket).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
+from typing import NamedTuple
 
 from mitmproxy import connection, ctx, http
 
@@ -54,6 +57,52 @@ def read_origin_bodies_in_bigger_pieces() -> bool:
             connection_class.READ_NUM_BYTES = max(connection_class.READ_NUM_BYTES, ORIGIN_READ)
             done = True
     return done
+
+
+class OriginSocket(NamedTuple):
+    """An origin's connection taken from httpx after the answer's headers, to read its body ourselves."""
+    transport: asyncio.Transport  # its protocol is still anyio's: the caller sets its own at once
+    received: list[bytes]  # body bytes already read off the socket (h11's buffer, then anyio's queue)
+    remaining: int  # body bytes still to come from the socket
+
+
+def take_origin_socket(response) -> OriginSocket | None:
+    """The plain TCP connection under an httpx answer (HTTP/1.1, a Content-Length, no TLS in Python),
+    with what has been read of its body so far; None when the answer is not such (HTTP/2, TLS, chunked
+    or close-delimited bodies, a body already begun) or a reach below is gone.
+
+    Why: reading a big body through httpx costs, per read of at most 256 KiB, a pass through httpcore,
+    h11 (which copies each piece twice), anyio's timeout scope and its pause and resume of the socket
+    (two epoll calls): a streamed audio-only GET of the 460 MB file cost mitmdump more CPU in that than
+    in the core (docs/speed.md). A protocol of our own on the same transport reads into a 1 MiB buffer.
+    The path: httpx's Response.stream (BoundAsyncStream._stream, AsyncResponseStream._httpcore_stream;
+    httpx 0.23 through 0.29), httpcore's PoolByteStream._stream, HTTP11ConnectionByteStream._connection,
+    AsyncHTTP11Connection._h11_state and ._network_stream (httpcore 0.16 through 1.0.9), AnyIOStream._stream,
+    anyio's SocketStream._transport and ._protocol.read_queue (anyio 3.0 through 4.x), h11's
+    Connection._receive_buffer and ContentLengthReader._remaining (h11 0.12 through 0.16). h11 never
+    sees the body's end, so closing the answer (response.aclose()) closes the connection rather than
+    pooling it: a connection a streamed GET, nothing else."""
+    try:
+        stream = response.stream._stream._httpcore_stream._stream
+        connection = stream._connection
+        state = connection._h11_state
+        socket_stream = connection._network_stream._stream
+        transport, protocol = socket_stream._transport, socket_stream._protocol
+        queue, reader, buffered = protocol.read_queue, state._reader, state._receive_buffer
+        if (type(reader).__name__ != "ContentLengthReader" or reader._remaining != reader._length
+                or state.their_state.__name__ != "SEND_BODY" or not isinstance(transport, asyncio.Transport)
+                or transport.get_extra_info("sslcontext") is not None or transport.is_closing()
+                or protocol.exception is not None or protocol.is_at_eof or response.is_stream_consumed):
+            return None
+        received = [bytes(buffered), *queue]
+    except (AttributeError, TypeError):
+        return None
+    remaining = reader._remaining - sum(map(len, received))
+    if remaining < 0:  # (more than the body: another answer's bytes, which nobody will read)
+        return None
+    queue.clear()
+    protocol.read_event.set()  # (anyio's reader, were it ever to run, finds the queue empty: no wait)
+    return OriginSocket(transport, [r for r in received if r], remaining)
 
 
 def _io(flow: http.HTTPFlow, conn: connection.Connection):

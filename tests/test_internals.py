@@ -64,3 +64,27 @@ def test_the_addon_tells_mitmproxy_stopping_from_a_reload_of_its_script():
             assert internals.mitmproxy_is_stopping()
 
     asyncio.run(run())
+
+
+def test_httpx_answers_give_their_socket_to_the_stream_path():
+    import asyncio
+
+    import httpx
+
+    async def run():
+        async def answer(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 2_000_000)
+            await writer.drain()
+            writer.close()
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        async with server, httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+            async with client.stream("GET", url) as response:
+                taken = internals.take_origin_socket(response)
+                assert taken is not None, (
+                    "the socket under an httpx answer can no longer be taken (httpx, httpcore, anyio or h11 "
+                    "moved a part: see addon/internals.py): the stream path reads origins through httpx, slower")
+                assert sum(map(len, taken.received)) + taken.remaining == 2_000_000
+                taken.transport.close()
+    asyncio.run(run())

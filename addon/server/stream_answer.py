@@ -29,6 +29,7 @@ from addon.budgets import BudgetExceeded
 from addon.formats import Format
 from addon.origin_version import FETCH_ERRORS, RangeRefused, describe
 from addon.planner import PlannerFailed, moov_digest
+from addon.server import origin_body
 from addon.server.job import RETRY_AFTER, SERVED_HEADER, Job, Services
 from addon.server.sink import Refusal, Sink
 
@@ -40,7 +41,7 @@ log = logging.getLogger("addon.audio_only")
 ORIGIN_AHEAD = 32 << 10
 FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop...
 SLOW_FEED = 0.004  # ...once a whole piece has taken more than these seconds of CPU on the loop
-FLUSH_AT = 64 << 10
+FLUSH_AT = 256 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
 
@@ -131,13 +132,14 @@ class StreamedAnswer:
 
     async def body_pieces(self):
         """The origin's body as read, each piece with whether its read was full (the origin is ahead of
-        us: output may wait to leave in bigger writes). httpx reads up to 256 KiB at a time
-        (internals.read_origin_bodies_in_bigger_pieces: fewer reads, less CPU). The core's work on a
+        us: output may wait to leave in bigger writes). The body is read from the origin's socket into
+        a large buffer where it can be (origin_body.py), else through httpx; each piece is what arrived
+        since the last, up to 1 MiB. The core's work on a
         piece grows with the ranges in it: once a feed has taken more than SLOW_FEED (a file dense with
         tiny chunks), the pieces are fed FEED_PIECE bytes at a time, the loop serving the others between
         them (so that small requests beside a hostile file are not held back). An ordinary file is fed
         whole: slicing it costs CPU for nothing."""
-        async for piece in self.response.aiter_raw():
+        async for piece in origin_body.pieces(self.response):
             full_read = len(piece) >= ORIGIN_AHEAD
             if len(piece) <= FEED_PIECE or not self.slow_feeds:
                 yield piece, full_read
@@ -230,10 +232,9 @@ class StreamedAnswer:
         sink = self.sink
         if not self.headers_sent:
             self.send_headers()
-        for piece in pieces:
-            if piece:
-                sink.write(bytes(piece))
-                self.held += len(piece)
+        if data := b"".join(pieces):  # (one write a feed, not one a tag: each costs tornado's checks)
+            sink.write(data)
+            self.held += len(data)
         if self.held >= FLUSH_AT or (not ahead and self.held):
             self.held = 0
             waited = time.monotonic()
