@@ -397,3 +397,53 @@ def test_bytes_lost_or_added_inside_an_audio_packet_never_send_a_mixed_packet(ch
         assert_whole_packets(out, REAL)
         tail = [p for pid, p in tsmedia.packets(REAL[at + 376 :]) if pid == 257]
         assert [p for pid, p in tsmedia.packets(out) if pid == 257][-len(tail) :] == tail, offset
+
+
+def test_a_pmt_not_yet_in_force_is_not_applied():
+    """PMT version 1 with current_next_indicator 0 (the next table, announced) lists another audio PID:
+    the filter keeps following version 0 and does not send version 1."""
+    data = [PAT, psi_packet(PMT_PID, pmt_section(1, [0x200]), 0),
+            psi_packet(PMT_PID, pmt_section(1, [0x201], version=1, current=False), 1)]
+    data += [es_packet(0x200 + i % 2, i // 2) for i in range(40)]
+    out, _ = feed_all(b"".join(data))
+    assert [p for pid, p in tsmedia.packets(out) if pid == 0x200] == [p for p in data[3:] if p[2] == 0x00]
+    assert tsmedia.pid_counts(out)[0x201] == 0
+    assert tsmedia.pmt_streams(out) == {PMT_PID: {0x200: 0x0F}}
+
+
+def pcr_packet(pid: int, cc: int, pcr_base: int) -> bytes:
+    """A packet with a PCR in its adaptation field and payload after it."""
+    field = bytes((7, 0x10)) + struct.pack(">IH", pcr_base >> 1, (pcr_base & 1) << 15 | 0x7E00)
+    return bytes((0x47, pid >> 8, pid & 0xFF, 0x30 | cc & 0x0F)) + field + b"v" * (184 - len(field))
+
+
+def continuity_errors(out: bytes) -> list[tuple[int, int, int]]:
+    """(PID, counter expected, counter found) where a PID's counter does not follow 13818-1 §2.4.3.3:
+    +1 with payload, unchanged without."""
+    last, errors = {}, []
+    for pid, p in tsmedia.packets(out):
+        cc, payload = p[3] & 0x0F, tsmedia.has_payload(p)
+        if pid in last:
+            want = (last[pid] + 1) & 0x0F if payload else last[pid]
+            if cc != want:
+                errors.append((pid, want, cc))
+        last[pid] = cc
+    return errors
+
+
+def test_a_pid_turned_from_audio_to_video_carries_its_pcr_on_the_last_counter_sent():
+    """PMT version 0: audio on 0x101 (the PCR on the video PID 0x100); version 1: 0x101 is video and
+    carries the PCR, the audio moves to 0x102. The PCR-only packets made for 0x101 continue the counter
+    of its last audio packet sent, not the dropped video packets' counters."""
+    v0 = pmt_section(1, [0x101])
+    v1 = section(2, 1, struct.pack(">HH", 0xE000 | 0x101, 0xF000) + bytes((0x1B,)) + struct.pack(">HH", 0xE101, 0xF000)
+                 + bytes((0x0F,)) + struct.pack(">HH", 0xE102, 0xF000), version=1)
+    data = [PAT, psi_packet(PMT_PID, v0, 0)] + [es_packet(0x101, cc) for cc in range(5)]
+    data.append(psi_packet(PMT_PID, v1, 1))
+    data += [pcr_packet(0x101, 5 + n, n * 90 * 150) if n % 3 == 0 else es_packet(0x101, 5 + n) for n in range(30)]
+    data += [es_packet(0x102, n) for n in range(5)]
+    out, _ = feed_all(b"".join(data))
+    on_101 = [p for pid, p in tsmedia.packets(out) if pid == 0x101]
+    assert [p for p in on_101 if tsmedia.has_payload(p)] == data[2:7]  # the audio, whole; no video
+    assert len(on_101) > 5 and not any(tsmedia.has_payload(p) for p in on_101[5:])  # then PCR only
+    assert continuity_errors(out) == []

@@ -55,6 +55,8 @@ class TsAudioFilter(MadePackets, Seeking):
         self.first_pts: dict[int, int] = {}  # timing: PID -> first and last PTS of its PES
         self.last_pts: dict[int, int] = {}
         self._continuity: dict[int, int] = {}  # PIDs whose packets we make: the last counter sent
+        self._sent_counter: dict[int, int] = {}  # kept PIDs: the counter of the last input packet sent
+        self._kept_pids: frozenset = frozenset()
         self._last_pcr: dict[int, int] = {}  # PID -> the last PCR sent, and the last seen
         self._seen_pcr: dict[int, int] = {}
         self._carry = bytearray()  # a packet cut by the piece's end, or the bytes searched for sync
@@ -223,6 +225,7 @@ class TsAudioFilter(MadePackets, Seeking):
             code = tsp.header_codes(buf, start, count, size)
         self.packets += count
         first, window, run_start, run_end = 0, count, -1, -1
+        sent: dict[int, int] = {}  # kept PID -> offset of its last packet sent from buf
         while first < count:
             last = min(count, first + window)
             restart, passed = None, self._passed
@@ -236,6 +239,7 @@ class TsAudioFilter(MadePackets, Seeking):
                             out.append(buf[run_start:run_end])
                         run_start = at
                     run_end = at + size
+                    sent[pid] = at
                     self.kept_packets += 1
                     self.audio_packets += role is AUDIO
                     continue
@@ -243,6 +247,8 @@ class TsAudioFilter(MadePackets, Seeking):
                     out.append(buf[run_start:run_end])
                     run_start = run_end = -1
                 if role is PSI:
+                    if sent:
+                        self._note_sent(buf, sent)  # before the tables may change
                     if self._on_psi(buf, at, pid, out):
                         restart = index + 1  # the tables changed: the packets after this follow the new ones
                         break
@@ -253,6 +259,7 @@ class TsAudioFilter(MadePackets, Seeking):
                     role = self._clocked[role]
                     if role in passed:
                         out.append(buf[at : at + size])
+                        sent[pid] = at
                         self.kept_packets += 1
                         self.audio_packets += role is AUDIO
                     else:
@@ -260,11 +267,20 @@ class TsAudioFilter(MadePackets, Seeking):
                 else:
                     self._on_es(buf, at, pid, role, out)
                 if self._ended:
+                    self._note_sent(buf, sent)
                     return count
             first, window = (last, 2 * window) if restart is None else (restart, RESTART_WINDOW)
         if run_end > 0:
             out.append(buf[run_start:run_end])
+        self._note_sent(buf, sent)
         return count
+
+    def _note_sent(self, buf, sent: dict) -> None:
+        """Remember the continuity counter of each kept PID's last packet sent: should the PID carry only
+        the PCR later (a new PMT makes it video), its PCR-only packets continue that counter."""
+        for pid, at in sent.items():
+            self._sent_counter[pid] = buf[at + self.prefix + 3] & 0x0F
+        sent.clear()
 
     def _find(self, code: bytes, pos: int, end: int) -> list:
         """(code offset, PID, role) of the packets in code[pos:end] to look at, in order: a bytes.find per
@@ -307,6 +323,7 @@ class TsAudioFilter(MadePackets, Seeking):
         if self.seek and not self._seek_packet(buf, at, pid, role, pts, unit_start, out):
             return
         out.append(buf[at : at + self.size])
+        self._sent_counter[pid] = buf[sync + 3] & 0x0F
         self.kept_packets += 1
         self.audio_packets += role is AUDIO
 
@@ -318,9 +335,19 @@ class TsAudioFilter(MadePackets, Seeking):
             if len(self._plans) >= MAX_LAYOUTS:
                 self._plans.clear()
             self._plan()
-            plan = self._plans[self.tables.layout] = (self._passed, self._frame_readers, self._needles,
-                                                      self._by_code, self._clock_pid, self._clocked)
-        self._passed, self._frame_readers, self._needles, self._by_code, self._clock_pid, self._clocked = plan
+            roles = self.tables.roles
+            plan = self._plans[self.tables.layout] = (
+                self._passed, self._frame_readers, self._needles, self._by_code, self._clock_pid, self._clocked,
+                frozenset(p for p, r in roles.items() if r in (AUDIO, DATA, PRIVATE)),
+                frozenset(p for p, r in roles.items() if r is PCR_ONLY))
+        kept_before = self._kept_pids
+        (self._passed, self._frame_readers, self._needles, self._by_code, self._clock_pid, self._clocked,
+         self._kept_pids, pcr_only) = plan
+        # A PID kept until now that carries only the PCR from here: its packets without payload carry the
+        # counter of the last packet sent on it (13818-1 §2.4.3.3), not the dropped packets' counters.
+        for pid in pcr_only & kept_before:
+            if pid in self._sent_counter:
+                self._continuity[pid] = self._sent_counter[pid]
 
     def _plan(self) -> None:
         """_rebuild's work for tables not seen before."""

@@ -37,10 +37,13 @@ class Tables:
 
     def push(self, pid: int, payload: bytes, unit_start: bool) -> tuple[bool, list[bytes]]:
         """A packet payload of a PSI PID: (whether the roles changed, the sections it completes as they
-        go out: a PAT section as it came, a PMT section rewritten; those failing their CRC left out)."""
+        go out: a PAT section as it came, a PMT section rewritten; those failing their CRC or not yet in force
+        left out)."""
         sections = self._readers.setdefault(pid, SectionReader()).push(payload, unit_start)
         changed, rewritten = False, []
         for section in sections:
+            if len(section) > 5 and not section[5] & 1:
+                continue  # current_next_indicator 0: a table not yet in force (13818-1 §2.4.4.5, §2.4.4.9)
             if pid == PAT_PID:
                 programs = self._parsed(section, pid, PAT_TABLE)
                 if programs is not None:
