@@ -30,9 +30,9 @@ MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
 CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
 MAX_LISTED = 8  # streams named in the NoAudio message
-# Packets looked at one by one (a dict lookup each) after the tables changed mid-piece; then searched
-# in windows that double. A PMT that changes every few packets must not cost a search of the whole
-# rest of the piece per PID each time.
+# After the tables changed mid-piece, the packets are taken in windows that double from 1: up to this
+# many are looked up one by one (a dict lookup each), larger windows searched per PID. A PMT that
+# changes every few packets must not cost a search of the whole rest of the piece per PID each time.
 RESTART_WINDOW = 16
 
 
@@ -269,7 +269,7 @@ class TsAudioFilter(MadePackets, Seeking):
                 if self._ended:
                     self._note_sent(buf, sent)
                     return count
-            first, window = (last, 2 * window) if restart is None else (restart, RESTART_WINDOW)
+            first, window = (last, 2 * window) if restart is None else (restart, 1)
         if run_end > 0:
             out.append(buf[run_start:run_end])
         self._note_sent(buf, sent)
