@@ -1,9 +1,10 @@
 """The streaming MPEG-TS filter: PAT kept, PMTs rewritten, audio and timed metadata kept, video dropped.
 
-Pieces of any size go in; whole packets come out as soon as they are in. Per piece, the packets'
-header bytes are lifted out in bulk (packets.header_codes) and a bytes.find per PID that matters
-finds its packets, so a dropped video packet costs no Python step. Memory: one partial
-packet, the sections being assembled (at most 1 KiB each) and the tables; while seeking, one PES per
+Pieces of any size go in; whole packets come out once the sync bytes of the two packets after them
+are in (sync.py: what a lost sync costs). Per piece, the packets' header bytes are lifted out in bulk
+(packets.header_codes) and a bytes.find per PID that matters finds its packets, so a dropped video
+packet costs no Python step. Memory: the packets not yet judged (three at most), the sections being
+assembled (at most 1 KiB each) and the tables (64 PIDs followed at most); while seeking, one PES per
 audio PID (seeking.MAX_HELD at most).
 
 The PAT, PMTs and PCR that go out: made.py.
@@ -20,13 +21,11 @@ from .frames import READERS
 from .made import MadePackets
 from .repeats import PsiRepeats
 from .seeking import Seeking
+from .sync import LOOKAHEAD, MAX_RESYNC, RESYNC_PACKETS, PacketSync  # noqa: F401 (MAX_RESYNC: the tests')
 from .streams import codec_name, describe, is_hdmv
 from .tables import AUDIO, DATA, MAX_LAYOUTS, PCR_ONLY, PRIVATE, PSI, Tables
 
 AUDIO_STREAM_IDS = range(0xC0, 0xE0)  # PES stream_id of MPEG audio (13818-1 table 2-22)
-RESYNC_PACKETS = 5  # sync bytes in a row that count as found again
-LOOKAHEAD = 2  # packets after a packet whose sync bytes vouch for it (see _consume)
-MAX_RESYNC = 1 << 20  # bytes searched for sync before the input is refused
 CLOCKED = {AUDIO: "audio+clock", DATA: "data+clock", PRIVATE: "private+clock"}  # see _rebuild
 MAX_WARNINGS = 20
 MAX_LISTED = 8  # streams named in the NoAudio message
@@ -36,7 +35,7 @@ MAX_LISTED = 8  # streams named in the NoAudio message
 RESTART_WINDOW = 16
 
 
-class TsAudioFilter(MadePackets, Seeking):
+class TsAudioFilter(PacketSync, MadePackets, Seeking):
     format = "ts"
 
     def __init__(self, packet_size: int = tsp.TS_SIZE, seek: SeekRange | None = None, timing: bool = False):
@@ -131,88 +130,6 @@ class TsAudioFilter(MadePackets, Seeking):
         return out
 
     # -- packets --------------------------------------------------------------------------------
-
-    def _consume(self, view: memoryview, at: int, out: list) -> None:
-        """view starts at input offset `at`.
-
-        A packet is filtered only once the sync bytes of the LOOKAHEAD packets after it are seen: bytes
-        lost or inserted show as a wrong sync byte a packet or more on, and the packets before it may
-        hold the damage (a packet's tail may be the next packet's bytes, another PID's; one sync byte
-        right by chance must not let it through). They are dropped, and the search for sync starts at
-        the first of them. The last packets of a piece wait for the next piece (or finish)."""
-        size, pos, end = self.size, 0, len(view)
-        judged = LOOKAHEAD * size + self.prefix + 1  # bytes from a packet's start that decide it
-        while pos < end and not self._ended:
-            if self._hunting:
-                self._carry += view[pos:]
-                found = self._find_sync()
-                if found is None:
-                    return
-                rest = bytes(self._carry[found:])
-                found_at = self._carry_at + found
-                self._warn(f"lost packet sync at byte {self._lost_at}; found again at byte {found_at} "
-                           f"({found_at - self._hunt_from} bytes skipped from byte {self._hunt_from}: the packets "
-                           f"before the lost sync may hold the damage)")
-                at, self._hunting = found_at, False
-                self._carry.clear()
-                view, pos, end = memoryview(rest), 0, len(rest)
-                continue
-            if self._carry:  # packets begun in an earlier piece: judged with the first bytes of this one
-                begun = -(-len(self._carry) // size)
-                want = (begun - 1) * size + judged
-                take = max(0, min(want - len(self._carry), end - pos))
-                joined = bytes(self._carry) + bytes(view[pos : pos + take])
-                pos += take
-                if len(joined) < want:
-                    self._carry = bytearray(joined)
-                    return
-                self._carry.clear()
-                if self._judge(joined, 0, begun, self._carry_at, out, held=True) == begun:
-                    pos -= len(joined) - begun * size  # those bytes of this piece go the bulk way
-                continue
-            count = (end - pos - judged) // size + 1  # packets whose successors' sync bytes are in view
-            if count > 0:
-                good = self._judge(view, pos, count, at, out)
-                pos += good * size
-                if good < count:
-                    continue
-            if pos < end and not self._ended:
-                self._carry_at = at + pos
-                self._carry += view[pos:]
-                return
-
-    def _judge(self, buf, start: int, count: int, at: int, out: list, held: bool = False) -> int:
-        """Filter the `count` packets from buf[start:] (buf at input offset `at`, holding the sync bytes
-        of LOOKAHEAD more packets), as many as are sound; when a sync byte is wrong, the hunt for sync
-        starts (held: from the rest of buf, else from the caller's view). Returns how many were filtered."""
-        size, prefix = self.size, self.prefix
-        syncs = bytes(buf[start + prefix : start + (count + LOOKAHEAD - 1) * size + prefix + 1 : size])
-        sound = len(syncs) - len(syncs.lstrip(b"G"))  # packets from start with their sync byte
-        good = count if sound == len(syncs) else max(sound - LOOKAHEAD, 0)
-        if good:
-            self._block(buf, start, good, out)
-        if good < count and not self._ended:
-            hunt_from = start + good * size
-            self._lose_sync(at + start + sound * size + prefix, at + hunt_from, bytes(buf[hunt_from:]) if held else b"")
-        return good
-
-    def _lose_sync(self, lost_at: int, hunt_from: int, held: bytes) -> None:
-        """Sync lost at input offset lost_at (a byte that should be a sync byte); the search starts at
-        hunt_from, whose bytes from there on not yet in the view are `held`."""
-        self._hunting, self._lost_at, self._hunt_from, self._carry_at = True, lost_at, hunt_from, hunt_from
-        self._carry = bytearray(held)
-
-    def _find_sync(self) -> int | None:
-        """Offset in _carry where packets start again, or None (what cannot hold the start is let go)."""
-        found, unneeded = tsp.find_sync(self._carry, self.size, RESYNC_PACKETS)
-        if found is not None:
-            return found
-        if self._carry_at + unneeded - self._hunt_from > MAX_RESYNC:
-            raise MalformedInput(f"lost packet sync at byte {self._lost_at} and found no {RESYNC_PACKETS} packets "
-                                 f"in a row in the {MAX_RESYNC} bytes after it: not MPEG-TS from there on")
-        del self._carry[:unneeded]
-        self._carry_at += unneeded
-        return None
 
     def _block(self, buf, start: int, count: int, out: list) -> int:
         """Filter `count` packets from buf[start:]; return how many had their sync byte (the rest wait)."""
