@@ -447,3 +447,13 @@ def test_a_pid_turned_from_audio_to_video_carries_its_pcr_on_the_last_counter_se
     assert [p for p in on_101 if tsmedia.has_payload(p)] == data[2:7]  # the audio, whole; no video
     assert len(on_101) > 5 and not any(tsmedia.has_payload(p) for p in on_101[5:])  # then PCR only
     assert continuity_errors(out) == []
+
+
+def test_a_pmt_listing_more_streams_than_followed_is_refused_by_name():
+    data = PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 129)), stream_type=0x1B))
+    with pytest.raises(UnsupportedInput, match=r"PMT of program 1 on PID 4096 lists 129 streams: more than 128"):
+        feed_all(data)
+    f = TsAudioFilter()  # 128: read (null packets after the PMT let its last packet be read)
+    f.feed(PAT + section_packets(PMT_PID, pmt_section(1, list(range(0x200, 0x200 + 128)), stream_type=0x1B))
+           + es_packet(0x1FFF, 0) * 2)
+    assert len(f.pmts[(PMT_PID, 1)].streams) == 128
