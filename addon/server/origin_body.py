@@ -24,6 +24,9 @@ import httpx
 from addon import internals
 
 BUFFER = 1 << 20  # bytes received before the socket waits for the answer to take them
+# The answer's code keeps the piece before the last (its loop variables, the core's output views of it):
+# a buffer is used again two pieces later. At most BUFFER * (1 + SPARES) a body.
+SPARES = 2
 HAND_OVER = 64 << 10  # a fill this big is handed over as it is (a new buffer takes its place); smaller ones are copied
 
 
@@ -35,7 +38,7 @@ class BodyProtocol(asyncio.BufferedProtocol):
         self.remaining = remaining  # bytes still to come from the socket
         self.length = length  # the whole body's (for the message when it ends early)
         self.buffer = bytearray(BUFFER)
-        self.spare: bytearray | None = None  # the buffer handed over last, used again once no one holds it
+        self.spares: list[bytearray] = []  # buffers handed over, used again once no one holds them
         self.filled = 0
         self.paused = True  # (anyio leaves the transport paused between its reads)
         self.waiter: asyncio.Future | None = None
@@ -98,8 +101,11 @@ class BodyProtocol(asyncio.BufferedProtocol):
                 self.waiter = None
         if self.filled >= HAND_OVER:
             piece = memoryview(self.buffer)[: self.filled]  # nothing writes to it while it is held
-            spare = self.spare if self.spare is not None and not held(self.spare) else bytearray(BUFFER)
-            self.buffer, self.spare = spare, self.buffer
+            free = next((spare for spare in self.spares if not held(spare)), None)
+            if free is not None:
+                self.spares.remove(free)
+            self.spares = [*self.spares[-(SPARES - 1):], self.buffer]
+            self.buffer = free if free is not None else bytearray(BUFFER)
         else:
             piece = bytes(memoryview(self.buffer)[: self.filled])
         self.filled = 0
