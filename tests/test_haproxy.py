@@ -32,8 +32,10 @@ defaults
   timeout connect 2s
   timeout client 60s
   timeout server 60s
-  retries 2
-  option redispatch
+  retries 3
+  # A GET that met a dead edge (refused, or cut on a kept-alive connection) is tried again on another
+  retry-on all-retryable-errors
+  option redispatch 1
 frontend edge
   bind 127.0.0.1:{port}
   default_backend edges
