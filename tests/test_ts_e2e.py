@@ -9,6 +9,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import time
 from collections import Counter
 
 import pytest
@@ -133,6 +134,18 @@ def test_a_live_ts_arrives_as_it_is_sent(ts_proxy, ts_origin, ts_root):
     # Runs go out every few ms; a proxy that held audio back until more input came would show delays of
     # one run interval or more on most packets.
     assert statistics.median(delays) < 0.005
+
+
+def test_a_live_ts_with_an_end_ends_there(ts_proxy, ts_root):
+    """A cut's end on a live stream: the answer ends cleanly once the end is passed, not when the
+    stream does (which a live one never does)."""
+    started = time.monotonic()
+    reply = http_get(ts_proxy.port, "/live.ts?ali_audio_only=1&live=1&end=1", timeout=30)
+    took = time.monotonic() - started
+    assert reply.status == 200 and reply.clean
+    assert took < 4, took  # the origin sends the 8 s stream in real time
+    packets = [p for pid, p in tsmedia.packets(reply.body) if tsmedia.has_payload(p)]
+    assert packets
 
 
 def test_a_client_leaving_a_live_ts_and_the_next_one(ts_proxy, ts_root):

@@ -88,6 +88,11 @@ class TsAudioFilter(PacketSync, MadePackets, Seeking):
     metadata_start = None  # a TS holds nothing back but a section (1 KiB at most)
     metadata_size = None
 
+    @property
+    def done(self) -> bool:
+        """Seeking: every audio stream is past the end; nothing more of the input can go out."""
+        return self._ended
+
     def feed(self, data) -> list:
         out: list = []
         if not self._ended:
