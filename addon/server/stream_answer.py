@@ -40,7 +40,8 @@ log = logging.getLogger("addon.audio_only")
 # caught up (a live stream, the end of a burst) and everything held leaves at once, with no delay.
 ORIGIN_AHEAD = 32 << 10
 FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop...
-SLOW_FEED = 0.004  # ...once a whole piece has taken more than these seconds of CPU on the loop
+SLOW_FEED = 0.004  # ...once a feed has taken more than these seconds of CPU on the loop for SLOW_FEED_BYTES
+SLOW_FEED_BYTES = 256 << 10  # (or fewer), and until a first feed of FEED_PIECE says the file is not such
 FLUSH_AT = 256 << 10
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
@@ -81,7 +82,8 @@ class StreamedAnswer:
         self.metadata_since: float | None = None
         self.metadata_box: int | None = None
         self.tail_task: asyncio.Task | None = None
-        self.slow_feeds = False  # a feed took more than SLOW_FEED: the next pieces are fed in slices
+        self.slow_feeds = False  # a feed was slow (SLOW_FEED): the next pieces are fed in slices
+        self.fast_feeds = False  # a feed of FEED_PIECE or more was not: pieces may be fed whole
 
     async def run(self) -> None:
         x = self.extractor
@@ -135,20 +137,22 @@ class StreamedAnswer:
         us: output may wait to leave in bigger writes). The body is read from the origin's socket into
         a large buffer where it can be (origin_body.py), else through httpx; each piece is what arrived
         since the last, up to 1 MiB. The core's work on a
-        piece grows with the ranges in it: once a feed has taken more than SLOW_FEED (a file dense with
-        tiny chunks), the pieces are fed FEED_PIECE bytes at a time, the loop serving the others between
-        them (so that small requests beside a hostile file are not held back). An ordinary file is fed
-        whole: slicing it costs CPU for nothing."""
+        piece grows with the ranges in it: once a feed has taken more than SLOW_FEED a SLOW_FEED_BYTES (a
+        file dense with tiny chunks), the pieces are fed FEED_PIECE bytes at a time, the loop serving the
+        others between them (so that small requests beside a hostile file are not held back); so too the
+        first piece, until a feed says which file this is. An ordinary file is fed whole: slicing it
+        costs CPU for nothing."""
         async for piece in origin_body.pieces(self.response):
             full_read = len(piece) >= ORIGIN_AHEAD
-            if len(piece) <= FEED_PIECE or not self.slow_feeds:
-                yield piece, full_read
-                continue
-            view = memoryview(piece)
-            for at in range(0, len(piece), FEED_PIECE):
+            view, at = memoryview(piece), 0
+            while at < len(piece):
+                size = len(piece) - at
+                if size > FEED_PIECE and (self.slow_feeds or not self.fast_feeds):
+                    size = FEED_PIECE
                 if at:
                     await asyncio.sleep(0)
-                yield view[at : at + FEED_PIECE], full_read
+                yield (piece if size == len(piece) else view[at : at + size]), full_read
+                at += size
 
     async def feed(self, piece: bytes) -> list:
         """The core's output for one piece. A piece that completes a moov leaves its planning to the
@@ -160,20 +164,23 @@ class StreamedAnswer:
             if self.completes_metadata(len(piece)):
                 out = await self.in_worker(x.feed, piece)
             else:
-                out = self.on_loop(x.feed, piece)
+                out = self.on_loop(x.feed, piece, size=len(piece))
             self.reserve_metadata()
             if x.plan_wanted is not None:  # a moov is complete: planned off the loop
                 plan = await self.plan(x.pop_plan_request())
                 out += self.on_loop(x.provide_plan, plan)  # (the rest of the piece is fed now)
         return out
 
-    def on_loop(self, feed, *args) -> list:
-        """feed(*args) on the loop, timed: once one takes more than SLOW_FEED of CPU (CPU time: a busy
-        machine's preemption is not the file's doing), the next pieces are fed in slices."""
+    def on_loop(self, feed, *args, size: int = 0) -> list:
+        """feed(*args) (of `size` bytes) on the loop, timed: once one takes more than SLOW_FEED of CPU a
+        SLOW_FEED_BYTES (CPU time: a busy machine's preemption is not the file's doing), the next pieces
+        are fed in slices."""
         started = time.thread_time()
         out = feed(*args)
-        if time.thread_time() - started > SLOW_FEED:
+        if time.thread_time() - started > SLOW_FEED * max(1.0, size / SLOW_FEED_BYTES):
             self.slow_feeds = True
+        elif size >= FEED_PIECE:
+            self.fast_feeds = True
         return out
 
     async def plan(self, request: extractor.PlanRequest) -> extractor.Plan:
