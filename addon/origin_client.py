@@ -48,7 +48,9 @@ MULTI_RANGE_HEADERS = (("x-oss-multi-range-behavior", "multi-range"),)
 DROPPED_HEADERS = http_rules.HOP_BY_HOP | {"range", "if-range", "if-none-match", "if-modified-since", "if-match",
                                            "if-unmodified-since", "accept-encoding", "content-length", "host"}
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
-LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
+# Kept alive: as many as one response has requests in flight (origin_groups.WINDOW); fewer made the
+# window close and open connections all along from an origin that answers one range a request.
+LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30)
 MAX_POOLS = 64  # origins we keep pools for; the least recently used is retired past this
 IDLE_POLL = 0.5  # seconds between two looks at whether a retired pool's answers are all read
 

@@ -1,6 +1,6 @@
 """The benchmark: the product as its users feel it, against what they would use instead, in one run.
 
-    scripts/bench [--quick] [--runs N]
+    scripts/bench [--quick] [--runs N] [--only 3e]
 
 On the 10-minute 1280x720 30 fps H.264+AAC file (scripts/make-long-media) as moov-first MP4,
 moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
@@ -11,7 +11,10 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
      (curl) of the first GET of the file (in a proxy that is up) and of the next ones, time to the
      first body byte, bytes sent and bytes asked of the origin; 3b. the same from an origin limited
      to 40 MB/s per connection; 3c. with nginx as the origin, when it is installed; 3d. from an
-     origin whose answers start 20 ms late;
+     origin whose answers start 20 ms late; 3e. from origins that answer one range a request (S3,
+     GCS, Azure), near and 20 ms away at 50 MB/s a connection, for the file as ffmpeg makes it (audio
+     every frame) and muxed in 1 s chunks: by audio ranges, whole in big spans, and as the cost
+     model chooses (addon/server/origin_speed.py), with mitmdump's CPU per GET;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
   5. the added latency of a live FLV paced in real time (per audio tag).
 """
@@ -19,6 +22,7 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import socket
@@ -147,6 +151,67 @@ def through_proxy(origin, name: str, runs: int, paths=PATHS, suffix: str = "") -
     return results
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_chunked(media: Path) -> str:
+    """The 10-minute MP4 remuxed with audio and video in chunks of 1 s (made once, beside it)."""
+    name = "long_1s_chunks.mp4"
+    if not (media / name).exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(media / "long.mp4"), "-map", "0", "-c", "copy",
+                        "-chunk_duration", "1000000", "-movflags", "+faststart", str(media / f"{name}.part.mp4")],
+                       check=True)
+        (media / f"{name}.part.mp4").rename(media / name)
+    return name
+
+
+SPANS = {"by audio ranges": "ranges", "whole, big spans": "whole", "cost model": ""}  # AUDIO_ONLY_SPANS
+
+
+def one_range_origins(media: Path, runs: int) -> None:
+    """3e: the file path from an origin that answers one range a request, each way of choosing the
+    spans against passthrough: time of a GET (the plan cached), bytes asked of the origin, mitmdump's
+    CPU for that GET."""
+    origin = Origin(media).start()
+    try:
+        for name, layout in (("long.mp4", "audio every frame (ffmpeg)"), (one_chunked(media), "1 s chunks")):
+            for distance, shaping in (("near (loopback)", ""), ("far (20 ms, 50 MB/s a connection)", "&latency=20&rate=50")):
+                print(f"   {layout}, {distance}:")
+                rows = {}
+                for label, spans in {"passthrough": None, **SPANS}.items():
+                    os.environ["AUDIO_ONLY_SPANS"] = spans or ""
+                    try:
+                        proxy = started(mitmdump(origin, "--set", "stream_large_bodies=1m"))
+                    finally:
+                        os.environ.pop("AUDIO_ONLY_SPANS")
+                    try:
+                        query = f"?nomultirange=1{shaping}" + ("" if spans is None else "&ali_audio_only=1")
+                        url = f"http://127.0.0.1:{proxy.port}/{name}{query}"
+                        if spans is not None:
+                            curl(url)  # the first GET plans the file (and measures the origin)
+                        times, cpus, asked = [], [], []
+                        # (one run of the slow rows: passthrough from far, a request per chunk of a frame)
+                        slow = (spans is None and shaping) or (spans == "ranges" and name == "long.mp4")
+                        for _ in range(1 if slow else runs):
+                            since, cpu = len(origin.requests), cpu_seconds(proxy.process.pid)
+                            times.append(curl(url)[1])
+                            cpus.append(cpu_seconds(proxy.process.pid) - cpu)
+                            asked.append(origin_bytes(origin, since, name))
+                        rows[label] = (median(times), median(cpus), median(asked))
+                    finally:
+                        proxy.stop()
+                base, best = rows["passthrough"], min(rows["by audio ranges"][0], rows["whole, big spans"][0])
+                for label, (took, cpu, asked) in rows.items():
+                    against = f"  {took / best:4.2f}x the better of the two" if label == "cost model" else ""
+                    print(f"     {label:18s} {took:7.3f} s ({took / base[0]:4.2f}x passthrough)  CPU {cpu:6.3f} s "
+                          f"({cpu / base[1]:4.2f}x)  asked of the origin {asked / 1e6:7.1f} MB{against}")
+    finally:
+        origin.shutdown()
+
+
 def print_table(results: dict) -> None:
     base = results["passthrough"][2]
     for label, (first, cold, again, sent, asked) in results.items():
@@ -231,6 +296,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run of each, no concurrency or live run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--media", default=None, help="folder of the long files (default: make-long-media's)")
+    parser.add_argument("--only", choices=["3e"], help="only this part")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     media = Path(args.media or subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True,
@@ -239,6 +305,9 @@ def main() -> None:
     print(f"Audio-only edge benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
           f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
           f"Python {platform.python_version()}, {mitm_version}; median of {runs} run(s)")
+    if args.only == "3e":
+        print("3e. Origins that answer one range a request (S3, GCS, Azure)")
+        return one_range_origins(media, runs)
     size = (media / "long.mp4").stat().st_size
     print(f"Input: 10 min 1280x720 30 fps H.264 + AAC, {size / 1e6:.1f} MB, in four layouts\n")
 
@@ -283,6 +352,8 @@ def main() -> None:
                 print_table(through_proxy(distant, "long.mp4", 1))
             finally:
                 distant.shutdown()
+        print("\n3e. Origins that answer one range a request (S3, GCS, Azure)")
+        one_range_origins(media, runs)
         if not args.quick:
             print("\n4. Proxy memory with 4 concurrent audio-only responses of the file")
             for label, name, query in [*((label, name, "") for label, name in FILES.items()),

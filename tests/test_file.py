@@ -386,10 +386,10 @@ def test_several_ranges_in_one_request_and_one_by_one(origin, tmp_path):
 def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after, layout):
     """The groups of a response (OriginGroups.groups) when the origin turns out, after some requests
     of several ranges, to answer one range a request: every range is asked for once, in order, and the
-    groups made after that are one range's worth (at most MAX_REQUEST, no gap over ONE_BY_ONE_GAP)."""
+    groups made after that are one range's worth (at most MAX_REQUEST, no gap over the cost model's)."""
     from types import SimpleNamespace
 
-    from addon.server.origin_groups import MAX_REQUEST, MULTI_RANGES, ONE_BY_ONE_GAP, OriginGroups
+    from addon.server.origin_groups import MAX_REQUEST, MULTI_RANGES, OriginGroups
     from extractor import Batch, FilePlan, Run
     from extractor.mp4.ranges import Ranges
     rng = random.Random(switch_after)
@@ -400,10 +400,13 @@ def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after
         at = pairs[-1][1]
     ranges = Ranges.of(pairs)
     plan = FilePlan(b"head", ranges, 4 + ranges.total, gap=16 << 10)
-    services = SimpleNamespace(multirange={})
-    job = SimpleNamespace(target=SimpleNamespace(route="r"))
+    from addon.server.origin_speed import OriginSpeed
+    services = SimpleNamespace(multirange={}, speeds={"r": OriginSpeed(0.001, rate=10e6)})  # 1 ms, 10 MB/s
+    job = SimpleNamespace(target=SimpleNamespace(route="r"), latency=0.001)
     seen, made = [], 0
-    for kind, group in OriginGroups(services, job, SimpleNamespace(plan=plan)).groups(0, plan.size - 1):
+    origin_groups = OriginGroups(services, job, SimpleNamespace(plan=plan))
+    assert 25_000 < origin_groups.gap < 300_000  # (so that both kinds of group are made below)
+    for kind, group in origin_groups.groups(0, plan.size - 1):
         if kind != "fetch":
             continue
         batches = [b for b in group if isinstance(b, Batch)]
@@ -411,7 +414,7 @@ def test_an_origin_found_to_answer_one_range_a_request_mid_response(switch_after
             seen += [(max(b.lo, plan.ranges.starts[k]), min(b.hi, plan.ranges.ends[k])) for k in range(b.i, b.j)]
         if "r" in services.multirange:  # made after the switch
             assert batches[-1].hi - batches[0].lo <= MAX_REQUEST
-            assert all(b.lo - a.hi <= ONE_BY_ONE_GAP for a, b in zip(batches, batches[1:]))
+            assert all(b.lo - a.hi <= origin_groups.gap for a, b in zip(batches, batches[1:]))
         else:
             assert sum(b.j - b.i if isinstance(b, Run) else 1 for b in batches) <= MULTI_RANGES  # ranges asked
         made += 1

@@ -28,13 +28,12 @@ from addon import http_rules, record
 from addon.formats import BY_NAME
 from addon.origin_version import FETCH_ERRORS, RangeRefused
 from addon.server.job import SERVED_HEADER, Job, Services
-from addon.server.origin_groups import OriginGroups
+from addon.server.origin_groups import WINDOW, OriginGroups
 from addon.server.plan_cache import AudioFile
 from addon.server.sink import Sink
 
 log = logging.getLogger("addon.audio_only")
 
-WINDOW = 16  # origin requests of one response in flight at once, at most (body())
 WINDOW_LEAST = 2  # and at least, while there are more to make
 WINDOW_BYTES = 8 << 20  # and the most bytes they may ask for together: the memory of a response
 REQUEST_CPU = 0.002  # seconds of our CPU an answer of MULTI_RANGES small ranges takes

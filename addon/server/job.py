@@ -85,4 +85,5 @@ class Services:
     budgets: Budgets = field(default_factory=Budgets)
     cache: PlanCache = field(default_factory=lambda: PlanCache(64 << 20))
     multirange: dict = field(default_factory=dict)
+    speeds: dict = field(default_factory=dict)  # route -> origin_speed.OriginSpeed, as last measured
     inits: InitCache = field(default_factory=InitCache)  # init segments' audio track IDs (manifest_answer.py)

@@ -3,8 +3,8 @@
 A FilePlan says which ranges of the origin's file hold the audio of output bytes first..last. They
 are asked for in as few requests as the origin allows: several ranges in one request (up to
 MULTI_RANGES, MAX_REQUEST bytes) where it answers multipart/byteranges; else one range a request,
-neighbours less than ONE_BY_ONE_GAP apart read as one span and the bytes between dropped as they
-come. How many ranges an origin answers in one request is learnt per route (Services.multirange:
+neighbours closer than the origin's speed makes worth it (origin_speed.py) read as one span and the
+bytes between dropped as they come. How many ranges an origin answers in one request is learnt per route (Services.multirange:
 route -> that count, 1 for one range a request): Alibaba OSS (known by its headers on the probe's
 answer) answers at most OSS_RANGES; an origin that refuses a count (416, 400, a 200 with the whole
 file: nginx's max_ranges, OSS past its limit) is asked for half as many before one range a request.
@@ -17,11 +17,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import time
 from itertools import islice
 
 import extractor
 from addon.origin_version import MultiRangeRefused, RangeRefused
 from addon.server.job import Job, Services
+from addon.server.origin_speed import speed_of
 from addon.server.plan_cache import AudioFile
 
 log = logging.getLogger("addon.audio_only")
@@ -29,7 +31,7 @@ log = logging.getLogger("addon.audio_only")
 MAX_REQUEST = 4 << 20  # the most one origin request of the body asks for
 MULTI_RANGES = 200  # ranges in one origin request, where the origin answers several (Apache's default limit)
 OSS_RANGES = 50  # Alibaba OSS's limit (its answers say `Server: AliyunOSS`, `x-oss-request-id`)
-ONE_BY_ONE_GAP = 256 << 10  # the least range gap for an origin that answers one range per request
+WINDOW = 16  # origin requests of one response in flight at once, at most (file_answer.body())
 CUT_IN_THREAD = 256  # ranges in a batch from which it is cut in a worker thread (cut_apart)
 CUTTER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-only-cut")
 
@@ -51,6 +53,8 @@ class OriginGroups:
     def __init__(self, services: Services, job: Job, file: AudioFile):
         self.services, self.job, self.file = services, job, file
         self.read = 0
+        self.speed = speed_of(services.speeds, job.target.route, job.latency)
+        self.gap = self.speed.join_gap(WINDOW, MAX_REQUEST)  # for one-range requests: origin_speed.py
 
     def most(self) -> int:
         """Ranges the origin answers in one request, as far as we know now (1: one range a request)."""
@@ -76,8 +80,8 @@ class OriginGroups:
         request of several ranges (up to most(), MAX_REQUEST bytes) where the origin answers those.
         Bytes of our own between batches (a fragment's moof) ride in the group, in their place. The
         plan's gap (audio_only_range_gap when it was planned) joins neighbouring ranges into a batch;
-        for an origin that answers one range a request, batches less than ONE_BY_ONE_GAP apart go in one
-        request's span (at most MAX_REQUEST), a Run written out as its batches (FilePlan.ones)."""
+        for an origin that answers one range a request, batches less than the speed's join_gap apart (as
+        measured when the group begins) go in one request's span (at most MAX_REQUEST), a Run written out as its batches (FilePlan.ones)."""
         plan = self.file.plan
         group: list = []  # Batch (or Run), and bytes between them
         batches, span, previous = 0, 0, None  # (previous: the group's last Batch)
@@ -113,11 +117,12 @@ class OriginGroups:
                 if group:
                     if most > 1:
                         full = batches >= most or span + size > MAX_REQUEST
-                    else:  # one range a request costs a round trip each: reading the video between is cheaper
-                        full = value.lo - previous.hi > ONE_BY_ONE_GAP or value.hi - group[0].lo > MAX_REQUEST
+                    else:  # a round trip a request, against the transfer of the video between
+                        full = value.lo - previous.hi > self.gap or value.hi - group[0].lo > MAX_REQUEST
                     if full:
                         yield "fetch", group
                         group, batches, span = [], 0, 0
+                        self.gap = self.speed.join_gap(WINDOW, MAX_REQUEST)
                 group.append(value)
                 previous = value
                 batches += 1
@@ -148,10 +153,16 @@ class OriginGroups:
         # piece, as cut_apart does: on the loop, each piece's cut held every other client for tens of ms.
         loop = asyncio.get_running_loop() if sum(b.j - b.i for b in batches) > CUT_IN_THREAD else None
         # (aclosing: a cancel that lands in the cut closes the origin's answer now, not when collected)
+        sent = first_bytes = time.monotonic()
+        got = 0
         async with contextlib.aclosing(self.services.origin.stream_range(job.target, start, end - 1, file.version)) as pieces:
             async for piece in pieces:
-                self.read += len(piece)
+                if not got:
+                    first_bytes = time.monotonic()
+                got += len(piece)
                 output += cutter.feed(piece) if loop is None else await loop.run_in_executor(CUTTER, cutter.feed, piece)
+        self.read += got
+        self.speed.observe(first_bytes - sent, got, time.monotonic() - first_bytes)
         if not cutter.done:  # (stream_range checks the length: never)
             raise RangeRefused(f"the origin's answer for bytes {start}-{end - 1} ended short")
         return b"".join(output), size
