@@ -59,8 +59,8 @@ ATTACH = {
     """,
 }
 
-PLAY = """async ([url, timeout]) => {
-  const out = {errors: [], buffered_kinds: null};
+# The start of every run: a muted video element, a wait for its events, the player attached, its metadata.
+SETUP = """  const out = {errors: [], buffered_kinds: null};
   const v = document.createElement('video');
   v.muted = true;
   document.body.appendChild(v);
@@ -73,7 +73,10 @@ PLAY = """async ([url, timeout]) => {
   %ATTACH%
   out.loaded = await loaded;
   if (!out.loaded) { out.errors.push('no metadata'); return out; }
-  out.duration = v.duration;
+"""
+
+PLAY = """async ([url, timeout]) => {
+%SETUP%  out.duration = v.duration;
   v.playbackRate = 2;
   const ended = wait('ended', timeout);
   try { await v.play(); } catch (e) { out.errors.push(`play: ${e}`); }
@@ -99,24 +102,11 @@ def play(page, player: str, url: str, timeout_ms: int = 30000) -> dict:
     """Play `url` with `player` ('hls.js', 'shaka' or 'dash.js') in `page`, which is already on the
     media's origin; returns what the player and the media element reported."""
     page.add_script_tag(path=str(SCRIPTS[player]))
-    return page.evaluate(PLAY.replace("%ATTACH%", ATTACH[player]), [url, timeout_ms])
+    return page.evaluate(PLAY.replace("%SETUP%", SETUP).replace("%ATTACH%", ATTACH[player]), [url, timeout_ms])
 
 
 PLAY_LIVE = """async ([url, timeout]) => {
-  const out = {errors: [], buffered_kinds: null};
-  const v = document.createElement('video');
-  v.muted = true;
-  document.body.appendChild(v);
-  v.addEventListener('error', () => out.errors.push(`media element: ${v.error && v.error.message}`));
-  const wait = (event, ms) => new Promise(ok => {
-    const timer = setTimeout(() => ok(false), ms);
-    v.addEventListener(event, () => { clearTimeout(timer); ok(true); }, {once: true});
-  });
-  const loaded = wait('loadedmetadata', timeout);
-  %ATTACH%
-  out.loaded = await loaded;
-  if (!out.loaded) { out.errors.push('no metadata'); return out; }
-  const ended = wait('ended', timeout);
+%SETUP%  const ended = wait('ended', timeout);
   try { await v.play(); } catch (e) { out.errors.push(`play: ${e}`); }
   out.ended = await ended;
   out.at_end = v.currentTime;
@@ -132,4 +122,4 @@ def play_live(page, player: str, url: str, timeout_ms: int = 30000) -> dict:
     """Play a live `url` from where the player joins it until the playlist ends (ENDLIST) and the
     element's `ended`: no seek (a live window has no fixed duration to seek in)."""
     page.add_script_tag(path=str(SCRIPTS[player]))
-    return page.evaluate(PLAY_LIVE.replace("%ATTACH%", ATTACH[player]), [url, timeout_ms])
+    return page.evaluate(PLAY_LIVE.replace("%SETUP%", SETUP).replace("%ATTACH%", ATTACH[player]), [url, timeout_ms])
