@@ -19,7 +19,7 @@ from mitmproxy import contentviews
 from extractor import ExtractError, detect
 from extractor.check import describe
 
-NAME = "MP4/FLV (audio-only edge)"
+NAME = "MP4/FLV/TS (audio-only edge)"
 # Above the generic views (hex, raw), below nothing a user would pick by hand for media.
 PRIORITY = 2
 
@@ -30,8 +30,9 @@ def render(data: bytes) -> str:
 
 def is_media(data: bytes) -> bool:
     try:
-        return detect.detect(bytes(data[:16])) is not None
-    except ExtractError:  # neither MP4 nor FLV: not ours to show
+        head = bytes(data[: detect.TS_NEEDED])  # (a TS is known by several packets' sync bytes)
+        return detect.detect(head, final=len(data) <= detect.TS_NEEDED) is not None
+    except ExtractError:  # none of the formats: not ours to show
         return False
 
 
@@ -61,7 +62,7 @@ else:  # mitmproxy 11
         name = NAME
 
         def __call__(self, data: bytes, **metadata):
-            return "MP4/FLV", base.format_text(render(data))
+            return "MP4/FLV/TS", base.format_text(render(data))
 
         def render_priority(self, data: bytes, **metadata) -> float:
             return PRIORITY if is_media(data) else 0

@@ -1,4 +1,4 @@
-"""The MP4/FLV content view, rendered by mitmproxy's own machinery (the "auto" choice included), on
+"""The MP4/FLV/TS content view, rendered by mitmproxy's own machinery (the "auto" choice included), on
 whichever mitmproxy line is installed (the suite runs on 11.0 and on 12.x)."""
 
 from mitmproxy import contentviews
@@ -25,7 +25,7 @@ def test_an_original_mp4_and_its_audio_only_output():
     with taddons.context(addon):
         data = (MEDIA / "h264_aac.mp4").read_bytes()
         view, text = rendered(data, "video/mp4")
-        assert view in (NAME, "MP4/FLV"), view
+        assert view in (NAME, "MP4/FLV/TS"), view
         assert "tracks: video avc1 6.00 s, audio mp4a 6.02 s" in text
         assert "audio extraction keeps: audio mp4a" in text and "and drops: video avc1" in text
         assert "\n    moov 6390\n" in text and "this product: yes, 75528 bytes of output (73.8% saved)" in text
@@ -40,4 +40,19 @@ def test_an_flv_and_a_page_that_is_neither():
         view, text = rendered((MEDIA / "h264_aac.flv").read_bytes(), "video/x-flv")
         assert "tracks: audio aac, video h264" in text and "drops: video tags (h264)" in text
         view, text = rendered(b"<html><body>hello</body></html>", "text/html")
-        assert view not in (NAME, "MP4/FLV") and "tracks:" not in text
+        assert view not in (NAME, "MP4/FLV/TS") and "tracks:" not in text
+
+
+def test_an_mpeg_ts_and_its_audio_only_output():
+    import tsmedia
+
+    addon = AudioOnly()
+    with taddons.context(addon):
+        data = tsmedia.make("h264_aac.ts").read_bytes()
+        view, text = rendered(data, "video/mp2t")
+        assert view in (NAME, "MP4/FLV/TS"), view
+        assert "body: MPEG-TS" in text and "PCR PID 256 (video: kept as PCR-only packets)" in text
+        assert "and drops: video h.264 (PID 256, type 0x1b)" in text
+        view, text = rendered(extract(data), "video/mp2t")
+        assert view in (NAME, "MP4/FLV/TS"), view
+        assert "tracks: audio aac (adts) (PID 257, type 0x0f)" in text and "video" not in text.split("tracks:")[1].split("\n")[0]
