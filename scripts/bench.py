@@ -1,6 +1,6 @@
 """The benchmark: the product as its users feel it, against what they would use instead, in one run.
 
-    scripts/bench [--quick] [--runs N] [--only 3e]
+    scripts/bench [--quick] [--runs N] [--only 3|3e]
 
 On the 10-minute 1280x720 30 fps H.264+AAC file (scripts/make-long-media) as moov-first MP4,
 moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
@@ -9,7 +9,7 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
   3. GETs through mitmdump on 127.0.0.1, by path: streamed passthrough (stream_large_bodies=1m),
      audio-only as a file (two range gaps) and as a stream, against the origin direct: wall time
      (curl) of the first GET of the file (in a proxy that is up) and of the next ones, time to the
-     first body byte, bytes sent and bytes asked of the origin; 3b. the same from an origin limited
+     first body byte, bytes sent and bytes asked of the origin, mitmdump's CPU for each GET; 3b. the same from an origin limited
      to 40 MB/s per connection; 3c. with nginx as the origin, when it is installed; 3d. from an
      origin whose answers start 20 ms late; 3e. from origins that answer one range a request (S3,
      GCS, Azure), near and 20 ms away at 50 MB/s a connection, for the file as ffmpeg makes it (audio
@@ -136,16 +136,21 @@ def through_proxy(origin, name: str, runs: int, paths=PATHS, suffix: str = "") -
     results = {}
     direct = [curl(f"{origin.url}/{name}") for _ in range(runs + 1)]
     results["origin direct"] = (median(s[0] for s in direct), direct[0][1], median(s[1] for s in direct[1:]),
-                                direct[0][2], direct[0][2])
+                                direct[0][2], direct[0][2], None)
     for label, (options, query) in paths.items():
         proxy = started(mitmdump(origin, "--set", "stream_large_bodies=1m", *options))
         try:
             path = f"/{name}{query}{suffix}"
             since = len(origin.requests) if hasattr(origin, "requests") else None
-            samples = [curl(f"http://127.0.0.1:{proxy.port}{path}") for _ in range(runs + 1)]
+            samples, cpus = [], []
+            for _ in range(runs + 1):  # mitmdump's CPU for each GET too (/proc: utime + stime)
+                cpu = cpu_seconds(proxy.process.pid)
+                samples.append(curl(f"http://127.0.0.1:{proxy.port}{path}"))
+                cpus.append(cpu_seconds(proxy.process.pid) - cpu)
             asked = origin_bytes(origin, since, name) // (runs + 1) if since is not None else None
             first = median(first_body_byte(proxy.port, path) for _ in range(runs))
-            results[label] = (first, samples[0][1], median(s[1] for s in samples[1:]), samples[0][2], asked)
+            results[label] = (first, samples[0][1], median(s[1] for s in samples[1:]), samples[0][2], asked,
+                              (cpus[0], median(cpus[1:])))
         finally:
             proxy.stop()
     return results
@@ -213,11 +218,14 @@ def one_range_origins(media: Path, runs: int) -> None:
 
 
 def print_table(results: dict) -> None:
-    base = results["passthrough"][2]
-    for label, (first, cold, again, sent, asked) in results.items():
+    base, base_cpu = results["passthrough"][2], results["passthrough"][5][1]
+    for label, (first, cold, again, sent, asked, cpu) in results.items():
         asked_text = f"{asked / 1e6:7.1f} MB" if asked is not None else "      —"
+        cpu_text = (f"  mitmdump CPU a GET: first {cpu[0]:5.3f} s, again {cpu[1]:5.3f} s ({cpu[1] / base_cpu:4.2f}x)"
+                    if cpu else "")
         print(f"   {label:16s} first GET {cold:6.3f} s, again {again:6.3f} s ({again / base:4.2f}x passthrough)"
-              f"  first byte {first * 1000:6.1f} ms  sent {sent / 1e6:6.1f} MB  asked of the origin {asked_text}")
+              f"  first byte {first * 1000:6.1f} ms  sent {sent / 1e6:6.1f} MB  asked of the origin {asked_text}"
+              f"{cpu_text}")
 
 
 class Nginx:
@@ -296,7 +304,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run of each, no concurrency or live run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--media", default=None, help="folder of the long files (default: make-long-media's)")
-    parser.add_argument("--only", choices=["3e"], help="only this part")
+    parser.add_argument("--only", choices=["3", "3e"], help="only this part (3: the MP4 moov first only)")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     media = Path(args.media or subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True,
@@ -308,6 +316,13 @@ def main() -> None:
     if args.only == "3e":
         print("3e. Origins that answer one range a request (S3, GCS, Azure)")
         return one_range_origins(media, runs)
+    if args.only == "3":
+        origin = Origin(media).start()
+        try:
+            print("3. One GET of the MP4 moov first through mitmdump on 127.0.0.1 (curl), by path")
+            return print_table(through_proxy(origin, "long.mp4", runs))
+        finally:
+            origin.shutdown()
     size = (media / "long.mp4").stat().st_size
     print(f"Input: 10 min 1280x720 30 fps H.264 + AAC, {size / 1e6:.1f} MB, in four layouts\n")
 
