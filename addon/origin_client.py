@@ -256,10 +256,14 @@ class OriginClient:
                                                     *MULTI_RANGE_HEADERS])
         try:
             ctype = response.headers.get("content-type", "")
-            if response.status_code != 206 or not ctype.lower().startswith("multipart/byteranges"):
-                # (a 206 of one range: it never answers several; a 416, 400, 200...: maybe fewer)
-                raise MultiRangeRefused(f"the origin answered {response.status_code} {ctype or ''}".rstrip(),
-                                        count=response.status_code != 206)
+            status = response.status_code
+            if status == 200 and (problem := version.replaced(response.headers)):
+                raise RangeRefused(problem)  # (If-Range did not match: a 200 of another version, not a refusal)
+            if status not in (200, 206, 400, 416):  # (a 5xx, a 403...: the request failed, the count taught nothing)
+                raise RangeRefused(f"the origin answered {status} to a request for {len(spans)} ranges")
+            if status != 206 or not ctype.lower().startswith("multipart/byteranges"):
+                # (a 206 of one range: it never answers several; a 416, 400, or a 200 of this version: maybe fewer)
+                raise MultiRangeRefused(f"the origin answered {status} {ctype or ''}".rstrip(), count=status != 206)
             m = re.search(r'(?i)boundary\s*=\s*"?([^";\s]+)"?', ctype)
             if not m:
                 raise MultiRangeRefused("the origin's multipart answer names no boundary", count=False)

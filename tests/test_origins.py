@@ -157,3 +157,55 @@ def test_one_range_a_request_reads_an_interleaved_file_in_spans(proxy, long_orig
     spans = [tuple(map(int, spec[6:].split("-"))) for spec in singles]
     assert max(last + 1 - first for first, last in spans) > 1_000_000
     assert len(spans) < 200  # ~3,600 audio chunks asked for
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nRetry-After: 1\r\n\r\nbusy",
+    b'HTTP/1.1 200 OK\r\nETag: "v2"\r\nAccept-Ranges: bytes\r\nContent-Length: 4\r\n\r\nnew!',  # If-Range did not match
+])
+def test_a_failed_request_of_several_ranges_teaches_nothing_of_the_count(answer):
+    """A 5xx, or the 200 of a replaced file (If-Range), is not the origin refusing a count of ranges:
+    the request fails at once (the answer ends uncleanly, as for one range), never halved and asked again,
+    and the route keeps answering several ranges for the next files."""
+    import asyncio
+    import ssl
+    from types import SimpleNamespace
+
+    from addon.origin_client import OriginClient, Route, Target
+    from addon.origin_version import OriginVersion, RangeRefused
+    from addon.server.origin_groups import OriginGroups
+
+    asked = []
+
+    async def origin(reader, writer):
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                asked.append(next(line for line in head.split("\r\n") if line.lower().startswith("range:")).count(",") + 1)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(origin, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = OriginClient()
+        client.tls = ssl.create_default_context()
+        route = Route("http", "127.0.0.1", port, None)
+        services = SimpleNamespace(origin=client, multirange={})
+        job = SimpleNamespace(target=Target(route, "/a.mp4", (("Host", f"127.0.0.1:{port}"),), None), url="http://o/a.mp4")
+        groups = SimpleNamespace(services=services, job=job, file=SimpleNamespace(version=OriginVersion('"v1"', 10 << 20)),
+                                 read=0)
+        groups.most = lambda: OriginGroups.most(groups)
+        groups.refused = lambda count, why: OriginGroups.refused(groups, count, why)
+        try:
+            with pytest.raises(RangeRefused):
+                await OriginGroups.several(groups, [(i * 10000, i * 10000 + 99) for i in range(200)])
+        finally:
+            await client.close()
+            server.close()
+        return services.multirange
+
+    learnt = asyncio.run(main())
+    assert asked == [200] and learnt == {}
