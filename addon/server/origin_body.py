@@ -40,7 +40,7 @@ class BodyProtocol(asyncio.BufferedProtocol):
         self.buffer = bytearray(BUFFER)
         self.spares: list[bytearray] = []  # buffers handed over, used again once no one holds them
         self.filled = 0
-        self.paused = True  # (anyio leaves the transport paused between its reads)
+        self.paused = True  # (set from the transport's state once it is ours)
         self.waiter: asyncio.Future | None = None
         self.failure: Exception | None = None  # why no more will come, before the body's end
 
@@ -136,9 +136,12 @@ async def pieces(response: httpx.Response) -> AsyncIterator[memoryview | bytes]:
         async for piece in response.aiter_raw():
             yield piece
         return
-    for piece in taken.received:
-        yield piece
+    # Ours from now on, before anything is handed out: bytes arriving meanwhile land in our buffer (anyio
+    # leaves the transport paused between its reads, but that is its affair, not a promise).
     protocol = BodyProtocol(taken.transport, taken.remaining, int(length))
     taken.transport.set_protocol(protocol)
+    protocol.paused = not taken.transport.is_reading()
+    for piece in taken.received:
+        yield piece
     while (piece := await protocol.read(timeout)) is not None:
         yield piece

@@ -42,7 +42,7 @@ ORIGIN_AHEAD = 32 << 10
 FEED_PIECE = 64 << 10  # the most of the origin's body fed to the core between two turns of the loop...
 SLOW_FEED = 0.004  # ...once a feed has taken more than these seconds of CPU on the loop for SLOW_FEED_BYTES
 SLOW_FEED_BYTES = 256 << 10  # (or fewer), and until a first feed of FEED_PIECE says the file is not such
-FLUSH_AT = 256 << 10
+FLUSH_AT = 64 << 10  # (256 KiB held a bursty origin's audio back for seconds: one write more per 64 KiB costs little)
 TAIL_TIMEOUT = 10  # seconds for the whole tail fetch; the stream goes on meanwhile
 DRAIN_PIECE = 1 << 20  # audio read back from the spool per piece
 
