@@ -39,6 +39,24 @@ def presentations(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     return root, {name: root / path for name, path in pairs}
 
 
+def ondemand_mpd(codecs: str, seconds: int, init_end: int, index_first: int, index_end: int) -> str:
+    """An on-demand MPD (SegmentBase, one muxed Representation) over `sidx.mp4`, a fragmented MP4 whose
+    moov ends at init_end and whose index lies at index_first..index_end-1."""
+    return f"""<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT{seconds}S"
+     minBufferTime="PT2S" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">
+  <Period id="0">
+    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" maxWidth="160" maxHeight="120">
+      <Representation id="muxed" bandwidth="300000" codecs="{codecs}" width="160" height="120">
+        <BaseURL>sidx.mp4</BaseURL>
+        <SegmentBase indexRange="{index_first}-{index_end - 1}"><Initialization range="0-{init_end - 1}"/></SegmentBase>
+      </Representation>
+    </AdaptationSet>
+  </Period>
+</MPD>
+"""
+
+
 def materialize(plan, data: bytes) -> bytes:
     """A FilePlan's output from the input's bytes: its head, then each range with our bytes before it."""
     out = [plan.head]

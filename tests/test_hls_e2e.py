@@ -163,19 +163,7 @@ def ondemand_mpd(root, data: bytes) -> str:
         pos += int.from_bytes(data[pos : pos + 4], "big")
     moov_end = offsets[2][1]
     index_end = next(p for kind, p in offsets if kind == b"moof")
-    mpd = f"""<?xml version="1.0"?>
-<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT{hlsmedia.SECONDS}S"
-     minBufferTime="PT2S" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">
-  <Period id="0">
-    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" maxWidth="160" maxHeight="120">
-      <Representation id="muxed" bandwidth="300000" codecs="avc1.42c00d,mp4a.40.2" width="160" height="120">
-        <BaseURL>sidx.mp4</BaseURL>
-        <SegmentBase indexRange="{moov_end}-{index_end - 1}"><Initialization range="0-{moov_end - 1}"/></SegmentBase>
-      </Representation>
-    </AdaptationSet>
-  </Period>
-</MPD>
-"""
+    mpd = hlsmedia.ondemand_mpd("avc1.42c00d,mp4a.40.2", hlsmedia.SECONDS, moov_end, moov_end, index_end)
     (root / "ondemand" / "manifest.mpd").write_text(mpd)
     return "/ondemand/manifest.mpd"
 

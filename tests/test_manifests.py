@@ -585,19 +585,7 @@ def test_a_muxed_on_demand_representation_gets_its_audio_files_ranges(presentati
     tops = [(data[p + 4 : p + 8], p) for p in _box_offsets(data)]
     assert [k for k, _ in tops[:5]] == [b"ftyp", b"moov", b"sidx", b"sidx", b"moof"]
     moov_end, index_first, index_end = tops[2][1], tops[2][1], tops[4][1]
-    mpd = f"""<?xml version="1.0"?>
-<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT6S" minBufferTime="PT2S"
-     profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">
-  <Period id="0">
-    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" maxWidth="160" maxHeight="120">
-      <Representation id="muxed" bandwidth="300000" codecs="avc1.f4000b,mp4a.40.2" width="160" height="120">
-        <BaseURL>sidx.mp4</BaseURL>
-        <SegmentBase indexRange="{index_first}-{index_end - 1}"><Initialization range="0-{moov_end - 1}"/></SegmentBase>
-      </Representation>
-    </AdaptationSet>
-  </Period>
-</MPD>
-"""
+    mpd = hlsmedia.ondemand_mpd("avc1.f4000b,mp4a.40.2", 6, moov_end, index_first, index_end)
     result = dash.rewrite(mpd, "http://o/od/manifest.mpd", NAME, PARAM)
     assert result.needs_file_plan == [dash.NeedsFilePlan("0", "muxed", f"http://o/od/sidx.mp4?{PARAM}", True)]
     representation = ElementTree.fromstring(result.text).find(f".//{MPD_NS}Representation")
