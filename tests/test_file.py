@@ -160,6 +160,10 @@ def test_a_fragmented_mp4_is_served_as_a_file(file_proxy, origin, name):
     for at, size in indexes:  # (the sidx's own figures are judged in test_fragmented_segments)
         whole_without = whole[:at] + whole[at + size :]
         assert whole_without == streamed
+        # Other bytes than the streamed answer's: never its ETag (a cache would splice the two).
+        stream = http_get(file_proxy.port, f"/{name}?ali_audio_only=1&norange=1")
+        assert stream.body == streamed and stream.headers["etag"] != r.headers["etag"]
+        assert r.headers["etag"].endswith('-audio-sidx"')
     if not indexes:
         assert whole == streamed
     assert r.headers["accept-ranges"] == "bytes"

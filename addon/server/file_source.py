@@ -79,7 +79,10 @@ async def audio_file(services: Services, job: Job) -> AudioFile | httpx.Response
         return None
     for warning in plan.warnings:
         log.warning(f"audio-only: {job.url}: {warning}")
-    entry = AudioFile(plan, version, http_rules.file_etag(version.validator, version.length, part), last_modified, kept)
+    # A file that keeps an audio sidx is not the stream's bytes (the stream cannot size one): its own ETag.
+    index_part = "-sidx" if plan.index_range is not None else ""
+    entry = AudioFile(plan, version, http_rules.file_etag(version.validator, version.length, part + index_part),
+                      last_modified, kept)
     services.cache.put(key, entry)
     return entry
 
