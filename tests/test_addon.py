@@ -219,3 +219,20 @@ def test_a_flows_record_is_saved_with_it():
         assert state["outcome"] == record.EXTRACTED and state["served"] == "stream" and state["bytes_out"] == 5
         assert record.ClientTarget(*state["client"]) == record.ClientTarget("http", "example.com", 22, "example.com",
                                                                             "HTTP/1.1")
+
+
+@pytest.mark.parametrize("asked,content_range,good", [
+    ("100-", "bytes 100-199/*", True),  # an LL-HLS part still being written: its length unknown
+    ("100-", "bytes 100-199/200", True),
+    ("100-", "bytes 100-150/200", False),  # not to the end
+    ("100-199", "bytes 100-199/*", True),
+    ("100-199", "bytes 100-198/300", False),
+    ("100-199", "bytes 101-199/300", False),
+])
+def test_a_segments_byte_range_answer_is_checked(asked, content_range, good):
+    """`<name>_range`: the origin's 206 must be those bytes (a length of '*' once raised ValueError)."""
+    from types import SimpleNamespace
+
+    from addon.server.origin_answer import range_problem
+    response = SimpleNamespace(status_code=206, headers={"content-range": content_range})
+    assert (range_problem(SimpleNamespace(record={"byte_range": asked}), response) is None) == good

@@ -107,7 +107,9 @@ def range_problem(job: Job, response: httpx.Response) -> str | None:
     first, _, last = job.record["byte_range"].partition("-")
     if response.status_code == 206:
         m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("content-range", "").strip())
-        if m and int(m[1]) == int(first) and (not last or int(m[2]) == int(last)) and (last or m[2] == str(int(m[3]) - 1)):
+        # (`first-`: to the end, which a length of "*" cannot confirm: an LL-HLS part still being written)
+        to_the_end = not last and (m is not None and (m[3] == "*" or int(m[2]) == int(m[3]) - 1))
+        if m and int(m[1]) == int(first) and (to_the_end or (last and int(m[2]) == int(last))):
             return None
         return f"the origin's 206 is bytes {response.headers.get('content-range')!r}, not the {first}-{last} asked for"
     return f"the origin answered {response.status_code} to the request for bytes {first}-{last}"
