@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 from xml.etree import ElementTree  # the MPDs' judge: a parser we did not write
 
 import m3u8
@@ -627,3 +627,57 @@ def test_a_representation_is_dropped_and_its_set_when_it_was_the_last():
     assert "<!-- made by hand -->" in gone and 'my:flag="1"' in gone  # the rest as it was
     with pytest.raises(MalformedInput):
         dash.drop_representation(gone, "p0", "m1")
+
+
+# -- review findings: URLs a player resolves from the rewritten MPD must name the origin's files -----
+
+def _resolved(text: str, mpd_url: str, representation_id: str, attribute: str) -> str:
+    """The URL a player fetches for a Representation's SegmentTemplate attribute: BaseURLs joined level
+    by level (ISO/IEC 23009-1 §5.6, RFC 3986 urljoin), the innermost template, $RepresentationID$ and
+    $Bandwidth$ from the Representation's own attributes."""
+    root = ElementTree.fromstring(text)
+    for period in root.findall(f"{MPD_NS}Period"):
+        for adaptation in period.findall(f"{MPD_NS}AdaptationSet"):
+            for rep in adaptation.findall(f"{MPD_NS}Representation"):
+                if rep.get("id") != representation_id:
+                    continue
+                url = mpd_url
+                template = None
+                for level in (root, period, adaptation, rep):
+                    base = level.find(f"{MPD_NS}BaseURL")
+                    if base is not None:
+                        url = urljoin(url, base.text.strip())
+                    found = level.find(f"{MPD_NS}SegmentTemplate")
+                    template = found if found is not None else template
+                if attribute is None:
+                    return url
+                value = template.get(attribute).replace("$RepresentationID$", rep.get("id"))
+                return urljoin(url, value.replace("$Bandwidth$", rep.get("bandwidth")))
+    raise AssertionError(f"no Representation {representation_id}")
+
+
+BANDWIDTH_MPD = f"""<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S" profiles="urn:mpeg:dash:profile:isoff-live:2011">
+  <Period id="0">
+    <AdaptationSet id="0" mimeType="video/mp4" codecs="avc1.64001f,mp4a.40.2">
+      <SegmentTemplate initialization="init-$Bandwidth$.mp4" media="seg-$Bandwidth%07d$-$Number$.m4s" startNumber="1" duration="2" timescale="1"/>
+      <Representation id="v1" bandwidth="300000"/>
+      <Representation id="v2" bandwidth="900000"/>
+    </AdaptationSet>
+  </Period>
+</MPD>
+"""
+
+
+def test_a_bandwidth_template_still_names_the_origins_files():
+    url = "http://h/p/manifest.mpd"
+    inits = dash.init_segments(BANDWIDTH_MPD, url)
+    assert inits == [dash.InitSegment("http://h/p/init-300000.mp4"), dash.InitSegment("http://h/p/init-900000.mp4")]
+    result = dash.rewrite(BANDWIDTH_MPD, url, NAME, PARAM, {inits[0]: (2,), inits[1]: (2,)})
+    assert not result.warnings
+    root = ElementTree.fromstring(result.text)
+    assert [int(r.get("bandwidth")) for r in root.iter(f"{MPD_NS}Representation")] == [192000, 192000]
+    for rep, figure in (("v1", "300000"), ("v2", "900000")):
+        assert _resolved(result.text, url, rep, "initialization") == f"http://h/p/init-{figure}.mp4?{PARAM}"
+        media = _resolved(result.text, url, rep, "media").replace("$Number$", "3")
+        assert media == f"http://h/p/seg-{figure.zfill(7)}-3.m4s?{PARAM}&{NAME}_track=2"

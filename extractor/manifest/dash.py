@@ -30,6 +30,8 @@ TRICK_MODE = "http://dashif.org/guidelines/trickmode"
 VIDEO_ATTRIBUTES = ("width", "height", "frameRate", "sar", "scanType", "maxWidth", "maxHeight", "maxFrameRate",
                     "minWidth", "minHeight", "minFrameRate", "par", "maxPlayoutRate", "codingDependency")
 _XML_DECLARATION = re.compile(r"<\?xml[^>]*\?>")
+_BANDWIDTH_IDENTIFIER = re.compile(r"\$Bandwidth(?:%0(\d+)d)?\$")  # ISO/IEC 23009-1 §5.3.9.4.4, with its width
+TEMPLATE_URL_ATTRIBUTES = ("media", "index", "initialization", "bitstreamSwitching")
 
 
 @dataclass
@@ -210,7 +212,7 @@ def rewrite(data: bytes | str, mpd_url: str, name: str, param_text: str,
                 _remove(adaptation)
                 continue
             if any(kind == "muxed" for _, kind in kept):
-                _declare_audio_only(adaptation, [r for r, _ in kept])
+                _declare_audio_only(period, adaptation, [r for r, _ in kept])
             for representation, kind in kept:
                 _add_params(result, mpd_url, mpd, period, adaptation, representation, kind == "muxed",
                             name, param_text, tracks)
@@ -220,10 +222,11 @@ def rewrite(data: bytes | str, mpd_url: str, name: str, param_text: str,
     return result
 
 
-def _declare_audio_only(adaptation, representations) -> None:
+def _declare_audio_only(period, adaptation, representations) -> None:
     """A set of muxed Representations said to be audio: codecs, mimeType, contentType, no video fields,
     no video SubRepresentations, a bandwidth for the audio (as HLS BANDWIDTH: common.audio_bandwidth)."""
     for representation in representations:
+        _fix_bandwidth_identifier(period, adaptation, representation)
         measured = 0  # what the audio SubRepresentations say they need, when they say it
         for sub in _children(representation, "SubRepresentation"):
             if sub.hasAttribute("codecs") and not audio_codecs(sub.getAttribute("codecs")):
@@ -248,6 +251,25 @@ def _declare_audio_only(adaptation, representations) -> None:
     for component in _children(adaptation, "ContentComponent"):
         if component.getAttribute("contentType") not in ("audio", ""):
             _remove(component)
+
+
+def _fix_bandwidth_identifier(period, adaptation, representation) -> None:
+    """A SegmentTemplate naming files by $Bandwidth$ names them by the origin's @bandwidth: before that
+    figure is changed, the Representation gets a template of its own with the figure written in."""
+    kind, info = _segment_info(period, adaptation, representation)
+    if kind != "SegmentTemplate" or not any(_BANDWIDTH_IDENTIFIER.search(info.getAttribute(a))
+                                            for a in TEMPLATE_URL_ATTRIBUTES):
+        return
+    bandwidth = representation.getAttribute("bandwidth")
+    if not bandwidth.isdigit():
+        return  # a figure that is not one is left as it is (see below), so the template still holds
+    if info.parentNode is not representation:
+        info = info.cloneNode(True)
+        representation.insertBefore(info, representation.firstChild)
+    for attribute in TEMPLATE_URL_ATTRIBUTES:
+        if info.hasAttribute(attribute):
+            info.setAttribute(attribute, _BANDWIDTH_IDENTIFIER.sub(
+                lambda m: bandwidth.zfill(int(m.group(1) or 0)), info.getAttribute(attribute)))
 
 
 def _add_params(result, mpd_url, mpd, period, adaptation, representation, muxed, name, param_text, tracks) -> None:
