@@ -681,3 +681,41 @@ def test_a_bandwidth_template_still_names_the_origins_files():
         assert _resolved(result.text, url, rep, "initialization") == f"http://h/p/init-{figure}.mp4?{PARAM}"
         media = _resolved(result.text, url, rep, "media").replace("$Number$", "3")
         assert media == f"http://h/p/seg-{figure.zfill(7)}-3.m4s?{PARAM}&{NAME}_track=2"
+
+
+def _on_demand(outer_bases: str, rep_codecs: str = "avc1.64001f,mp4a.40.2") -> str:
+    return f"""<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">
+  <Period id="0">
+    <AdaptationSet id="0" mimeType="video/mp4">
+      {outer_bases}
+      <Representation id="r" bandwidth="300000" codecs="{rep_codecs}">
+        <SegmentBase indexRange="800-867"><Initialization range="0-799"/></SegmentBase>
+      </Representation>
+    </AdaptationSet>
+  </Period>
+</MPD>
+"""
+
+
+@pytest.mark.parametrize("outer, files", [
+    ("<BaseURL>ondemand/sidx.mp4</BaseURL>", ["http://h/ondemand/sidx.mp4"]),
+    ("<BaseURL>http://cdn/x/a:b.mp4?token=1</BaseURL>", ["http://cdn/x/a:b.mp4?token=1"]),
+    ("<BaseURL>http://h/</BaseURL>", ["http://h/"]),
+    ("<BaseURL>http://cdn1/a/f.mp4</BaseURL><BaseURL>http://cdn2/b/f.mp4</BaseURL>",
+     ["http://cdn1/a/f.mp4", "http://cdn2/b/f.mp4"]),
+    ("<BaseURL>http://cdn1/a/f.mp4</BaseURL><BaseURL>http://cdn2/b/g.mp4</BaseURL>",
+     ["http://cdn1/a/f.mp4", "http://cdn2/b/g.mp4"]),
+])
+def test_an_inherited_base_url_resolves_once_to_the_file_with_the_parameter(outer, files):
+    """Every pairing of an outer BaseURL alternative with an inner one (ISO/IEC 23009-1 §5.6.5),
+    resolved level by level, names one of the origin's files with the parameter."""
+    url = "http://h/m.mpd"
+    result = dash.rewrite(_on_demand(outer), url, NAME, PARAM)
+    adaptation = ElementTree.fromstring(result.text).find(f".//{MPD_NS}AdaptationSet")
+    outer_texts = [b.text for b in adaptation.findall(f"{MPD_NS}BaseURL")]
+    inner_texts = [b.text for b in adaptation.findall(f"{MPD_NS}Representation/{MPD_NS}BaseURL")]
+    assert outer_texts and inner_texts
+    resolved = {urljoin(urljoin(url, o), i) for o in outer_texts for i in inner_texts}
+    assert resolved <= {f"{f}{'&' if '?' in f else '?'}{PARAM}" for f in files}
+    assert len(resolved) >= len(set(files))  # (each origin file still reachable)

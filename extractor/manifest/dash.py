@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
@@ -305,7 +305,7 @@ def _add_params(result, mpd_url, mpd, period, adaptation, representation, muxed,
             if segment.hasAttribute("index") or segment.hasAttribute("indexRange"):
                 _ranged_url(segment, "index", "indexRange", base, segment_params, name)
     else:
-        _leaf_base_url(mpd, period, adaptation, representation, param_text)
+        _leaf_base_url(mpd_url, mpd, period, adaptation, representation, param_text)
         if kind == "SegmentBase" and (info.hasAttribute("indexRange") or _first(info, "Initialization")):
             result.needs_file_plan.append(NeedsFilePlan(period.getAttribute("id") or None,
                                                         representation.getAttribute("id") or None,
@@ -325,24 +325,43 @@ def _ranged_url(element, url_attribute: str, range_attribute: str, base: str, pa
     element.setAttribute(url_attribute, with_params(url, params + extra))
 
 
-def _leaf_base_url(mpd, period, adaptation, representation, param_text: str) -> None:
+def _leaf_base_url(mpd_url, mpd, period, adaptation, representation, param_text: str) -> None:
     """A Representation whose file is its BaseURL: the innermost BaseURL elements (several are
-    alternatives) carry the parameter; one inherited from an outer level is copied into the
-    Representation (the outer one may be shared)."""
-    for node in (representation, adaptation, period, mpd):
-        bases = _children(node, "BaseURL")
+    alternatives) carry the parameter. One inherited from an outer level (which may be shared) stays
+    as it is, and the Representation gets a BaseURL of its own that resolves against it to the same
+    file with the parameter: the file's last path segment (as `_ranged_url` does), or, when the
+    alternatives name different files, each one's absolute URL (a player may pair any outer
+    alternative with any inner one, ISO/IEC 23009-1 §5.6.5)."""
+    levels = (mpd, period, adaptation, representation)
+    for depth in range(len(levels) - 1, -1, -1):
+        bases = _children(levels[depth], "BaseURL")
         if bases:
             break
     else:
         return
-    if node is not representation:
+    if depth < len(levels) - 1:
+        outside = _base(mpd_url, *levels[:depth])
+        files = [urljoin(outside, _text(base)) for base in bases]
+        segments = {_last_segment(url) for url in files}
+        pairs = [(bases[0], segments.pop())] if len(segments) == 1 else list(zip(bases, files))
         first = representation.firstChild
-        for base in bases:
-            copy = base.cloneNode(True)
+        for base, text in pairs:
+            copy = base.cloneNode(False)
+            copy.appendChild(copy.ownerDocument.createTextNode(text))
             representation.insertBefore(copy, first)
         bases = _children(representation, "BaseURL")
     for base in bases:
         _set_text(base, with_params(_text(base), [param_text]))
+
+
+def _last_segment(url: str) -> str:
+    """The relative reference that resolves against `url` to itself without its fragment: its last
+    path segment and query (RFC 3986 §5.2.2; './' keeps a segment with a colon from reading as a scheme)."""
+    parts = urlsplit(url)
+    last = parts.path.rsplit("/", 1)[-1]
+    if ":" in last:
+        last = "./" + last
+    return last + (f"?{parts.query}" if parts.query else "")
 
 
 def _serialize(doc, data: bytes | str) -> str:
