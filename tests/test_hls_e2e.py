@@ -5,7 +5,9 @@ audio-only master or MPD through the proxy, against the origin's own presentatio
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from urllib.parse import urljoin
 from xml.etree import ElementTree
 
@@ -298,3 +300,27 @@ def test_head_conditionals_and_errors_of_a_playlist(stack):
     for bad in ("ali_audio_only_track=x", "ali_audio_only_range=9-1"):
         reply = get(proxy, f"/fmp4/media0.m4s?{PARAM}&{bad}")
         assert reply.status == 400 and b"segment" in reply.body, bad
+
+
+def test_an_init_replaced_at_its_url_is_read_again(stack, tmp_path):
+    """A live encoder restarted with its tracks swapped republishes init.mp4 at the same URL: the
+    playlist's segments must name the new audio track, never the old one (now the video's)."""
+    root, made, origin, proxy = stack
+    swap = root / "swap"
+    swap.mkdir(exist_ok=True)
+    for name in ("media.m3u8", "init.mp4"):
+        (swap / name).write_bytes((made["fmp4"].parent / name).read_bytes())
+    first = get(proxy, f"/swap/media.m3u8?{PARAM}").body.decode()
+    assert "ali_audio_only_track=2" in first
+    # The same presentation muxed audio first (track 1), its init put where the old one was.
+    hlsmedia._ffmpeg("-map", "1:a", "-map", "0:v", *hlsmedia._CODECS, *hlsmedia._HLS, "-hls_segment_type", "fmp4",
+                     "media.m3u8", cwd=tmp_path)
+    (swap / "init.mp4").write_bytes((tmp_path / "init.mp4").read_bytes())
+    os.utime(swap / "init.mp4", (time.time() + 5, time.time() + 5))  # (a validator of its own, whatever its size)
+    again = get(proxy, f"/swap/media.m3u8?{PARAM}").body.decode()
+    assert "ali_audio_only_track=1" in again and "ali_audio_only_track=2" not in again
+    # and while it stays, the origin is only asked whether it changed (a 304), not for it again
+    before = len(origin.requests)
+    get(proxy, f"/swap/media.m3u8?{PARAM}")
+    init_requests = [h for m, p, h in origin.requests[before:] if p.startswith("/swap/init.mp4")]
+    assert len(init_requests) == 1 and "If-None-Match" in init_requests[0]

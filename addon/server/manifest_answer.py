@@ -42,6 +42,8 @@ log = logging.getLogger("addon.audio_only")
 DROPPED = http_rules.HOP_BY_HOP | {"content-length", "content-range", "accept-ranges", "etag", "content-md5", "digest"}
 MAX_INITS = 32  # init segments read for one playlist (a playlist names one or a few)
 INIT_TIMEOUT = 10  # seconds for each
+INIT_MOST = 4 << 20  # bytes of an init segment read, at most (an init is kilobytes; audio_only_max_header if less)
+INITS_AT_ONCE = 4  # init segments read at once for one playlist
 
 
 async def fetch(services: Services, job: Job, request_headers) -> httpx.Response:
@@ -142,40 +144,65 @@ async def rewritten(services: Services, job: Job, fmt: formats.Format, body: byt
 
 
 async def init_tracks(services: Services, job: Job, inits: list[InitSegment]) -> dict[InitSegment, tuple[int, ...]]:
-    """The audio track IDs of each init segment, read from the origin once (then remembered)."""
+    """The audio track IDs of each init segment: read from the origin, or remembered while the origin
+    says (a 304 to our conditional request) that the init is the one they were read from."""
     cache = services.inits
     found = {}
+    reading = asyncio.Semaphore(INITS_AT_ONCE)  # (each read holds up to INIT_MOST bytes)
 
     async def one(init: InitSegment) -> None:
-        if (ids := cache.get(init)) is None:
-            try:
-                data = await asyncio.wait_for(read_init(services, job, init), INIT_TIMEOUT)
-                ids = await asyncio.to_thread(audio_track_ids, data)
-            except (*FETCH_ERRORS, asyncio.TimeoutError, extractor.ExtractError, Refusal) as e:
-                why = e.text.strip() if isinstance(e, Refusal) else describe(e) if isinstance(e, FETCH_ERRORS) else str(e)
-                log.warning(f"audio-only: {job.url}: the init segment {init.url} could not be read: {why}")
-                return
-            cache.put(init, ids)
+        known = cache.get(init)
+        try:
+            async with reading:
+                data, conditions = await asyncio.wait_for(read_init(services, job, init, known), INIT_TIMEOUT)
+            ids = known[0] if data is None else await asyncio.to_thread(audio_track_ids, data)
+        except (*FETCH_ERRORS, asyncio.TimeoutError, extractor.ExtractError, Refusal) as e:
+            why = e.text.strip() if isinstance(e, Refusal) else describe(e) if isinstance(e, FETCH_ERRORS) else str(e)
+            log.warning(f"audio-only: {job.url}: the init segment {init.url} could not be read: {why}")
+            return
+        cache.put(init, ids, conditions)
         found[init] = ids
 
     await asyncio.gather(*(one(init) for init in inits[:MAX_INITS]))
     return found
 
 
-async def read_init(services: Services, job: Job, init: InitSegment) -> bytes:
-    headers = []
+async def read_init(services: Services, job: Job, init: InitSegment, known) -> tuple[bytes | None, tuple]:
+    """(the init's bytes, or None when the origin says the one `known` was read from still holds; the
+    conditional headers that will ask so next time). At most INIT_MOST bytes of it are kept: the bytes
+    an origin that ignores the Range sends before the init are dropped as they come, not held."""
+    headers = list(known[1]) if known else []
     if init.first is not None:
-        headers = [("Range", f"bytes={init.first}-{'' if init.last is None else init.last}")]
+        headers.append(("Range", f"bytes={init.first}-{'' if init.last is None else init.last}"))
     response = await services.origin.open(target_for(job, init.url), headers=headers)
     try:
+        if response.status_code == 304 and known:
+            return None, known[1]
         if response.status_code not in (200, 206):
             raise extractor.UnsupportedInput(f"the origin answered {response.status_code}")
-        data = await read_bounded(response, job.settings.max_header + (init.first or 0), "the init segment")
+        validator = response.headers.get("etag") or response.headers.get("last-modified")
+        conditions = ((("If-None-Match", validator),) if validator.startswith(('"', "W/")) else
+                      (("If-Modified-Since", validator),)) if validator else ()
+        skip = init.first if init.first is not None and response.status_code == 200 else 0  # the range ignored
+        most = min(job.settings.max_header, INIT_MOST)
+        if init.last is not None:
+            most = min(most, init.last + 1 - (init.first or 0))
+        data = bytearray()
+        try:
+            async for piece in response.aiter_raw():
+                if skip:
+                    cut = min(skip, len(piece))
+                    piece, skip = piece[cut:], skip - cut
+                data += piece[: most + 1 - len(data)]
+                if len(data) >= most:
+                    break  # (an init is the ftyp and moov of a fragmented file: kilobytes)
+        except FETCH_ERRORS as e:
+            raise Refusal(502, f"the origin's answer ended early: {describe(e)}\n", served="manifest") from None
+        if len(data) > most and init.last is None:
+            raise extractor.LimitExceeded(f"the init segment is larger than {most} bytes")
     finally:
         await response.aclose()
-    if init.first is not None and response.status_code == 200:  # the origin ignored the range
-        data = data[init.first : None if init.last is None else init.last + 1]
-    return data
+    return bytes(data[:most]), conditions
 
 
 async def with_file_index(services: Services, job: Job, text: str, need: dash.NeedsFilePlan, name: str) -> str:

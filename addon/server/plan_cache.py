@@ -47,18 +47,24 @@ class PlanCache:
 
 
 class InitCache:
-    """Audio track IDs of init segments by (URL, first, last), least recently used out past `limit`."""
+    """Audio track IDs of init segments by (URL, first, last), with the origin's validator of the init
+    they were read from (each use asks the origin whether it still holds: an init replaced at the same
+    URL, its tracks swapped, must not keep naming the old track), least recently used out past `limit`."""
 
     def __init__(self, limit: int = 512):
         self.limit = limit
-        self.entries: OrderedDict[InitSegment, tuple[int, ...]] = OrderedDict()
+        self.entries: OrderedDict[InitSegment, tuple[tuple[int, ...], tuple[tuple[str, str], ...]]] = OrderedDict()
 
-    def get(self, init: InitSegment) -> tuple[int, ...] | None:
-        if (ids := self.entries.get(init)) is not None:
+    def get(self, init: InitSegment) -> tuple[tuple[int, ...], tuple[tuple[str, str], ...]] | None:
+        """(track IDs, the conditional headers that ask whether they still hold), or None."""
+        if (entry := self.entries.get(init)) is not None:
             self.entries.move_to_end(init)
-        return ids
+        return entry
 
-    def put(self, init: InitSegment, ids: tuple[int, ...]) -> None:
-        self.entries[init] = ids
+    def put(self, init: InitSegment, ids: tuple[int, ...], conditions: tuple[tuple[str, str], ...]) -> None:
+        if not conditions:  # nothing to ask the origin with: read again each time (an init is small)
+            self.entries.pop(init, None)
+            return
+        self.entries[init] = (ids, conditions)
         while len(self.entries) > self.limit:
             self.entries.popitem(last=False)
