@@ -13,7 +13,7 @@ import m3u8
 import pytest
 
 import hlsmedia
-from extractor.errors import MalformedInput
+from extractor.errors import ExtractError, MalformedInput
 from extractor.manifest import dash, hls
 from extractor.mp4.file import plan_fragmented_file
 from extractor.mp4.sidx import audio_track_ids, parse_sidx
@@ -719,3 +719,39 @@ def test_an_inherited_base_url_resolves_once_to_the_file_with_the_parameter(oute
     resolved = {urljoin(urljoin(url, o), i) for o in outer_texts for i in inner_texts}
     assert resolved <= {f"{f}{'&' if '?' in f else '?'}{PARAM}" for f in files}
     assert len(resolved) >= len(set(files))  # (each origin file still reachable)
+
+
+def test_an_audio_only_file_representation_keeps_its_file_and_ranges():
+    """SegmentBase over a file that is already audio only: its bytes and index ranges hold as they are,
+    so its BaseURL carries no parameter and it needs no file plan (in a proxy that streams files, a
+    plan it needs is a Representation dropped); only the muxed one needs its file's plan."""
+    mpd = """<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S">
+  <BaseURL>od/</BaseURL>
+  <Period id="0">
+    <AdaptationSet id="0" mimeType="audio/mp4" codecs="mp4a.40.2">
+      <Representation id="a" bandwidth="128000"><BaseURL>audio.mp4</BaseURL><SegmentBase indexRange="700-767"/></Representation>
+    </AdaptationSet>
+    <AdaptationSet id="1" mimeType="video/mp4" codecs="avc1.64001f,mp4a.40.2">
+      <Representation id="m" bandwidth="900000"><BaseURL>muxed.mp4</BaseURL><SegmentBase indexRange="900-967"/></Representation>
+    </AdaptationSet>
+  </Period>
+</MPD>"""
+    result = dash.rewrite(mpd, "http://h/m.mpd", NAME, PARAM)
+    root = ElementTree.fromstring(result.text)
+    reps = {r.get("id"): r for r in root.iter(f"{MPD_NS}Representation")}
+    assert reps["a"].find(f"{MPD_NS}BaseURL").text == "audio.mp4"
+    assert reps["a"].find(f"{MPD_NS}SegmentBase").get("indexRange") == "700-767"
+    assert reps["m"].find(f"{MPD_NS}BaseURL").text == f"muxed.mp4?{PARAM}"
+    assert [n.representation for n in result.needs_file_plan] == ["m"]
+    assert result.needs_file_plan[0].url == f"http://h/od/muxed.mp4?{PARAM}"
+
+
+def test_a_period_left_with_no_audio_passes_the_origins_mpd_through():
+    video_only = _on_demand("<BaseURL>v.mp4</BaseURL>", "avc1.64001f")
+    result = dash.rewrite(video_only, "http://h/m.mpd", NAME, PARAM)
+    assert result.text is None and result.needs_file_plan == []
+    assert any("Period 0 has no audio" in w for w in result.warnings)
+    # ... and when the addon drops the last Representation of a Period (its file's ranges unknown).
+    text = dash.rewrite(_on_demand("<BaseURL>m.mp4</BaseURL>"), "http://h/m.mpd", NAME, PARAM).text
+    with pytest.raises(ExtractError, match="Period 0 has no audio left"):
+        dash.drop_representation(text, "0", "r")

@@ -23,7 +23,7 @@ from xml.parsers.expat import ExpatError
 import defusedxml
 import defusedxml.minidom
 
-from ..errors import MalformedInput
+from ..errors import MalformedInput, NoAudio
 from .common import InitSegment, audio_bandwidth, audio_codecs, range_param, split_codecs, track_param, with_params
 
 TRICK_MODE = "http://dashif.org/guidelines/trickmode"
@@ -36,10 +36,11 @@ TEMPLATE_URL_ATTRIBUTES = ("media", "index", "initialization", "bitstreamSwitchi
 
 @dataclass
 class NeedsFilePlan:
-    """A kept Representation served as one file (SegmentBase) whose byte ranges (Initialization@range,
+    """A kept muxed Representation served as one file (SegmentBase) whose byte ranges (Initialization@range,
     indexRange) name the origin's file: they hold for our audio-only file only once its plan says where
-    its moov and sidx end (`set_index_ranges`). `muxed`: it has video to remove (else the addon may
-    serve its audio-only input byte for byte, and the ranges hold as they are)."""
+    its moov and sidx end (`set_index_ranges`). An audio-only one is never named here: its BaseURL
+    stays without the parameter, its file and ranges are the origin's as they are. (`muxed`: always
+    True, kept for the addon's readers.)"""
     period: str | None
     representation: str | None
     url: str  # the file, absolute, with the parameter
@@ -217,7 +218,12 @@ def rewrite(data: bytes | str, mpd_url: str, name: str, param_text: str,
                 _add_params(result, mpd_url, mpd, period, adaptation, representation, kind == "muxed",
                             name, param_text, tracks)
         if not _children(period, "AdaptationSet"):
-            result.warnings.append(f"Period {period.getAttribute('id') or '?'} has no audio")
+            # A Period with nothing left would be silence (or a player's error) in the middle of the
+            # programme: the origin's MPD, with its video, is the better answer.
+            result.warnings.append(f"Period {period.getAttribute('id') or '?'} has no audio: the origin's MPD "
+                                   f"passes through unchanged, with its video")
+            result.needs_file_plan = []
+            return result
     result.text = _serialize(doc, data)
     return result
 
@@ -304,7 +310,7 @@ def _add_params(result, mpd_url, mpd, period, adaptation, representation, muxed,
             _ranged_url(segment, "media", "mediaRange", base, segment_params, name)
             if segment.hasAttribute("index") or segment.hasAttribute("indexRange"):
                 _ranged_url(segment, "index", "indexRange", base, segment_params, name)
-    else:
+    elif muxed:
         _leaf_base_url(mpd_url, mpd, period, adaptation, representation, param_text)
         if kind == "SegmentBase" and (info.hasAttribute("indexRange") or _first(info, "Initialization")):
             result.needs_file_plan.append(NeedsFilePlan(period.getAttribute("id") or None,
@@ -398,12 +404,16 @@ def set_index_ranges(data: bytes | str, period: str | None, representation: str,
 
 def drop_representation(data: bytes | str, period: str | None, representation: str) -> str:
     """The MPD without one Representation (its AdaptationSet too when it was the last): what the addon
-    does to a SegmentBase Representation whose audio-only file's index ranges it cannot know."""
+    does to a SegmentBase Representation whose audio-only file's index ranges it cannot know. NoAudio
+    (an ExtractError: the addon passes the origin's MPD through) when its Period would be left empty."""
     doc = _parse(data)
     for p, adaptation, rep in _representations(doc.documentElement):
         if rep.getAttribute("id") == representation and (period is None or p.getAttribute("id") == period):
             _remove(rep)
             if not _children(adaptation, "Representation"):
                 _remove(adaptation)
+            if not _children(p, "AdaptationSet"):
+                raise NoAudio(f"without Representation {representation} Period {p.getAttribute('id') or '?'} has "
+                              f"no audio left: the origin's MPD must pass through instead")
             return _serialize(doc, data)
     raise MalformedInput(f"the MPD has no Representation {representation!r}")
