@@ -175,7 +175,7 @@ all.mp4
 other.mp4
 """
     with pytest.raises(MalformedInput, match="no offset"):
-        hls.rewrite(text, "http://o/p/m.m3u8", NAME, PARAM)
+        hls.rewrite(text, "http://o/p/m.m3u8", NAME, PARAM, {hls.InitMap("http://o/p/all.mp4", 0, 719): (2,)})
     text = text.replace("#EXT-X-BYTERANGE:300\n", "#EXT-X-BYTERANGE:300@5\n")
     maps = hls.init_maps(text, "http://o/p/m.m3u8")
     assert maps == [hls.InitMap("http://o/p/all.mp4", 0, 719)]
@@ -192,8 +192,11 @@ def test_fmp4_segments_name_the_audio_tracks_of_their_map(presentations):
     media = made["fmp4"].parent / "media.m3u8"
     maps = hls.init_maps(media.read_text(), "http://origin/x/media.m3u8")
     assert maps == [hls.InitMap("http://origin/x/init.mp4")]
+    # Without the init's track IDs our server cannot filter a moof that has no moov: a playlist naming
+    # such segments would be unservable, so the origin's passes through, the warning naming the init.
     untold = rewrite(media)
-    assert any("no audio track IDs" in w for w in untold.warnings)
+    assert untold.text is None
+    assert any("http://origin/x/init.mp4" in w and "passes through" in w for w in untold.warnings)
     result = rewrite(media, tracks={maps[0]: (2,)})
     after = m3u8.loads(result.text)
     assert after.segment_map[0].uri == "init.mp4?ali_audio_only=1"
@@ -380,15 +383,17 @@ def test_ffmpeg_dash_keeps_only_the_audio_set(presentations):
     data = made["dash"].read_bytes()
     url = "http://o/d/manifest.mpd"
     inits = dash.init_segments(data, url)
-    assert inits == [dash.InitSegment("http://o/d/init-stream1.m4s")]  # the video set's init is not asked for
-    result = dash.rewrite(data, url, NAME, PARAM, {inits[0]: (1,)})
+    # No init is read: the video set goes, and the audio set's segments are audio already.
+    assert inits == []
+    result = dash.rewrite(data, url, NAME, PARAM, {})
     assert not result.warnings and not result.needs_file_plan
     root = ElementTree.fromstring(result.text)
     sets = root.findall(f"{MPD_NS}Period/{MPD_NS}AdaptationSet")
     assert [s.get("contentType") for s in sets] == ["audio"]
     template = sets[0].find(f"{MPD_NS}Representation/{MPD_NS}SegmentTemplate")
-    assert template.get("initialization") == "init-stream$RepresentationID$.m4s?ali_audio_only=1"
-    assert template.get("media") == "chunk-stream$RepresentationID$-$Number%05d$.m4s?ali_audio_only=1&ali_audio_only_track=1"
+    # An audio-only set's URLs as they were (its segments need no filtering, so no parameter).
+    assert template.get("initialization") == "init-stream$RepresentationID$.m4s"
+    assert template.get("media") == "chunk-stream$RepresentationID$-$Number%05d$.m4s"
     # Everything else as it was: the root's attributes and namespace declarations, the timeline.
     assert result.text.startswith('<?xml version="1.0" encoding="utf-8"?>\n<MPD xmlns:xsi=')
     assert 'xmlns:xlink="http://www.w3.org/1999/xlink"' in result.text and "xsi:schemaLocation=" in result.text
@@ -446,12 +451,12 @@ HAND_MPD = """<?xml version="1.0" encoding="UTF-8"?>
         <mpd:SegmentBase indexRange="1000-1099"><mpd:Initialization range="0-999"/></mpd:SegmentBase>
       </mpd:Representation>
     </mpd:AdaptationSet>
-    <mpd:AdaptationSet id="a" mimeType="audio/mp4" codecs="mp4a.40.2" lang="en">
+    <mpd:AdaptationSet id="a" mimeType="video/mp4" codecs="avc1.64001f,mp4a.40.2" lang="en">
       <mpd:SegmentTemplate timescale="48000" initialization="$RepresentationID$/init.mp4?x=1" media="$RepresentationID$/$Time$.m4s" duration="96000"/>
       <mpd:Representation id="a64" bandwidth="64000"/>
       <mpd:Representation id="a128" bandwidth="128000"/>
     </mpd:AdaptationSet>
-    <mpd:AdaptationSet id="list" mimeType="audio/mp4" codecs="ec-3">
+    <mpd:AdaptationSet id="list" mimeType="video/mp4" codecs="avc1.64001f,ec-3">
       <mpd:Representation id="l1" bandwidth="384000">
         <mpd:BaseURL>ec3.mp4</mpd:BaseURL>
         <mpd:SegmentList duration="2">
@@ -472,7 +477,13 @@ def test_hand_written_mpd():
     assert inits == [dash.InitSegment("https://cdn.example/content/p0/a64/init.mp4?x=1"),
                      dash.InitSegment("https://cdn.example/content/p0/a128/init.mp4?x=1"),
                      dash.InitSegment("https://cdn.example/content/p0/ec3.mp4", 0, 599)]
-    result = dash.rewrite(HAND_MPD, url, NAME, PARAM, {inits[0]: (2,), inits[1]: (3,)})
+    # Muxed fMP4 segments whose init's tracks are not known cannot be served audio only: the origin's
+    # MPD passes through, the warning naming that init.
+    untracked = dash.rewrite(HAND_MPD, url, NAME, PARAM, {inits[0]: (2,), inits[1]: (3,)})
+    assert untracked.text is None and not untracked.needs_file_plan
+    assert any("ec3.mp4" in w and "passes through" in w for w in untracked.warnings)
+    result = dash.rewrite(HAND_MPD, url, NAME, PARAM, {inits[0]: (2,), inits[1]: (3,), inits[2]: (1,)})
+    assert not result.warnings
     text = result.text
     root = ElementTree.fromstring(text)
     sets = root.findall(f"{MPD_NS}Period/{MPD_NS}AdaptationSet")
@@ -501,8 +512,7 @@ def test_hand_written_mpd():
     segment_list = sets[2].find(f"{MPD_NS}Representation/{MPD_NS}SegmentList")
     assert segment_list.find(f"{MPD_NS}Initialization").attrib == {"sourceURL": f"ec3.mp4?{PARAM}&{NAME}_range=0-599"}
     assert [s.attrib for s in segment_list.findall(f"{MPD_NS}SegmentURL")] == [
-        {"media": f"ec3.mp4?{PARAM}&{NAME}_range=600-9999"}, {"media": f"ec3-2.m4s?{PARAM}"}]
-    assert any("ec3.mp4" in w for w in result.warnings)  # its init's tracks were not given
+        {"media": f"ec3.mp4?{PARAM}&{NAME}_track=1&{NAME}_range=600-9999"}, {"media": f"ec3-2.m4s?{PARAM}&{NAME}_track=1"}]
     # The muxed file's ranges, once its plan is known.
     fixed = dash.set_index_ranges(text, "p0", "m1", 800, 800, 867)
     base = ElementTree.fromstring(fixed).find(f".//{MPD_NS}Representation[@id='m1']/{MPD_NS}SegmentBase")
@@ -617,7 +627,7 @@ def _box_offsets(data: bytes) -> list[int]:
 
 def test_a_representation_is_dropped_and_its_set_when_it_was_the_last():
     url = "https://origin.example/show/manifest.mpd"
-    text = dash.rewrite(HAND_MPD, url, NAME, PARAM).text
+    text = dash.rewrite(HAND_MPD, url, NAME, PARAM, dict.fromkeys(dash.init_segments(HAND_MPD, url), (1,))).text
     fewer = dash.drop_representation(text, "p0", "a64")
     ids = [r.get("id") for r in ElementTree.fromstring(fewer).iter(f"{MPD_NS}Representation")]
     assert "a64" not in ids and "a128" in ids and "m1" in ids
@@ -755,3 +765,4 @@ def test_a_period_left_with_no_audio_passes_the_origins_mpd_through():
     text = dash.rewrite(_on_demand("<BaseURL>m.mp4</BaseURL>"), "http://h/m.mpd", NAME, PARAM).text
     with pytest.raises(ExtractError, match="Period 0 has no audio left"):
         dash.drop_representation(text, "0", "r")
+

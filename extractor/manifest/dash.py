@@ -143,14 +143,14 @@ def _kind(period, adaptation, representation) -> str:
 
 
 def init_segments(data: bytes | str, mpd_url: str) -> list[InitSegment]:
-    """The init segments (absolute URLs) of the audio Representations whose segments carry no moov
+    """The init segments (absolute URLs) of the muxed Representations whose segments carry no moov
     (SegmentTemplate, SegmentList): the addon reads their audio track IDs before `rewrite`."""
     found = []
     doc = _parse(data)
     mpd = doc.documentElement
     for period, adaptation, representation in _representations(mpd):
-        if _kind(period, adaptation, representation) == "other":
-            continue
+        if _kind(period, adaptation, representation) != "muxed":
+            continue  # an audio Representation's segments are served as they are (see _add_params)
         url = _init_url(mpd_url, mpd, period, adaptation, representation)
         if url and url not in found:
             found.append(url)
@@ -215,8 +215,12 @@ def rewrite(data: bytes | str, mpd_url: str, name: str, param_text: str,
             if any(kind == "muxed" for _, kind in kept):
                 _declare_audio_only(period, adaptation, [r for r, _ in kept])
             for representation, kind in kept:
-                _add_params(result, mpd_url, mpd, period, adaptation, representation, kind == "muxed",
-                            name, param_text, tracks)
+                # One that is audio only by its own attributes is served as the origin has it: its
+                # segments, file and byte ranges are audio already (no parameter, no init to read).
+                if kind == "muxed" and not _add_params(result, mpd_url, mpd, period, adaptation, representation,
+                                                       name, param_text, tracks):
+                    result.needs_file_plan = []
+                    return result
         if not _children(period, "AdaptationSet"):
             # A Period with nothing left would be silence (or a player's error) in the middle of the
             # programme: the origin's MPD, with its video, is the better answer.
@@ -278,17 +282,21 @@ def _fix_bandwidth_identifier(period, adaptation, representation) -> None:
                 lambda m: bandwidth.zfill(int(m.group(1) or 0)), info.getAttribute(attribute)))
 
 
-def _add_params(result, mpd_url, mpd, period, adaptation, representation, muxed, name, param_text, tracks) -> None:
+def _add_params(result, mpd_url, mpd, period, adaptation, representation, name, param_text, tracks) -> bool:
+    """The parameter on every URL of a muxed Representation; False (with a warning) when its media
+    segments carry no moov and the audio track IDs of its init are not known: our server could not
+    filter them (a moof without its moov), so the origin's MPD must pass through instead."""
     kind, info = _segment_info(period, adaptation, representation)
     base = _base(mpd_url, mpd, period, adaptation, representation)
     segment_params = [param_text]
     init = _init_url(mpd_url, mpd, period, adaptation, representation)
     if init is not None:
-        if init in tracks:
-            segment_params.append(track_param(name, tracks[init]))
-        else:
-            result.warnings.append(f"no audio track IDs for the init segment {init.url}: its media segments carry no "
-                                   f"{name}_track, and our server must read the init itself to filter them")
+        if init not in tracks:
+            result.warnings.append(f"no audio track IDs for the init segment {init.url} (Representation "
+                                   f"{representation.getAttribute('id')}): its media segments cannot be served "
+                                   f"audio only, so the origin's MPD passes through unchanged, with its video")
+            return False
+        segment_params.append(track_param(name, tracks[init]))
     if kind == "SegmentTemplate":
         if info.parentNode is not representation:  # each Representation its own track list
             info = info.cloneNode(True)
@@ -310,12 +318,13 @@ def _add_params(result, mpd_url, mpd, period, adaptation, representation, muxed,
             _ranged_url(segment, "media", "mediaRange", base, segment_params, name)
             if segment.hasAttribute("index") or segment.hasAttribute("indexRange"):
                 _ranged_url(segment, "index", "indexRange", base, segment_params, name)
-    elif muxed:
+    else:
         _leaf_base_url(mpd_url, mpd, period, adaptation, representation, param_text)
         if kind == "SegmentBase" and (info.hasAttribute("indexRange") or _first(info, "Initialization")):
             result.needs_file_plan.append(NeedsFilePlan(period.getAttribute("id") or None,
                                                         representation.getAttribute("id") or None,
-                                                        with_params(base, [param_text]), muxed))
+                                                        with_params(base, [param_text]), True))
+    return True
 
 
 def _ranged_url(element, url_attribute: str, range_attribute: str, base: str, params: list[str], name: str) -> None:

@@ -273,11 +273,12 @@ def _media(lines: list[str], playlist_url: str, name: str, param_text: str,
             out.append(f"{tag}:{attribute_text(attrs)}")
             ids = tracks.get(init)
             if ids is None:
-                warnings.append(f"no audio track IDs for the init segment {init.url}: its media segments carry "
-                                f"no {name}_track, and our server must read the init itself to filter them")
-                segment_params = [param_text]
-            else:
-                segment_params = [param_text, track_param(name, ids)]
+                # Its fMP4 segments carry no moov: without the init's track IDs our server cannot tell
+                # their audio from their video, so no playlist naming them can be served.
+                return PlaylistRewrite(None, "media", warnings + [
+                    f"no audio track IDs for the init segment {init.url}: its media segments cannot be served "
+                    f"audio only, so the origin's playlist passes through unchanged, with its video"])
+            segment_params = [param_text, track_param(name, ids)]
         elif tag == "#EXT-X-PART":
             attrs = attributes(rest)
             uri = _uri(attrs, tag)
