@@ -44,6 +44,7 @@ MAX_INITS = 32  # init segments read for one playlist (a playlist names one or a
 INIT_TIMEOUT = 10  # seconds for each
 INIT_MOST = 4 << 20  # bytes of an init segment read, at most (an init is kilobytes; audio_only_max_header if less)
 INITS_AT_ONCE = 4  # init segments read at once for one playlist
+MAX_FILE_PLANS = 8  # muxed on-demand files (SegmentBase) of one MPD given their audio-only index (each a plan)
 
 
 async def fetch(services: Services, job: Job, request_headers) -> httpx.Response:
@@ -138,8 +139,13 @@ async def rewritten(services: Services, job: Job, fmt: formats.Format, body: byt
     tracks = await init_tracks(services, job, inits)
     result = await asyncio.to_thread(dash.rewrite, body, url, name, param_text, tracks)
     text = result.text
-    for need in result.needs_file_plan:
-        text = await with_file_index(services, job, text, need, name)
+    for n, need in enumerate(result.needs_file_plan):
+        if n < MAX_FILE_PLANS:
+            text = await with_file_index(services, job, text, need, name)
+            continue
+        log.warning(f"audio-only: {job.url}: Representation {need.representation} dropped: more than {MAX_FILE_PLANS} "
+                    f"muxed files in one MPD are not planned")
+        text = await asyncio.to_thread(dash.drop_representation, text, need.period, need.representation)
     return text, result.warnings
 
 
