@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 from urllib.parse import parse_qsl, urljoin, urlsplit
 from xml.etree import ElementTree  # the MPDs' judge: a parser we did not write
 
@@ -766,3 +767,37 @@ def test_a_period_left_with_no_audio_passes_the_origins_mpd_through():
     with pytest.raises(ExtractError, match="Period 0 has no audio left"):
         dash.drop_representation(text, "0", "r")
 
+
+
+# -- work that grows with the playlist: linear, judged against the same code on a quarter of it ------
+
+def _best_time(work, text: str) -> float:
+    best = float("inf")
+    for _ in range(3):  # (the least of three: the machine is shared)
+        start = time.perf_counter()
+        work(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _grows_linearly(work, make, n: int) -> None:
+    """4x the input takes at most 6x the time (quadratic work takes ~16x)."""
+    small, large = _best_time(work, make(n)), _best_time(work, make(4 * n))
+    assert large <= 6 * small, f"{n} -> {small:.3f} s, {4 * n} -> {large:.3f} s"
+
+
+def test_init_maps_of_a_long_playlist_take_linear_time():
+    def playlist(n):
+        return "#EXTM3U\n#EXT-X-TARGETDURATION:4\n" + "".join(
+            f'#EXT-X-MAP:URI="init{i}.mp4"\n#EXTINF:4,\ns{i}.m4s\n#EXT-X-MAP:URI="init{i}.mp4"\n' for i in range(n))
+    assert len(hls.init_maps(playlist(3), "http://o/m.m3u8")) == 3  # each map once
+    _grows_linearly(lambda text: hls.init_maps(text, "http://o/m.m3u8"), playlist, 1500)
+
+
+def test_a_master_with_many_variants_takes_linear_time():
+    def master(n):
+        return "#EXTM3U\n" + "".join(f'#EXT-X-STREAM-INF:BANDWIDTH={1000 + i},CODECS="mp4a.40.2"\n\nv{i}.m3u8\n'
+                                     for i in range(n))
+    assert [p.uri for p in m3u8.loads(hls.rewrite(master(2), "http://o/m.m3u8", NAME, PARAM).text).playlists] == [
+        f"v0.m3u8?{PARAM}", f"v1.m3u8?{PARAM}"]
+    _grows_linearly(lambda text: hls.rewrite(text, "http://o/m.m3u8", NAME, PARAM), master, 3000)

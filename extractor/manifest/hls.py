@@ -112,12 +112,18 @@ def _master(playlist, lines: list[str], name: str, param_text: str) -> PlaylistR
                 groups.setdefault(_unquote(attrs.get("GROUP-ID")), []).append(attrs)
     # Each variant: its STREAM-INF attributes and URI, in order.
     variants = []
-    for n, line in enumerate(lines):
+    waiting = None  # (line index, attributes) of a STREAM-INF whose URI line is still ahead
+    for n, line in enumerate(lines):  # one forward pass: each STREAM-INF takes the next URI line
+        stripped = line.strip()
         if line.startswith("#EXT-X-STREAM-INF:"):
-            uri = next((l.strip() for l in lines[n + 1:] if l.strip() and not l.startswith("#")), None)
-            if uri is None:
-                raise MalformedInput(f"the EXT-X-STREAM-INF on line {n + 1} has no URI line after it")
-            variants.append((n, attributes(_tag(line)[1]), uri))
+            if waiting is not None:
+                raise MalformedInput(f"the EXT-X-STREAM-INF on line {waiting[0] + 1} has no URI line after it")
+            waiting = (n, attributes(_tag(line)[1]))
+        elif waiting is not None and stripped and not line.startswith("#"):
+            variants.append((*waiting, stripped))
+            waiting = None
+    if waiting is not None:
+        raise MalformedInput(f"the EXT-X-STREAM-INF on line {waiting[0] + 1} has no URI line after it")
     if len(variants) != len(playlist.playlists):  # our walk and m3u8's parse must see the same variants
         raise MalformedInput(f"the master playlist's {len(variants)} EXT-X-STREAM-INF tags do not make "
                              f"{len(playlist.playlists)} variants")
@@ -218,14 +224,12 @@ def _byterange(value: str, implied: int | None, where: str) -> tuple[int, int]:
 def init_maps(text: str, playlist_url: str) -> list[InitMap]:
     """The EXT-X-MAP init segments of a media playlist (absolute URLs), for the addon to read their audio
     track IDs before `rewrite` (fMP4 media segments carry no moov to tell audio from video)."""
-    maps = []
+    maps: dict[InitMap, None] = {}  # (a dict: in order, each once, in linear time)
     for line in text.splitlines():
         tag, rest = _tag(line.strip())
         if tag == "#EXT-X-MAP":
-            found = _map(attributes(rest), playlist_url)
-            if found not in maps:
-                maps.append(found)
-    return maps
+            maps[_map(attributes(rest), playlist_url)] = None
+    return list(maps)
 
 
 def _map(attrs: dict[str, str], playlist_url: str) -> InitMap:
