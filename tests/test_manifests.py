@@ -801,3 +801,18 @@ def test_a_master_with_many_variants_takes_linear_time():
     assert [p.uri for p in m3u8.loads(hls.rewrite(master(2), "http://o/m.m3u8", NAME, PARAM).text).playlists] == [
         f"v0.m3u8?{PARAM}", f"v1.m3u8?{PARAM}"]
     _grows_linearly(lambda text: hls.rewrite(text, "http://o/m.m3u8", NAME, PARAM), master, 3000)
+
+
+@pytest.mark.parametrize("depth", [100_000, 200_000])
+def test_a_deeply_nested_mpd_is_a_clean_error(depth):
+    """minidom writes by recursion: a deep MPD is refused as malformed input (the addon passes the
+    origin's through with a warning), never a RecursionError (a bare 500)."""
+    mpd = ('<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"><Period><AdaptationSet mimeType="video/mp4" '
+           'codecs="avc1.64001f,mp4a.40.2"><Representation id="a" bandwidth="1"><BaseURL>a.mp4</BaseURL>'
+           + "<x>" * depth + "</x>" * depth + "</Representation></AdaptationSet></Period></MPD>")
+    for work in (lambda: dash.rewrite(mpd, "http://h/m.mpd", NAME, PARAM), lambda: dash.init_segments(mpd, "http://h/m.mpd"),
+                 lambda: dash.drop_representation(mpd, None, "a")):
+        with pytest.raises(MalformedInput, match="nested"):
+            work()
+    shallow = mpd.replace("<x>" * depth + "</x>" * depth, "<x>" * 90 + "</x>" * 90)
+    assert dash.rewrite(shallow, "http://h/m.mpd", NAME, PARAM).text.count("<x") == 90  # (the last one <x/>)

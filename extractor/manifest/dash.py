@@ -31,6 +31,7 @@ VIDEO_ATTRIBUTES = ("width", "height", "frameRate", "sar", "scanType", "maxWidth
                     "minWidth", "minHeight", "minFrameRate", "par", "maxPlayoutRate", "codingDependency")
 _XML_DECLARATION = re.compile(r"<\?xml[^>]*\?>")
 _BANDWIDTH_IDENTIFIER = re.compile(r"\$Bandwidth(?:%0(\d+)d)?\$")  # ISO/IEC 23009-1 §5.3.9.4.4, with its width
+MAX_DEPTH = 100  # elements within elements (see _check_depth)
 TEMPLATE_URL_ATTRIBUTES = ("media", "index", "initialization", "bitstreamSwitching")
 
 
@@ -57,12 +58,29 @@ class MpdRewrite:
 
 def _parse(data: bytes | str) -> minidom.Document:
     try:
-        return defusedxml.minidom.parseString(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+        doc = defusedxml.minidom.parseString(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException as error:
         raise MalformedInput(f"the MPD declares XML entities or external references ({error}): refused, an "
                              f"MPD is untrusted input and never needs them") from None
     except ExpatError as error:
         raise MalformedInput(f"the MPD is not well-formed XML: {error}") from None
+    except RecursionError:
+        raise MalformedInput("the MPD's elements are nested too deeply to parse") from None
+    _check_depth(doc)
+    return doc
+
+
+def _check_depth(doc: minidom.Document) -> None:
+    """minidom writes and clones an element by recursion, a level a frame: an MPD nested deeper than
+    any real one (MPD, Period, AdaptationSet, Representation, SegmentTemplate, SegmentTimeline, S is
+    seven) is refused here, walked without recursion, before it can raise RecursionError there."""
+    stack = [(doc.documentElement, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedInput(f"the MPD's elements are nested more than {MAX_DEPTH} deep (<{node.tagName}> is "
+                                 f"at depth {depth}): refused, no MPD needs that")
+        stack.extend((child, depth + 1) for child in node.childNodes if child.nodeType == child.ELEMENT_NODE)
 
 
 def _children(node, name: str) -> list:
@@ -382,7 +400,10 @@ def _last_segment(url: str) -> str:
 def _serialize(doc, data: bytes | str) -> str:
     head = data[:200].decode("utf-8", "replace") if isinstance(data, bytes) else data[:200]
     declaration = _XML_DECLARATION.match(head.lstrip("\ufeff"))
-    body = "".join(node.toxml() for node in doc.childNodes)
+    try:
+        body = "".join(node.toxml() for node in doc.childNodes)
+    except RecursionError:  # (_check_depth keeps this from happening; a clean error if it ever does)
+        raise MalformedInput("the MPD's elements are nested too deeply to write out") from None
     return (declaration.group(0) + "\n" if declaration else "") + body + "\n"
 
 
