@@ -503,7 +503,7 @@ def test_hand_written_mpd():
     assert [s.get("codecs") for s in rep.findall(f"{MPD_NS}SubRepresentation")] == ["mp4a.40.2"]
     assert rep.find(f"{MPD_NS}BaseURL").text == "muxed.mp4?token=abc&ali_audio_only=1"
     assert result.needs_file_plan == [dash.NeedsFilePlan(
-        "p0", "m1", "https://cdn.example/content/p0/muxed.mp4?token=abc&ali_audio_only=1", True)]
+        "p0", "m1", "https://cdn.example/content/p0/muxed.mp4?token=abc&ali_audio_only=1")]
     # A set-level template shared by two Representations with different tracks: one each.
     templates = [r.find(f"{MPD_NS}SegmentTemplate") for r in sets[1].findall(f"{MPD_NS}Representation")]
     assert [t.get("media") for t in templates] == [f"$RepresentationID$/$Time$.m4s?{PARAM}&{NAME}_track=2",
@@ -598,7 +598,7 @@ def test_a_muxed_on_demand_representation_gets_its_audio_files_ranges(presentati
     moov_end, index_first, index_end = tops[2][1], tops[2][1], tops[4][1]
     mpd = hlsmedia.ondemand_mpd("avc1.f4000b,mp4a.40.2", 6, moov_end, index_first, index_end)
     result = dash.rewrite(mpd, "http://o/od/manifest.mpd", NAME, PARAM)
-    assert result.needs_file_plan == [dash.NeedsFilePlan("0", "muxed", f"http://o/od/sidx.mp4?{PARAM}", True)]
+    assert result.needs_file_plan == [dash.NeedsFilePlan("0", "muxed", f"http://o/od/sidx.mp4?{PARAM}")]
     representation = ElementTree.fromstring(result.text).find(f".//{MPD_NS}Representation")
     assert representation.get("codecs") == "mp4a.40.2" and representation.get("width") is None
 

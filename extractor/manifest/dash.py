@@ -40,12 +40,10 @@ class NeedsFilePlan:
     """A kept muxed Representation served as one file (SegmentBase) whose byte ranges (Initialization@range,
     indexRange) name the origin's file: they hold for our audio-only file only once its plan says where
     its moov and sidx end (`set_index_ranges`). An audio-only one is never named here: its BaseURL
-    stays without the parameter, its file and ranges are the origin's as they are. (`muxed`: always
-    True, kept for the addon's readers.)"""
+    stays without the parameter, its file and ranges are the origin's as they are."""
     period: str | None
     representation: str | None
     url: str  # the file, absolute, with the parameter
-    muxed: bool
 
 
 @dataclass
@@ -341,7 +339,7 @@ def _add_params(result, mpd_url, mpd, period, adaptation, representation, name, 
         if kind == "SegmentBase" and (info.hasAttribute("indexRange") or _first(info, "Initialization")):
             result.needs_file_plan.append(NeedsFilePlan(period.getAttribute("id") or None,
                                                         representation.getAttribute("id") or None,
-                                                        with_params(base, [param_text]), True))
+                                                        with_params(base, [param_text])))
     return True
 
 
