@@ -33,6 +33,8 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfe
 KEPT_IN_304 = frozenset({"cache-control", "expires", "vary", "content-location"})
 # A Content-Range of one range: `bytes first-last/length` (length `*`: unknown).
 CONTENT_RANGE = re.compile(r"bytes (\d{1,19})-(\d{1,19})/(\d{1,19}|\*)")
+# Headers of an origin's answer that describe its bytes (or its connection), not the bytes we send.
+ORIGIN_BYTES = HOP_BY_HOP | {"content-length", "accept-ranges", "content-range", "content-md5", "digest"}
 
 
 def validator(headers) -> str | None:

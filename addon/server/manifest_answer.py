@@ -39,7 +39,7 @@ from extractor.mp4.sidx import audio_track_ids
 log = logging.getLogger("addon.audio_only")
 
 # Headers of the origin's answer that describe its bytes (ours are others) or its connection.
-DROPPED = http_rules.HOP_BY_HOP | {"content-length", "content-range", "accept-ranges", "etag", "content-md5", "digest"}
+DROPPED = http_rules.ORIGIN_BYTES | {"etag"}  # (ours is derived from it, weak)
 MAX_INITS = 32  # init segments read for one playlist (a playlist names one or a few)
 INIT_TIMEOUT = 10  # seconds for each
 INIT_MOST = 4 << 20  # bytes of an init segment read, at most (an init is kilobytes; audio_only_max_header if less)

@@ -25,9 +25,6 @@ from addon.server.stream_answer import TAIL_TIMEOUT, StreamedAnswer
 
 log = logging.getLogger("addon.audio_only")
 
-# Headers that describe the origin's bytes (or its connection), not ours.
-DROPPED_RESPONSE_HEADERS = http_rules.HOP_BY_HOP | {"content-length", "accept-ranges", "content-range", "content-md5",
-                                                   "digest"}
 FORMAT_NAMES = " or ".join(", ".join(f.name.upper() for f in formats.FORMATS if f.answer != "manifest").rsplit(", ", 1))  # "MP4 or FLV"
 
 
@@ -76,7 +73,7 @@ def audio_headers(origin_headers: list[tuple[str, str]], fmt: Format, seek: extr
     out = []
     for name, value in origin_headers:
         lower = name.lower()
-        if lower in DROPPED_RESPONSE_HEADERS or (lower == "content-type" and not plain):
+        if lower in http_rules.ORIGIN_BYTES or (lower == "content-type" and not plain):
             continue
         if lower == "etag":
             value = http_rules.derived_etag(value, http_rules.seek_part(seek), "seek" if plain else "audio")
