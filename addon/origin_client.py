@@ -108,14 +108,29 @@ def no_cookie_jar() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
-def tls_context() -> ssl.SSLContext:
+class OriginOptions(NamedTuple):
+    """mitmproxy's options the origin pools are made with (OriginClient.OPTIONS), as plain values: read
+    from ctx.options in mitmdump, sent as they are to worker processes (addon/workers.py)."""
+    ssl_insecure: bool = False
+    ssl_verify_upstream_trusted_ca: str | None = None
+    ssl_verify_upstream_trusted_confdir: str | None = None
+    upstream_auth: str | None = None
+
+    @classmethod
+    def of(cls, options) -> OriginOptions:
+        # (an option mitmproxy lacks here, upstream_auth in a test harness without its addon: the default)
+        return cls(*(getattr(options, name, default) for name, default in cls._field_defaults.items()))
+
+
+def tls_context(options: OriginOptions | None = None) -> ssl.SSLContext:
     """Upstream TLS as mitmproxy does it for its own connections to the origin."""
-    if ctx.options.ssl_insecure:
+    options = options or OriginOptions.of(ctx.options)
+    if options.ssl_insecure:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         return context
-    cafile = ctx.options.ssl_verify_upstream_trusted_ca
-    capath = ctx.options.ssl_verify_upstream_trusted_confdir
+    cafile = options.ssl_verify_upstream_trusted_ca
+    capath = options.ssl_verify_upstream_trusted_confdir
     return ssl.create_default_context(cafile=cafile or (None if capath else certifi.where()), capath=capath or None)
 
 
@@ -136,7 +151,7 @@ class OriginClient:
     or when more than MAX_POOLS origins are in use)."""
 
     # Options the pools are made with: a change retires them, the next request makes new ones.
-    OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "upstream_auth"}
+    OPTIONS = set(OriginOptions._fields)
 
     def __init__(self):
         self.pools: dict[Route, httpx.AsyncClient] = {}
@@ -144,13 +159,20 @@ class OriginClient:
         self.closing: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()  # set by close(): the retired pools close at once
         self.tls: ssl.SSLContext | None = None
+        self.options = OriginOptions()
 
     def configure(self, updated) -> None:
         if self.OPTIONS & set(updated) or self.tls is None:
-            # Made here, not per request: loading the trusted roots takes about 25 ms.
-            self.tls = tls_context()
-            for route in list(self.pools):
-                self._close_later(self.pools.pop(route))
+            self.use_options(OriginOptions.of(ctx.options))
+
+    def use_options(self, options: OriginOptions) -> None:
+        """New pools are made with these (a worker process is given them by mitmdump at each configure);
+        the pools made with others are retired."""
+        self.options = options
+        # Made here, not per request: loading the trusted roots takes about 25 ms.
+        self.tls = tls_context(options)
+        for route in list(self.pools):
+            self._close_later(self.pools.pop(route))
 
     def _close_later(self, client: httpx.AsyncClient) -> None:
         """Close a pool we no longer hand out, once the answers still reading from it are done: httpx's
@@ -182,8 +204,8 @@ class OriginClient:
             proxy = None
             if route.proxy:
                 auth = None
-                if ctx.options.upstream_auth and ":" in ctx.options.upstream_auth:
-                    user, _, password = ctx.options.upstream_auth.partition(":")
+                if self.options.upstream_auth and ":" in self.options.upstream_auth:
+                    user, _, password = self.options.upstream_auth.partition(":")
                     auth = (user, password)
                 proxy = httpx.Proxy(route.proxy, auth=auth)
             client = httpx.AsyncClient(verify=self.tls or tls_context(), http2=True, limits=LIMITS, proxy=proxy,

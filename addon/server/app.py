@@ -151,6 +151,14 @@ class AudioServer:
         self.jobs[token] = job
         return token
 
+    async def take(self, token: str) -> Job | None:
+        """The routed request's job, taken out of the table (a worker process's server waits a moment
+        for a job still on its way: addon/server/worker_main.py)."""
+        return self.jobs.pop(token, None)
+
+    def answered(self, token: str, job: Job) -> None:
+        """The job's answer has ended: its record is final (a worker sends it back to mitmdump)."""
+
     def _stop_listening(self) -> None:
         if self.server is not None:
             self.server.stop()
@@ -210,13 +218,16 @@ class Handler(tornado.web.RequestHandler):
 
     async def serve(self) -> None:
         self.server.answering += 1
+        token, job = self.request.headers.get(JOB_HEADER, ""), None
         try:
-            job = self.server.jobs.pop(self.request.headers.get(JOB_HEADER, ""), None)
+            job = await self.server.take(token)
             if job is None:
                 self.set_status(404)
                 return
             await ANSWERS[job.answer](Sink(self), self.server.services, job)
         finally:
+            if job is not None:
+                self.server.answered(token, job)
             self.server.answering -= 1
             self.server._close_when_answered()
 
