@@ -102,17 +102,6 @@ def test_through_mitmdump(encrypted, tmp_path, name, options):
     assert audio_aux(reply.body) == audio_aux((encrypted / name).read_bytes())
 
 
-def test_seeking_an_encrypted_file_sends_the_whole_audio_with_a_warning(encrypted, tmp_path):
-    from extractor import AudioExtractor, SeekRange
-    from extractor.spool import TempFileSpool
-    x = AudioExtractor(mp4_seek=SeekRange(2000, 4000, True), spool_factory=TempFileSpool, max_spool=1 << 30)
-    data = (encrypted / "enc_first.mp4").read_bytes()
-    out = tmp_path / "audio.mp4"
-    out.write_bytes(b"".join(map(bytes, x.feed(data) + x.finish())))
-    assert any("encrypted" in w and "whole audio" in w for w in x.warnings), x.warnings
-    assert decrypted_packets(out) == clear_packets()
-
-
 def test_check_names_the_scheme_the_key_id_and_the_drm_systems(tmp_path):
     """`check` on an encrypted file: the scheme and default key ID of each track, the pssh systems by name."""
     data = (MEDIA / "tiny_cenc.mp4").read_bytes()

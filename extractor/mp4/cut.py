@@ -21,10 +21,7 @@ from ..errors import MalformedInput, SeekPastEnd, UnsupportedInput
 from ..seek import SeekRange
 from . import tables
 from .boxes import Box, children, find, make_box
-
-class SeekNotPossible(UnsupportedInput):
-    """This track's layout does not allow a cut (the whole audio is sent instead)."""
-
+from .tables import SeekNotPossible  # (plan and the fragmented cut import it from here)
 
 PREROLL_MS = 200
 # Cutting works on per-sample lists; above this many samples (24 hours of AAC; raw PCM counts every
@@ -146,9 +143,19 @@ def keyframe_time(data, track, seek: SeekRange, movie_timescale: int) -> int:
     return max(0, (when - media_start + delay) * 1000 // timescale)
 
 
+def _stbl(data, trak: Box) -> Box:
+    return find(data, find(data, find(data, trak, b"mdia"), b"minf"), b"stbl")
+
+
+def _all(data, trak: Box, kind: bytes) -> list[Box]:
+    """Every box of one type in the sample table (sbgp, sgpd: one per grouping type, roll and seig)."""
+    stbl = _stbl(data, trak)
+    return [b for b in children(data, stbl.payload, stbl.end) if b.type == kind]
+
+
 def _stbl_boxes(data, trak: Box) -> dict:
     """The sample table's boxes by type (the planner has already checked the path to it)."""
-    stbl = find(data, find(data, find(data, trak, b"mdia"), b"minf"), b"stbl")
+    stbl = _stbl(data, trak)
     found = {b.type: b for b in children(data, stbl.payload, stbl.end)}
     if b"stts" not in found:
         raise MalformedInput(f"the trak at byte {trak.start} has no stts: its samples have no times")
@@ -166,9 +173,6 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
     timescale, mdhd = media_header(data, trak)
     delay, media_start = edit_offset(data, trak, movie_timescale, timescale)
     found = _stbl_boxes(data, trak)
-    if b"saio" in found or b"senc" in found:
-        raise SeekNotPossible(f"track {track.track_id} is encrypted: its sample auxiliary information "
-                              f"(senc, saiz, saio) is not cut")
 
     sizes_box = found.get(b"stsz") or found.get(b"stz2")
     constant, n_samples, sizes = tables.sample_sizes(sizes_box.type, _payload(data, sizes_box))
@@ -194,7 +198,7 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
         first_time = max(first_time, pts[keep_from])  # the picture shown first is the keyframe
     else:
         frame = durations[first] or 1
-        preroll = _preroll(data, found)
+        preroll = _preroll(data, found, _all(data, trak, b"sgpd"))
         if preroll:
             preroll = max(preroll, -(-PREROLL_MS * timescale // (1000 * frame)))
         keep_from = max(0, first - preroll)
@@ -211,6 +215,7 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
         return ends[i] if ends is not None else i * constant
 
     new_offsets, new_sizes, new_counts, new_descriptions = [], [], [], []
+    kept_chunks = []  # (input chunk, its first sample, first and end kept sample) of each output chunk
     start_sample = 0
     for chunk, (offset, n) in enumerate(zip(offsets, samples_in)):
         a, b = max(start_sample, keep_from), min(start_sample + n, last)
@@ -219,6 +224,7 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
             new_sizes.append(byte_at(b) - byte_at(a))
             new_counts.append(b - a)
             new_descriptions.append(description_of[chunk])
+            kept_chunks.append((chunk, start_sample, a, b))
         start_sample += n
     track.offsets, track.sizes = array("q", new_offsets), array("q", new_sizes)
 
@@ -242,7 +248,9 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
     }
     if b"stz2" in found:  # an stz2 became an stsz: put it where the stz2 was
         replace[b"stz2"], replace[b"stsz"] = replace[b"stsz"], None
-    replace.update(_optional_tables(data, found, keep_from, last))
+    replace.update(_optional_tables(data, found, keep_from, last, _all(data, trak, b"sbgp")))
+    if b"saio" in found or b"senc" in found or b"saiz" in found:
+        replace.update(_cut_aux(data, found, track, n_samples, keep_from, last, kept_chunks, len(offsets)))
     edts = make_box(b"edts", _full(b"elst", 0x01000000, struct.pack(">IQqhh", 1, movie_length, skip, 1, 0)))
     tkhd = find(data, trak, b"tkhd")
     replace[b"tkhd"] = _with_duration(_payload(data, tkhd), b"tkhd", movie_length, 20, 28)
@@ -253,15 +261,27 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
     return replace, movie_length
 
 
-def _preroll(data, found: dict) -> int:
+def _cut_aux(data, found: dict, track, samples: int, first: int, last: int, kept_chunks: list, chunks: int) -> dict:
+    """An encrypted track's sample auxiliary information (IVs, subsamples) cut with its samples: the
+    boxes that replace saiz, saio and senc; the track learns where the kept aux information lies in the
+    input (aux_kept: offset and size of each block the new saio points at, found through the input's
+    saio) and how many bytes of senc entries went before it (aux_dropped), for the planner to place."""
+    def payload(kind):
+        return _payload(data, found[kind]) if kind in found else None
+    replace, offsets, sizes, dropped = tables.cut_aux(payload(b"saiz"), payload(b"saio"), payload(b"senc"), samples,
+                                                      first, last, kept_chunks, chunks, f"track {track.track_id}")
+    track.aux_kept, track.aux_dropped = (offsets, sizes), dropped
+    return replace
+
+
+def _preroll(data, found: dict, groups: list[Box]) -> int:
     """Frames a decoder needs before the first one played by the file's own account: the roll group's
     distance, else one (none for raw PCM)."""
     stsd = found.get(b"stsd")
     entry = bytes(data[stsd.payload + 12 : stsd.payload + 16]) if stsd and stsd.size - stsd.header >= 16 else b""
     if entry in PCM:
         return 0
-    sgpd = found.get(b"sgpd")
-    if sgpd is not None:
+    for sgpd in groups:  # (a seig group of an encrypted track may sit beside the roll group)
         p = _payload(data, sgpd)
         if len(p) >= 18 and bytes(p[4:8]) == b"roll":
             entry_at = 16 if p[0] >= 1 else 12  # version 1 adds default_length
@@ -303,8 +323,9 @@ def _with_duration(payload, kind: bytes, duration: int, at_v0: int, at_v1: int) 
     return make_box(kind, bytes(p))
 
 
-def _optional_tables(data, found: dict, a: int, b: int) -> dict[bytes, bytes | None]:
-    """ctts, stss, sdtp and sbgp cut to samples [a, b); other per-sample tables cannot be kept."""
+def _optional_tables(data, found: dict, a: int, b: int, groupings: list[Box]) -> dict[bytes, bytes | list | None]:
+    """ctts, stss, sdtp and each sbgp (`groupings`: roll, seig...) cut to samples [a, b); other per-sample
+    tables cannot be kept. Several boxes of one type are replaced by a list, one for each in order."""
     out: dict[bytes, bytes | None] = {}
     if box := found.get(b"ctts"):
         p = _payload(data, box)
@@ -319,15 +340,19 @@ def _optional_tables(data, found: dict, a: int, b: int) -> dict[bytes, bytes | N
     if box := found.get(b"sdtp"):
         p = _payload(data, box)
         out[b"sdtp"] = make_box(b"sdtp", bytes(p[:4]) + bytes(p[4 + a : 4 + b]))
-    if box := found.get(b"sbgp"):
-        p = _payload(data, box)
-        head = 12 if p[0] == 1 else 8  # version 1 carries a grouping_type_parameter
-        counts, groups = _pairs(p, head, "sbgp")
-        if sum(counts) > b + MAX_CUT_SAMPLES:
-            raise MalformedInput(f"sbgp covers {sum(counts)} samples, far past the track's")
-        cut = _expand(counts, groups)[a:b]
-        out[b"sbgp"] = make_box(b"sbgp", bytes(p[:head]) + _table(*_runs(cut)))
-    for kind in (b"stps", b"subs", b"saiz", b"saio", b"padb", b"stdp"):
+    if groupings:
+        out[b"sbgp"] = [_cut_sbgp(_payload(data, box), a, b) for box in groupings]
+    for kind in (b"stps", b"subs", b"saiz", b"saio", b"senc", b"padb", b"stdp"):  # (aux information: cut_aux)
         if kind in found:
             out[kind] = None  # per-sample tables we do not cut: dropped rather than left wrong
     return out
+
+
+def _cut_sbgp(p, a: int, b: int) -> bytes:
+    """An sbgp's runs (group of each sample) cut to samples [a, b): its descriptions (sgpd) stay."""
+    head = 12 if p[:1] == b"\x01" else 8  # version 1 carries a grouping_type_parameter
+    counts, groups = _pairs(p, head, "sbgp")
+    if sum(counts) > b + MAX_CUT_SAMPLES:
+        raise MalformedInput(f"sbgp covers {sum(counts)} samples, far past the track's")
+    cut = _expand(counts, groups)[a:b]
+    return make_box(b"sbgp", bytes(p[:head]) + _table(*_runs(cut)))

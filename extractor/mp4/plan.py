@@ -35,6 +35,8 @@ class Track:
     sizes: array = field(default_factory=lambda: array("q"))  # and the bytes in each chunk
     aux: tuple[Box, Box | None] | None = None  # encrypted: its saio and senc boxes (sample auxiliary information)
     aux_blocks: Track | None = None  # its aux information when in the media data: copied like chunks (box: saio)
+    aux_kept: tuple[array, array] | None = None  # cut: input offset and size of each aux block its new saio names
+    aux_dropped: int = 0  # cut: bytes of its senc's entries before the kept samples'
 
 
 @dataclass
@@ -109,6 +111,7 @@ def _read_chunks(data, track: Track) -> None:
     boxes_in = list(children(data, stbl.payload, stbl.end))
     found = {b.type: b for b in boxes_in}
     track.aux = (found.get(b"saio"), found.get(b"senc")) if b"saio" in found else None
+    track.aux_kept, track.aux_dropped = None, 0  # (a cut sets them)
     for kind in (b"saio", b"saiz"):
         if sum(b.type == kind for b in boxes_in) > 1:  # one per aux_info_type: which pairs with which?
             raise UnsupportedInput(f"track {track.track_id} has several {kind.decode()} boxes (sample auxiliary "
@@ -232,7 +235,8 @@ def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, array], wid
 
     def copy(b: Box):
         if b.type in replace:
-            return replace[b.type]
+            new = replace[b.type]  # a list: one for each box of that type, in order (sbgp: roll, seig)
+            return new.pop(0) if isinstance(new, list) else new
         return data[b.start : b.end]
 
     def descend(kind: bytes, visit_children):
@@ -258,7 +262,7 @@ def _moov(data, moov: Box, kept: list[Track], out_offsets: dict[int, array], wid
             n = by_start[b.start]
             current["offsets"] = out_offsets[n]
             replace.clear()
-            replace.update(replacements.get(n, {}))
+            replace.update({k: list(v) if isinstance(v, list) else v for k, v in replacements.get(n, {}).items()})
             return _rebuild(data, b, trak_child)
         if b.type == b"mvhd":
             return _mvhd(data, b, duration)
@@ -360,16 +364,19 @@ def _aux_offsets(data, moov_out: bytes, kept: list[Track], moov_offset: int | No
         if senc is None or moov_offset is None or b"senc" not in out_boxes:
             raise UnsupportedInput(f"track {track.track_id} is encrypted with its sample auxiliary information "
                                    f"outside a senc box of its own: not supported yet")
-        code, at_offsets, offsets = tables.aux_offsets(_payload(data, saio), f"track {track.track_id}")
+        what = f"track {track.track_id}"
+        offsets = track.aux_kept[0] if track.aux_kept else tables.aux_offsets(_payload(data, saio), what)[2]
+        out_saio, out_senc = out_boxes[b"saio"], out_boxes[b"senc"]
+        code, at_offsets, _ = tables.aux_offsets(_payload(out, out_saio), what)  # (a cut's has its own count)
         senc_in = moov_offset + senc.start  # absolute, in the input
-        senc_out = at + out_boxes[b"senc"].start  # absolute, in the output
+        senc_out = at + out_senc.start  # absolute, in the output
         moved = []
-        for offset in offsets:
-            if not senc_in <= offset < senc_in + senc.size:
+        for offset in offsets:  # (a cut's senc lost track.aux_dropped bytes of entries before the kept ones)
+            if not senc_in <= offset < senc_in + senc.size or not 0 <= offset - senc_in - track.aux_dropped < out_senc.size:
                 raise UnsupportedInput(f"track {track.track_id} is encrypted with sample auxiliary information at "
                                        f"byte {offset}, outside its senc box: not supported yet")
-            moved.append(senc_out + offset - senc_in)
-        struct.pack_into(f">{len(moved)}{code}", out, out_boxes[b"saio"].payload + at_offsets, *moved)
+            moved.append(senc_out + offset - senc_in - track.aux_dropped)
+        struct.pack_into(f">{len(moved)}{code}", out, out_saio.payload + at_offsets, *moved)
     return bytes(out)
 
 
@@ -381,7 +388,7 @@ def _aux_in_media(data, moov: Box, track: Track, moov_offset: int | None) -> Tra
     elsewhere are refused."""
     saio, senc = track.aux
     what = f"track {track.track_id}"
-    _, _, offsets = tables.aux_offsets(_payload(data, saio), what)
+    offsets = track.aux_kept[0] if track.aux_kept else tables.aux_offsets(_payload(data, saio), what)[2]
     if moov_offset is None:
         raise UnsupportedInput(f"{what} is encrypted and where its moov lies in the input is not known: its "
                                f"sample auxiliary information cannot be located")
@@ -403,6 +410,8 @@ def _aux_in_media(data, moov: Box, track: Track, moov_offset: int | None) -> Tra
     if count != samples:
         raise MalformedInput(f"saiz of {what} describes {count} samples, the track has {samples}")
     chunks = len(track.offsets)
+    if track.aux_kept:  # cut: the kept samples' part of each block (its offset already checked)
+        return Track(saio, track.track_id, b"aux ", 0, track.aux_kept[0], track.aux_kept[1])
     if len(offsets) == 1:
         block_sizes = array("q", [default * count if default else sum(sizes)])
     elif len(offsets) == chunks:

@@ -10,9 +10,15 @@ from array import array
 from itertools import accumulate, chain, compress, repeat
 from operator import gt, le, mul, or_, sub
 
-from ..errors import MalformedInput
+from ..errors import MalformedInput, UnsupportedInput
+from .boxes import make_box
 
 _SWAP = sys.byteorder == "little"
+
+
+class SeekNotPossible(UnsupportedInput):
+    """This track's layout does not allow a cut (the whole audio is sent instead)."""
+
 # Nibble tables for stz2's 4-bit sizes: high half first.
 _HIGH = bytes(b >> 4 for b in range(256))
 _LOW = bytes(b & 15 for b in range(256))
@@ -134,3 +140,62 @@ def aux_sizes(payload, what: str) -> tuple[int, int, array | None]:
     if default:
         return default, count, None
     return 0, count, _array("B", payload[at + 5 :], count, f"saiz of {what}")
+
+
+def cut_aux(saiz, saio, senc, samples: int, first: int, last: int, kept_chunks: list, chunks: int,
+            what: str) -> tuple[dict[bytes, bytes], array, array, int]:
+    """Sample auxiliary information (CENC: each sample's IV and subsamples) cut to samples [first, last),
+    from the payloads of saiz, saio and senc (None when absent). kept_chunks: (input chunk, its first
+    sample, first and end kept sample) of each output chunk. Returns the new saiz, saio (its offsets
+    zero: the planner places them) and senc, the input offset and size of each aux block the new saio
+    points at (one for the track when the input had one, else one an output chunk), and the bytes of
+    senc entries dropped before the kept ones. Every kept sample keeps its own aux bytes: the entries
+    are sliced, in bulk, at saiz's cumulative sizes."""
+    if saiz is None:
+        raise SeekNotPossible(f"{what} has sample auxiliary information without a saiz: the size of each "
+                              f"sample's is unknown, so it is not cut")
+    default, count, sizes = aux_sizes(saiz, what)
+    if count != samples:
+        raise MalformedInput(f"saiz of {what} describes {count} samples, the track has {samples}")
+    ends = array("q", accumulate(sizes, initial=0)) if sizes is not None else None
+
+    def end(i: int) -> int:  # aux bytes of the samples before sample i
+        return ends[i] if ends is not None else i * default
+
+    at = 4 + (8 if int.from_bytes(saiz[1:4], "big") & 1 else 0)  # after aux_info_type and its parameter
+    out = {b"saiz": make_box(b"saiz", bytes(saiz[: at + 1]) + struct.pack(">I", last - first)
+                             + (sizes[first:last].tobytes() if sizes is not None else b""))}
+    offsets, lengths = array("q"), array("q")
+    if saio is not None:
+        code, count_at, inputs = aux_offsets(saio, what)
+        try:
+            if len(inputs) == 1:  # one block for the track: the kept samples' part of it
+                offsets.append(inputs[0] + end(first))
+                lengths.append(end(last) - end(first))
+            elif len(inputs) == chunks:  # one a chunk: the kept part of each kept chunk's
+                for chunk, chunk_first, a, b in kept_chunks:
+                    offsets.append(inputs[chunk] + end(a) - end(chunk_first))
+                    lengths.append(end(b) - end(a))
+            else:
+                raise SeekNotPossible(f"saio of {what} has {len(inputs)} offsets for {chunks} chunks: it needs one, "
+                                      f"or one a chunk, to be cut")
+        except OverflowError:
+            raise MalformedInput(f"saio of {what} points past byte 2^63") from None
+        width = 8 if code == "Q" else 4
+        out[b"saio"] = make_box(b"saio", bytes(saio[: count_at - 4]) + struct.pack(">I", len(offsets))
+                                + bytes(width * len(offsets)))
+    dropped = 0
+    if senc is not None:
+        fixed = 4 + (20 if len(senc) >= 4 and senc[3] & 1 else 0)  # flag 1: PIFF's algorithm, IV size, KID
+        if len(senc) < fixed + 4:
+            raise MalformedInput(f"senc of {what} is {len(senc)} bytes, too short for its fields")
+        (entries,) = struct.unpack_from(">I", senc, fixed)
+        body = fixed + 4
+        if entries != samples or len(senc) - body != end(samples):
+            raise SeekNotPossible(f"senc of {what} holds {entries} entries in {len(senc) - body} bytes where saiz "
+                                  f"gives {samples} samples {end(samples)} bytes: which entry is whose is unclear, so "
+                                  f"it is not cut")
+        out[b"senc"] = make_box(b"senc", bytes(senc[:fixed]) + struct.pack(">I", last - first)
+                                + bytes(senc[body + end(first) : body + end(last)]))
+        dropped = end(first)
+    return out, offsets, lengths, dropped
