@@ -21,6 +21,7 @@ from operator import add, gt, sub
 from ..errors import MalformedInput, UnsupportedInput
 from ..seek import SeekRange
 from .boxes import Box
+from .fragment_cut import cut_fragmented_plan
 from .fragmented import PASSED_ON, rewrite_moof
 from .plan import plan
 from .ranges import Ranges, inside, minus
@@ -297,11 +298,19 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
 
     With `index`, sidx boxes among them are kept too, rewritten for the audio (see sidx.py): only a
     plan can, since a sidx before the fragments needs their audio-only sizes (the streamed output has
-    none, so it then differs from this file by the sidx)."""
+    none, so it then differs from this file by the sidx).
+
+    With `seek`, the cut (fragment_cut.py): the init with its edit lists, the fragments that hold the
+    cut's audio cut to it, the boxes passed on between fragments only before a fragment of the cut;
+    no sidx or mfra (as the streamed cut). SeekPastEnd when no audio is left."""
     box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
-    result = plan(ftyp, moov, box, seek, moov_offset=moov_offset)
+    result = plan(ftyp, moov, box, None, moov_offset=moov_offset)
     if not result.fragmented:
         raise UnsupportedInput("not a fragmented MP4 (no mvex)")
+    cut = None
+    if seek is not None:
+        result, cut = cut_fragmented_plan(result, seek)
+        index = index and cut is None
     parts: dict[int, list] = {}  # range index -> our bytes before it (a sidx as its Sidx until known)
     made: list[Made] = []  # what each box after the moov made, for the sidx
     found_sidx = []
@@ -311,16 +320,21 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
     # ends result.head), then each fragment's.
     starts, ends = array("q", result.ranges.starts), array("q", result.ranges.ends)
     audio_ids = result.audio_ids
+    passed: list[bytes] = []  # with a cut: boxes between fragments, until a fragment of the cut comes
     for kind, offset, data in boxes_after:
         if kind == b"moof":
-            rewritten = rewrite_moof(data, offset, audio_ids, result.trex)
+            rewritten = rewrite_moof(data, offset, audio_ids, result.trex, cut)
+            held, passed = passed, []
             if rewritten is None:
                 continue  # a fragment without audio
             new_moof, fragment_ranges = rewritten
-            own = new_moof
+            own = b"".join(held) + new_moof
             if index:
                 timing = audio_timing(data, indexed, info.default_durations.get(indexed))
                 made.append(Made(offset, len(new_moof) + fragment_ranges.total, timing or (None, 0)))
+        elif kind in PASSED_ON and cut is not None:
+            passed.append(data)
+            continue
         elif kind in PASSED_ON:
             own, fragment_ranges = data, Ranges()
             made.append(Made(offset, len(data)))
@@ -337,6 +351,8 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
                                      f"previous one")
             starts += fragment_ranges.starts
             ends += fragment_ranges.ends
+    if cut is not None:
+        cut.check_end()
     ranges = Ranges(starts, ends)
     if outside := inside(ranges, [(a, min(b, length)) for a, b in mdats]):
         raise MalformedInput(f"audio bytes {outside[0]}-{outside[1]} do not lie inside an mdat box of the "

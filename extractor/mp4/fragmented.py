@@ -54,6 +54,7 @@ class _Run:
     start: int  # absolute input offset of its data
     length: int
     out: int = 0  # its data's offset in the output mdat payload
+    table: bytes | None = None  # a cut run's fields after data_offset (None: the input's, as they are)
 
 
 def _tfhd(data, box: Box) -> tuple[int, int, int | None, int | None, int]:
@@ -106,11 +107,14 @@ def _trun(data, box: Box, default_size: int | None, start_if_implicit: int, base
     return _Run(box, flags, count, rest, start, length)
 
 
-def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[int, int]):
+def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[int, int], cut=None):
     """(output moof + mdat header, sorted input ranges of the audio) for the moof in `data` (the whole
-    box, header included, found at input offset moof_start); None when it carries no audio."""
+    box, header included, found at input offset moof_start); None when it carries no audio. With `cut`
+    (fragment_cut.FragmentCut, seeking), each audio traf keeps only the samples of the cut; a traf
+    left with none goes."""
     moof = Box(b"moof", 0, 8 if struct.unpack_from(">I", data)[0] != 1 else 16, len(data))
-    kept: list[tuple] = []  # traf, tfhd flags, end of tfhd fields, runs, its encryption's aux info (or None)
+    kept: list[tuple] = []  # traf, tfhd flags, end of tfhd fields, runs, its encryption's aux info (or None),
+    # and the boxes a cut replaced (by offset in the moof; see FragmentCut.traf)
     others: list[tuple[int, int]] = []  # data of the trafs that go
     previous_end = moof_start
     for n, traf in enumerate(b for b in children(data, moof.payload, moof.end) if b.type == b"traf"):
@@ -131,14 +135,20 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
                 next_start = run.start + run.length
         previous_end = next_start
         if track_id in audio_ids:
+            replaced = {}
+            if cut is not None:
+                done = cut.traf(data, track_id, tfhd, boxes_in, runs, default_size)
+                if done is None:
+                    continue  # none of its samples is in the cut
+                runs, replaced = done
             aux = _aux(data, boxes_in, moof_start, explicit_base, track_id)
-            kept.append((traf, flags, fields_end, runs, aux))
+            kept.append((traf, flags, fields_end, runs, aux, replaced))
         else:
             others += [(r.start, r.start + r.length) for r in runs]
     if not kept:
         return None
 
-    runs = sorted((r for *_, rs, _aux_info in kept for r in rs), key=lambda r: r.start)
+    runs = sorted((r for *_, rs, _aux_info, _replaced in kept for r in rs), key=lambda r: r.start)
     ranges, out, prev_end = [], 0, moof_start + len(data)
     for run in runs:
         if run.start < prev_end:
@@ -174,11 +184,14 @@ def _moof(data, moof: Box, kept, first_data: int) -> bytes:
         match = next((k for k in kept if k[0].start == box.start), None)
         if match is None:
             continue
-        traf, flags, fields_end, runs, _aux_info = match
+        traf, flags, fields_end, runs, _aux_info, replaced = match
         by_start = {r.box.start: r for r in runs}
         inner = []
         for child in children(data, traf.payload, traf.end):
-            if child.type == b"tfhd":
+            if child.start in replaced:
+                if replaced[child.start] is not None:
+                    inner.append(replaced[child.start])
+            elif child.type == b"tfhd":
                 new_flags = (flags & ~BASE_DATA_OFFSET) | DEFAULT_BASE_IS_MOOF
                 version = data[child.payload]
                 fields = data[child.payload + 4 : fields_end]
@@ -186,11 +199,16 @@ def _moof(data, moof: Box, kept, first_data: int) -> bytes:
                     fields = fields[:4] + fields[12:]  # track_ID, then drop the 8-byte base
                 inner.append(make_box(b"tfhd", struct.pack(">I", version << 24 | new_flags) + bytes(fields)
                                       + bytes(data[fields_end : child.end])))
+                if "tfdt" in replaced:  # a cut traf that had no tfdt: its decode time, after the tfhd
+                    inner.append(replaced["tfdt"])
             elif child.type == b"trun":
-                run = by_start[child.start]
+                run = by_start.get(child.start)
+                if run is None:
+                    continue  # a cut left none of its samples
                 version = data[child.payload]
+                table = bytes(data[run.rest : child.end]) if run.table is None else run.table
                 inner.append(make_box(b"trun", struct.pack(">IIi", version << 24 | run.flags | DATA_OFFSET, run.count,
-                                                           first_data + run.out) + bytes(data[run.rest : child.end])))
+                                                           first_data + run.out) + table))
             else:
                 inner.append(data[child.start : child.end])
         parts.append(make_box(b"traf", b"".join(inner)))
@@ -240,13 +258,16 @@ def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
     out = bytearray(new_moof)
     header = 8 if struct.unpack_from(">I", out)[0] != 1 else 16
     new_trafs = [b for b in children(out, header, len(out)) if b.type == b"traf"]
-    for (*_, aux), traf in zip(kept, new_trafs):
+    for (*_, aux, replaced), traf in zip(kept, new_trafs):
         if aux is None:
             continue
         inner = list(children(out, traf.payload, traf.end))
         senc = _senc(out, inner)
         saio = next(b for b in inner if b.type == b"saio")
         code, at_offsets, _ = tables.aux_offsets(out[saio.payload : saio.end], "a traf")
-        moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
+        if "saio_at" in replaced:  # a cut senc: the one offset names its first entry, the first kept sample's
+            moved = [senc.start + replaced["saio_at"]]
+        else:
+            moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
         struct.pack_into(f">{len(moved)}{code}", out, saio.payload + at_offsets, *moved)
     return bytes(out)

@@ -7,6 +7,9 @@ States:
   moof    gather a moof (fragmented files), send the audio-only moof + its mdat header
   media   an mdat whose audio ranges are known: send them as zero-copy slices, skip the rest
   copy    a box passed on whole (styp, emsg, prft between fragments)
+  passed  with a cut of a fragmented file: such a box held until the next moof says whether its
+          fragment is in the cut (then it goes out before it; else it goes, and so do those after
+          the last fragment of the cut)
   skip    any other box: step over it (free, wide, sidx, mfra...; an mdat before the moov is
           skipped too, but the spool keeps it)
 
@@ -26,6 +29,7 @@ from operator import sub
 from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
+from .fragment_cut import cut_fragmented_plan
 from .fragmented import PASSED_ON, rewrite_moof
 from .plan import Plan, PlanRequest, make_plan
 from .ranges import Ranges
@@ -147,12 +151,14 @@ class Mp4AudioFilter:
         # drain(), a bounded piece at a time (backlog says whether some is left; feed waits for it).
         self.replay_in_pieces = replay_in_pieces
         self._replay: tuple[int, int | None] | None = None  # (limit, moov end to check, or None)
+        self._cut = None  # a fragmented file's seek: fragment_cut.FragmentCut
+        self._passed: list[bytes] = []  # with a cut: boxes between fragments, held (state passed)
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
     @property
     def in_metadata(self) -> bool:
-        return self._state in ("keep", "moov", "moof")
+        return self._state in ("keep", "moov", "moof", "passed")
 
     @property
     def metadata_start(self) -> int | None:
@@ -218,7 +224,7 @@ class Mp4AudioFilter:
                 self._send(view, pos, n, out)
             elif self._state == "copy":
                 out.append(view[pos : pos + n])
-            elif self._state in ("keep", "moov", "moof"):
+            elif self._state in ("keep", "moov", "moof", "passed"):
                 self._held += view[pos : pos + n]
             pos += n
             if self._remaining != TO_THE_END:
@@ -265,6 +271,9 @@ class Mp4AudioFilter:
             raise TruncatedInput(
                 f"input ends at byte {self.bytes_in} before the audio at byte {start} ({missing} bytes of audio missing)"
             )
+        if self._cut is not None:
+            self._passed = []  # after the last fragment of the cut
+            self._cut.check_end()
         if self._state != "box" or len(self._gather):
             self.warnings.append(f"input ends inside a '{self._box.name() if self._box else '?'}' box after all the audio")
         self.bytes_out += sum(map(len, out))
@@ -317,12 +326,15 @@ class Mp4AudioFilter:
                 self._outside(self._pending.first()[0])
             return "media"
         if kind in PASSED_ON and self.plan is not None and self.plan.fragmented and box.size != -1:
+            if self._cut is not None:
+                return self._bounded(box, "passed")
             return "copy"
         return "skip"
 
-    def _bounded(self, box: boxes.Box) -> str:
-        """moov and moof are held whole, so their size is checked against the limit first."""
-        name = box.name()
+    def _bounded(self, box: boxes.Box, state: str | None = None) -> str:
+        """moov and moof (and boxes held for a cut) are held whole, so their size is checked against the
+        limit first."""
+        name = state or box.name()
         if box.type == b"moov" and box.start == self._tail_moov:
             return "skip"  # already read from the tail
         if box.type == b"moov" and self.plan is not None:
@@ -340,7 +352,10 @@ class Mp4AudioFilter:
         if self._state == "keep":
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
-            request = PlanRequest(self._ftyp, self._whole_box(), self.seek, self.keep_video, box.start)
+            moov = self._whole_box()
+            # A fragmented file's cut is made here (fragment_cut), its moov planned whole.
+            seek = None if self.seek is not None and not self.keep_video and _has_mvex(moov) else self.seek
+            request = PlanRequest(self._ftyp, moov, seek, self.keep_video, box.start)
             self._moov_box = box
             if self.defer_plans:
                 self.plan_wanted = request
@@ -348,6 +363,8 @@ class Mp4AudioFilter:
                 self._use_plan(make_plan(request), out)
         elif self._state == "moof":
             self._fragment(box, out)
+        elif self._state == "passed":
+            self._passed.append(self._whole_box())
         elif self._state == "media":
             if self._pending and self._pending.first()[0] < end:
                 s, e = self._pending.first()
@@ -359,6 +376,8 @@ class Mp4AudioFilter:
         self._remaining = 0
 
     def _use_plan(self, plan: Plan, out: list) -> None:
+        if plan.fragmented and self.seek is not None and not self.keep_video:
+            plan, self._cut = cut_fragmented_plan(plan, self.seek)
         self.plan = plan
         self.warnings += plan.warnings
         out.append(plan.head)
@@ -400,10 +419,12 @@ class Mp4AudioFilter:
         return whole
 
     def _fragment(self, box: boxes.Box, out: list) -> None:
-        result = rewrite_moof(self._whole_box(), box.start, self.plan.audio_ids, self.plan.trex)
+        result = rewrite_moof(self._whole_box(), box.start, self.plan.audio_ids, self.plan.trex, self._cut)
+        passed, self._passed = self._passed, []
         if result is None:
             self.dropped_fragments += 1
             return
+        out += passed
         head, ranges = result
         out.append(head)
         self._pending.add(ranges)
@@ -497,3 +518,9 @@ class Mp4AudioFilter:
     def _send(self, view: memoryview, pos: int, n: int, out: list) -> None:
         """Send the parts of the pending ranges that fall in view[pos:pos+n]."""
         self._pending.send(view[pos : pos + n], self.bytes_in + pos, out)
+
+
+def _has_mvex(moov: bytes) -> bool:
+    """Whether a moov (the whole box) announces fragments."""
+    box = boxes.Box(b"moov", 0, 16 if int.from_bytes(moov[:4], "big") == 1 else 8, len(moov))
+    return boxes.find(moov, box, b"mvex") is not None

@@ -1,0 +1,430 @@
+"""A fragmented MP4 cut to a time range (seeking): the init's edit list, and each fragment's audio cut.
+
+The same rule as a moov file's cut (cut.py): the samples from the frame holding `start` (less the
+pre-roll a decoder needs) to the frame holding `end` stay. Fragments keep their own timeline: a traf
+whose first samples go has its tfdt moved by their durations (a tfdt is written where it had none),
+so a sample's decode time is the one it had. The init can therefore be written from start and end
+alone, before any fragment is read: each audio track's edit list starts the presentation at start's
+media time (plus the original edit's offset) and lasts end - start (to the end of the media when the
+end is not known: no end and no mehd). Sample auxiliary information (senc, saiz; saio re-pointed by
+fragmented.py) and sample groups (sbgp) are cut with the samples, so that every kept sample keeps its
+own IV and subsamples.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import replace
+from itertools import accumulate, chain, repeat
+
+from ..errors import MalformedInput, SeekPastEnd, UnsupportedInput
+from ..seek import SeekRange
+from .boxes import Box, children, find, make_box
+from .cut import PCM, PREROLL_MS, SeekNotPossible, edit_offset, media_header
+
+# tfhd / trun flags (as fragmented.py)
+_BASE_DATA_OFFSET, _DESCRIPTION, _DEFAULT_DURATION, _DEFAULT_SIZE = 0x01, 0x02, 0x08, 0x10
+_FIRST_FLAGS, _SAMPLE_DURATION, _SAMPLE_SIZE = 0x04, 0x100, 0x200
+_SUBSAMPLES = 0x02  # senc: each entry carries its subsample map
+_PIFF_OVERRIDE = 0x01  # PIFF senc: AlgorithmID, IV size and KID before the sample count
+
+
+def _u32(data, at: int) -> int:
+    return struct.unpack_from(">I", data, at)[0]
+
+
+def _full(kind: bytes, version_flags: int, body: bytes) -> bytes:
+    return make_box(kind, struct.pack(">I", version_flags) + body)
+
+
+def _same_kind(data, box: Box, payload: bytes) -> bytes:
+    """A box of `box`'s kind (a uuid box keeps its user type) with a new payload."""
+    if box.type == b"uuid":
+        usertype = bytes(data[box.payload - 16 : box.payload])
+        return struct.pack(">I4s", 24 + len(payload), b"uuid") + usertype + payload
+    return make_box(box.type, payload)
+
+
+# plan.py's warning for a fragmented file planned with a seek (this module cuts those now)
+_OLD_WARNING = "seeking a fragmented MP4 is not supported"
+
+
+def cut_fragmented_plan(plan, seek: SeekRange):
+    """(the plan of a fragmented file's moov, planned without the seek, with the head of the cut; the
+    FragmentCut for its fragments), or (the plan with a warning, None) when this file cannot be cut."""
+    warnings = [w for w in plan.warnings if not w.startswith(_OLD_WARNING)]
+    if len(plan.ranges):
+        warnings.append("a fragmented MP4 with samples in its moov too is not cut: the whole audio is sent")
+        return replace(plan, warnings=warnings), None
+    try:
+        cut = FragmentCut(plan.head, seek)
+    except SeekNotPossible as e:
+        warnings.append(f"{e}: the whole audio is sent")
+        return replace(plan, warnings=warnings), None
+    return replace(plan, head=cut.head, warnings=warnings), cut
+
+
+class TrackCut:
+    """One audio track's cut, in its media timescale."""
+
+    def __init__(self, track_id: int, timescale: int, first: int, end: int | None, roll: int, iv_size: int | None,
+                 default_duration: int | None):
+        self.track_id, self.timescale = track_id, timescale
+        self.first, self.end = first, end  # media times: start's, and end's (None: to the end)
+        self.roll = roll  # frames of pre-roll the file asks for (0: raw PCM)
+        self.keep_from: int | None = None  # first - the pre-roll, once a frame's duration is seen
+        self.iv_size = iv_size  # tenc's per-sample IV size (for a senc without saiz)
+        self.default_duration = default_duration  # trex's
+        self.next_time = 0  # decode time after the last traf seen (for a traf without tfdt)
+        self.media_end = 0  # end of the last sample seen
+        self.kept = 0  # samples kept so far
+
+
+class FragmentCut:
+    """The cut of a fragmented MP4: `head` is the planned head (ftyp, moov) with the edit lists of the
+    cut; `traf` cuts each audio traf of the fragments that follow, in order."""
+
+    def __init__(self, head: bytes, seek: SeekRange):
+        if seek.end is not None and seek.end <= seek.start:
+            seek = SeekRange(seek.start, None, seek.by_time)  # the CDN's rule: start >= end means to the end
+        self.seek = seek
+        moov = next((b for b in children(head, 0, len(head)) if b.type == b"moov"), None)
+        if moov is None:
+            raise MalformedInput("the planned head of a fragmented MP4 holds no moov")
+        mvhd = find(head, moov, b"mvhd")
+        if mvhd is None or mvhd.size - mvhd.header < 20:
+            raise MalformedInput("the moov has no usable mvhd")
+        self.movie_timescale = _u32(head, mvhd.payload + (20 if head[mvhd.payload] == 1 else 12)) or 1
+        mvex = find(head, moov, b"mvex")
+        mehd = find(head, mvex, b"mehd") if mvex else None
+        total_ms = None
+        if mehd is not None and mehd.size - mehd.header >= 8:
+            v1 = head[mehd.payload] == 1
+            duration = struct.unpack_from(">Q" if v1 else ">I", head, mehd.payload + 4)[0]
+            total_ms = duration * 1000 // self.movie_timescale if duration else None
+        if total_ms is not None and seek.start >= total_ms:
+            raise SeekPastEnd(f"start {seek.start / 1000:g} s is past the audio's duration of {total_ms / 1000:g} s "
+                              f"(mehd)")
+        end_ms = seek.end if total_ms is None or seek.end is None else min(seek.end, total_ms)
+        if end_ms is None and total_ms is not None:
+            end_ms = total_ms
+        defaults = _trex_durations(head, mvex) if mvex else {}
+        self.tracks: dict[int, TrackCut] = {}
+        lengths: dict[int, int | None] = {}  # movie units, by trak offset
+        for trak in (b for b in children(head, moov.payload, moov.end) if b.type == b"trak"):
+            track_id = _track_id(head, trak)
+            timescale, _ = media_header(head, trak)
+            delay, media_start = edit_offset(head, trak, self.movie_timescale, timescale)
+
+            def media_time(ms: int) -> int:
+                return ms * timescale // 1000 - delay + media_start
+
+            first = max(0, media_time(seek.start))
+            end = None if seek.end is None else media_time(seek.end)
+            stbl = find(head, find(head, find(head, trak, b"mdia"), b"minf"), b"stbl")
+            in_stbl = list(children(head, stbl.payload, stbl.end)) if stbl else []
+            found = {b.type: b for b in in_stbl}
+            if any(found.get(k) is not None and _u32(head, found[k].payload + 4) for k in (b"stsz", b"stz2")
+                   if found.get(k) is not None and found[k].size - found[k].header >= 12):
+                raise SeekNotPossible(f"track {track_id} has samples in the moov as well as in fragments")
+            self.tracks[track_id] = TrackCut(track_id, timescale, first, end, _preroll(head, found, in_stbl),
+                                             _iv_size(head, trak), defaults.get(track_id))
+            lengths[trak.start] = None if end_ms is None else max(0, media_time(end_ms) - first) * self.movie_timescale // timescale
+        self.head = _cut_head(head, moov, self.tracks, lengths)
+
+    # -- the fragments ------------------------------------------------------------------------------
+
+    def traf(self, data, track_id: int, tfhd: Box, boxes_in: list[Box], runs: list, default_size: int | None):
+        """An audio traf's samples cut: None when none stays, else (the runs that stay, each with its
+        new start, count, length and `table`; the traf's boxes replaced, by their offset in the moof
+        (None drops one; the key 'tfdt' holds a tfdt to put after the tfhd where there was none))."""
+        track = self.tracks.get(track_id)
+        if track is None:
+            raise MalformedInput(f"a traf of track {track_id}, which the init does not describe")
+        durations, sizes, layout = _samples(data, tfhd, runs, default_size, track)
+        tfdt = next((b for b in boxes_in if b.type == b"tfdt"), None)
+        base = _tfdt(data, tfdt) if tfdt is not None else track.next_time
+        starts = list(accumulate(durations, initial=base))
+        track.next_time = starts[-1]
+        track.media_end = max(track.media_end, starts[-1])
+        if not durations:
+            return None
+        if track.keep_from is None:  # the pre-roll, from the first frame's duration (cut.py's rule)
+            frame = durations[0] or 1
+            frames = max(track.roll, -(-PREROLL_MS * track.timescale // (1000 * frame))) if track.roll else 0
+            track.keep_from = track.first - frames * frame
+        a = bisect_right(starts, track.keep_from, 1) - 1  # the first sample that ends after keep_from
+        b = len(durations) if track.end is None else min(len(durations), bisect_right(starts, track.end, 0, len(durations)))
+        if a >= b:
+            return None
+        track.kept += b - a
+        replaced: dict = {}
+        new_tfdt = _full(b"tfdt", 0x01000000, struct.pack(">Q", starts[a]))
+        if tfdt is not None:
+            replaced[tfdt.start] = new_tfdt
+        else:
+            replaced["tfdt"] = new_tfdt
+        kept_runs = _cut_runs(data, layout, sizes, a, b)
+        n = len(durations)
+        _cut_aux(data, boxes_in, n, a, b, track, replaced)
+        for box in boxes_in:
+            if box.type == b"sbgp":
+                replaced[box.start] = _cut_sbgp(data, box, n, a, b)
+            elif box.type == b"sdtp":
+                p = bytes(data[box.payload : box.end])
+                replaced[box.start] = make_box(b"sdtp", p[:4] + p[4 + a : 4 + b])
+            elif box.type in (b"subs", b"trik"):
+                replaced[box.start] = None  # per-sample tables not cut: dropped rather than left wrong
+        return kept_runs, replaced
+
+    def check_end(self) -> None:
+        """After the last fragment: SeekPastEnd when no sample of any track was kept."""
+        if not any(t.kept for t in self.tracks.values()):
+            duration = max((t.media_end / t.timescale for t in self.tracks.values()), default=0)
+            raise SeekPastEnd(f"start {self.seek.start / 1000:g} s is past the audio's duration of {duration:g} s "
+                              f"(the CDN answers 400)")
+
+
+def _preroll(data, found: dict, in_stbl: list[Box]) -> int:
+    """cut.py's rule: frames a decoder needs before the first one played, by the file's own account:
+    the roll group's distance, else one (none for raw PCM). (Its own copy: cut.py's is private.)"""
+    stsd = found.get(b"stsd")
+    entry = bytes(data[stsd.payload + 12 : stsd.payload + 16]) if stsd and stsd.size - stsd.header >= 16 else b""
+    if entry in PCM:
+        return 0
+    for sgpd in (b for b in in_stbl if b.type == b"sgpd"):
+        p = bytes(data[sgpd.payload : sgpd.end])
+        if len(p) >= 18 and p[4:8] == b"roll":
+            entry_at = 16 if p[0] >= 1 else 12  # version 1 adds default_length
+            if len(p) >= entry_at + 2:
+                return max(1, -struct.unpack_from(">h", p, entry_at)[0])
+    return 1
+
+
+def _track_id(data, trak: Box) -> int:
+    tkhd = find(data, trak, b"tkhd")
+    if tkhd is None or tkhd.size - tkhd.header < 24:
+        raise MalformedInput(f"trak at byte {trak.start} has no usable tkhd")
+    return _u32(data, tkhd.payload + (20 if data[tkhd.payload] == 1 else 12))
+
+
+def _trex_durations(data, mvex: Box) -> dict[int, int]:
+    out = {}
+    for box in children(data, mvex.payload, mvex.end):
+        if box.type == b"trex" and box.size - box.header >= 24:
+            track_id, duration = struct.unpack_from(">I4xI", data, box.payload + 4)
+            out[track_id] = duration
+    return out
+
+
+def _iv_size(data, trak: Box) -> int | None:
+    """tenc's default per-sample IV size in the track's sample entry (None: not encrypted, or not found)."""
+    at = bytes(data[trak.start : trak.end]).find(b"tenc")
+    if at < 4:
+        return None
+    payload = trak.start + at + 4
+    return data[payload + 7] if payload + 8 <= trak.end else None
+
+
+def _tfdt(data, box: Box) -> int:
+    if box.size - box.header < 8:
+        raise MalformedInput(f"tfdt at byte {box.start} of a moof is too short")
+    return struct.unpack_from(">Q" if data[box.payload] == 1 else ">I", data, box.payload + 4)[0]
+
+
+def _samples(data, tfhd: Box, runs: list, default_size: int | None, track: TrackCut):
+    """(durations, sizes, [(run, its first sample, fields, where its table starts)]) of a traf's samples."""
+    flags = _u32(data, tfhd.payload) & 0xFFFFFF
+    at = tfhd.payload + 8 + (8 if flags & _BASE_DATA_OFFSET else 0) + (4 if flags & _DESCRIPTION else 0)
+    default_duration = _u32(data, at) if flags & _DEFAULT_DURATION else track.default_duration
+    durations, sizes, layout = [], [], []
+    for run in runs:
+        fields = bin(run.flags & 0xF00).count("1")
+        table_at = run.rest + (4 if run.flags & _FIRST_FLAGS else 0)
+        layout.append((run, len(durations), fields, table_at))
+        values = struct.unpack_from(f">{run.count * fields}I", data, table_at) if fields else ()
+        column = 0
+        if run.flags & _SAMPLE_DURATION:
+            durations += values[column::fields]
+            column += 1
+        elif default_duration is None:
+            raise MalformedInput(f"trun at byte {run.box.start} of a moof gives track {track.track_id}'s samples no "
+                                 f"duration and there is no default")
+        else:
+            durations += repeat(default_duration, run.count)
+        if run.flags & _SAMPLE_SIZE:
+            sizes += values[column::fields]
+        else:
+            sizes += repeat(default_size or 0, run.count)
+    return durations, sizes, layout
+
+
+def _cut_runs(data, layout: list, sizes: list, a: int, b: int) -> list:
+    """The runs' parts that hold samples [a, b) of the traf, each with its new start, count, length and
+    table (the first-sample flags, if any, then the kept samples' fields)."""
+    kept = []
+    for run, first, fields, table_at in layout:
+        lo, hi = max(a, first), min(b, first + run.count)
+        if lo >= hi:
+            continue
+        run.table = bytes(data[run.rest : table_at]) + bytes(data[table_at + (lo - first) * fields * 4 :
+                                                                  table_at + (hi - first) * fields * 4])
+        run.start += sum(sizes[first:lo])
+        run.count, run.length = hi - lo, sum(sizes[lo:hi])
+        kept.append(run)
+    return kept
+
+
+def _cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track: TrackCut, replaced: dict) -> None:
+    """senc and saiz cut to samples [a, b); saio must name the senc's first entry (it then names the
+    first kept one once fragmented.py has moved it)."""
+    from .fragmented import _senc
+    senc = _senc(data, boxes_in)
+    saiz = next((x for x in boxes_in if x.type == b"saiz"), None)
+    saio = next((x for x in boxes_in if x.type == b"saio"), None)
+    if senc is None and saiz is None:
+        return
+    sizes = None
+    if saiz is not None:
+        p = bytes(data[saiz.payload : saiz.end])
+        flags = int.from_bytes(p[1:4], "big") if len(p) >= 4 else 0
+        at = 4 + (8 if flags & 1 else 0)
+        if len(p) < at + 5:
+            raise MalformedInput(f"saiz at byte {saiz.start} of a moof is too short for its fields")
+        default, count = p[at], _u32(p, at + 1)
+        if count != n:
+            raise MalformedInput(f"saiz at byte {saiz.start} of a moof describes {count} samples, its traf has {n}")
+        if default:
+            sizes = [default] * n
+            replaced[saiz.start] = make_box(b"saiz", p[: at + 1] + struct.pack(">I", b - a))
+        else:
+            if len(p) < at + 5 + n:
+                raise MalformedInput(f"saiz at byte {saiz.start} of a moof claims {n} sizes, more than it holds")
+            sizes = list(p[at + 5 : at + 5 + n])
+            replaced[saiz.start] = make_box(b"saiz", p[: at + 1] + struct.pack(">I", b - a) + p[at + 5 + a : at + 5 + b])
+    if senc is None:
+        raise UnsupportedInput(f"track {track.track_id} is encrypted with sample auxiliary information outside the "
+                               f"senc box of its traf: not cut")
+    p = bytes(data[senc.payload : senc.end])
+    if senc.type == b"uuid":
+        p = p[16:]  # PIFF's senc: its user type, then a full box's fields
+    if len(p) < 8:
+        raise MalformedInput(f"senc at byte {senc.start} of a moof is too short for its fields")
+    flags = int.from_bytes(p[1:4], "big")
+    count_at = 4 + (20 if senc.type == b"uuid" and flags & _PIFF_OVERRIDE else 0)
+    iv_size = p[count_at - 1 - 16] if count_at > 4 else track.iv_size
+    count = _u32(p, count_at)
+    if count != n:
+        raise MalformedInput(f"senc at byte {senc.start} of a moof describes {count} samples, its traf has {n}")
+    entries = count_at + 4
+    if sizes is None:
+        sizes = _senc_sizes(p, entries, n, flags, iv_size, senc.start)
+    ends = list(accumulate(sizes, initial=entries))
+    if ends[-1] > len(p):
+        raise MalformedInput(f"senc at byte {senc.start} of a moof holds {len(p)} bytes, its {n} samples' aux "
+                             f"information needs {ends[-1]}")
+    body = p[:count_at] + struct.pack(">I", b - a) + p[ends[a] : ends[b]]
+    prefix = bytes(data[senc.payload : senc.payload + 16]) if senc.type == b"uuid" else b""
+    replaced[senc.start] = _same_kind(data, senc, prefix + body)
+    if saio is not None:
+        from . import tables
+        _, _, offsets = tables.aux_offsets(bytes(data[saio.payload : saio.end]), f"track {track.track_id}")
+        if len(offsets) != 1:
+            raise UnsupportedInput(f"track {track.track_id}'s saio has {len(offsets)} offsets in a traf: a cut "
+                                   f"supports one (the first sample's aux information, in the senc)")
+        replaced["saio_at"] = (senc.payload + (16 if senc.type == b"uuid" else 0) + entries) - senc.start
+
+
+def _senc_sizes(p: bytes, at: int, n: int, flags: int, iv_size: int | None, where: int) -> list[int]:
+    """Each senc entry's size, walked (no saiz says them): the IV, then the subsample map when flagged."""
+    if iv_size is None:
+        raise UnsupportedInput(f"senc at byte {where} of a moof: its IV size is unknown (no saiz, no tenc)")
+    if not flags & _SUBSAMPLES:
+        return [iv_size] * n
+    sizes, pos = [], at
+    for _ in range(n):
+        if pos + iv_size + 2 > len(p):
+            raise MalformedInput(f"senc at byte {where} of a moof ends inside its entries")
+        size = iv_size + 2 + 6 * int.from_bytes(p[pos + iv_size : pos + iv_size + 2], "big")
+        sizes.append(size)
+        pos += size
+    return sizes
+
+
+def _cut_sbgp(data, box: Box, n: int, a: int, b: int) -> bytes:
+    """A traf's sample-to-group runs cut to samples [a, b) (samples past its runs are in no group)."""
+    p = bytes(data[box.payload : box.end])
+    head = 12 if p[:1] == b"\x01" else 8  # version 1 carries a grouping_type_parameter
+    if len(p) < head + 4:
+        raise MalformedInput(f"sbgp at byte {box.start} of a moof is too short for its fields")
+    count = _u32(p, head)
+    if head + 4 + 8 * count > len(p):
+        raise MalformedInput(f"sbgp at byte {box.start} of a moof claims {count} entries, more than it holds")
+    pairs = array("I", p[head + 4 : head + 4 + 8 * count])
+    if struct.pack("=I", 1) != struct.pack(">I", 1):
+        pairs.byteswap()
+    counts, groups = pairs[0::2], pairs[1::2]
+    if sum(counts) > n:
+        raise MalformedInput(f"sbgp at byte {box.start} of a moof covers {sum(counts)} samples, its traf has {n}")
+    per_sample = list(chain.from_iterable(map(repeat, groups, counts)))
+    per_sample += [0] * (n - len(per_sample))
+    kept = per_sample[a:b]
+    runs: list[list[int]] = []
+    for group in kept:
+        if runs and runs[-1][1] == group:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, group])
+    return make_box(b"sbgp", p[:head] + struct.pack(f">I{2 * len(runs)}I", len(runs), *chain.from_iterable(runs)))
+
+
+def _cut_head(head: bytes, moov: Box, tracks: dict, lengths: dict) -> bytes:
+    """The head with each audio trak's edit list set to the cut (tkhd's duration with it) and the
+    movie's durations (mvhd, mehd) to the longest; 0 where the end is not known."""
+    movie = max((x for x in lengths.values() if x is not None), default=None)
+    if any(x is None for x in lengths.values()):
+        movie = None
+
+    def trak(box: Box) -> bytes:
+        track = tracks[_track_id(head, box)]
+        length = lengths[box.start]
+        edit = _full(b"elst", 0x01000000, struct.pack(">IQqhh", 1, length or 0, track.first, 1, 0))
+        parts = []
+        for child in children(head, box.payload, box.end):
+            if child.type == b"edts":
+                continue
+            parts.append(_with_duration(head, child, length or 0, 20, 28) if child.type == b"tkhd"
+                         else bytes(head[child.start : child.end]))
+            if child.type == b"tkhd":
+                parts.append(make_box(b"edts", edit))
+        return make_box(b"trak", b"".join(parts))
+
+    def mvex(box: Box) -> bytes:
+        return make_box(b"mvex", b"".join(_with_duration(head, c, movie or 0, 4, 4) if c.type == b"mehd"
+                                          else bytes(head[c.start : c.end]) for c in children(head, box.payload, box.end)))
+
+    parts = []
+    for child in children(head, moov.payload, moov.end):
+        if child.type == b"trak":
+            parts.append(trak(child))
+        elif child.type == b"mvhd":
+            parts.append(_with_duration(head, child, movie or 0, 16, 24))
+        elif child.type == b"mvex":
+            parts.append(mvex(child))
+        else:
+            parts.append(bytes(head[child.start : child.end]))
+    return bytes(head[: moov.start]) + make_box(b"moov", b"".join(parts)) + bytes(head[moov.end :])
+
+
+def _with_duration(data, box: Box, duration: int, at_v0: int, at_v1: int) -> bytes:
+    p = bytearray(data[box.payload : box.end])
+    if len(p) < at_v1 + 8:
+        if len(p) < at_v0 + 4:
+            raise MalformedInput(f"{box.name()} at byte {box.start} is too short for its duration")
+    if p[0] == 1:
+        struct.pack_into(">Q", p, at_v1, duration)
+    else:
+        struct.pack_into(">I", p, at_v0, min(duration, 0xFFFFFFFF))
+    return make_box(box.type, bytes(p))
