@@ -10,6 +10,11 @@ entries: one, or two for odd samples, so saiz gives a size per sample) is writte
 before the first chunk (`per_chunk=False`, the only layout ffmpeg reads), or one block just before
 each audio chunk, interleaved with the video (`per_chunk=True`). saiz gives each sample's aux size,
 saio where the block(s) start. The video stays clear, its chunks moved with the new mdat.
+
+`aux="senc"` instead writes the aux information into a senc box in the audio's stbl (flag 2:
+subsamples), as ffmpeg does for cenc, with a 16-byte IV of its own for each sample (tenc's
+per-sample IV size 16, no constant IV): each entry is that sample's IV and subsamples, saio points at
+the first entry.
 """
 
 from __future__ import annotations
@@ -41,9 +46,14 @@ def subsamples(index: int, size: int) -> list[tuple[int, int]]:
     return [(clear, half - clear), (3, size - half - 3)]
 
 
-def _protect(data: bytes) -> bytes:
+def sample_iv(index: int) -> bytes:
+    """Sample `index`'s own IV (the senc layout): no two samples share one."""
+    return struct.pack(">4I", 0xC0FFEE, index, index * 7919, 0x5EED)
+
+
+def _protect(data: bytes, iv: bytes = IV) -> bytes:
     """One subsample's protected bytes: the IV starts afresh, the chain runs through the encrypted blocks."""
-    out, chain, at = bytearray(), Cipher(algorithms.AES(KEY), modes.CBC(IV)).encryptor(), 0
+    out, chain, at = bytearray(), Cipher(algorithms.AES(KEY), modes.CBC(iv)).encryptor(), 0
     while len(data) - at >= 16 * CRYPT:
         out += chain.update(data[at : at + 16 * CRYPT])
         at += 16 * CRYPT
@@ -53,17 +63,19 @@ def _protect(data: bytes) -> bytes:
     return bytes(out + data[at:])
 
 
-def encrypt_sample(index: int, sample: bytes) -> bytes:
+def encrypt_sample(index: int, sample: bytes, per_sample_iv: bool = False) -> bytes:
     out, at = bytearray(), 0
+    iv = sample_iv(index) if per_sample_iv else IV
     for clear, protected in subsamples(index, len(sample)):
-        out += sample[at : at + clear] + _protect(sample[at + clear : at + clear + protected])
+        out += sample[at : at + clear] + _protect(sample[at + clear : at + clear + protected], iv)
         at += clear + protected
     return bytes(out)
 
 
-def aux_entry(index: int, size: int) -> bytes:
-    parts = subsamples(index, size)  # no IV: the constant IV is in tenc
-    return struct.pack(">H", len(parts)) + b"".join(struct.pack(">HI", c, p) for c, p in parts)
+def aux_entry(index: int, size: int, per_sample_iv: bool = False) -> bytes:
+    parts = subsamples(index, size)  # no IV unless per sample: the constant IV is in tenc
+    return ((sample_iv(index) if per_sample_iv else b"") + struct.pack(">H", len(parts))
+            + b"".join(struct.pack(">HI", c, p) for c, p in parts))
 
 
 def _find(data: bytes, start: int, end: int, kind: bytes):
@@ -88,25 +100,34 @@ def _tables(data: bytes, stbl: tuple[int, int, int]):
     return offsets, per_chunk, sizes
 
 
-def _sinf() -> bytes:
-    tenc = _full(b"tenc", 1, 0, bytes([0, CRYPT << 4 | SKIP, 1, 0]) + KID + bytes([16]) + IV)
+def _tenc_fields(kid: bytes, per_sample_iv: bool) -> bytes:
+    """tenc's (and seig's) fields after the version: the pattern, protected, the IV size, KID, constant IV."""
+    if per_sample_iv:
+        return bytes([0, CRYPT << 4 | SKIP, 1, 16]) + kid
+    return bytes([0, CRYPT << 4 | SKIP, 1, 0]) + kid + bytes([16]) + IV
+
+
+def _sinf(per_sample_iv: bool = False) -> bytes:
+    tenc = _full(b"tenc", 1, 0, _tenc_fields(KID, per_sample_iv))
     return box(b"sinf", box(b"frma", b"mp4a") + _full(b"schm", 0, 0, b"cbcs" + struct.pack(">I", 0x10000)) +
                box(b"schi", tenc))
 
 
-def seig_groups(samples: int) -> bytes:
+def seig_groups(samples: int, per_sample_iv: bool = False) -> bytes:
     """Key rotation: a seig sample group of two entries (KID, then KID2; the same key here, so ffmpeg's
     one -decryption_key still decrypts), the first half of the samples in the first, the rest in the
     second."""
-    entries = [bytes([0, CRYPT << 4 | SKIP, 1, 0]) + kid + bytes([16]) + IV for kid in (KID, KID2)]
+    entries = [_tenc_fields(kid, per_sample_iv) for kid in (KID, KID2)]
     sgpd = _full(b"sgpd", 1, 0, b"seig" + struct.pack(">II", len(entries[0]), 2) + b"".join(entries))
     half = samples // 2
     return sgpd + _full(b"sbgp", 0, 0, b"seig" + struct.pack(">IIIII", 2, half, 1, samples - half, 2))
 
 
-def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: bool = False) -> bytes:
+def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: bool = False, aux: str = "media") -> bytes:
     """The clear file `data` (ftyp, moov, mdat) encrypted; mark_video: the video samples' bytes replaced
-    by VIDEO... (for the fuzzers: a leak shows)."""
+    by VIDEO... (for the fuzzers: a leak shows); aux: "media" (blocks in the mdat) or "senc" (in the
+    stbl, per-sample IVs; per_chunk is then ignored)."""
+    in_senc = aux == "senc"
     top = {kind: (pos, header, size) for kind, pos, header, size in boxes(data)}
     ftyp, moov = top[b"ftyp"], top[b"moov"]
     traks = []
@@ -124,7 +145,9 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
     audio = next(t for t, trak in enumerate(traks) if trak[1])
     _, per, sizes = traks[audio][3]
     payload, new_offsets, aux_offsets = bytearray(), {t: [0] * len(trak[3][0]) for t, trak in enumerate(traks)}, []
-    if not per_chunk:
+    if in_senc:
+        per_chunk = False
+    elif not per_chunk:
         aux_offsets.append(len(payload))
         payload += b"".join(aux_entry(i, s) for i, s in enumerate(sizes))
     for offset, t, c in chunks:
@@ -137,12 +160,13 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
         for s in samples:
             size = traks[t][3][2][s]
             if t == audio:
-                payload += encrypt_sample(s, data[at : at + size])
+                payload += encrypt_sample(s, data[at : at + size], in_senc)
             else:
                 payload += (b"VIDEO" * (size // 5 + 1))[:size] if mark_video else data[at : at + size]
             at += size
 
-    def rebuild_moov(base: int) -> bytes:
+    def rebuild_moov(base: int, senc_at: int = 0) -> bytes:
+        """The moov for an mdat payload at `base`; senc_at: where its senc's first entry lies (senc layout)."""
         def rebuild(start: int, end: int, t: int) -> bytes:
             out = []
             for kind, pos, header, size in boxes(data, start, end):
@@ -150,11 +174,13 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
                     t_here = next((n for n, trak in enumerate(traks) if trak[0][0] == pos), t)
                     inner = rebuild(pos + header, pos + size, t_here)
                     if kind == b"stbl" and t == audio:
-                        aux_sizes = bytes(len(aux_entry(i, size)) for i, size in enumerate(sizes))
-                        inner += _full(b"saiz", 0, 0, struct.pack(">BI", 0, len(sizes)) + aux_sizes)
-                        inner += _full(b"saio", 0, 0, struct.pack(f">I{len(aux_offsets)}I", len(aux_offsets),
-                                                                  *(base + o for o in aux_offsets)))
-                        inner += seig_groups(len(sizes))
+                        entries = [aux_entry(i, size, in_senc) for i, size in enumerate(sizes)]
+                        inner += _full(b"saiz", 0, 0, struct.pack(">BI", 0, len(sizes)) + bytes(map(len, entries)))
+                        at = [senc_at] if in_senc else [base + o for o in aux_offsets]
+                        inner += _full(b"saio", 0, 0, struct.pack(f">I{len(at)}I", len(at), *at))
+                        if in_senc:
+                            inner += _full(b"senc", 0, 2, struct.pack(">I", len(entries)) + b"".join(entries))
+                        inner += seig_groups(len(sizes), in_senc)
                     out.append(box(kind, inner))
                 elif kind == b"stco":
                     offsets = [base + o for o in new_offsets[t]]
@@ -162,7 +188,7 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
                 elif kind == b"stsd" and t == audio:
                     assert struct.unpack_from(">I", data, pos + 12)[0] == 1, "one sample entry expected"
                     entry = _find(data, pos + 16, pos + size, b"mp4a")
-                    enca = box(b"enca", data[entry[0] + 8 : entry[0] + entry[2]] + _sinf())
+                    enca = box(b"enca", data[entry[0] + 8 : entry[0] + entry[2]] + _sinf(in_senc))
                     out.append(_full(b"stsd", 0, 0, struct.pack(">I", 1) + enca))
                 else:
                     out.append(data[pos : pos + size])
@@ -171,10 +197,13 @@ def encrypt(data: bytes, per_chunk: bool, moov_first: bool = True, mark_video: b
 
     head = data[ftyp[0] : ftyp[0] + ftyp[2]]
     mdat_box = box(b"mdat", bytes(payload))
-    if moov_first:
-        size = len(rebuild_moov(0))
-        return head + rebuild_moov(len(head) + size + 8) + mdat_box
-    return head + mdat_box + rebuild_moov(len(head) + 8)
+    size = len(rebuild_moov(0))
+    base = len(head) + size + 8 if moov_first else len(head) + 8
+    moov_at = len(head) if moov_first else len(head) + len(mdat_box)
+    trial = rebuild_moov(base)
+    senc = trial.find(b"senc") - 4  # (the moov's only senc: its offsets and sizes are known boxes around it)
+    moov_out = rebuild_moov(base, moov_at + senc + 16) if in_senc else trial
+    return head + moov_out + mdat_box if moov_first else head + mdat_box + moov_out
 
 
 def audio_samples_with_aux(data: bytes) -> list[tuple[bytes, bytes]]:
