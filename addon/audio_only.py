@@ -15,7 +15,9 @@ and beside them: options.py (the options, the settings made of them), formats.py
 formats), record.py (the flow's record), http_rules.py (validators, ranges, conditionals),
 origin_client.py with origin_version.py and multipart.py (HTTP to the origin), planner.py (moovs
 planned off the loop), budgets.py, internals.py (every reach into mitmproxy's private parts),
-warm_up.py, contentview.py, cdn_config.py, health.py (the health check a load balancer asks). The extraction itself is the sans-IO core in `extractor/`.
+warm_up.py, contentview.py, cdn_config.py, health.py (the health check a load balancer asks), workers.py
+with worker_link.py (our server in worker processes, audio_only_workers). The extraction itself is the
+sans-IO core in `extractor/`.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from mitmproxy import ctx
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
-from addon import contentview, internals, options  # noqa: E402
+from addon import contentview, internals, options, worker_link, workers  # noqa: E402
 from addon.health import Health  # noqa: E402
 from addon.marks import Marks  # noqa: E402
-from addon.origin_client import OriginClient  # noqa: E402
+from addon.origin_client import OriginClient, OriginOptions  # noqa: E402
 from addon.request_rules import RequestRules  # noqa: E402
 from addon.routing import AudioRouter  # noqa: E402
 from addon.server.app import AudioServer  # noqa: E402
@@ -47,12 +49,15 @@ class AudioOnly:
     def __init__(self):
         self.origin = OriginClient()
         self.server = AudioServer(self.origin)
-        self.router = AudioRouter(self.server)
+        # The worker processes outlive a reload of this script (their module is not executed again): the
+        # new addon adopts them.
+        self.workers = workers.pool()
+        self.router = AudioRouter(self.server, self.workers)
         self.requests = RequestRules()
         self.marks = Marks()
         # mitmproxy calls each part's hooks after this one's, in this order (the health check is answered
         # before anything else looks at it; the request rules decide before the router routes).
-        self.addons = [Health(self.server), self.requests, self.router, self.server, self.origin, self.marks]
+        self.addons = [Health(self.server, self.workers), self.requests, self.router, self.server, self.origin, self.marks]
         self.view = None  # the content view, while loaded
 
     def load(self, loader):
@@ -70,6 +75,10 @@ class AudioOnly:
             self.router.settings = options.settings(ctx.options, updated)
             self.router.stream_passthrough = request.stream_passthrough
             options.limit(self.server.services, ctx.options)
+        if any(name.startswith("audio_only_") or name in OriginClient.OPTIONS for name in updated):
+            settings = worker_link.settings_message(OriginOptions.of(ctx.options), options.limits(ctx.options),
+                                                    logging.getLogger("addon.audio_only").getEffectiveLevel())
+            self.workers.configure(options.workers(ctx.options), settings)
 
     def running(self):
         # Hooks stay synchronous: mitmproxy calls running and done without awaiting when it reloads
@@ -80,9 +89,12 @@ class AudioOnly:
         if not internals.read_origin_bodies_in_bigger_pieces():
             log.warning("audio-only: this httpcore lacks AsyncHTTP11Connection.READ_NUM_BYTES: origin bodies are read "
                         "64 KiB at a time, which costs more CPU (see addon/internals.py)")
+        self.workers.start_waiting()
         warm_up("running")
 
     def done(self):
+        if internals.mitmproxy_is_stopping():
+            self.workers.stop()  # (a reload keeps them)
         if self.view is not None:
             contentview.unregister(self.view)
             self.view = None

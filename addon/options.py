@@ -9,6 +9,7 @@ the limits shared across responses. Nothing reads the options per flow.
 from __future__ import annotations
 
 import collections.abc
+import os
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -19,6 +20,7 @@ from mitmproxy.utils import human
 from addon.cdn_config import HOST_PATTERN
 from addon.formats import SEEK_KEYS
 from addon.server.job import Services, Settings
+from addon.worker_link import Limits
 from extractor.errors import human_size
 
 
@@ -133,6 +135,14 @@ OPTIONS = (
         "an origin that answers one range per request gets at least 256k).",
     ),
     Option(
+        "audio_only_workers", int, os.cpu_count() or 1,
+        "Worker processes that answer the audio-only requests (default: the machine's cores), each on "
+        "its own core with its own origin pools, planner and audio_only_file_cache; a file's requests "
+        "all go to one worker (a hash of its URL). 0: answered inside mitmdump's own process. The "
+        "budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all workers together, "
+        "counted in shared memory.",
+    ),
+    Option(
         "audio_only_stream_passthrough", bool, True,
         "Stream media (and bodies above 1 MiB) that are not extracted instead of buffering them.",
     ),
@@ -203,8 +213,22 @@ def settings(options, updated) -> Settings:
         gap=size(options, "audio_only_range_gap", minimum=0))
 
 
-def limit(services: Services, options) -> None:
+MAX_WORKERS = 256
+
+
+def limits(options) -> Limits:
     """The limits shared by all responses: the plan cache, the metadata and spool budgets."""
-    services.cache.limit = size(options, "audio_only_file_cache", minimum=0)
-    services.budgets.metadata_limit = size(options, "audio_only_metadata_budget", minimum=1 << 20)
-    services.budgets.spool_limit = size(options, "audio_only_spool_budget", minimum=0)
+    return Limits(file_cache=size(options, "audio_only_file_cache", minimum=0),
+                  metadata_budget=size(options, "audio_only_metadata_budget", minimum=1 << 20),
+                  spool_budget=size(options, "audio_only_spool_budget", minimum=0))
+
+
+def limit(services: Services, options) -> None:
+    limits(options).apply(services)
+
+
+def workers(options) -> int:
+    n = options.audio_only_workers
+    if not 0 <= n <= MAX_WORKERS:
+        raise exceptions.OptionsError(f"audio_only_workers: {n} is not 0 (none) to {MAX_WORKERS}")
+    return n

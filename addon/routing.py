@@ -16,6 +16,8 @@ looks whole.
 
 from __future__ import annotations
 
+import logging
+
 from mitmproxy import connection, ctx, http
 
 from addon import formats, internals, options, record
@@ -23,20 +25,30 @@ from addon.origin_client import Target
 from addon.request_rules import ask_for_the_whole_file
 from addon.server.app import AudioServer
 from addon.server.job import JOB_HEADER, SERVED_HEADER, Job, Settings
+from addon.workers import WorkerPool
+
+log = logging.getLogger("addon.audio_only")
 
 # Passthrough bodies at least this large (or of unknown size, when media) are streamed, not buffered.
 STREAM_PASSTHROUGH_ABOVE = 1 << 20
+# Seconds the response and error hooks wait for a worker's record of the answer (it comes on the
+# worker's control connection just after the answer's end, which mitmproxy may read first).
+RECORD_WAIT = 5
+RECORD_WAIT_AT_ERROR = 2  # (a client that left: the worker may only notice at its next write)
 
 
 class AudioRouter:
-    def __init__(self, server: AudioServer):
+    def __init__(self, server: AudioServer, workers: WorkerPool):
         self.server = server
+        self.workers = workers  # empty: our server in mitmdump's process answers
         self.settings: Settings | None = None  # made at each configure (AudioOnly.configure)
         self.stream_passthrough = True  # audio_only_stream_passthrough (AudioOnly.configure)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    # The hooks below are plain functions that return a coroutine, for mitmproxy to await, only where
+    # they must wait (for a worker): without workers they stay synchronous as they were.
+    def requestheaders(self, flow: http.HTTPFlow):
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
-        origin, keeping what it asked for the handler."""
+        origin, keeping what it asked for the handler (to a worker process, or our server here)."""
         rec = record.of(flow)
         if not rec or not (rec.get("requested") or rec.get("plain")):
             return
@@ -53,9 +65,26 @@ class AudioRouter:
             kind = "stream"
         job = Job(Target.of(flow), flow.request.method.upper(), flow.request.pretty_url, rec, settings, kind,
                   seek=rec.get("seek"), plain=bool(rec.get("plain")))
-        flow.request.headers[JOB_HEADER] = self.server.add(job)
+        if self.workers.in_use():
+            return self.to_worker(flow, job)
+        self.route(flow, self.server.add(job), self.server.port)
+
+    async def to_worker(self, flow: http.HTTPFlow, job: Job) -> None:
+        """To the worker the file's URL hashes to (a stable hash: a player's requests for one file meet
+        its plan there); to our server here when no worker answers."""
+        worker = await self.workers.worker_for(job.target.url)
+        if worker is None or (port := worker.port) is None:
+            log.warning(f"audio-only: {job.url}: no worker answers: answered in mitmdump's own process")
+            return self.route(flow, self.server.add(job), self.server.port)
+        log.debug(f"audio-only: {job.url}: to worker {worker.index}")
+        self.route(flow, self.workers.send(worker, job, flow.id), port)
+
+    def route(self, flow: http.HTTPFlow, token: str, port: int) -> None:
+        """The request sent to our server at `port`, naming its job."""
+        rec = record.of(flow)
+        flow.request.headers[JOB_HEADER] = token
         rec["client"] = record.ClientTarget.of(flow)
-        flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
+        flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", port
         # We answer with chunked framing whatever the client speaks (responseheaders fits it to the
         # client again): an HTTP/1.0 close-delimited body could not tell mitmproxy of a failure. (Only
         # HTTP/1.0 is changed: mitmproxy turns an HTTP/2 or 3 request into HTTP/1.1 for us itself, with
@@ -64,7 +93,7 @@ class AudioRouter:
             flow.request.http_version = "HTTP/1.1"
         # A Server of its own, direct (no upstream proxy: ours is on this machine), so that this flow's
         # detour changes nothing for the client connection's other requests.
-        flow.server_conn = connection.Server(address=("127.0.0.1", self.server.port))
+        flow.server_conn = connection.Server(address=("127.0.0.1", port))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         rec = record.of(flow)
@@ -90,20 +119,34 @@ class AudioRouter:
                 response.http_version = client.http_version
         response.stream = True
 
-    @staticmethod
-    def error(flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow):
+        """A worker's record of the answer, in the flow before the marks read it."""
+        if self.workers.answering(flow.id):
+            return self.workers.final_record(flow.id, RECORD_WAIT)
+
+    def error(self, flow: http.HTTPFlow):
         """mitmproxy's error hook: name our reason on the flow (mitmweb shows it), not just the
         connection's fate; and make sure the client can tell the body is incomplete."""
         rec = record.of(flow)
         if not rec:
             return
-        if rec.get("outcome") == record.FAILED:
-            flow.error.msg = f"audio-only: {rec['why']}"
-            flow.comment = f"audio-only: {rec['why']}"
-        if "client" in rec and flow.response is not None:
+        if "client" in rec and flow.response is not None:  # (at once: the client must not wait for the record)
             if unframed(flow):
                 internals.reset_client_on_close(flow)
             internals.close_client_connection(flow)
+        if self.workers.answering(flow.id):
+            return self.name_the_failure_once_known(flow, rec)
+        name_the_failure(flow, rec)
+
+    async def name_the_failure_once_known(self, flow: http.HTTPFlow, rec: record.FlowRecord) -> None:
+        await self.workers.final_record(flow.id, RECORD_WAIT_AT_ERROR)
+        name_the_failure(flow, rec)
+
+
+def name_the_failure(flow: http.HTTPFlow, rec: record.FlowRecord) -> None:
+    if rec.get("outcome") == record.FAILED:
+        flow.error.msg = f"audio-only: {rec['why']}"
+        flow.comment = f"audio-only: {rec['why']}"
 
 
 def stream_passthrough(flow: http.HTTPFlow) -> None:

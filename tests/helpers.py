@@ -73,10 +73,23 @@ class Proxy:
             assert self.process.poll() is None, log_path.read_text()
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
+                break
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"mitmdump did not start: {log_path.read_text()}")
+        else:
+            raise RuntimeError(f"mitmdump did not start: {log_path.read_text()}")
+        # With worker processes (audio_only_workers), the edge is up once they answer (a request that
+        # came before waits for its worker: a test timing its first request would time their start).
+        if self.worker_pids():
+            self.wait_for_log("worker processes answer", timeout=30)
+
+    def children(self) -> list[int]:
+        """The pids of mitmdump's child processes."""
+        return children_of(self.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        """mitmdump's worker processes (addon/server/worker_main.py)."""
+        return [pid for pid in self.children() if is_worker(pid)]
 
     def log(self) -> str:
         self.log_file.flush()
@@ -99,6 +112,33 @@ class Proxy:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log_file.close()
+
+
+WORKER_MAIN = "addon/server/worker_main.py"
+
+
+def children_of(pid: int) -> list[int]:
+    """A process's children (Linux's /proc: each of its threads' list)."""
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += map(int, (task / "children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def is_worker(pid: int) -> bool:
+    """Whether the process runs our worker (its command line names worker_main.py)."""
+    try:
+        return WORKER_MAIN in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+
+
+def all_workers() -> list[int]:
+    """Every process on the machine that runs our worker."""
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and is_worker(int(p.name))]
 
 
 def run(*cmd, input: bytes | None = None) -> subprocess.CompletedProcess:
