@@ -31,6 +31,7 @@ from addon.budgets import Budgets, SharedCounts  # noqa: E402
 from addon.origin_client import OriginClient  # noqa: E402
 from addon.server.app import AudioServer  # noqa: E402
 from addon.server.job import Job  # noqa: E402
+from addon.server.plan_cache import AudioFile, PlanCache  # noqa: E402
 from addon.warm_up import warm_up  # noqa: E402
 
 log = logging.getLogger("addon.audio_only")
@@ -65,12 +66,26 @@ class LinkHandler(logging.Handler):
             self.handleError(record)
 
 
+class NamedPlanCache(PlanCache):
+    """The plan cache, whose log says which worker planned which file (a file's requests all come to
+    one worker: its plan is made once)."""
+
+    def __init__(self, limit: int, worker: int):
+        super().__init__(limit)
+        self.worker = worker
+
+    def put(self, key: tuple, entry: AudioFile) -> None:
+        log.debug(f"audio-only: {key[0]}: planned as a file by worker {self.worker}")
+        super().put(key, entry)
+
+
 class WorkerServer(AudioServer):
     """Our server, its jobs sent by mitmdump under the tokens their requests carry."""
 
-    def __init__(self, origin: OriginClient, link: Link, budgets: Budgets):
+    def __init__(self, origin: OriginClient, link: Link, budgets: Budgets, index: int):
         super().__init__(origin)
         self.services.budgets = budgets
+        self.services.cache = NamedPlanCache(self.services.cache.limit, index)
         self.link = link
         self.arriving: dict[str, asyncio.Future] = {}
 
@@ -114,7 +129,7 @@ async def serve(control_fd: int, counts_fd: int, slot: int) -> None:
     root.setLevel(logging.DEBUG)
     for name in ("tornado", "asyncio"):  # (as mitmdump sets them)
         logging.getLogger(name).setLevel(logging.WARNING)
-    server = WorkerServer(OriginClient(), link, Budgets(counts=SharedCounts(counts_fd, slot)))
+    server = WorkerServer(OriginClient(), link, Budgets(counts=SharedCounts(counts_fd, slot)), slot - 1)
     retiring = False
     async for message in worker_link.lines(reader):
         if "job" in message:

@@ -1,0 +1,210 @@
+"""Our server in worker processes (addon/workers.py, audio_only_workers), through a real mitmdump with
+two workers: a file's requests meet one worker and its plan, a worker killed mid-response, a reload,
+mitmdump stopped or killed, and the budgets held across workers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from helpers import (MEDIA, ROOT, STREAM_PATH, Proxy, assert_same_audio, children_of, drain, extract, flv_tags,
+                     http_get, http_stream, is_worker)
+from hostile import HostileMp4
+
+WORKERS = ("--set", "audio_only_workers=2")
+MP4 = "/h264_aac.mp4"
+LIVE_FLV = "/h264_aac.flv?ali_audio_only=1&live=1"  # paced by its timestamps: about 6 s
+
+
+def routed_to(log: str, url_part: str) -> list[int]:
+    """The worker each request for the URL went to, in order (the router's debug line)."""
+    return [int(n) for n in re.findall(rf"{re.escape(url_part)}: to worker (\d)", log)]
+
+
+def worker_pid(log: str, index: int) -> int:
+    """The pid of worker `index` as last started (its debug line)."""
+    return int(re.findall(rf"worker {index} \(pid (\d+)\) answers", log)[-1])
+
+
+def descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def wait_until(check, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.fixture
+def proxy(origin, tmp_path):
+    p = Proxy(tmp_path / "workers.log", "--mode", f"reverse:{origin.url}", *WORKERS, verbosity="debug")
+    yield p
+    p.stop()
+
+
+def test_two_workers_start_with_mitmdump_and_a_files_requests_meet_one_plan(proxy, origin, tmp_path):
+    """The whole GET and the range requests a player makes of one file all go to one worker (the hash
+    of its URL), where its plan is made once and then served from its cache."""
+    assert len(proxy.worker_pids()) == 2
+    whole = http_get(proxy.port, f"{MP4}?ali_audio_only=1")
+    assert whole.status == 200 and whole.clean and int(whole.headers["content-length"]) == len(whole.body)
+    out = tmp_path / "whole.m4a"
+    out.write_bytes(whole.body)
+    assert_same_audio(MEDIA / "h264_aac.mp4", out)
+    size = len(whole.body)
+    for first, last in ((0, 1), (1000, 5000), (size - 100, size - 1), (size // 2, size - 1)):
+        part = http_get(proxy.port, f"{MP4}?ali_audio_only=1", headers={"Range": f"bytes={first}-{last}"})
+        assert part.status == 206 and part.clean and part.body == whole.body[first : last + 1]
+    log = proxy.wait_for_log("to worker", times=5)
+    url = f"{origin.url}{MP4}"
+    workers = routed_to(log, url)
+    assert len(workers) == 5 and len(set(workers)) == 1, log
+    assert log.count(f"{url}: planned as a file by worker {workers[0]}") == 1, log
+    assert "planned as a file by worker" in log and log.count(f"{url}: planned") == 1
+    health = http_get(proxy.port, "/.well-known/audio-only/health")
+    assert health.status == 200 and b'"workers": 2' in health.body and b'"workers_answering": 2' in health.body
+
+
+def test_a_worker_killed_mid_response_ends_it_uncleanly_and_the_next_request_works(proxy, origin):
+    status, headers, body = http_stream(proxy.port, LIVE_FLV)
+    assert status == 200 and headers.get("transfer-encoding") == "chunked"
+    received = len(next(body))  # the answer is under way
+    log = proxy.log()
+    index = routed_to(log, "/h264_aac.flv?live=1")[0]
+    pid = worker_pid(log, index)
+    os.kill(pid, signal.SIGKILL)
+    size, clean = drain(body)
+    assert not clean, "a cut answer must not end like a whole one"
+    assert received + size < len(extract((MEDIA / "h264_aac.flv").read_bytes()))
+    log = proxy.wait_for_log("died (killed by SIGKILL)")
+    warning = next(line for line in log.splitlines() if "died (killed by SIGKILL)" in line)
+    assert f"worker {index} (pid {pid})" in warning and "/h264_aac.flv?live=1" in warning, warning
+    after = http_get(proxy.port, "/h264_aac.flv?ali_audio_only=1")
+    assert after.status == 200 and after.clean
+    header, tags = flv_tags(after.body)
+    assert header[4] == 0x04 and tags and all(t.type in (8, 18) for t in tags)
+    # Started again, in the same place: two workers, the killed one replaced.
+    assert wait_until(lambda: len(proxy.worker_pids()) == 2 and pid not in proxy.worker_pids())
+    assert worker_pid(proxy.log(), index) != pid
+
+
+# The addon as mitmproxy loads audio_only.py, run anew at each (re)load, from a file of its own (as in
+# test_e2e.py): a change to it reloads this test's proxy only.
+RELOADABLE = """import importlib, sys
+sys.path.insert(0, {root!r})
+import addon.audio_only
+addons = importlib.reload(addon.audio_only).addons
+"""
+
+
+def test_a_reload_keeps_the_workers_answering_and_starts_no_others(origin, tmp_path):
+    script = tmp_path / "audio_only_reloadable.py"
+    script.write_text(RELOADABLE.format(root=str(ROOT)))
+    proxy = Proxy(tmp_path / "reload.log", "--mode", f"reverse:{origin.url}", *WORKERS, script=script)
+    try:
+        before = set(proxy.worker_pids())
+        tree = descendants(proxy.process.pid)
+        assert len(before) == 2
+        status, _, body = http_stream(proxy.port, LIVE_FLV)  # in flight across the reload
+        assert status == 200
+        first = next(body)
+        later = time.time() + 10
+        os.utime(script, (later, later))
+        log = proxy.wait_for_log("Loading script", times=2)
+        assert log.count("Loading script") == 2, log
+        after = http_get(proxy.port, f"{MP4}?ali_audio_only=1")
+        assert after.status == 200 and after.clean and int(after.headers["content-length"]) == len(after.body)
+        size, clean = drain(body)
+        assert clean and len(first) + size == len(extract((MEDIA / "h264_aac.flv").read_bytes()))
+        assert set(proxy.worker_pids()) == before
+        assert descendants(proxy.process.pid) <= tree | set()  # nothing new (a planner's forkserver would be)
+        assert "died" not in proxy.log()
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_no_worker_outlives_mitmdump(origin, tmp_path, how):
+    """Stopped (SIGTERM: mitmproxy's done hook) or killed (SIGKILL: the workers see their control
+    connection end, and the kernel's PR_SET_PDEATHSIG), mitmdump leaves no process of ours behind."""
+    proxy = Proxy(tmp_path / "stop.log", "--mode", f"reverse:{origin.url}", *WORKERS)
+    try:
+        assert http_get(proxy.port, f"{MP4}?ali_audio_only=1").clean
+        tree = descendants(proxy.process.pid)
+        workers = {pid for pid in tree if is_worker(pid)}
+        assert len(workers) == 2
+        proxy.process.send_signal(how)
+        proxy.process.wait(15)
+        assert wait_until(lambda: not any(running(pid) for pid in tree)), \
+            [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in tree if running(pid)]
+    finally:
+        proxy.stop()
+
+
+def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):
+    """Two files on two workers, each moov within the metadata budget alone, both together past it:
+    while one is being answered, the other is refused with a 503 that names the budget; once the first
+    is done, the second is served."""
+    moov_file = HostileMp4(15_000)  # a 225 kB moov: 675 kB counted, of a 1 MiB budget
+
+    def slowly():  # the first file's media data over 3 s: its answer holds its moov's share meanwhile
+        pieces = moov_file.pieces(16 << 10)
+        yield next(pieces)
+        for piece in pieces:
+            time.sleep(0.1)
+            yield piece
+
+    names = []
+    for n in range(40):  # two names whose URLs hash to different workers (as the router hashes them)
+        name = f"/budget{n}.mp4"
+        if not names or zlib.crc32(f"{origin.url}{name}".encode()) % 2 != zlib.crc32(f"{origin.url}{names[0]}".encode()) % 2:
+            names.append(name)
+        if len(names) == 2:
+            break
+    origin.virtual[names[0]] = (moov_file.size, slowly, "video/mp4")
+    origin.virtual[names[1]] = (moov_file.size, moov_file.pieces, "video/mp4")
+    proxy = Proxy(tmp_path / "budget.log", "--mode", f"reverse:{origin.url}", *WORKERS, *STREAM_PATH,
+                  "--set", "audio_only_metadata_budget=1m", verbosity="debug")
+    try:
+        status, _, body = http_stream(proxy.port, f"{names[0]}?ali_audio_only=1")
+        assert status == 200
+        result = {}
+        reader = threading.Thread(target=lambda: result.update(first=drain(body)))
+        reader.start()
+        refused = http_get(proxy.port, f"{names[1]}?ali_audio_only=1")
+        assert refused.status == 503 and b"audio_only_metadata_budget" in refused.body, refused
+        reader.join(60)
+        assert result["first"][1], "the first answer ended whole"
+        served = http_get(proxy.port, f"{names[1]}?ali_audio_only=1")
+        assert served.status == 200 and served.clean
+        log = proxy.log()
+        first, second = (routed_to(log, f"{origin.url}{name}") for name in names)
+        assert first and second and first[0] != second[0], log  # on two workers
+    finally:
+        proxy.stop()
+        for name in names:
+            origin.virtual.pop(name, None)
