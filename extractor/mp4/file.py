@@ -22,7 +22,7 @@ from ..errors import MalformedInput, UnsupportedInput
 from ..seek import SeekRange
 from .boxes import Box
 from .fragment_cut import cut_fragmented_plan
-from .fragmented import PASSED_ON, rewrite_moof
+from .fragmented import PASSED_ON, rewrite_moof, without_empty_aux
 from .plan import plan
 from .ranges import Ranges, inside, minus
 from .sidx import Made, audio_timing, indexes_to_keep, parse_sidx, read_moov, rewrite_sidx
@@ -303,6 +303,7 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
     With `seek`, the cut (fragment_cut.py): the init with its edit lists, the fragments that hold the
     cut's audio cut to it, the boxes passed on between fragments only before a fragment of the cut;
     no sidx or mfra (as the streamed cut). SeekPastEnd when no audio is left."""
+    moov = without_empty_aux(moov)
     box = Box(b"moov", 0, 8 if int.from_bytes(moov[:4], "big") != 1 else 16, len(moov))
     result = plan(ftyp, moov, box, None, moov_offset=moov_offset)
     if not result.fragmented:

@@ -151,8 +151,9 @@ class FragmentCut:
         track.media_end = max(track.media_end, starts[-1])
         if not durations:
             return None
-        if track.keep_from is None:  # the pre-roll, from the first frame's duration (cut.py's rule)
-            frame = durations[0] or 1
+        if track.keep_from is None:  # the pre-roll (cut.py's rule), in the track's usual frame duration
+            # (the most common of the first traf's: ffmpeg gives a fragmented AAC track's first one 3528)
+            frame = max(set(durations), key=durations.count) or 1
             frames = max(track.roll, -(-PREROLL_MS * track.timescale // (1000 * frame))) if track.roll else 0
             track.keep_from = track.first - frames * frame
         a = bisect_right(starts, track.keep_from, 1) - 1  # the first sample that ends after keep_from

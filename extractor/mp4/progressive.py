@@ -30,7 +30,7 @@ from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
 from .fragment_cut import cut_fragmented_plan
-from .fragmented import PASSED_ON, rewrite_moof
+from .fragmented import PASSED_ON, rewrite_moof, without_empty_aux
 from .plan import Plan, PlanRequest, make_plan
 from .ranges import Ranges
 
@@ -353,8 +353,11 @@ class Mp4AudioFilter:
             self._ftyp = boxes.make_box(box.type, bytes(self._held))
         elif self._state == "moov":
             moov = self._whole_box()
+            fragmented = _has_mvex(moov)
+            if fragmented:
+                moov = without_empty_aux(moov)
             # A fragmented file's cut is made here (fragment_cut), its moov planned whole.
-            seek = None if self.seek is not None and not self.keep_video and _has_mvex(moov) else self.seek
+            seek = None if fragmented and not self.keep_video else self.seek
             request = PlanRequest(self._ftyp, moov, seek, self.keep_video, box.start)
             self._moov_box = box
             if self.defer_plans:
