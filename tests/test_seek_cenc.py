@@ -247,3 +247,101 @@ def test_cuts_through_mitmdump(media, tmp_path, options):
         proxy.stop()
         server.shutdown()
     assert "whole audio" not in log
+
+
+# -- fuzzing the cut of aux information ---------------------------------------------------------------
+
+from functools import cache  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from extractor import ExtractError  # noqa: E402
+from helpers import MEDIA  # noqa: E402
+
+EXTREMES = [0, 1, 2, 8, 16, 255, 1000, 0x7FFFFFFF, 0xFFFFFFFF]
+SEED_NAMES = ["ffmpeg cenc", "cbcs senc", "cbcs one block", "cbcs chunk blocks"]
+
+
+@cache
+def fuzz_seeds() -> tuple[bytes, ...]:
+    """h264_aac.mp4 (6 s) encrypted: by ffmpeg (cenc, moov first) and by cbcsgen (the video's bytes
+    replaced by VIDEO...: a leak shows) in its three aux layouts."""
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "enc.mp4"
+        r = run("ffmpeg", "-v", "error", "-i", str(MEDIA / "h264_aac.mp4"), "-c", "copy", "-encryption_scheme",
+                "cenc-aes-ctr", "-encryption_key", KEY, "-encryption_kid", KID, "-movflags", "+faststart", str(path))
+        assert r.returncode == 0, r.stderr
+        encrypted = path.read_bytes()
+    clear = (MEDIA / "h264_aac.mp4").read_bytes()
+    return (encrypted, cbcsgen.encrypt(clear, False, aux="senc", mark_video=True),
+            cbcsgen.encrypt(clear, False, mark_video=True), cbcsgen.encrypt(clear, True, mark_video=True))
+
+
+def cut_or_error(data: bytes, seek: SeekRange) -> bytes | None:
+    x = AudioExtractor(mp4_seek=seek, spool_factory=TempFileSpool, max_spool=1 << 24)
+    try:
+        out = b"".join(map(bytes, x.feed(data) + x.finish()))
+    except ExtractError:
+        return None
+    finally:
+        x.close()
+    assert len(out) <= len(data) + 64  # bounded: never more than the input and rewritten headers
+    return out
+
+
+seeks = st.builds(lambda start, end: SeekRange(start, end, True), st.integers(0, 7000), st.none() | st.integers(0, 8000))
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.integers(0, 3), st.sampled_from([b"senc", b"saiz", b"saio", b"sbgp", b"sgpd", b"stsz", b"stsc", b"stts"]),
+       st.integers(0, 3), st.integers(0, 28), st.sampled_from(EXTREMES), seeks)
+def test_cutting_mutated_encrypted_files(seed, kind, which, field, value, seek):
+    """A field of an aux or sample table (of the audio or the video trak) set to an extreme, then cut:
+    a clean ExtractError or an output; never another exception, and never a video byte."""
+    data = bytearray(fuzz_seeds()[seed])
+    found = [m for m in range(data.index(b"moov"), len(data) - 4) if data[m : m + 4] == kind]
+    if not found:
+        return
+    at = found[which % len(found)] + 4
+    data[at + field : at + field + 4] = value.to_bytes(4, "big")[: max(0, len(data) - at - field)]
+    out = cut_or_error(bytes(data[: len(fuzz_seeds()[seed])]), seek)
+    if out is not None and seed:
+        assert b"VIDEO" not in out
+
+
+def ivs_by_sample(data: bytes, size: int) -> dict[bytes, bytes]:
+    """Each audio sample's bytes -> its senc entry's IV (sample bytes are unique: they are encrypted)."""
+    samples = [sample for _, sample in cbcsgen.audio_samples_with_aux(data)]
+    entries = senc_entries(data, size)
+    assert len(entries) == len(samples)
+    return dict(zip(samples, (e[:size] for e in entries)))
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.integers(0, 1), seeks)
+def test_every_kept_sample_keeps_its_own_iv(seed, seek):
+    """Clean inputs, random start and end: each sample of the cut has, in the output's senc, the IV its
+    input sample had (and through saio, its whole aux information); start past the 6 s is refused."""
+    data = fuzz_seeds()[seed]
+    size = 8 if seed == 0 else 16
+    out = cut_or_error(data, seek)
+    if out is None:
+        with pytest.raises(UnsupportedInput, match="past the audio's duration"):
+            core_cut(data, seek)
+        assert seek.start >= 5900
+        return
+    theirs = ivs_by_sample(data, size)
+    assert len(theirs) == len(cbcsgen.audio_samples_with_aux(data))  # no two samples alike
+    ours = ivs_by_sample(out, size)
+    assert ours and all(theirs[sample] == iv for sample, iv in ours.items())
+    pairs_in = cbcsgen.audio_samples_with_aux(data)
+    run_of(cbcsgen.audio_samples_with_aux(out), pairs_in)
+
+
+def test_the_fuzz_seeds_are_what_they_say():
+    for name, data in zip(SEED_NAMES, fuzz_seeds()):
+        stbl = _stbl_boxes(data)
+        assert b"saio" in stbl and b"saiz" in stbl and (b"senc" in stbl) == ("senc" in name or "ffmpeg" in name), name
+        assert len(cbcsgen.audio_samples_with_aux(data)) > 250, name
