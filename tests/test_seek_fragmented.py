@@ -351,3 +351,55 @@ def samples(data: bytes, track_id: int) -> list[tuple[str, str]]:
                 found.append((str(n), hashlib.md5(data[at : at + n]).hexdigest()))
                 at += n
     return found
+
+
+# -- through mitmdump: the file path and the stream path -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fragmented_origin(media, encrypted):
+    from origin import Origin
+    for path in encrypted.iterdir():  # served beside the clear ones
+        (media / path.name).write_bytes(path.read_bytes())
+    server = Origin(media).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def proxies(fragmented_origin, tmp_path_factory):
+    """The file path (the origin serves ranges) and the stream path."""
+    folder = tmp_path_factory.mktemp("log")
+    file_proxy = Proxy(folder / "file.log", "--mode", f"reverse:{fragmented_origin.url}")
+    stream_proxy = Proxy(folder / "stream.log", "--mode", f"reverse:{fragmented_origin.url}", *STREAM_PATH)
+    yield file_proxy, stream_proxy
+    file_proxy.stop()
+    stream_proxy.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["moof_base", "implicit_base", "cmaf_track", "two_audio", "shaka_cenc_1s"])
+def test_a_cut_through_the_proxy_is_a_file_and_a_stream_of_the_same_bytes(media, proxies, name):
+    file_proxy, stream_proxy = proxies
+    want = cut((media / f"{name}.mp4").read_bytes(), SeekRange(3000, 6000, True))
+    query = f"/{name}.mp4?ali_audio_only=1&start=3&end=6"
+    whole = http_get(file_proxy.port, query)
+    assert whole.status == 200 and whole.clean and whole.body == want
+    assert whole.headers["content-length"] == str(len(want)) and whole.headers.get("accept-ranges") == "bytes"
+    assert "3000-6000" in whole.headers["etag"]  # the cut's own ETag
+    assert f"{name}.mp4 file: " in file_proxy.wait_for_log(f"{name}.mp4 file: ")
+    # Any byte range of the cut is the slice of its whole GET.
+    size = len(want)
+    for first, last in ((0, 0), (0, 99), (100, size // 2), (size // 3, size - 1), (size - 10, size - 1)):
+        part = http_get(file_proxy.port, query, {"Range": f"bytes={first}-{last}"})
+        assert part.status == 206 and part.clean and part.body == want[first : last + 1], (first, last)
+    streamed_reply = http_get(stream_proxy.port, query)
+    assert streamed_reply.status == 200 and streamed_reply.clean and streamed_reply.body == want
+    assert "content-length" not in streamed_reply.headers
+
+
+@pytest.mark.e2e
+def test_start_past_the_audio_is_a_400_on_the_file_path(proxies):
+    file_proxy, _ = proxies
+    reply = http_get(file_proxy.port, "/moof_base.mp4?ali_audio_only=1&start=13")
+    assert reply.status == 400 and reply.clean
+    assert b"start 13 s is past the audio's duration of 12" in reply.body
