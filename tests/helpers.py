@@ -78,10 +78,12 @@ class Proxy:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"mitmdump did not start: {log_path.read_text()}")
-        # With worker processes (audio_only_workers), the edge is up once they answer (a request that
-        # came before waits for its worker: a test timing its first request would time their start).
-        if self.worker_pids():
-            self.wait_for_log("worker processes answer", timeout=30)
+        # With worker processes (audio_only_workers, on unless 0), the edge is up once they answer (a
+        # request that came before waits for its worker: a test timing its first request would time
+        # their start). (mitmproxy 12 may take connections before it has loaded the script.)
+        if "audio_only_workers=0" not in args:
+            log = self.wait_for_log("worker processes answer", timeout=30)
+            assert "worker processes answer" in log, log
 
     def children(self) -> list[int]:
         """The pids of mitmdump's child processes."""
@@ -118,13 +120,16 @@ WORKER_MAIN = "addon/server/worker_main.py"
 
 
 def children_of(pid: int) -> list[int]:
-    """A process's children (Linux's /proc: each of its threads' list)."""
+    """A process's children (each process's parent, read from Linux's /proc/<pid>/stat)."""
     found = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += map(int, (task / "children").read_text().split())
-    except OSError:
-        pass
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:  # (a process that ended meanwhile)
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
     return found
 
 

@@ -109,7 +109,7 @@ def test_a_worker_killed_mid_response_ends_it_uncleanly_and_the_next_request_wor
     assert header[4] == 0x04 and tags and all(t.type in (8, 18) for t in tags)
     # Started again, in the same place: two workers, the killed one replaced.
     assert wait_until(lambda: len(proxy.worker_pids()) == 2 and pid not in proxy.worker_pids())
-    assert worker_pid(proxy.log(), index) != pid
+    assert wait_until(lambda: worker_pid(proxy.log(), index) != pid)  # (its "answers" line)
 
 
 # The addon as mitmproxy loads audio_only.py, run anew at each (re)load, from a file of its own (as in
