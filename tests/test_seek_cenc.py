@@ -210,6 +210,38 @@ def test_end_past_the_last_sample_is_to_the_end_and_start_past_the_duration_is_r
         core_cut(data, SeekRange(60_000, None, True))
 
 
+@pytest.mark.parametrize("name", FFMPEG_FILES)
+def test_plain_seeking_cuts_the_encrypted_video_with_its_subsamples(media, tmp_path, name):
+    """The CDN's plain video seeking (video kept): ffmpeg's video track is encrypted with subsamples
+    (senc flag 2). Both tracks start at the keyframe at 2 s (GOP of 2 s) and, decrypted, are contiguous
+    runs of the input's packets that decode cleanly."""
+    def plain_cut(source, path):
+        x = AudioExtractor(keep_video=True, mp4_seek=SeekRange(3300, END, True), spool_factory=TempFileSpool,
+                           max_spool=1 << 30)
+        data = source.read_bytes()
+        path.write_bytes(b"".join(map(bytes, x.feed(data) + x.finish())))
+        assert x.warnings == []
+
+    path, clear = tmp_path / name, tmp_path / "clear.mp4"
+    plain_cut(media / name, path)
+    plain_cut(media / "clear.mp4", clear)  # the reference: the same cut of the clear file
+    for stream in ("v", "a"):
+        ours, theirs = stream_packets(path, stream), stream_packets(media / name, stream)
+        first = run_of(ours, theirs)
+        assert stream_packets(clear, stream) == theirs[first : first + len(ours)]
+        if stream == "v":
+            assert first == 50  # 25 fps: the 2.0 s keyframe
+    r = run("ffmpeg", "-v", "error", "-xerror", "-decryption_key", KEY, "-i", str(path), "-f", "null", "-")
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+
+
+def stream_packets(path, stream: str) -> list[tuple[str, str]]:
+    r = subprocess.run(["ffmpeg", "-v", "error", "-decryption_key", KEY, "-i", str(path), "-map", f"0:{stream}", "-c",
+                        "copy", "-f", "framemd5", "-"], capture_output=True, check=True)
+    return [tuple(f.strip() for f in line.split(",")[4:6]) for line in r.stdout.decode().splitlines()
+            if not line.startswith("#")]
+
+
 # -- through mitmdump ----------------------------------------------------------------------------------
 
 @pytest.mark.e2e
