@@ -352,8 +352,10 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
                                      f"previous one")
             starts += fragment_ranges.starts
             ends += fragment_ranges.ends
+    head = result.head
     if cut is not None:
         cut.check_end()
+        head = cut.head
     ranges = Ranges(starts, ends)
     if outside := inside(ranges, [(a, min(b, length)) for a, b in mdats]):
         raise MalformedInput(f"audio bytes {outside[0]}-{outside[1]} do not lie inside an mdat box of the "
@@ -375,8 +377,8 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
                     index_at = (k, sum(map(len, pieces)), len(piece))
             pieces.append(piece)
         inserts[k] = b"".join(pieces)
-    size = len(result.head) + ranges.total + sum(map(len, inserts.values()))
-    file_plan = FilePlan(result.head, ranges, size, warnings, gap, inserts)
+    size = len(head) + ranges.total + sum(map(len, inserts.values()))
+    file_plan = FilePlan(head, ranges, size, warnings, gap, inserts)
     if index_at is not None:
         k, within, sidx_size = index_at
         first = (file_plan.starts[k] if k < len(file_plan.starts) else size) - len(inserts[k]) + within

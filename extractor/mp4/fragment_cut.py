@@ -1,14 +1,16 @@
-"""A fragmented MP4 cut to a time range (seeking): the init's edit list, and each fragment's audio cut.
+"""A fragmented MP4 cut to a time range (seeking): the init's edit lists, and each fragment's audio cut.
 
 The same rule as a moov file's cut (cut.py): the samples from the frame holding `start` (less the
-pre-roll a decoder needs) to the frame holding `end` stay. Fragments keep their own timeline: a traf
-whose first samples go has its tfdt moved by their durations (a tfdt is written where it had none),
-so a sample's decode time is the one it had. The init can therefore be written from start and end
-alone, before any fragment is read: each audio track's edit list starts the presentation at start's
-media time (plus the original edit's offset) and lasts end - start (to the end of the media when the
-end is not known: no end and no mehd). Sample auxiliary information (senc, saiz; saio re-pointed by
-fragmented.py) and sample groups (sbgp) are cut with the samples, so that every kept sample keeps its
-own IV and subsamples.
+pre-roll a decoder needs) to the frame holding `end` stay; fragments and the boxes between them that
+hold none go. The output's timeline begins with the first sample kept: every kept traf's tfdt is its
+first kept sample's decode time less that of the first sample kept (a tfdt is written where there
+was none), because the players that read a fragmented file's duration from its samples (Chromium's
+and ffmpeg's demuxers) ignore its edit list. Each audio track's edit list then skips the pre-roll
+and the part of the first frame before start, and lasts end - start (0, to the end of the media, when
+the end is not known: no end and no mehd). So the init is known once the first fragment of the cut
+is read; the stream path sends it then, before that fragment. Sample auxiliary information (senc,
+saiz; saio re-pointed by fragmented.py) and sample groups (sbgp) are cut with the samples, so that
+every kept sample keeps its own IV and subsamples.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def cut_fragmented_plan(plan, seek: SeekRange):
     except SeekNotPossible as e:
         warnings.append(f"{e}: the whole audio is sent")
         return replace(plan, warnings=warnings), None
-    return replace(plan, head=cut.head, warnings=warnings), cut
+    return replace(plan, head=b"", warnings=warnings), cut  # the head comes with the first fragment of the cut
 
 
 class TrackCut:
@@ -77,6 +79,7 @@ class TrackCut:
         self.keep_from: int | None = None  # first - the pre-roll, once a frame's duration is seen
         self.iv_size = iv_size  # tenc's per-sample IV size (for a senc without saiz)
         self.default_duration = default_duration  # trex's
+        self.rebase: int | None = None  # subtracted from every decode time out (see FragmentCut.traf)
         self.next_time = 0  # decode time after the last traf seen (for a traf without tfdt)
         self.media_end = 0  # end of the last sample seen
         self.kept = 0  # samples kept so far
@@ -132,7 +135,19 @@ class FragmentCut:
             self.tracks[track_id] = TrackCut(track_id, timescale, first, end, _preroll(head, found, in_stbl),
                                              _iv_size(head, trak), defaults.get(track_id))
             lengths[trak.start] = None if end_ms is None else max(0, media_time(end_ms) - first) * self.movie_timescale // timescale
-        self.head = _cut_head(head, moov, self.tracks, lengths)
+        self._init = (head, moov, lengths)
+        self._head: bytes | None = None
+        self._anchor: tuple[int, int] | None = None  # (first - rebase, timescale) of the first track kept
+
+    @property
+    def head(self) -> bytes:
+        """The head of the cut: known once the first fragment of the cut has been read (the edit lists
+        name where the kept samples begin)."""
+        if self._head is None:
+            if self._anchor is None:
+                raise RuntimeError("the head of a cut is known once a fragment of it is read")
+            self._head = _cut_head(*self._init, self.tracks)
+        return self._head
 
     # -- the fragments ------------------------------------------------------------------------------
 
@@ -160,9 +175,14 @@ class FragmentCut:
         b = len(durations) if track.end is None else min(len(durations), bisect_right(starts, track.end, 0, len(durations)))
         if a >= b:
             return None
+        if track.rebase is None and self._anchor is None:
+            self._rebase(track, starts[a])
+        a = max(a, bisect_left(starts, track.rebase, 0, len(durations)))  # never before the track's time 0
+        if a >= b:
+            return None
         track.kept += b - a
         replaced: dict = {}
-        new_tfdt = _full(b"tfdt", 0x01000000, struct.pack(">Q", starts[a]))
+        new_tfdt = _full(b"tfdt", 0x01000000, struct.pack(">Q", starts[a] - track.rebase))
         if tfdt is not None:
             replaced[tfdt.start] = new_tfdt
         else:
@@ -179,6 +199,18 @@ class FragmentCut:
             elif box.type in (b"subs", b"trik"):
                 replaced[box.start] = None  # per-sample tables not cut: dropped rather than left wrong
         return kept_runs, replaced
+
+    def _rebase(self, track: TrackCut, first_kept: int) -> None:
+        """The output's timeline begins with the first sample kept: its fragments' decode times start at
+        0 (players that read a fragmented file's duration from its samples, Chromium's and ffmpeg's
+        demuxers, ignore its edit list), and the edit list skips the pre-roll. Every track is moved by
+        the same presentation time as the first one kept, so that they stay in step (a sample of
+        another track before its new time 0 goes)."""
+        self._anchor = (track.first - first_kept, track.timescale)
+        skip, timescale = self._anchor
+        for other in self.tracks.values():
+            other.rebase = max(0, other.first - skip * other.timescale // timescale)
+        track.rebase = first_kept
 
     def check_end(self) -> None:
         """After the last fragment: SeekPastEnd when no sample of any track was kept."""
@@ -381,7 +413,7 @@ def _cut_sbgp(data, box: Box, n: int, a: int, b: int) -> bytes:
     return make_box(b"sbgp", p[:head] + struct.pack(f">I{2 * len(runs)}I", len(runs), *chain.from_iterable(runs)))
 
 
-def _cut_head(head: bytes, moov: Box, tracks: dict, lengths: dict) -> bytes:
+def _cut_head(head: bytes, moov: Box, lengths: dict, tracks: dict) -> bytes:
     """The head with each audio trak's edit list set to the cut (tkhd's duration with it) and the
     movie's durations (mvhd, mehd) to the longest; 0 where the end is not known."""
     movie = max((x for x in lengths.values() if x is not None), default=None)
@@ -391,7 +423,7 @@ def _cut_head(head: bytes, moov: Box, tracks: dict, lengths: dict) -> bytes:
     def trak(box: Box) -> bytes:
         track = tracks[_track_id(head, box)]
         length = lengths[box.start]
-        edit = _full(b"elst", 0x01000000, struct.pack(">IQqhh", 1, length or 0, track.first, 1, 0))
+        edit = _full(b"elst", 0x01000000, struct.pack(">IQqhh", 1, length or 0, track.first - track.rebase, 1, 0))
         parts = []
         for child in children(head, box.payload, box.end):
             if child.type == b"edts":

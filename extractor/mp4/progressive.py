@@ -383,7 +383,8 @@ class Mp4AudioFilter:
             plan, self._cut = cut_fragmented_plan(plan, self.seek)
         self.plan = plan
         self.warnings += plan.warnings
-        out.append(plan.head)
+        if plan.head:  # (a cut's head comes with its first fragment)
+            out.append(plan.head)
         self._pending.add(plan.ranges)
         self._replay_early(self._moov_box, out)
 
@@ -427,6 +428,8 @@ class Mp4AudioFilter:
         if result is None:
             self.dropped_fragments += 1
             return
+        if self._cut is not None and not self.fragments:
+            out.append(self._cut.head)  # known now: where the first fragment of the cut begins
         out += passed
         head, ranges = result
         out.append(head)
