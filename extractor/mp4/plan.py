@@ -410,7 +410,7 @@ def _aux_in_media(data, moov: Box, track: Track, moov_offset: int | None) -> Tra
     if count != samples:
         raise MalformedInput(f"saiz of {what} describes {count} samples, the track has {samples}")
     chunks = len(track.offsets)
-    if track.aux_kept:  # cut: the kept samples' part of each block (its offset already checked)
+    if track.aux_kept:  # cut: the kept samples' part of each block, as the cut found them
         return Track(saio, track.track_id, b"aux ", 0, track.aux_kept[0], track.aux_kept[1])
     if len(offsets) == 1:
         block_sizes = array("q", [default * count if default else sum(sizes)])
