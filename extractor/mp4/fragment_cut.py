@@ -453,9 +453,8 @@ def _cut_head(head: bytes, moov: Box, lengths: dict, tracks: dict) -> bytes:
 
 def _with_duration(data, box: Box, duration: int, at_v0: int, at_v1: int) -> bytes:
     p = bytearray(data[box.payload : box.end])
-    if len(p) < at_v1 + 8:
-        if len(p) < at_v0 + 4:
-            raise MalformedInput(f"{box.name()} at byte {box.start} is too short for its duration")
+    if len(p) < (at_v1 + 8 if p[:1] == b"\x01" else at_v0 + 4):
+        raise MalformedInput(f"{box.name()} at byte {box.start} is too short for its duration")
     if p[0] == 1:
         struct.pack_into(">Q", p, at_v1, duration)
     else:
