@@ -208,3 +208,46 @@ def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):
         proxy.stop()
         for name in names:
             origin.virtual.pop(name, None)
+
+
+def test_a_new_worker_count_starts_and_retires_workers():
+    """audio_only_workers changed while running: the pool starts the missing workers, and the extra
+    ones exit (after their last answer: none here); their budget slots are freed. The pool as the addon
+    drives it, in this process's loop."""
+    import asyncio
+    import logging
+
+    from addon import worker_link
+    from addon.origin_client import OriginOptions
+    from addon.workers import WorkerPool
+
+    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+
+    async def ready(pool: WorkerPool, n: int) -> bool:
+        for _ in range(300):
+            if pool.size == n and pool.alive() == n:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def main():
+        pool = WorkerPool()
+        try:
+            pool.configure(1, settings)
+            assert await ready(pool, 1)
+            pool.configure(3, settings)
+            assert await ready(pool, 3)
+            pids = [w.pid for w in pool.workers]
+            assert all(is_worker(pid) and running(pid) for pid in pids)
+            pool.configure(1, settings)
+            assert pool.size == 1 and pool.workers[0].pid == pids[0]  # the first stays: its files' plans too
+            for _ in range(200):
+                if not pool.retired:
+                    break
+                await asyncio.sleep(0.05)
+            assert not pool.retired and not any(running(pid) for pid in pids[1:])
+        finally:
+            pool.stop()
+        assert not any(running(pid) for pid in pids)
+
+    asyncio.run(main())
