@@ -16,7 +16,11 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
      every frame) and muxed in 1 s chunks: by audio ranges, whole in big spans, and as the cost
      model chooses (addon/server/origin_speed.py), with mitmdump's CPU per GET;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
-  5. the added latency of a live FLV paced in real time (per audio tag).
+  5. the added latency of a live FLV paced in real time (per audio tag);
+  6. 1, 4 and 8 clients at once, each a whole GET of its own copy of the MP4 (file path) or the FLV
+     (stream path), from nginx (else the test origin), with our server in mitmdump's process
+     (audio_only_workers=0) and in 2 worker processes: the audio rate of all clients together, and
+     the CPU of mitmdump and its workers for each GET (--only 6 runs just this).
 """
 
 from __future__ import annotations
@@ -299,12 +303,75 @@ def live_latency(origin: Origin) -> list[float]:
         proxy.stop()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of a process and of every process under it (mitmdump and its workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:  # (ended meanwhile)
+            continue
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == current:
+                        todo.append(int(entry.name))
+                except OSError:
+                    pass
+    return total
+
+
+def clients_at_once(media: Path, runs: int) -> None:
+    """6: N clients at once, each a whole GET of its own copy (a symbolic link: its own URL, plan and worker)."""
+    copies = Path(tempfile.mkdtemp(prefix="audio-only-bench-copies-"))
+    copies.chmod(0o755)  # (nginx's workers run as another user)
+    try:
+        for name in ("long.mp4", "long.flv"):
+            for n in range(8):
+                os.symlink(media / name, copies / f"{n}_{name}")
+        origin = Nginx(copies) if shutil.which("nginx") else Origin(copies).start()
+        print(f"   origin: {'nginx' if isinstance(origin, Nginx) else 'the test origin (Python)'}; "
+              f"the machine's load average before: {os.getloadavg()[0]:.2f}")
+        try:
+            for label, name, options in (("MP4, file path", "long.mp4", ()),
+                                         ("FLV, stream path", "long.flv", ("--set", "audio_only_origin_ranges=false"))):
+                for workers in (0, 2):
+                    proxy = started(mitmdump(origin, "--set", f"audio_only_workers={workers}", *options))
+                    try:
+                        rates = {}
+                        for clients in (1, 4, 8):
+                            samples = []
+                            for _ in range(runs):
+                                urls = [f"http://127.0.0.1:{proxy.port}/{n}_{name}?ali_audio_only=1&run={time.monotonic_ns()}"
+                                        for n in range(clients)]
+                                cpu, start = tree_cpu_seconds(proxy.process.pid), time.perf_counter()
+                                curls = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                                                           url], stdout=subprocess.PIPE) for url in urls]
+                                answers = [c.communicate()[0].split() for c in curls]
+                                took = time.perf_counter() - start
+                                if any(status != b"200" for status, _ in answers):
+                                    raise RuntimeError(f"not all answered 200: {answers}")
+                                sizes = [int(size) for _, size in answers]
+                                samples.append((sum(sizes) / took, (tree_cpu_seconds(proxy.process.pid) - cpu) / clients))
+                            rate, cpu_per_get = median(s[0] for s in samples), median(s[1] for s in samples)
+                            rates[clients] = rate
+                            print(f"   {label:17s} workers={workers}  {clients} client(s): audio {rate / 1e6:7.1f} MB/s "
+                                  f"({rate / rates[1]:4.2f}x one client)  CPU a GET {cpu_per_get:6.3f} s")
+                    finally:
+                        proxy.stop()
+        finally:
+            origin.shutdown()
+    finally:
+        shutil.rmtree(copies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one run of each, no concurrency or live run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--media", default=None, help="folder of the long files (default: make-long-media's)")
-    parser.add_argument("--only", choices=["3", "3e"], help="only this part (3: the MP4 moov first only)")
+    parser.add_argument("--only", choices=["3", "3e", "6"], help="only this part (3: the MP4 moov first only)")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     media = Path(args.media or subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True,
@@ -313,6 +380,9 @@ def main() -> None:
     print(f"Audio-only edge benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
           f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
           f"Python {platform.python_version()}, {mitm_version}; median of {runs} run(s)")
+    if args.only == "6":
+        print("6. Clients at once, each its own copy of the file; our server in mitmdump and in 2 workers")
+        return clients_at_once(media, runs)
     if args.only == "3e":
         print("3e. Origins that answer one range a request (S3, GCS, Azure)")
         return one_range_origins(media, runs)
@@ -383,6 +453,8 @@ def main() -> None:
             print(f"   {len(d)} tags: median {median(d) * 1000:.2f} ms, p95 {d[int(len(d) * 0.95)] * 1000:.2f} ms, "
                   f"max {d[-1] * 1000:.2f} ms; the last tag {delays[-1] * 1000:.2f} ms, "
                   f"the most of the others {max(delays[:-1]) * 1000:.2f} ms")
+            print("\n6. Clients at once, each its own copy of the file; our server in mitmdump and in 2 workers")
+            clients_at_once(media, runs)
     finally:
         origin.shutdown()
         small.shutdown()
