@@ -79,6 +79,8 @@ class AudioOnly:
             settings = worker_link.settings_message(OriginOptions.of(ctx.options), options.limits(ctx.options),
                                                     logging.getLogger("addon.audio_only").getEffectiveLevel())
             self.workers.configure(options.workers(ctx.options), settings)
+            if self.workers.counts is not None:  # (a request no worker took counts in the edge's budgets too)
+                self.server.services.budgets.counts = self.workers.counts
 
     def running(self):
         # Hooks stay synchronous: mitmproxy calls running and done without awaiting when it reloads
