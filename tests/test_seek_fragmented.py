@@ -17,11 +17,12 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from extractor import AudioExtractor, SeekPastEnd, SeekRange
 from extractor.mp4.file import plan_fragmented_file
 from extractor.mp4.toplevel import TopLevelReader
-from helpers import STREAM_PATH, Proxy, audio_packets, decode_errors, http_get, run, streams
+from helpers import STREAM_PATH, Proxy, decode_errors, http_get, run, streams
 from mp4tools import boxes
 from test_cenc import KEY, KID, packager
 
@@ -491,8 +492,6 @@ def metadata_positions(data: bytes) -> list[int]:
     return [p for kind, pos, header, size in boxes(data) if kind in (b"moov", b"moof")
             for p in range(pos, pos + min(size, 4096))]
 
-
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 seeks = st.tuples(st.integers(0, 3500), st.one_of(st.none(), st.integers(0, 4000))).map(
     lambda t: SeekRange(t[0], t[1], True))

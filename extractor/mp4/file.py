@@ -22,7 +22,8 @@ from ..errors import MalformedInput, UnsupportedInput
 from ..seek import SeekRange
 from .boxes import Box
 from .fragment_cut import cut_fragmented_plan
-from .fragmented import PASSED_ON, rewrite_moof, without_empty_aux
+from .fragmented import PASSED_ON, rewrite_moof
+from .fragmented_init import without_empty_aux
 from .plan import plan
 from .ranges import Ranges, inside, minus
 from .sidx import Made, audio_timing, indexes_to_keep, parse_sidx, read_moov, rewrite_sidx

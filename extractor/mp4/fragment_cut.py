@@ -16,21 +16,15 @@ every kept sample keeps its own IV and subsamples.
 from __future__ import annotations
 
 import struct
-from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import replace
-from itertools import accumulate, chain, repeat
+from itertools import accumulate
 
-from ..errors import MalformedInput, SeekPastEnd, UnsupportedInput
+from ..errors import MalformedInput, SeekPastEnd
 from ..seek import SeekRange
 from .boxes import Box, children, find, make_box
 from .cut import PCM, PREROLL_MS, SeekNotPossible, edit_offset, media_header
-
-# tfhd / trun flags (as fragmented.py)
-_BASE_DATA_OFFSET, _DESCRIPTION, _DEFAULT_DURATION, _DEFAULT_SIZE = 0x01, 0x02, 0x08, 0x10
-_FIRST_FLAGS, _SAMPLE_DURATION, _SAMPLE_SIZE = 0x04, 0x100, 0x200
-_SUBSAMPLES = 0x02  # senc: each entry carries its subsample map
-_PIFF_OVERRIDE = 0x01  # PIFF senc: AlgorithmID, IV size and KID before the sample count
+from .fragment_tables import cut_aux, cut_runs, cut_sbgp, samples
 
 
 def _u32(data, at: int) -> int:
@@ -41,21 +35,14 @@ def _full(kind: bytes, version_flags: int, body: bytes) -> bytes:
     return make_box(kind, struct.pack(">I", version_flags) + body)
 
 
-def _same_kind(data, box: Box, payload: bytes) -> bytes:
-    """A box of `box`'s kind (a uuid box keeps its user type) with a new payload."""
-    if box.type == b"uuid":
-        usertype = bytes(data[box.payload - 16 : box.payload])
-        return struct.pack(">I4s", 24 + len(payload), b"uuid") + usertype + payload
-    return make_box(box.type, payload)
-
-
 # plan.py's warning for a fragmented file planned with a seek (this module cuts those now)
 _OLD_WARNING = "seeking a fragmented MP4 is not supported"
 
 
 def cut_fragmented_plan(plan, seek: SeekRange):
-    """(the plan of a fragmented file's moov, planned without the seek, with the head of the cut; the
-    FragmentCut for its fragments), or (the plan with a warning, None) when this file cannot be cut."""
+    """(the plan of a fragmented file's moov, planned without the seek, with no head: the cut's comes
+    with its first fragment, FragmentCut.head; the FragmentCut for its fragments), or (the plan with a
+    warning, None) when this file cannot be cut."""
     warnings = [w for w in plan.warnings if not w.startswith(_OLD_WARNING)]
     if len(plan.ranges):
         warnings.append("a fragmented MP4 with samples in its moov too is not cut: the whole audio is sent")
@@ -158,7 +145,7 @@ class FragmentCut:
         track = self.tracks.get(track_id)
         if track is None:
             raise MalformedInput(f"a traf of track {track_id}, which the init does not describe")
-        durations, sizes, layout = _samples(data, tfhd, runs, default_size, track)
+        durations, sizes, layout = samples(data, tfhd, runs, default_size, track)
         tfdt = next((b for b in boxes_in if b.type == b"tfdt"), None)
         base = _tfdt(data, tfdt) if tfdt is not None else track.next_time
         starts = list(accumulate(durations, initial=base))
@@ -187,12 +174,12 @@ class FragmentCut:
             replaced[tfdt.start] = new_tfdt
         else:
             replaced["tfdt"] = new_tfdt
-        kept_runs = _cut_runs(data, layout, sizes, a, b)
+        kept_runs = cut_runs(data, layout, sizes, a, b)
         n = len(durations)
-        _cut_aux(data, boxes_in, n, a, b, track, replaced)
+        cut_aux(data, boxes_in, n, a, b, track, replaced)
         for box in boxes_in:
             if box.type == b"sbgp":
-                replaced[box.start] = _cut_sbgp(data, box, n, a, b)
+                replaced[box.start] = cut_sbgp(data, box, n, a, b)
             elif box.type == b"sdtp":
                 p = bytes(data[box.payload : box.end])
                 replaced[box.start] = make_box(b"sdtp", p[:4] + p[4 + a : 4 + b])
@@ -265,152 +252,6 @@ def _tfdt(data, box: Box) -> int:
     if box.size - box.header < 8:
         raise MalformedInput(f"tfdt at byte {box.start} of a moof is too short")
     return struct.unpack_from(">Q" if data[box.payload] == 1 else ">I", data, box.payload + 4)[0]
-
-
-def _samples(data, tfhd: Box, runs: list, default_size: int | None, track: TrackCut):
-    """(durations, sizes, [(run, its first sample, fields, where its table starts)]) of a traf's samples."""
-    flags = _u32(data, tfhd.payload) & 0xFFFFFF
-    at = tfhd.payload + 8 + (8 if flags & _BASE_DATA_OFFSET else 0) + (4 if flags & _DESCRIPTION else 0)
-    default_duration = _u32(data, at) if flags & _DEFAULT_DURATION else track.default_duration
-    durations, sizes, layout = [], [], []
-    for run in runs:
-        fields = bin(run.flags & 0xF00).count("1")
-        table_at = run.rest + (4 if run.flags & _FIRST_FLAGS else 0)
-        layout.append((run, len(durations), fields, table_at))
-        values = struct.unpack_from(f">{run.count * fields}I", data, table_at) if fields else ()
-        column = 0
-        if run.flags & _SAMPLE_DURATION:
-            durations += values[column::fields]
-            column += 1
-        elif default_duration is None:
-            raise MalformedInput(f"trun at byte {run.box.start} of a moof gives track {track.track_id}'s samples no "
-                                 f"duration and there is no default")
-        else:
-            durations += repeat(default_duration, run.count)
-        if run.flags & _SAMPLE_SIZE:
-            sizes += values[column::fields]
-        else:
-            sizes += repeat(default_size or 0, run.count)
-    return durations, sizes, layout
-
-
-def _cut_runs(data, layout: list, sizes: list, a: int, b: int) -> list:
-    """The runs' parts that hold samples [a, b) of the traf, each with its new start, count, length and
-    table (the first-sample flags, if any, then the kept samples' fields)."""
-    kept = []
-    for run, first, fields, table_at in layout:
-        lo, hi = max(a, first), min(b, first + run.count)
-        if lo >= hi:
-            continue
-        run.table = bytes(data[run.rest : table_at]) + bytes(data[table_at + (lo - first) * fields * 4 :
-                                                                  table_at + (hi - first) * fields * 4])
-        run.start += sum(sizes[first:lo])
-        run.count, run.length = hi - lo, sum(sizes[lo:hi])
-        kept.append(run)
-    return kept
-
-
-def _cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track: TrackCut, replaced: dict) -> None:
-    """senc and saiz cut to samples [a, b); saio must name the senc's first entry (it then names the
-    first kept one once fragmented.py has moved it)."""
-    from .fragmented import _senc
-    senc = _senc(data, boxes_in)
-    saiz = next((x for x in boxes_in if x.type == b"saiz"), None)
-    saio = next((x for x in boxes_in if x.type == b"saio"), None)
-    if senc is None and saiz is None:
-        return
-    sizes = None
-    if saiz is not None:
-        p = bytes(data[saiz.payload : saiz.end])
-        flags = int.from_bytes(p[1:4], "big") if len(p) >= 4 else 0
-        at = 4 + (8 if flags & 1 else 0)
-        if len(p) < at + 5:
-            raise MalformedInput(f"saiz at byte {saiz.start} of a moof is too short for its fields")
-        default, count = p[at], _u32(p, at + 1)
-        if count != n:
-            raise MalformedInput(f"saiz at byte {saiz.start} of a moof describes {count} samples, its traf has {n}")
-        if default:
-            sizes = [default] * n
-            replaced[saiz.start] = make_box(b"saiz", p[: at + 1] + struct.pack(">I", b - a))
-        else:
-            if len(p) < at + 5 + n:
-                raise MalformedInput(f"saiz at byte {saiz.start} of a moof claims {n} sizes, more than it holds")
-            sizes = list(p[at + 5 : at + 5 + n])
-            replaced[saiz.start] = make_box(b"saiz", p[: at + 1] + struct.pack(">I", b - a) + p[at + 5 + a : at + 5 + b])
-    if senc is None:
-        raise UnsupportedInput(f"track {track.track_id} is encrypted with sample auxiliary information outside the "
-                               f"senc box of its traf: not cut")
-    p = bytes(data[senc.payload : senc.end])
-    if senc.type == b"uuid":
-        p = p[16:]  # PIFF's senc: its user type, then a full box's fields
-    if len(p) < 8:
-        raise MalformedInput(f"senc at byte {senc.start} of a moof is too short for its fields")
-    flags = int.from_bytes(p[1:4], "big")
-    count_at = 4 + (20 if senc.type == b"uuid" and flags & _PIFF_OVERRIDE else 0)
-    iv_size = p[count_at - 1 - 16] if count_at > 4 else track.iv_size
-    count = _u32(p, count_at)
-    if count != n:
-        raise MalformedInput(f"senc at byte {senc.start} of a moof describes {count} samples, its traf has {n}")
-    entries = count_at + 4
-    if sizes is None:
-        sizes = _senc_sizes(p, entries, n, flags, iv_size, senc.start)
-    ends = list(accumulate(sizes, initial=entries))
-    if ends[-1] > len(p):
-        raise MalformedInput(f"senc at byte {senc.start} of a moof holds {len(p)} bytes, its {n} samples' aux "
-                             f"information needs {ends[-1]}")
-    body = p[:count_at] + struct.pack(">I", b - a) + p[ends[a] : ends[b]]
-    prefix = bytes(data[senc.payload : senc.payload + 16]) if senc.type == b"uuid" else b""
-    replaced[senc.start] = _same_kind(data, senc, prefix + body)
-    if saio is not None:
-        from . import tables
-        _, _, offsets = tables.aux_offsets(bytes(data[saio.payload : saio.end]), f"track {track.track_id}")
-        if len(offsets) != 1:
-            raise UnsupportedInput(f"track {track.track_id}'s saio has {len(offsets)} offsets in a traf: a cut "
-                                   f"supports one (the first sample's aux information, in the senc)")
-        replaced["saio_at"] = (senc.payload + (16 if senc.type == b"uuid" else 0) + entries) - senc.start
-
-
-def _senc_sizes(p: bytes, at: int, n: int, flags: int, iv_size: int | None, where: int) -> list[int]:
-    """Each senc entry's size, walked (no saiz says them): the IV, then the subsample map when flagged."""
-    if iv_size is None:
-        raise UnsupportedInput(f"senc at byte {where} of a moof: its IV size is unknown (no saiz, no tenc)")
-    if not flags & _SUBSAMPLES:
-        return [iv_size] * n
-    sizes, pos = [], at
-    for _ in range(n):
-        if pos + iv_size + 2 > len(p):
-            raise MalformedInput(f"senc at byte {where} of a moof ends inside its entries")
-        size = iv_size + 2 + 6 * int.from_bytes(p[pos + iv_size : pos + iv_size + 2], "big")
-        sizes.append(size)
-        pos += size
-    return sizes
-
-
-def _cut_sbgp(data, box: Box, n: int, a: int, b: int) -> bytes:
-    """A traf's sample-to-group runs cut to samples [a, b) (samples past its runs are in no group)."""
-    p = bytes(data[box.payload : box.end])
-    head = 12 if p[:1] == b"\x01" else 8  # version 1 carries a grouping_type_parameter
-    if len(p) < head + 4:
-        raise MalformedInput(f"sbgp at byte {box.start} of a moof is too short for its fields")
-    count = _u32(p, head)
-    if head + 4 + 8 * count > len(p):
-        raise MalformedInput(f"sbgp at byte {box.start} of a moof claims {count} entries, more than it holds")
-    pairs = array("I", p[head + 4 : head + 4 + 8 * count])
-    if struct.pack("=I", 1) != struct.pack(">I", 1):
-        pairs.byteswap()
-    counts, groups = pairs[0::2], pairs[1::2]
-    if sum(counts) > n:
-        raise MalformedInput(f"sbgp at byte {box.start} of a moof covers {sum(counts)} samples, its traf has {n}")
-    per_sample = list(chain.from_iterable(map(repeat, groups, counts)))
-    per_sample += [0] * (n - len(per_sample))
-    kept = per_sample[a:b]
-    runs: list[list[int]] = []
-    for group in kept:
-        if runs and runs[-1][1] == group:
-            runs[-1][0] += 1
-        else:
-            runs.append([1, group])
-    return make_box(b"sbgp", p[:head] + struct.pack(f">I{2 * len(runs)}I", len(runs), *chain.from_iterable(runs)))
 
 
 def _cut_head(head: bytes, moov: Box, lengths: dict, tracks: dict) -> bytes:

@@ -30,7 +30,8 @@ from ..buffer import Gather
 from ..errors import LimitExceeded, MalformedInput, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
 from .fragment_cut import cut_fragmented_plan
-from .fragmented import PASSED_ON, rewrite_moof, without_empty_aux
+from .fragmented import PASSED_ON, rewrite_moof
+from .fragmented_init import without_empty_aux
 from .plan import Plan, PlanRequest, make_plan
 from .ranges import Ranges
 
