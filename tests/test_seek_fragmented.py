@@ -533,3 +533,51 @@ def test_every_sample_of_a_cut_keeps_its_own_iv(small_inputs, seek, pieces):
     first = theirs.index(ours[0])
     assert theirs[first : first + len(ours)] == ours
     assert senc_entries(streamed_out) == senc_entries(data)[first : first + len(ours)]
+
+
+def sample_groups(data: bytes) -> list[bytes]:
+    """Each audio sample's seig group description (the sgpd entry its sbgp names: the moof's own for
+    an index above 0x10000), in file order, read by the tests' walker."""
+    def entries(sgpd: bytes) -> list[bytes]:
+        assert sgpd[0] == 1, "the walker reads sgpd version 1 (a default length)"
+        length = int.from_bytes(sgpd[8:12], "big")
+        count = int.from_bytes(sgpd[12:16], "big")
+        assert length
+        return [sgpd[16 + i * length : 16 + (i + 1) * length] for i in range(count)]
+
+    groups = []
+    for kind, pos, header, size in boxes(data):
+        if kind != b"moof":
+            continue
+        for tkind, tpos, theader, tsize in boxes(data, pos + header, pos + size):
+            if tkind != b"traf":
+                continue
+            inner = {k: data[p + h : p + s] for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)}
+            local = entries(inner[b"sgpd"]) if b"sgpd" in inner else []
+            sbgp = inner[b"sbgp"]
+            head = 12 if sbgp[0] == 1 else 8
+            assert sbgp[4:8] == b"seig"
+            count = int.from_bytes(sbgp[head : head + 4], "big")
+            for i in range(count):
+                run_length, index = struct.unpack_from(">II", sbgp, head + 4 + 8 * i)
+                assert index > 0x10000, "the walker reads groups described in the moof"
+                groups += [local[(index & 0xFFFF) - 1]] * run_length
+    return groups
+
+
+def test_key_rotation_groups_are_cut_with_the_samples(media, tmp_path):
+    """Shaka's cbcs with a new key every 2 s (a seig group and its description in every moof): each kept
+    sample keeps its group, so its key, and its senc entry."""
+    source = tmp_path / "rotation.mp4"
+    run(packager(), f"in={media / 'source.mp4'},stream=audio,output={source}", "--enable_raw_key_encryption",
+        "--keys", f"label=:key_id={KID}:key={KEY}", "--protection_scheme", "cbcs", "--clear_lead", "0",
+        "--fragment_duration", "1", "--segment_duration", "1", "--crypto_period_duration", "2").check_returncode()
+    data = source.read_bytes()
+    out = cut(data, SeekRange(3000, 6000, True))
+    ours, theirs = samples(out, 1), samples(data, 1)
+    first = assert_a_run_of(ours, theirs, 3.0)
+    theirs_groups = sample_groups(data)
+    assert len(theirs_groups) == len(theirs) and len(set(theirs_groups)) >= 6  # a key every 2 s of 12
+    assert sample_groups(out) == theirs_groups[first : first + len(ours)]
+    assert len(set(sample_groups(out))) >= 2  # the cut crosses a key change (at 4 s)
+    assert senc_entries(out) == senc_entries(data)[first : first + len(ours)]
