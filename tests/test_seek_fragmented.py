@@ -581,3 +581,13 @@ def test_key_rotation_groups_are_cut_with_the_samples(media, tmp_path):
     assert sample_groups(out) == theirs_groups[first : first + len(ours)]
     assert len(set(sample_groups(out))) >= 2  # the cut crosses a key change (at 4 s)
     assert senc_entries(out) == senc_entries(data)[first : first + len(ours)]
+
+
+@pytest.mark.e2e
+def test_start_past_the_audio_on_the_stream_path_ends_uncleanly(proxies):
+    """Streamed, a fragmented file's end is known only once its last fragment has passed, after the 200
+    went out (as for an MP4 whose moov cannot be read first): the response ends uncleanly."""
+    _, stream_proxy = proxies
+    reply = http_get(stream_proxy.port, "/moof_base.mp4?ali_audio_only=1&start=13")
+    assert reply.status == 200 and not reply.clean and reply.body == b""
+    assert "start 13 s is past the audio's duration of 12" in stream_proxy.wait_for_log("past the audio's duration")
