@@ -111,6 +111,10 @@ class AudioServer:
         self.answering = 0  # requests our server is answering now
         self.retired = False  # our script was reloaded: a new addon takes the new requests
         self.closing: asyncio.Task | None = None
+        # The last bytes of a body with a Content-Length leave at the answer's end, after its log line
+        # and record: a worker process's (addon/server/worker_main.py) reach mitmdump on another
+        # connection, and must be there before the client has its whole body (tests read the log then).
+        self.last_bytes_at_the_end = False
 
     def running(self) -> None:
         self.start()
@@ -202,6 +206,21 @@ class Handler(tornado.web.RequestHandler):
 
     def initialize(self, server: AudioServer) -> None:
         self.server = server
+        self.body_written = 0
+
+    def write(self, chunk) -> None:
+        self.body_written += len(chunk)
+        super().write(chunk)
+
+    def flush(self, include_footers: bool = False):
+        """As tornado's, except that with last_bytes_at_the_end the body's last bytes wait for finish()."""
+        if not include_footers and self.server.last_bytes_at_the_end:
+            length = self._headers.get("Content-Length")
+            if length is not None and self.body_written >= int(length):
+                done = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return done
+        return super().flush(include_footers)
 
     def compute_etag(self):
         return None  # ours are set by the answers; tornado's would hash the body

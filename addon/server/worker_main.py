@@ -86,6 +86,7 @@ class WorkerServer(AudioServer):
         super().__init__(origin)
         self.services.budgets = budgets
         self.services.cache = NamedPlanCache(self.services.cache.limit, index)
+        self.last_bytes_at_the_end = True  # (after the log line and the record: AudioServer says why)
         self.link = link
         self.arriving: dict[str, asyncio.Future] = {}
 
