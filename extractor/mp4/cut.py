@@ -17,7 +17,7 @@ from array import array
 from bisect import bisect_right
 from itertools import accumulate, chain, groupby, repeat
 
-from ..errors import MalformedInput, SeekPastEnd, UnsupportedInput
+from ..errors import MalformedInput, SeekPastEnd
 from ..seek import SeekRange
 from . import tables
 from .boxes import Box, children, find, make_box
@@ -198,7 +198,7 @@ def cut_track(data, track, seek: SeekRange, movie_timescale: int, video: bool = 
         first_time = max(first_time, pts[keep_from])  # the picture shown first is the keyframe
     else:
         frame = durations[first] or 1
-        preroll = _preroll(data, found, _all(data, trak, b"sgpd"))
+        preroll = preroll_frames(data, found, _all(data, trak, b"sgpd"))
         if preroll:
             preroll = max(preroll, -(-PREROLL_MS * timescale // (1000 * frame)))
         keep_from = max(0, first - preroll)
@@ -274,7 +274,7 @@ def _cut_aux(data, found: dict, track, samples: int, first: int, last: int, kept
     return replace
 
 
-def _preroll(data, found: dict, groups: list[Box]) -> int:
+def preroll_frames(data, found: dict, groups: list[Box]) -> int:
     """Frames a decoder needs before the first one played by the file's own account: the roll group's
     distance, else one (none for raw PCM)."""
     stsd = found.get(b"stsd")

@@ -23,7 +23,7 @@ from itertools import accumulate
 from ..errors import MalformedInput, SeekPastEnd
 from ..seek import SeekRange
 from .boxes import Box, children, find, make_box
-from .cut import PCM, PREROLL_MS, SeekNotPossible, edit_offset, media_header
+from .cut import PREROLL_MS, SeekNotPossible, edit_offset, media_header, preroll_frames
 from .fragment_tables import cut_aux, cut_runs, cut_sbgp, samples
 
 
@@ -35,15 +35,11 @@ def _full(kind: bytes, version_flags: int, body: bytes) -> bytes:
     return make_box(kind, struct.pack(">I", version_flags) + body)
 
 
-# plan.py's warning for a fragmented file planned with a seek (this module cuts those now)
-_OLD_WARNING = "seeking a fragmented MP4 is not supported"
-
-
 def cut_fragmented_plan(plan, seek: SeekRange):
     """(the plan of a fragmented file's moov, planned without the seek, with no head: the cut's comes
     with its first fragment, FragmentCut.head; the FragmentCut for its fragments), or (the plan with a
     warning, None) when this file cannot be cut."""
-    warnings = [w for w in plan.warnings if not w.startswith(_OLD_WARNING)]
+    warnings = list(plan.warnings)
     if len(plan.ranges):
         warnings.append("a fragmented MP4 with samples in its moov too is not cut: the whole audio is sent")
         return replace(plan, warnings=warnings), None
@@ -119,7 +115,7 @@ class FragmentCut:
             if any(found.get(k) is not None and _u32(head, found[k].payload + 4) for k in (b"stsz", b"stz2")
                    if found.get(k) is not None and found[k].size - found[k].header >= 12):
                 raise SeekNotPossible(f"track {track_id} has samples in the moov as well as in fragments")
-            self.tracks[track_id] = TrackCut(track_id, timescale, first, end, _preroll(head, found, in_stbl),
+            self.tracks[track_id] = TrackCut(track_id, timescale, first, end, preroll_frames(head, found, [b for b in in_stbl if b.type == b"sgpd"]),
                                              _iv_size(head, trak), defaults.get(track_id))
             lengths[trak.start] = None if end_ms is None else max(0, media_time(end_ms) - first) * self.movie_timescale // timescale
         self._init = (head, moov, lengths)
@@ -205,22 +201,6 @@ class FragmentCut:
             duration = max((t.media_end / t.timescale for t in self.tracks.values()), default=0)
             raise SeekPastEnd(f"start {self.seek.start / 1000:g} s is past the audio's duration of {duration:g} s "
                               f"(the CDN answers 400)")
-
-
-def _preroll(data, found: dict, in_stbl: list[Box]) -> int:
-    """cut.py's rule: frames a decoder needs before the first one played, by the file's own account:
-    the roll group's distance, else one (none for raw PCM). (Its own copy: cut.py's is private.)"""
-    stsd = found.get(b"stsd")
-    entry = bytes(data[stsd.payload + 12 : stsd.payload + 16]) if stsd and stsd.size - stsd.header >= 16 else b""
-    if entry in PCM:
-        return 0
-    for sgpd in (b for b in in_stbl if b.type == b"sgpd"):
-        p = bytes(data[sgpd.payload : sgpd.end])
-        if len(p) >= 18 and p[4:8] == b"roll":
-            entry_at = 16 if p[0] >= 1 else 12  # version 1 adds default_length
-            if len(p) >= entry_at + 2:
-                return max(1, -struct.unpack_from(">h", p, entry_at)[0])
-    return 1
 
 
 def _track_id(data, trak: Box) -> int:

@@ -296,9 +296,7 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
         _read_chunks(moov_data, t)
     mvex = find(moov_data, moov, b"mvex")
     replacements, warnings = {}, []
-    if seek is not None and mvex is not None:
-        warnings.append("seeking a fragmented MP4 is not supported: the whole audio is sent")
-    elif seek is not None:
+    if seek is not None and mvex is None:  # (a fragmented file's samples are in its fragments: fragment_cut.py cuts them)
         movie_timescale = _movie_timescale(moov_data, moov)
         try:
             video = next((t for t in kept if t.handler == VIDEO_HANDLER), None)
