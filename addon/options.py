@@ -24,6 +24,12 @@ from addon.worker_link import Limits
 from extractor.errors import human_size
 
 
+# audio_only_workers: off unless asked, for now. The machine's cores (os.cpu_count()) is the aim; the
+# tests that look for a response's spool file or memory in mitmdump's own process (tests/test_long.py)
+# must look in its workers too first.
+DEFAULT_WORKERS = 0
+
+
 class Option(NamedTuple):
     name: str
     type: Any
@@ -135,12 +141,12 @@ OPTIONS = (
         "an origin that answers one range per request gets at least 256k).",
     ),
     Option(
-        "audio_only_workers", int, os.cpu_count() or 1,
-        "Worker processes that answer the audio-only requests (default: the machine's cores), each on "
-        "its own core with its own origin pools, planner and audio_only_file_cache; a file's requests "
-        "all go to one worker (a hash of its URL). 0: answered inside mitmdump's own process. The "
-        "budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all workers together, "
-        "counted in shared memory.",
+        "audio_only_workers", int, DEFAULT_WORKERS,
+        "Worker processes that answer the audio-only requests, e.g. the machine's cores "
+        f"({os.cpu_count()} here), each with its own origin pools, planner and audio_only_file_cache; a "
+        "file's requests all go to one worker (a hash of its URL). 0: answered inside mitmdump's own "
+        "process. The budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all "
+        "workers together, counted in shared memory.",
     ),
     Option(
         "audio_only_stream_passthrough", bool, True,

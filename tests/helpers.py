@@ -78,10 +78,10 @@ class Proxy:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"mitmdump did not start: {log_path.read_text()}")
-        # With worker processes (audio_only_workers, on unless 0), the edge is up once they answer (a
-        # request that came before waits for its worker: a test timing its first request would time
-        # their start). (mitmproxy 12 may take connections before it has loaded the script.)
-        if "audio_only_workers=0" not in args:
+        # With worker processes (audio_only_workers), the edge is up once they answer (a request that
+        # came before waits for its worker: a test timing its first request would time their start).
+        # (mitmproxy 12 may take connections before it has loaded the script.)
+        if workers_asked(args):
             log = self.wait_for_log("worker processes answer", timeout=30)
             assert "worker processes answer" in log, log
 
@@ -117,6 +117,15 @@ class Proxy:
 
 
 WORKER_MAIN = "addon/server/worker_main.py"
+
+
+def workers_asked(args) -> int:
+    """The audio_only_workers a mitmdump command line asks for (the last --set of it), else the default."""
+    for arg in reversed(args):
+        if arg.startswith("audio_only_workers="):
+            return int(arg.partition("=")[2])
+    from addon.options import DEFAULT_WORKERS
+    return DEFAULT_WORKERS
 
 
 def children_of(pid: int) -> list[int]:
