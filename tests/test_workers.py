@@ -72,6 +72,8 @@ def test_two_workers_start_with_mitmdump_and_a_files_requests_meet_one_plan(prox
     assert len(proxy.worker_pids()) == 2
     whole = http_get(proxy.port, f"{MP4}?ali_audio_only=1")
     assert whole.status == 200 and whole.clean and int(whole.headers["content-length"]) == len(whole.body)
+    # The worker's log line is in mitmdump's log before the client has the whole body (as without workers).
+    assert f"{origin.url}{MP4} file: {len(whole.body)} bytes" in proxy.log()
     out = tmp_path / "whole.m4a"
     out.write_bytes(whole.body)
     assert_same_audio(MEDIA / "h264_aac.mp4", out)
@@ -87,6 +89,9 @@ def test_two_workers_start_with_mitmdump_and_a_files_requests_meet_one_plan(prox
     assert "planned as a file by worker" in log and log.count(f"{url}: planned") == 1
     health = http_get(proxy.port, "/.well-known/audio-only/health")
     assert health.status == 200 and b'"workers": 2' in health.body and b'"workers_answering": 2' in health.body
+    # Each answer's record came back to its flow before the marks read it: all five counted as extracted.
+    proxy.stop()
+    assert "audio-only: 5 responses extracted, 0 passed through, 0 failed" in proxy.log_path.read_text()
 
 
 def test_a_worker_killed_mid_response_ends_it_uncleanly_and_the_next_request_works(proxy, origin):
