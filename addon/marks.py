@@ -84,9 +84,10 @@ class Marks:
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A response that ended uncleanly (the router has named our reason on the flow): counted as
-        failed once its extraction had begun."""
+        failed once its extraction had begun, or when our server says it failed."""
         rec = record.of(flow)
-        if rec and "format" in rec:
+        # (a worker that died mid-answer leaves FAILED without a format: addon/workers.py)
+        if rec and ("format" in rec or rec.get("outcome") == record.FAILED):
             self.tally.failed += 1
             flow.marked = FAILED
             if rec.get("outcome") != record.FAILED and flow.error:

@@ -115,6 +115,8 @@ def test_a_worker_killed_mid_response_ends_it_uncleanly_and_the_next_request_wor
     # Started again, in the same place: two workers, the killed one replaced.
     assert wait_until(lambda: len(proxy.worker_pids()) == 2 and pid not in proxy.worker_pids())
     assert wait_until(lambda: worker_pid(proxy.log(), index) != pid)  # (its "answers" line)
+    proxy.stop()  # the cut answer is a failure in the summary (its record says the worker died)
+    assert "1 failed" in proxy.log_path.read_text()
 
 
 # The addon as mitmproxy loads audio_only.py, run anew at each (re)load, from a file of its own (as in
