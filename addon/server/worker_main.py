@@ -26,7 +26,7 @@ from pathlib import Path
 if __name__ == "__main__":  # (run as a file: the checkout first on the path, not this folder)
     sys.path[0] = str(Path(__file__).resolve().parent.parent.parent)
 
-from addon import worker_link  # noqa: E402
+from addon import internals, worker_link  # noqa: E402
 from addon.budgets import Budgets, SharedCounts  # noqa: E402
 from addon.origin_client import OriginClient  # noqa: E402
 from addon.server.app import AudioServer  # noqa: E402
@@ -141,6 +141,7 @@ async def serve(control_fd: int, counts_fd: int, slot: int) -> None:
             limits.apply(server.services)
             root.setLevel(level)
             if server.port is None:
+                internals.read_origin_bodies_in_bigger_pieces()  # (as mitmdump's running hook does)
                 server.start()
                 warm_up("running")
                 link.send({"ready": server.port, "pid": os.getpid()})
