@@ -1,16 +1,19 @@
 """The parts of a multipart/byteranges answer (RFC 9110 §14.6): an origin's answer to one request of
 several ranges, read back into the bytes of each range asked for.
 
-Two readers: a quick one for the common form (one part a range, in the order asked, all alike but
-their Content-Range), made of bulk steps, and a careful walk for any other (parts sorted, merged or
-overlapping). Anything that is not such a body is RangeRefused.
+Readers for the common form (one part a range, in the order asked, all alike but their
+Content-Range), made of bulk steps: AskedRanges, the ranges of a request laid out in advance, cut at
+offsets known before the answer; pieces_as_asked, the answer made again and compared. A careful walk
+for any other form (parts sorted, merged or overlapping). Anything that is not such a body is
+RangeRefused.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from itertools import accumulate, chain
+from array import array
+from itertools import accumulate, chain, islice, repeat
 from operator import add, sub
 
 from addon.http_rules import CONTENT_RANGE
@@ -110,3 +113,72 @@ def spans_from_parts(parts: list[tuple[int, int, int | None, bytes]], spans: lis
                                f"it was replaced")
         out.append(part[3][first - part[0] : last + 1 - part[0]])
     return out
+
+
+class AskedRanges:
+    """The ranges of one request of several ranges, laid out in advance (once per plan: kept_groups.py):
+    the Range header's value, and where each part of a common-form answer (pieces_as_asked) puts its
+    bytes, but for what only the answer tells (its boundary and the part headers around the
+    Content-Range line, alike in every part). Three arrays and a string, no object per range.
+
+    Reading an answer then takes a few bulk steps whatever the count of ranges: the part headers
+    sliced out at the offsets they must have and compared, in one comparison, with the headers the
+    common form has there (made from the Range header's value by bytes.replace); the pieces sliced at
+    the offsets between them."""
+
+    __slots__ = ("spec", "sizes", "ends", "wanted")
+
+    def __init__(self, firsts, lasts):
+        """From the (first, last) input bytes of each range, in the order asked (arrays or lists)."""
+        self.spec = ",".join(map("%d-%d".__mod__, zip(firsts, lasts))).encode()  # the Range header's value: bytes=spec
+        self.sizes = array("q", map(sub, map(add, lasts, repeat(1)), firsts))
+        self.wanted = sum(self.sizes)
+        # Each part's "first-last" text and bytes together, summed: with the constant part of each
+        # part's headers (count * its length), where each piece ends past the first delimiter.
+        self.ends = array("q", accumulate(map(add, map(len, self.spec.split(b",")), self.sizes)))
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def memory(self) -> int:
+        return len(self.spec) + 16 * len(self.sizes) + 100
+
+    def pieces(self, body: bytes, boundary: bytes, length: int | None) -> list[bytes] | None:
+        """The bytes of each range from a multipart answer in the common form (pieces_as_asked's, whose
+        result this equals), None when it is not in that form (the careful walk then reads it)."""
+        if length is None or not len(self.sizes):
+            return None
+        delimiter = b"--" + boundary
+        pos = body.find(delimiter)
+        header_end = body.find(b"\r\n\r\n", pos) if pos >= 0 else -1
+        if header_end < 0:
+            return None
+        header = body[pos + len(delimiter) : header_end + 4]  # the first part's, from its delimiter's line end
+        first_range = self.spec[: self.spec.find(b",") % (len(self.spec) + 1)]
+        line = b"bytes " + first_range + b"/%d\r\n" % length
+        at = header.find(line)
+        name_at = header.rfind(b"\n", 0, at) + 1
+        if (len(header) > PART_HEADERS or at < 0 or header.lower().count(b"content-range:") != 1
+                or header[name_at : name_at + 14].lower() != b"content-range:" or header[name_at + 14 : at].strip(b" \t")):
+            return None
+        before, after = header[:at] + b"bytes ", b"/%d\r\n" % length + header[at + len(line) :]
+        if b"\0" in before or b"\0" in after:
+            return None  # (the delimiter's mark below)
+        # Each part: "\r\n" delimiter, its headers up to "bytes ", "first-last", the rest of its headers, its bytes.
+        step = 2 + len(delimiter) + len(before) + len(after)
+        count = len(self.sizes)
+        piece_ends = array("q", map(add, self.ends, range(pos - 2 + step, pos - 2 + step * count + 1, step)))
+        piece_starts = array("q", map(sub, piece_ends, self.sizes))
+        closing = piece_ends[-1]
+        if closing > len(body) or not body.startswith(b"\r\n" + delimiter + b"--", closing):
+            return None
+        part_starts = array("q", [pos])  # (the first delimiter has no line end before it of its own)
+        part_starts.extend(islice(piece_ends, count - 1))
+        headers = b"\r\n" + b"".join(map(body.__getitem__, map(slice, part_starts, piece_starts)))
+        # Each delimiter as a NUL (which no header holds), each "," of the spec as the end of a part's
+        # headers and the start of the next's: two replaces, one comparison, for all the parts at once.
+        expected = b"\0" + before + self.spec.replace(b",", after + b"\0" + before) + after
+        if b"\0" in headers or headers.replace(b"\r\n" + delimiter, b"\0") != expected:
+            return None
+        return list(map(body.__getitem__, map(slice, piece_starts, piece_ends)))

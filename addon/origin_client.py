@@ -30,7 +30,7 @@ from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 
 from addon import http_rules
-from addon.multipart import PART_HEADERS, parse_byteranges, pieces_as_asked, spans_from_parts
+from addon.multipart import PART_HEADERS, AskedRanges, parse_byteranges, pieces_as_asked, spans_from_parts
 from addon.origin_version import MultiRangeRefused, OriginVersion, RangeRefused
 from extractor.mp4.toplevel import TopLevel, TopLevelReader
 
@@ -270,11 +270,14 @@ class OriginClient:
         finally:
             await response.aclose()
 
-    async def fetch_spans(self, target: Target, spans: list[tuple[int, int]], version: OriginVersion) -> list[bytes]:
+    async def fetch_spans(self, target: Target, spans: list[tuple[int, int]] | None, version: OriginVersion,
+                          asked: AskedRanges | None = None) -> list[bytes]:
         """The bytes of each (first, last) span, asked for in one request of several ranges (RFC 9110,
-        14.6: a multipart/byteranges answer), each part checked against the version."""
-        spec = ",".join(map("%d-%d".__mod__, spans))
-        response = await self.open(target, headers=[("Range", f"bytes={spec}"), ("If-Range", version.validator),
+        14.6: a multipart/byteranges answer), each part checked against the version. Or, with `asked`
+        (the spans laid out in advance, `spans` then None), of each of its ranges."""
+        asked = asked or AskedRanges(*zip(*spans))
+        count = len(asked)
+        response = await self.open(target, headers=[("Range", b"bytes=" + asked.spec), ("If-Range", version.validator),
                                                     *MULTI_RANGE_HEADERS])
         try:
             ctype = response.headers.get("content-type", "")
@@ -282,7 +285,7 @@ class OriginClient:
             if status == 200 and (problem := version.replaced(response.headers)):
                 raise RangeRefused(problem)  # (If-Range did not match: a 200 of another version, not a refusal)
             if status not in (200, 206, 400, 416):  # (a 5xx, a 403...: the request failed, the count taught nothing)
-                raise RangeRefused(f"the origin answered {status} to a request for {len(spans)} ranges")
+                raise RangeRefused(f"the origin answered {status} to a request for {count} ranges")
             if status != 206 or not ctype.lower().startswith("multipart/byteranges"):
                 # (a 206 of one range: it never answers several; a 416, 400, or a 200 of this version: maybe fewer)
                 raise MultiRangeRefused(f"the origin answered {status} {ctype or ''}".rstrip(), count=status != 206)
@@ -291,18 +294,21 @@ class OriginClient:
                 raise MultiRangeRefused("the origin's multipart answer names no boundary", count=False)
             if problem := version.replaced(response.headers):
                 raise RangeRefused(problem)
-            wanted = sum(last + 1 - first for first, last in spans)
-            limit = wanted + PART_HEADERS * len(spans) + 4096  # the parts' own headers, at most
-            body = bytearray()
+            limit = asked.wanted + PART_HEADERS * count + 4096  # the parts' own headers, at most
+            received, got = [], 0
             async for piece in response.aiter_raw():
-                body += piece
-                if len(body) > limit:
+                received.append(piece)
+                got += len(piece)
+                if got > limit:
                     raise RangeRefused(f"the origin's multipart answer is longer than the {limit} bytes expected")
         finally:
             await response.aclose()
-        body, boundary = bytes(body), m[1].encode()
-        if (pieces := pieces_as_asked(body, boundary, spans, version.length)) is not None:
+        body, boundary = b"".join(received), m[1].encode()
+        if (pieces := asked.pieces(body, boundary, version.length)) is not None:
             return pieces
+        spans = spans or [tuple(map(int, span.split(b"-"))) for span in asked.spec.split(b",")]
+        if (pieces := pieces_as_asked(body, boundary, spans, version.length)) is not None:
+            return pieces  # (the common form, with a part header the quick layout does not take: a NUL)
         try:
             parts = parse_byteranges(body, boundary)
         except RangeRefused as e:  # a dialect of multipart we do not read: one range at a time will do
