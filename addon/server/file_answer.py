@@ -23,7 +23,6 @@ from collections import deque
 
 import tornado.iostream
 
-import extractor
 from addon import http_rules, record
 from addon.formats import BY_NAME
 from addon.origin_version import FETCH_ERRORS, RangeRefused
@@ -117,7 +116,7 @@ async def body(groups: OriginGroups, first: int, last: int):
     job = groups.job
     held, nearby = 0, min(WINDOW, WINDOW_LEAST + int(job.latency / REQUEST_CPU))
     try:
-        for kind, value in groups.groups(first, last):
+        for kind, value in groups.requests(first, last):
             if kind == "head":  # bytes of our own: after what is in flight (a fragment's moof)
                 if not window:
                     yield value
@@ -126,13 +125,13 @@ async def body(groups: OriginGroups, first: int, last: int):
                 done.set_result((value, 0))
                 window.append(done)
                 continue
-            size = sum(b.size for b in value if isinstance(b, extractor.Batch))  # (a Run is one too)
+            size = value.size
             limit = nearby if groups.most() > 1 and size <= SMALL_GROUP else WINDOW
             while window and (len(window) >= limit or held + size > WINDOW_BYTES):
                 piece = await window.popleft()
                 held -= piece[1]
                 yield piece[0]
-            window.append(asyncio.ensure_future(groups.fetch(value, size)))
+            window.append(asyncio.ensure_future(groups.fetch(value.group, size, value.asked)))
             held += size
         while window:
             yield (await window.popleft())[0]

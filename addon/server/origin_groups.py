@@ -8,7 +8,9 @@ bytes between dropped as they come. How many ranges an origin answers in one req
 route -> that count, 1 for one range a request): Alibaba OSS (known by its headers on the probe's
 answer) answers at most OSS_RANGES; an origin that refuses a count (416, 400, a 200 with the whole
 file: nginx's max_ranges, OSS past its limit) is asked for half as many before one range a request.
-Cutting thousands of tiny ranges is done in one worker thread (CUTTER), off the event loop.
+Cutting thousands of tiny ranges is done in one worker thread (CUTTER), off the event loop. The
+requests of an answer (requests()) are made once per plan and kept with it where the origin answers
+several ranges a request (kept_groups.py): the next GETs of the same bytes only send them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 from itertools import islice
 
 import extractor
+from addon.multipart import AskedRanges
 from addon.origin_version import MultiRangeRefused, RangeRefused
+from addon.server import kept_groups
 from addon.server.job import Job, Services
 from addon.server.origin_speed import speed_of
 from addon.server.plan_cache import AudioFile
@@ -130,10 +134,35 @@ class OriginGroups:
         if group:
             yield "fetch", group
 
-    async def fetch(self, group: list, size: int) -> tuple[bytes, int]:
-        """The output of a group: one request of several ranges, or (one batch, or an origin that does not
-        answer several ranges) one request for the span of them all."""
+    def requests(self, first: int, last: int):
+        """('head', bytes) and ('fetch', kept_groups.Request), as groups() makes them: kept with the
+        plan once made in full for an origin that answers several ranges a request, and taken from
+        there the next times (kept_groups.py)."""
+        plan, most = self.file.plan, self.most()
+        key = (first, last, most)
+        if most > 1 and (items := kept_groups.kept(plan, key)) is not None:
+            yield from items
+            return
+        items = []
+        for kind, value in self.groups(first, last):
+            item = (kind, value if kind == "head" else kept_groups.request_of(plan, value))
+            items.append(item)
+            yield item
+        if most > 1 and self.most() == most:
+            kept_groups.keep(plan, key, items)
+
+    async def fetch(self, group: list, size: int, asked: AskedRanges | None = None) -> tuple[bytes, int]:
+        """The output of a group: one request of several ranges (`asked`, when laid out in advance), or
+        (one batch, or an origin that does not answer several ranges) one request for the span of them all."""
         job, file = self.job, self.file
+        if asked is not None and len(asked) <= self.most():
+            try:
+                pieces = await self.services.origin.fetch_spans(job.target, None, file.version, asked)
+            except MultiRangeRefused as e:
+                self.refused(len(asked), e)  # (then as below: in fewer ranges a request, or one span)
+            else:
+                self.read += asked.wanted
+                return await cut_apart(file.plan, group, pieces), size
         batches = [b for b in group if isinstance(b, extractor.Batch)]
         spans = []
         for b in batches:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import extractor
 from extractor.manifest.common import InitSegment
 from addon.origin_version import OriginVersion
+from addon.server import kept_groups
 
 
 @dataclass
@@ -37,13 +38,18 @@ class PlanCache:
         return entry
 
     def put(self, key: tuple, entry: AudioFile) -> None:
-        if key in self.entries or entry.plan.memory > self.limit:
+        if key in self.entries or charge(entry) > self.limit:
             return
         self.entries[key] = entry
-        self.used += entry.plan.memory
+        self.used += charge(entry)
         while self.used > self.limit:
             _, old = self.entries.popitem(last=False)
-            self.used -= old.plan.memory
+            self.used -= charge(old)
+
+
+def charge(entry: AudioFile) -> int:
+    """The memory an entry may take: its plan, and the origin requests kept with it (kept_groups.py)."""
+    return entry.plan.memory + kept_groups.reserve(entry.plan)
 
 
 class InitCache:

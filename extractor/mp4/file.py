@@ -73,6 +73,9 @@ class FilePlan:
     # A fragmented file with a sidx: the output bytes (first, last) of the audio's sidx (a DASH
     # SegmentBase's indexRange; its Initialization is bytes 0..len(head)-1).
     index_range: tuple[int, int] | None = None
+    # What a caller derives from the plan and keeps with it, as long as the plan is kept (the server's
+    # origin requests for the answers asked for most: addon/server/kept_groups.py). Not the plan's data.
+    kept: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         starts, ends = self.ranges.starts, self.ranges.ends
@@ -210,6 +213,13 @@ class FilePlan:
         lasts = self.ranges.ends[run.i : run.j]
         starts[0], lasts[-1] = run.lo, run.hi
         return list(zip(starts, map(sub, lasts, repeat(1))))
+
+    def bounds(self, run: Run) -> tuple[array, array]:
+        """The first and last input bytes of each range of a run (spans() as two arrays)."""
+        firsts = self.ranges.starts[run.i : run.j]
+        lasts = array("q", map(sub, self.ranges.ends[run.i : run.j], repeat(1)))
+        firsts[0], lasts[-1] = run.lo, run.hi - 1
+        return firsts, lasts
 
     def cut(self, batch: Batch, data, at: int) -> bytes:
         """The batch's output bytes out of `data`, the input from offset `at` on (its ranges' bytes, the
