@@ -15,7 +15,6 @@ is not counted for ever.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import mmap
 import os
 import tempfile
@@ -73,6 +72,7 @@ class SharedCounts:
 
     @contextlib.contextmanager
     def locked(self):
+        import fcntl  # (POSIX only, as worker processes are: mitmdump on Windows never gets here)
         fcntl.lockf(self.fd, fcntl.LOCK_EX)  # (between processes; a process's threads take Budgets.lock first)
         try:
             yield
