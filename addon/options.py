@@ -219,7 +219,7 @@ def settings(options, updated) -> Settings:
         gap=size(options, "audio_only_range_gap", minimum=0))
 
 
-MAX_WORKERS = 256
+MAX_WORKERS = 256  # (budgets.SLOTS: one slot each, and mitmdump's)
 
 
 def limits(options) -> Limits:
@@ -237,4 +237,6 @@ def workers(options) -> int:
     n = options.audio_only_workers
     if not 0 <= n <= MAX_WORKERS:
         raise exceptions.OptionsError(f"audio_only_workers: {n} is not 0 (none) to {MAX_WORKERS}")
+    if n and os.name != "posix":  # (descriptors handed to the workers, fcntl locks: addon/workers.py)
+        raise exceptions.OptionsError("audio_only_workers: worker processes need a POSIX system (Linux, macOS)")
     return n
