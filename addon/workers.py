@@ -91,7 +91,6 @@ class WorkerPool:
         self.of_flow: dict[str, Pending] = {}  # by flow id, until the router's response or error hook
         self.settings: dict | None = None  # worker_link.settings_message, sent at each start and configure
         self.stopping = False
-
         self.live = False  # workers were started (on a running loop): requests go to them
         self.announced = 0  # how many workers the log last said answer
 
@@ -177,7 +176,8 @@ class WorkerPool:
         worker.port = None
         process = worker.process
         code = await asyncio.to_thread(process.wait)
-        self.counts.clear(worker.index + 1)
+        if not any(w.index == worker.index and w is not worker for w in self.workers):  # (not its successor's)
+            self.counts.clear(worker.index + 1)
         lost = [(token, p) for token, p in self.pending.items() if p.worker is worker]
         for token, p in lost:
             del self.pending[token]  # (of_flow keeps it for the router's hooks)
