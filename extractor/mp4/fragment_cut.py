@@ -27,6 +27,10 @@ from .cut import PREROLL_MS, SeekNotPossible, edit_offset, media_header, preroll
 from .fragment_tables import cut_aux, cut_runs, cut_sbgp, samples
 
 
+# Smooth Streaming's tfxd (this fragment's time) and tfrf (the next ones'), uuid boxes in a traf
+_SMOOTH_TIMES = {bytes.fromhex("6d1d9b0542d544e680e2141daff757b2"), bytes.fromhex("d4807ef2ca3946958e5426cb9e46a79f")}
+
+
 def _u32(data, at: int) -> int:
     return struct.unpack_from(">I", data, at)[0]
 
@@ -181,6 +185,8 @@ class FragmentCut:
                 replaced[box.start] = make_box(b"sdtp", p[:4] + p[4 + a : 4 + b])
             elif box.type in (b"subs", b"trik"):
                 replaced[box.start] = None  # per-sample tables not cut: dropped rather than left wrong
+            elif box.type == b"uuid" and bytes(data[box.payload - 16 : box.payload]) in _SMOOTH_TIMES:
+                replaced[box.start] = None  # Smooth's tfxd/tfrf: the uncut fragment's times, wrong for the cut
         return kept_runs, replaced
 
     def _rebase(self, track: TrackCut, first_kept: int) -> None:

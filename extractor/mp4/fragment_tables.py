@@ -104,13 +104,13 @@ def cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track, replaced: 
     if senc is None:
         raise UnsupportedInput(f"track {track.track_id} is encrypted with sample auxiliary information outside the "
                                f"senc box of its traf: not cut")
-    p = bytes(data[senc.payload : senc.end])
-    if senc.type == b"uuid":
-        p = p[16:]  # PIFF's senc: its user type, then a full box's fields
+    p = bytes(data[senc.payload : senc.end])  # (PIFF's: after its user type, a full box's fields)
     if len(p) < 8:
         raise MalformedInput(f"senc at byte {senc.start} of a moof is too short for its fields")
     flags = int.from_bytes(p[1:4], "big")
     count_at = 4 + (20 if senc.type == b"uuid" and flags & _PIFF_OVERRIDE else 0)
+    if len(p) < count_at + 4:
+        raise MalformedInput(f"PIFF senc at byte {senc.start} of a moof is too short for its override fields")
     iv_size = p[count_at - 1 - 16] if count_at > 4 else track.iv_size
     count = _u32(p, count_at)
     if count != n:
@@ -123,14 +123,13 @@ def cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track, replaced: 
         raise MalformedInput(f"senc at byte {senc.start} of a moof holds {len(p)} bytes, its {n} samples' aux "
                              f"information needs {ends[-1]}")
     body = p[:count_at] + struct.pack(">I", b - a) + p[ends[a] : ends[b]]
-    prefix = bytes(data[senc.payload : senc.payload + 16]) if senc.type == b"uuid" else b""
-    replaced[senc.start] = _same_kind(data, senc, prefix + body)
+    replaced[senc.start] = _same_kind(data, senc, body)
     if saio is not None:
         _, _, offsets = tables.aux_offsets(bytes(data[saio.payload : saio.end]), f"track {track.track_id}")
         if len(offsets) != 1:
             raise UnsupportedInput(f"track {track.track_id}'s saio has {len(offsets)} offsets in a traf: a cut "
                                    f"supports one (the first sample's aux information, in the senc)")
-        replaced["saio_at"] = (senc.payload + (16 if senc.type == b"uuid" else 0) + entries) - senc.start
+        replaced["saio_at"] = (senc.payload + entries) - senc.start
 
 
 def _senc_sizes(p: bytes, at: int, n: int, flags: int, iv_size: int | None, where: int) -> list[int]:

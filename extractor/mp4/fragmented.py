@@ -219,9 +219,9 @@ PIFF_SENC = bytes.fromhex("a2394f525a9b4f14a2446c427c648df4")  # PIFF's senc, in
 
 
 def _senc(data, boxes_in: list[Box]) -> Box | None:
-    """A traf's senc box, or PIFF's senc (a uuid box)."""
+    """A traf's senc box, or PIFF's senc (a uuid box: Box.payload starts after its 16-byte user type)."""
     return next((b for b in boxes_in if b.type == b"senc"
-                 or (b.type == b"uuid" and bytes(data[b.payload : b.payload + 16]) == PIFF_SENC)), None)
+                 or (b.type == b"uuid" and bytes(data[b.payload - 16 : b.payload]) == PIFF_SENC)), None)
 
 
 @dataclass

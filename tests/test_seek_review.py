@@ -1,0 +1,199 @@
+"""Seeking fragmented and encrypted MP4 (issue 31): the regressions of its review, one test each.
+
+Inputs: a 12 s clear file (H.264 and AAC, ffmpeg) and its audio encrypted by Shaka Packager (cenc, one
+fragment and fragments of 1 s), rewritten here into layouts the tools do not write (PIFF's senc in a
+uuid box, a senc with a 64-bit header, fragments whose decode times do not start at 0). The kept
+samples' aux information is read by the tests' own walker, through saio (where a reader finds it),
+never by slicing senc the way the product does; the media is judged by ffmpeg.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+
+import pytest
+
+from extractor import AudioExtractor, ExtractError, SeekRange
+from helpers import run
+from mp4tools import box, boxes
+from test_cenc import KEY, KID, packager
+from test_seek_fragmented import file_bytes, file_plan
+
+PIFF_SENC = bytes.fromhex("a2394f525a9b4f14a2446c427c648df4")
+TFXD = bytes.fromhex("6d1d9b0542d544e680e2141daff757b2")
+DECRYPT = ["-decryption_key", KEY]
+CUT = SeekRange(3000, 6000, True)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("seek_review")
+    run("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=12", "-f", "lavfi",
+        "-i", "aevalsrc=0.5*sin(2*PI*(300+40*t)*t):s=44100:d=12", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+        "-preset", "veryfast", "-g", "25", "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart",
+        str(folder / "source.mp4")).check_returncode()
+    for name, more in (("cenc_one.mp4", ["--segment_duration", "20"]),
+                       ("cenc_1s.mp4", ["--fragment_duration", "1", "--segment_duration", "1"])):
+        run(packager(), f"in={folder / 'source.mp4'},stream=audio,output={folder / name}", "--enable_raw_key_encryption",
+            "--keys", f"label=:key_id={KID}:key={KEY}", "--protection_scheme", "cenc", "--clear_lead", "0",
+            *more).check_returncode()
+    return folder
+
+
+def streamed(data: bytes, seek: SeekRange | None, piece: int = 8192) -> tuple[bytes, list[str]]:
+    x = AudioExtractor(mp4_seek=seek)
+    out = []
+    for i in range(0, len(data), piece):
+        out += x.feed(data[i : i + piece])
+    out += x.finish()
+    return b"".join(map(bytes, out)), x.warnings
+
+
+def both_paths(data: bytes, seek: SeekRange) -> bytes:
+    """The stream path's cut, checked to be the file path's too, neither with a warning."""
+    out, warnings = streamed(data, seek)
+    plan = file_plan(data, seek)
+    assert warnings == [] and plan.warnings == []
+    assert plan.size == len(out) and file_bytes(data, plan) == out
+    return out
+
+
+def packets(path, decryption: list[str] = ()) -> list[str]:
+    """Each audio packet's md5 (encrypted as it is, or decrypted by ffmpeg)."""
+    r = subprocess.run(["ffmpeg", "-v", "error", *decryption, "-i", str(path), "-map", "0:a", "-c", "copy", "-f",
+                        "framemd5", "-"], capture_output=True, check=True)
+    return [line.split(",")[5].strip() for line in r.stdout.decode().splitlines() if not line.startswith("#")]
+
+
+# -- rewriting Shaka's fragments ------------------------------------------------------------------------
+
+def rebuild_trafs(data: bytes, traf_fn) -> bytes:
+    """Each moof with its trafs' children replaced by traf_fn([(type, bytes)]); trun data offsets (every
+    input here is default-base-is-moof) moved by the moof's change in size, and each saio set to name its
+    traf's senc entries (senc or PIFF's uuid senc) in the new moof."""
+    out = []
+    for kind, pos, header, size in boxes(data):
+        if kind != b"moof":
+            out.append(data[pos : pos + size])
+            continue
+        parts = []
+        for k, p, h, s in boxes(data, pos + header, pos + size):
+            kids = [(kk, data[pp : pp + ss]) for kk, pp, _, ss in boxes(data, p + h, p + s)] if k == b"traf" else None
+            parts.append((k, traf_fn(kids) if kids is not None else data[p : p + s]))
+        moof = bytearray(box(b"moof", b"".join(box(b"traf", b"".join(x for _, x in v)) if k == b"traf" else v
+                                               for k, v in parts)))
+        delta = len(moof) - size
+        for k, p, h, s in boxes(moof, 8, len(moof)):
+            if k != b"traf":
+                continue
+            inner = list(boxes(moof, p + h, p + s))
+            entries = next((pp + hh + (16 if kk == b"uuid" else 0) + 8 for kk, pp, hh, ss in inner
+                            if kk == b"senc" or (kk == b"uuid" and moof[pp + 8 : pp + 24] == PIFF_SENC)), None)
+            for kk, pp, hh, ss in inner:
+                if kk == b"trun" and struct.unpack_from(">I", moof, pp + hh)[0] & 1:
+                    struct.pack_into(">i", moof, pp + hh + 8, struct.unpack_from(">i", moof, pp + hh + 8)[0] + delta)
+                if kk == b"saio" and entries is not None:
+                    version, flags = moof[pp + hh], int.from_bytes(moof[pp + hh + 1 : pp + hh + 4], "big")
+                    at = pp + hh + 8 + (8 if flags & 1 else 0)
+                    struct.pack_into(">Q" if version else ">I", moof, at, entries)
+        out.append(bytes(moof))
+    return b"".join(out)
+
+
+def to_piff(data: bytes, keep_saio: bool) -> bytes:
+    """senc turned into PIFF's senc (a uuid box); without saiz and saio as Smooth Streaming writes it,
+    where a tfxd (the fragment's time) rides along."""
+    def traf(kids):
+        out = []
+        for kind, x in kids:
+            if kind in (b"saiz", b"saio") and not keep_saio:
+                continue
+            if kind == b"senc":
+                kind, x = b"uuid", struct.pack(">I4s", len(x) + 16, b"uuid") + PIFF_SENC + x[8:]
+            out.append((kind, x))
+        if not keep_saio:
+            out.append((b"uuid", struct.pack(">I4s", 36, b"uuid") + TFXD + struct.pack(">IQ", 0x01000000, 123456789)[:12]))
+        return out
+    return rebuild_trafs(data, traf)
+
+
+def as_senc(data: bytes) -> bytes:
+    """PIFF's senc back into a senc box (no saiz, no saio): what ffmpeg decrypts."""
+    def traf(kids):
+        return [(b"senc", box(b"senc", x[24:])) if k == b"uuid" and x[8:24] == PIFF_SENC else (k, x)
+                for k, x in kids if k not in (b"saiz", b"saio")]
+    return rebuild_trafs(data, traf)
+
+
+def aux_by_sample(data: bytes, iv_size: int = 8) -> list[bytes]:
+    """Every audio sample's aux information in file order, as a reader finds it: through saio and saiz
+    where the traf has them (saio counts from the moof: every traf here is default-base-is-moof), else
+    entry i of the senc (or PIFF's senc) for sample i; each traf's entry count checked against its trun."""
+    found = []
+    for kind, pos, header, size in boxes(data):
+        if kind != b"moof":
+            continue
+        for k, p, h, s in boxes(data, pos + header, pos + size):
+            if k != b"traf":
+                continue
+            inner = {(kk if kk != b"uuid" else data[pp + 8 : pp + 24]): (pp + hh, pp + ss)
+                     for kk, pp, hh, ss in boxes(data, p + h, p + s)}
+            samples = sum(int.from_bytes(data[a + 4 : a + 8], "big") for kk, pp, hh, ss in boxes(data, p + h, p + s)
+                          if kk == b"trun" for a in [pp + hh])
+            senc = inner.get(b"senc") or inner.get(PIFF_SENC)
+            if senc is None:
+                continue
+            if PIFF_SENC in inner:
+                senc = (senc[0] + 16, senc[1])
+            assert int.from_bytes(data[senc[0] + 4 : senc[0] + 8], "big") == samples
+            if b"saio" in inner:
+                a = inner[b"saiz"][0]
+                at = a + 4 + (8 if data[a + 3] & 1 else 0)
+                sizes = [data[at]] * samples if data[at] else list(data[at + 5 : at + 5 + samples])
+                o = inner[b"saio"][0]
+                at = o + 8 + (8 if data[o + 3] & 1 else 0)
+                position = pos + struct.unpack_from(">Q" if data[o] else ">I", data, at)[0]
+            else:
+                assert not data[senc[0] + 3] & 2
+                sizes, position = [iv_size] * samples, senc[0] + 8
+            for n in sizes:
+                found.append(data[position : position + n])
+                position += n
+    return found
+
+
+# -- 1: PIFF's senc -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("keep_saio", [False, True], ids=["smooth", "saio"])
+def test_piff_senc_is_cut_with_the_samples(media, tmp_path, keep_saio):
+    piff = to_piff((media / "cenc_one.mp4").read_bytes(), keep_saio)
+    source = tmp_path / "piff.mp4"
+    source.write_bytes(piff)
+    out = both_paths(piff, CUT)
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(out)
+    theirs, ours = packets(source), packets(path)  # encrypted packets: the cut's are a run of the input's
+    first = theirs.index(ours[0])
+    assert theirs[first : first + len(ours)] == ours and 3 * 44100 / 1024 < len(ours) < 6 * 44100 / 1024
+    assert aux_by_sample(out) == aux_by_sample(piff)[first : first + len(ours)]
+    assert TFXD not in out  # the uncut fragment's time goes
+    # ffmpeg decrypts the cut read as a PIFF reader reads it: each sample with its own IV.
+    readable = tmp_path / "readable.mp4"
+    readable.write_bytes(as_senc(out))
+    clear = packets(media / "source.mp4")
+    decrypted = packets(readable, DECRYPT)
+    assert clear[first : first + len(ours)] == decrypted
+
+
+def test_piff_senc_too_short_for_its_override_fields_is_a_clean_error(media):
+    piff = to_piff((media / "cenc_one.mp4").read_bytes(), False)
+    at = piff.index(PIFF_SENC) + 16
+    broken = bytearray(piff)
+    broken[at + 3] |= 1  # override flag: 20 more bytes before the count, which a short box lacks
+    size = struct.unpack_from(">I", broken, at - 24)[0]
+    # shrink the box to its version/flags and 4 bytes, then pad after it with a free box of the same length
+    struct.pack_into(">I", broken, at - 24, 24 + 8)
+    struct.pack_into(">I4s", broken, at + 8, size - 32, b"free")
+    with pytest.raises(ExtractError):
+        streamed(bytes(broken), CUT)
