@@ -175,7 +175,7 @@ def test_no_worker_outlives_mitmdump(origin, tmp_path, how):
 def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):
     """Two files on two workers, each moov within the metadata budget alone, both together past it:
     while one is being answered, the other is refused with a 503 that names the budget; once the first
-    is done, the second is served."""
+    is done, the second is served; and once the worker answering the first is killed mid-answer."""
     moov_file = HostileMp4(15_000)  # a 225 kB moov: 675 kB counted, of a 1 MiB budget
 
     def slowly():  # the first file's media data over 3 s: its answer holds its moov's share meanwhile
@@ -211,6 +211,15 @@ def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):
         log = proxy.log()
         first, second = (routed_to(log, f"{origin.url}{name}") for name in names)
         assert first and second and first[0] != second[0], log  # on two workers
+        # A worker killed while it holds its share: the share goes with it (mitmdump clears its slot).
+        status, _, body = http_stream(proxy.port, f"{names[0]}?ali_audio_only=1")
+        assert status == 200
+        next(body)
+        os.kill(worker_pid(proxy.log(), first[0]), signal.SIGKILL)
+        assert not drain(body)[1]
+        proxy.wait_for_log("died (killed by SIGKILL)")
+        served = http_get(proxy.port, f"{names[1]}?ali_audio_only=1")
+        assert served.status == 200 and served.clean, served.body[:200]
     finally:
         proxy.stop()
         for name in names:
@@ -219,8 +228,8 @@ def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):
 
 def test_a_new_worker_count_starts_and_retires_workers():
     """audio_only_workers changed while running: the pool starts the missing workers, and the extra
-    ones exit (after their last answer: none here); their budget slots are freed. The pool as the addon
-    drives it, in this process's loop."""
+    ones exit (after their last answer: none here). The pool as the addon drives it, in this process's
+    loop."""
     import asyncio
     import logging
 
