@@ -93,6 +93,11 @@ class Proxy:
         """mitmdump's worker processes (addon/server/worker_main.py)."""
         return [pid for pid in self.children() if is_worker(pid)]
 
+    def pids(self) -> list[int]:
+        """The edge's processes: mitmdump, then its workers (where a response's spool and memory are
+        when audio_only_workers is on)."""
+        return [self.process.pid, *self.worker_pids()]
+
     def log(self) -> str:
         self.log_file.flush()
         return self.log_path.read_text()
