@@ -38,6 +38,13 @@ def media(tmp_path_factory):
         run(packager(), f"in={folder / 'source.mp4'},stream=audio,output={folder / name}", "--enable_raw_key_encryption",
             "--keys", f"label=:key_id={KID}:key={KEY}", "--protection_scheme", "cenc", "--clear_lead", "0",
             *more).check_returncode()
+    run("ffmpeg", "-v", "error", "-y", "-i", str(folder / "source.mp4"), "-c", "copy", "-movflags",
+        "frag_keyframe+empty_moov+default_base_moof", str(folder / "moof_base.mp4")).check_returncode()
+    # Fragments packaged from a TS keep its clock: Shaka's first tfdt is the TS's first PTS (21.4 s here).
+    run("ffmpeg", "-v", "error", "-y", "-i", str(folder / "source.mp4"), "-c", "copy", "-output_ts_offset", "20",
+        str(folder / "source.ts")).check_returncode()
+    run(packager(), f"in={folder / 'source.ts'},stream=audio,output={folder / 'from_ts.mp4'}", "--fragment_duration", "1",
+        "--segment_duration", "1").check_returncode()
     return folder
 
 
@@ -197,3 +204,67 @@ def test_piff_senc_too_short_for_its_override_fields_is_a_clean_error(media):
     struct.pack_into(">I4s", broken, at + 8, size - 32, b"free")
     with pytest.raises(ExtractError):
         streamed(bytes(broken), CUT)
+
+
+# -- 3: fragments whose decode times do not start at 0 ------------------------------------------------------
+
+PREROLL = 9  # frames: 200 ms of 1024-sample frames at 44.1 kHz (cut.py's rule)
+
+
+def first_packet_of_ffmpeg_seek(path, seconds: float) -> int:
+    """The index of the input packet ffmpeg's -ss starts from (the reference: -ss counts from the file's
+    first sample, whatever its decode time)."""
+    everything = packets(path)
+    r = subprocess.run(["ffmpeg", "-v", "error", "-ss", str(seconds), "-i", str(path), "-map", "0:a", "-c", "copy",
+                        "-f", "framemd5", "-"], capture_output=True, check=True)
+    first = next(line for line in r.stdout.decode().splitlines() if not line.startswith("#"))
+    return everything.index(first.split(",")[5].strip())
+
+
+def elst_media_times(data: bytes) -> list[int]:
+    at, found = 0, []
+    while (at := data.find(b"elst", at + 1)) > 0:
+        version = data[at + 4]
+        found.append(struct.unpack_from(">q" if version else ">i", data, at + 12 + (8 if version else 4))[0])
+    return found
+
+
+def test_a_cut_of_fragments_packaged_from_a_ts_counts_from_its_first_sample(media, tmp_path):
+    source = media / "from_ts.mp4"
+    data = source.read_bytes()
+    tfdt = data.index(b"tfdt")
+    assert struct.unpack_from(">Q", data, tfdt + 8)[0] > 20 * 44100  # the input is what it says
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(both_paths(data, CUT))
+    theirs, ours = packets(source), packets(path)
+    first = theirs.index(ours[0])
+    assert theirs[first : first + len(ours)] == ours
+    assert first == first_packet_of_ffmpeg_seek(source, 3.0) - PREROLL
+    assert 3 * 44100 / 1024 < len(ours) <= 3 * 44100 / 1024 + PREROLL + 3
+    assert all(0 <= t < 44100 for t in elst_media_times(path.read_bytes()))  # the pre-roll and a frame at most
+    # to the end: from the same packet, every packet after it
+    path.write_bytes(both_paths(data, SeekRange(3000, None, True)))
+    assert packets(path) == theirs[first:]
+
+
+def shifted(data: bytes, seconds: int) -> bytes:
+    """ffmpeg's fragments (video 12800, audio 44100 units a second) with every tfdt moved by `seconds`."""
+    rates = {1: 12800, 2: 44100}
+
+    def traf(kids):
+        track = struct.unpack_from(">I", next(x for k, x in kids if k == b"tfhd"), 12)[0]
+        out = []
+        for kind, x in kids:
+            if kind == b"tfdt":
+                time = struct.unpack_from(">Q" if x[8] else ">I", x, 12)[0] + seconds * rates[track]
+                x = box(b"tfdt", struct.pack(">IQ", 0x01000000, time))
+            out.append((kind, x))
+        return out
+    return rebuild_trafs(data, traf)
+
+
+@pytest.mark.parametrize("seek", [CUT, SeekRange(3000, None, True), SeekRange(11000, 15000, True)],
+                         ids=["3-6", "3-", "11-15"])
+def test_a_cut_of_fragments_that_begin_later_is_the_cut_of_those_that_begin_at_0(media, seek):
+    data = (media / "moof_base.mp4").read_bytes()  # (shifted by 0: the same rewrite, tfdt version 1 too)
+    assert both_paths(shifted(data, 10), seek) == both_paths(shifted(data, 0), seek)

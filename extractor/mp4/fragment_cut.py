@@ -67,7 +67,8 @@ class TrackCut:
         self.iv_size = iv_size  # tenc's per-sample IV size (for a senc without saiz)
         self.default_duration = default_duration  # trex's
         self.rebase: int | None = None  # subtracted from every decode time out (see FragmentCut.traf)
-        self.next_time = 0  # decode time after the last traf seen (for a traf without tfdt)
+        self.origin: int | None = None  # the decode time that is the track's time 0 (FragmentCut.traf)
+        self.next_time = 0  # decode time after the last traf seen (for a traf without tfdt), from origin
         self.media_end = 0  # end of the last sample seen
         self.kept = 0  # samples kept so far
 
@@ -125,6 +126,7 @@ class FragmentCut:
         self._init = (head, moov, lengths)
         self._head: bytes | None = None
         self._anchor: tuple[int, int] | None = None  # (first - rebase, timescale) of the first track kept
+        self._origin: tuple[int, int] | None = None  # (decode time, timescale) of the first audio traf
 
     @property
     def head(self) -> bytes:
@@ -147,7 +149,9 @@ class FragmentCut:
             raise MalformedInput(f"a traf of track {track_id}, which the init does not describe")
         durations, sizes, layout = samples(data, tfhd, runs, default_size, track)
         tfdt = next((b for b in boxes_in if b.type == b"tfdt"), None)
-        base = _tfdt(data, tfdt) if tfdt is not None else track.next_time
+        if track.origin is None:
+            self._set_origin(track, _tfdt(data, tfdt) if tfdt is not None else 0)
+        base = _tfdt(data, tfdt) - track.origin if tfdt is not None else track.next_time
         starts = list(accumulate(durations, initial=base))
         track.next_time = starts[-1]
         track.media_end = max(track.media_end, starts[-1])
@@ -188,6 +192,17 @@ class FragmentCut:
             elif box.type == b"uuid" and bytes(data[box.payload - 16 : box.payload]) in _SMOOTH_TIMES:
                 replaced[box.start] = None  # Smooth's tfxd/tfrf: the uncut fragment's times, wrong for the cut
         return kept_runs, replaced
+
+    def _set_origin(self, track: TrackCut, decode_time: int) -> None:
+        """start and end count from the first audio traf's decode time, not from 0: fragments packaged
+        from a TS or a live source keep its clock (Shaka's from a TS begin at its PTS), and ffmpeg's
+        -ss and a player's seek bar count from the file's first sample too. Every track takes the same
+        origin in presentation time, so that they stay in step; all times of the cut (and mehd's
+        duration) are then measured from it."""
+        if self._origin is None:
+            self._origin = (decode_time, track.timescale)
+        time, timescale = self._origin
+        track.origin = time * track.timescale // timescale
 
     def _rebase(self, track: TrackCut, first_kept: int) -> None:
         """The output's timeline begins with the first sample kept: its fragments' decode times start at
