@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -140,7 +141,8 @@ class WorkerPool:
         ours, theirs = socket.socketpair()
         # On the loop's thread (mitmdump's main thread): PR_SET_PDEATHSIG follows the thread that forked.
         worker.process = subprocess.Popen(
-            [sys.executable, WORKER_MAIN, str(theirs.fileno()), str(self.counts.fd), str(worker.index + 1)],
+            [sys.executable, WORKER_MAIN, str(theirs.fileno()), str(self.counts.fd), str(worker.index + 1),
+             str(os.getpid())],
             pass_fds=(theirs.fileno(), self.counts.fd), stdin=subprocess.DEVNULL)
         theirs.close()
         worker.started, worker.port = time.monotonic(), None

@@ -1,7 +1,7 @@
 """A worker process: our server (app.py) on its own asyncio loop and port, answering the requests
 mitmdump routes to it (addon/workers.py starts it, with the command line below).
 
-    python addon/server/worker_main.py CONTROL_FD COUNTS_FD SLOT
+    python addon/server/worker_main.py CONTROL_FD COUNTS_FD SLOT MITMDUMP_PID
 
 CONTROL_FD is its end of the control connection (addon/worker_link.py has what crosses it), COUNTS_FD
 the shared budgets' file (budgets.SharedCounts), SLOT its slot there. Its own origin pools, planner and
@@ -166,9 +166,9 @@ async def exit_once_answered(server: WorkerServer, writer: asyncio.StreamWriter)
 
 def main(argv: list[str]) -> None:
     die_with_parent()
-    if os.getppid() == 1:  # mitmdump died before the line above: nothing to work for
+    control_fd, counts_fd, slot, parent = map(int, argv[1:5])
+    if os.getppid() != parent:  # mitmdump died before the line above: nothing to work for
         return
-    control_fd, counts_fd, slot = map(int, argv[1:4])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a ^C in mitmdump's terminal is mitmdump's to handle)
     asyncio.run(serve(control_fd, counts_fd, slot))
 
