@@ -129,7 +129,9 @@ def cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track, replaced: 
         if len(offsets) != 1:
             raise UnsupportedInput(f"track {track.track_id}'s saio has {len(offsets)} offsets in a traf: a cut "
                                    f"supports one (the first sample's aux information, in the senc)")
-        replaced["saio_at"] = (senc.payload + entries) - senc.start
+        # where the kept entries begin in the new senc's payload (its header may be shorter than the
+        # input's: a 64-bit size is written as 32)
+        replaced["saio_at"] = entries
 
 
 def _senc_sizes(p: bytes, at: int, n: int, flags: int, iv_size: int | None, where: int) -> list[int]:

@@ -266,7 +266,7 @@ def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
         saio = next(b for b in inner if b.type == b"saio")
         code, at_offsets, _ = tables.aux_offsets(out[saio.payload : saio.end], "a traf")
         if "saio_at" in replaced:  # a cut senc: the one offset names its first entry, the first kept sample's
-            moved = [senc.start + replaced["saio_at"]]
+            moved = [senc.payload + replaced["saio_at"]]
         else:
             moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
         struct.pack_into(f">{len(moved)}{code}", out, saio.payload + at_offsets, *moved)
