@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import extractor
 from extractor import AudioExtractor, ExtractError, SeekRange
 from helpers import run
 from mp4tools import box, boxes
@@ -296,3 +299,38 @@ def test_saio_names_the_first_kept_entry_of_a_senc_that_had_a_64_bit_header(medi
     assert theirs[first : first + len(ours)] == ours and 3 * 44100 / 1024 < len(ours) <= 3 * 44100 / 1024 + PREROLL + 3
     if name == "cenc_one.mp4":  # (ffmpeg 5.1 reads encrypted fragments past the first only through a sidx)
         assert packets(source)[first : first + len(ours)] == packets(path)
+
+
+# -- 4: a trun that claims more samples than a cut expands ----------------------------------------------------
+
+HUGE_COUNT_CUT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # a cut that expands the claim dies here
+sys.path[:0] = sys.argv[3:]
+from extractor import ExtractError, SeekRange
+from test_seek_fragmented import file_plan, streamed
+data, seek = open(sys.argv[2], "rb").read(), SeekRange(3000, 6000, True)
+try:
+    streamed(data, seek) if sys.argv[1] == "stream" else file_plan(data, seek)
+except ExtractError as e:
+    print(type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("count", [0x7FFFFFFF, 30_000_000])
+def test_a_trun_that_claims_millions_of_samples_without_fields_is_refused_before_they_are_listed(media, tmp_path, count):
+    def traf(kids):
+        tfhd = next(x for k, x in kids if k == b"tfhd")
+        if struct.unpack_from(">I", tfhd, 12)[0] != 2:  # the audio track
+            return kids
+        # default-base-is-moof, a default duration and size: the trun's 12 bytes claim `count` samples
+        return [(k, box(b"tfhd", struct.pack(">IIII", 0x020018, 2, 1024, 0)) if k == b"tfhd" else
+                 box(b"trun", struct.pack(">IIi", 1, count, 0)) if k == b"trun" else x) for k, x in kids]
+    path = tmp_path / "huge.mp4"
+    path.write_bytes(rebuild_trafs((media / "moof_base.mp4").read_bytes(), traf))
+    root = str(Path(extractor.__file__).parents[1])
+    for which in ("stream", "file"):
+        r = run(sys.executable, "-c", HUGE_COUNT_CUT, which, str(path), root, str(Path(__file__).parent))
+        assert r.returncode == 0, r.stderr[-500:]
+        assert r.stdout.decode().startswith(f"SeekNotPossible the fragment at byte"), r.stdout
+        assert f"claims {count} audio samples" in r.stdout.decode()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..errors import MalformedInput, UnsupportedInput
 from . import tables
 from .boxes import Box, children, make_box, mdat_header
+from .cut import MAX_CUT_SAMPLES, SeekNotPossible
 from .ranges import Ranges, first_overlap
 
 PASSED_ON = {b"styp", b"emsg", b"prft"}  # small boxes between fragments that players may want
@@ -117,6 +118,7 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
     # and the boxes a cut replaced (by offset in the moof; see FragmentCut.traf)
     others: list[tuple[int, int]] = []  # data of the trafs that go
     previous_end = moof_start
+    claimed = 0  # audio samples the moof's truns claim (a cut expands them into per-sample lists)
     for n, traf in enumerate(b for b in children(data, moof.payload, moof.end) if b.type == b"traf"):
         boxes_in = list(children(data, traf.payload, traf.end))
         tfhd = next((b for b in boxes_in if b.type == b"tfhd"), None)
@@ -137,6 +139,10 @@ def rewrite_moof(data: bytes, moof_start: int, audio_ids: set[int], trex: dict[i
         if track_id in audio_ids:
             replaced = {}
             if cut is not None:
+                claimed += sum(run.count for run in runs)
+                if claimed > MAX_CUT_SAMPLES:  # a trun without per-sample fields claims any count in 20 bytes
+                    raise SeekNotPossible(f"the fragment at byte {moof_start} claims {claimed} audio samples, more "
+                                          f"than a cut handles in one fragment ({MAX_CUT_SAMPLES})")
                 done = cut.traf(data, track_id, tfhd, boxes_in, runs, default_size)
                 if done is None:
                     continue  # none of its samples is in the cut
