@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from dataclasses import replace
 from itertools import accumulate
 
@@ -159,7 +160,7 @@ class FragmentCut:
             return None
         if track.keep_from is None:  # the pre-roll (cut.py's rule), in the track's usual frame duration
             # (the most common of the first traf's: ffmpeg gives a fragmented AAC track's first one 3528)
-            frame = max(set(durations), key=durations.count) or 1
+            frame = Counter(durations).most_common(1)[0][0] or 1  # (one pass: durations may all differ)
             frames = max(track.roll, -(-PREROLL_MS * track.timescale // (1000 * frame))) if track.roll else 0
             track.keep_from = track.first - frames * frame
         a = bisect_right(starts, track.keep_from, 1) - 1  # the first sample that ends after keep_from
