@@ -358,3 +358,41 @@ def test_a_first_traf_whose_samples_all_differ_in_duration_is_cut_in_linear_time
     began = time.process_time()
     out, warnings = streamed(data, CUT)
     assert time.process_time() - began < 3 and warnings == [] and b"moof" in out
+
+
+# -- 6: boxes held between fragments for a cut ------------------------------------------------------------------
+
+EMSG = box(b"emsg", bytes(4) + b"urn:x\0" + b"v\0" + bytes(16) + bytes(1024 - 36))  # 1 KiB, version 0
+
+
+def test_boxes_after_the_last_fragment_of_a_cut_are_not_held(media):
+    import tracemalloc
+    data = (media / "moof_base.mp4").read_bytes()
+    x = AudioExtractor(mp4_seek=CUT)
+    out = x.feed(data)
+    tracemalloc.start()
+    try:
+        for _ in range(32):  # 32 MiB of emsg after the last fragment of the cut
+            out += x.feed(EMSG * 1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    out += x.finish()
+    assert peak < 4 << 20, peak
+    assert b"".join(map(bytes, out)) == both_paths(data, CUT)  # (none of them goes out: no fragment follows)
+
+
+def test_boxes_held_between_fragments_for_a_cut_are_bounded_by_max_header(media):
+    data = (media / "moof_base.mp4").read_bytes()
+    moofs = [pos for kind, pos, _, _ in boxes(data) if kind == b"moof"]
+    spliced = data[: moofs[4]] + EMSG * 3072 + data[moofs[4] :]  # 3 MiB before the fifth fragment (4-5 s)
+    x = AudioExtractor(mp4_seek=CUT, max_header=2 << 20)
+    with pytest.raises(ExtractError, match="boxes between two fragments held for a cut"):
+        for i in range(0, len(spliced), 1 << 16):
+            x.feed(spliced[i : i + (1 << 16)])
+        x.finish()
+    # uncut they stream through, and the same boxes within the limit go out with their fragment
+    out, warnings = streamed(spliced, None)
+    assert warnings == [] and out.count(EMSG) == 3072
+    x = AudioExtractor(mp4_seek=CUT, max_header=4 << 20)
+    assert b"".join(map(bytes, x.feed(spliced) + x.finish())).count(EMSG) == 3072

@@ -217,6 +217,11 @@ class FragmentCut:
             other.rebase = max(0, other.first - skip * other.timescale // timescale)
         track.rebase = first_kept
 
+    @property
+    def past_end(self) -> bool:
+        """Every track's fragments have reached past the cut's end: no later sample is kept."""
+        return all(t.end is not None and t.origin is not None and t.next_time > t.end for t in self.tracks.values())
+
     def check_end(self) -> None:
         """After the last fragment: SeekPastEnd when no sample of any track was kept."""
         if not any(t.kept for t in self.tracks.values()):

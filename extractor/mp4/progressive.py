@@ -327,9 +327,16 @@ class Mp4AudioFilter:
                 self._outside(self._pending.first()[0])
             return "media"
         if kind in PASSED_ON and self.plan is not None and self.plan.fragmented and box.size != -1:
-            if self._cut is not None:
-                return self._bounded(box, "passed")
-            return "copy"
+            if self._cut is None:
+                return "copy"
+            if self._cut.past_end:
+                return "skip"  # no fragment of the cut follows: they would be held for nothing
+            held = sum(map(len, self._passed))
+            if held + box.size > self.max_header:  # held until the next moof: bounded like one
+                raise LimitExceeded(f"the boxes between two fragments held for a cut, {human_size(held + box.size)} "
+                                    f"at byte {box.start}, are above the {human_size(self.max_header)} limit "
+                                    f"(audio_only_max_header)")
+            return self._bounded(box, "passed")
         return "skip"
 
     def _bounded(self, box: boxes.Box, state: str | None = None) -> str:
