@@ -396,3 +396,40 @@ def test_boxes_held_between_fragments_for_a_cut_are_bounded_by_max_header(media)
     assert warnings == [] and out.count(EMSG) == 3072
     x = AudioExtractor(mp4_seek=CUT, max_header=4 << 20)
     assert b"".join(map(bytes, x.feed(spliced) + x.finish())).count(EMSG) == 3072
+
+
+# -- 7: a version 1 tfdt or mehd with a version 0 body ---------------------------------------------------------
+
+def short_tfdt(data: bytes) -> bytes:
+    """Each traf's tfdt version 1 with a 32-bit time (8 bytes of payload), last in its traf."""
+    def traf(kids):
+        tfdt = next(x for k, x in kids if k == b"tfdt")
+        time = struct.unpack_from(">Q" if tfdt[8] else ">I", tfdt, 12)[0]
+        return [(k, x) for k, x in kids if k != b"tfdt"] + [(b"tfdt", box(b"tfdt", struct.pack(">II", 0x01000000, time)))]
+    return rebuild_trafs(data, traf)
+
+
+def short_mehd(data: bytes) -> bytes:
+    """The mehd version 1 with a 32-bit duration, last in the mvex, the mvex last in the moov."""
+    _, at, header, size = next(b for b in boxes(data) if b[0] == b"moov")
+    kids = [(k, data[p : p + s]) for k, p, h, s in boxes(data, at + header, at + size)]
+    mvex = next(x for k, x in kids if k == b"mvex")
+    inner = [(k, mvex[p : p + s]) for k, p, h, s in boxes(mvex, 8, len(mvex))]
+    mehd = next(x for k, x in inner if k == b"mehd")
+    duration = struct.unpack_from(">Q" if mehd[8] else ">I", mehd, 12)[0]
+    mvex = box(b"mvex", b"".join(x for k, x in inner if k != b"mehd") + box(b"mehd", struct.pack(">II", 0x01000000, duration)))
+    return data[:at] + box(b"moov", b"".join(x for k, x in kids if k != b"mvex") + mvex) + data[at + size :]
+
+
+@pytest.mark.parametrize("case", ["tfdt", "mehd"])
+@pytest.mark.parametrize("path", ["stream", "file"])
+def test_a_version_1_tfdt_or_mehd_too_short_for_its_time_is_a_clean_error(media, case, path):
+    data = (short_tfdt((media / "moof_base.mp4").read_bytes()) if case == "tfdt"
+            else short_mehd((media / "cenc_1s.mp4").read_bytes()))
+    seeks = [CUT] + ([None] if case == "tfdt" and path == "file" else [])  # (the file path reads tfdt to index)
+    for seek in seeks:
+        with pytest.raises(ExtractError, match=f"{case} at byte .* holds 8 bytes, its version 1 needs 12"):
+            if path == "stream":
+                streamed(data, seek)
+            else:
+                file_bytes(data, file_plan(data, seek))

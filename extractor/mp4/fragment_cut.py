@@ -92,8 +92,11 @@ class FragmentCut:
         mvex = find(head, moov, b"mvex")
         mehd = find(head, mvex, b"mehd") if mvex else None
         total_ms = None
-        if mehd is not None and mehd.size - mehd.header >= 8:
-            v1 = head[mehd.payload] == 1
+        if mehd is not None:
+            v1 = mehd.size > mehd.header and head[mehd.payload] == 1
+            if mehd.size - mehd.header < (12 if v1 else 8):
+                raise MalformedInput(f"mehd at byte {mehd.start} of the moov holds {mehd.size - mehd.header} bytes, "
+                                     f"its version {int(v1)} needs {12 if v1 else 8}")
             duration = struct.unpack_from(">Q" if v1 else ">I", head, mehd.payload + 4)[0]
             total_ms = duration * 1000 // self.movie_timescale if duration else None
         if total_ms is not None and seek.start >= total_ms:
@@ -256,8 +259,10 @@ def _iv_size(data, trak: Box) -> int | None:
 
 
 def _tfdt(data, box: Box) -> int:
-    if box.size - box.header < 8:
-        raise MalformedInput(f"tfdt at byte {box.start} of a moof is too short")
+    v1 = box.size > box.header and data[box.payload] == 1
+    if box.size - box.header < (12 if v1 else 8):
+        raise MalformedInput(f"tfdt at byte {box.start} of a moof holds {box.size - box.header} bytes, its version "
+                             f"{int(v1)} needs {12 if v1 else 8}")
     return struct.unpack_from(">Q" if data[box.payload] == 1 else ">I", data, box.payload + 4)[0]
 
 
