@@ -433,3 +433,35 @@ def test_a_version_1_tfdt_or_mehd_too_short_for_its_time_is_a_clean_error(media,
                 streamed(data, seek)
             else:
                 file_bytes(data, file_plan(data, seek))
+
+
+# -- 8: end past the last sample, no mehd ----------------------------------------------------------------------
+
+def durations_in_seconds(data: bytes) -> dict[str, float]:
+    """mvhd's duration and the audio tkhd's, in seconds (the tests' own walk of the moov)."""
+    _, at, header, size = next(b for b in boxes(data) if b[0] == b"moov")
+    mvhd = data.index(b"mvhd", at)
+    version = data[mvhd + 4]
+    timescale, duration = struct.unpack_from(">IQ" if version else ">II", data, mvhd + 4 + (20 if version else 12))
+    tkhd = data.index(b"tkhd", at)
+    track = struct.unpack_from(">Q" if data[tkhd + 4] else ">I", data, tkhd + 4 + (28 if data[tkhd + 4] else 20))[0]
+    return {"mvhd": duration / timescale, "tkhd": track / timescale}
+
+
+def test_end_past_the_last_sample_without_mehd_does_not_claim_the_time_asked(media):
+    data = (media / "moof_base.mp4").read_bytes()
+    assert b"mehd" not in data  # ffmpeg's empty_moov: the end is not known before the last fragment
+    out = both_paths(data, SeekRange(9000, 60_000, True))  # 3.04 s of audio after 9 s
+    assert durations_in_seconds(out) == {"mvhd": 0, "tkhd": 0}  # unknown, as the input says
+    # within the audio the edit list still ends the cut at `end`: ffmpeg plays 3 s
+    out = both_paths(data, CUT)
+    assert durations_in_seconds(out) == {"mvhd": 0, "tkhd": 0}
+    elst = out.index(b"elst")
+    assert struct.unpack_from(">Q", out, elst + 12)[0] == 3000  # movie timescale 1000: end - start
+
+
+def test_end_past_the_last_sample_with_mehd_says_the_audio_there(media):
+    data = (media / "cenc_1s.mp4").read_bytes()
+    assert b"mehd" in data
+    durations = durations_in_seconds(both_paths(data, SeekRange(9000, 60_000, True)))
+    assert 2.9 < durations["mvhd"] == durations["tkhd"] < 3.1  # mehd's 12.02 s less 9

@@ -127,7 +127,10 @@ class FragmentCut:
             self.tracks[track_id] = TrackCut(track_id, timescale, first, end, preroll_frames(head, found, [b for b in in_stbl if b.type == b"sgpd"]),
                                              _iv_size(head, trak), defaults.get(track_id))
             lengths[trak.start] = None if end_ms is None else max(0, media_time(end_ms) - first) * self.movie_timescale // timescale
-        self._init = (head, moov, lengths)
+        # Without mehd the input's end is not known when the head goes out (with the first fragment of
+        # the cut): the edit lists still end the cut at `end` (an edit past the media just ends with
+        # it), but tkhd and mvhd say 0, unknown, as the input's do, not end - start.
+        self._init = (head, moov, lengths, total_ms is not None)
         self._head: bytes | None = None
         self._anchor: tuple[int, int] | None = None  # (first - rebase, timescale) of the first track kept
         self._origin: tuple[int, int] | None = None  # (decode time, timescale) of the first audio traf
@@ -266,11 +269,12 @@ def _tfdt(data, box: Box) -> int:
     return struct.unpack_from(">Q" if data[box.payload] == 1 else ">I", data, box.payload + 4)[0]
 
 
-def _cut_head(head: bytes, moov: Box, lengths: dict, tracks: dict) -> bytes:
+def _cut_head(head: bytes, moov: Box, lengths: dict, known_end: bool, tracks: dict) -> bytes:
     """The head with each audio trak's edit list set to the cut (tkhd's duration with it) and the
-    movie's durations (mvhd, mehd) to the longest; 0 where the end is not known."""
+    movie's durations (mvhd, mehd) to the longest; 0 where the end is not known (no end asked; or
+    tkhd's and mvhd's, without mehd)."""
     movie = max((x for x in lengths.values() if x is not None), default=None)
-    if any(x is None for x in lengths.values()):
+    if any(x is None for x in lengths.values()) or not known_end:
         movie = None
 
     def trak(box: Box) -> bytes:
@@ -281,7 +285,7 @@ def _cut_head(head: bytes, moov: Box, lengths: dict, tracks: dict) -> bytes:
         for child in children(head, box.payload, box.end):
             if child.type == b"edts":
                 continue
-            parts.append(_with_duration(head, child, length or 0, 20, 28) if child.type == b"tkhd"
+            parts.append(_with_duration(head, child, (length or 0) if known_end else 0, 20, 28) if child.type == b"tkhd"
                          else bytes(head[child.start : child.end]))
             if child.type == b"tkhd":
                 parts.append(make_box(b"edts", edit))
