@@ -465,3 +465,18 @@ def test_end_past_the_last_sample_with_mehd_says_the_audio_there(media):
     assert b"mehd" in data
     durations = durations_in_seconds(both_paths(data, SeekRange(9000, 60_000, True)))
     assert 2.9 < durations["mvhd"] == durations["tkhd"] < 3.1  # mehd's 12.02 s less 9
+
+
+# -- 9: plain video seeking of a fragmented file -------------------------------------------------------------
+
+def test_plain_video_seeking_of_a_fragmented_file_says_the_whole_file_is_sent(media, tmp_path):
+    source = media / "moof_base.mp4"
+    x = AudioExtractor(keep_video=True, mp4_seek=CUT)
+    path = tmp_path / "plain.mp4"
+    path.write_bytes(b"".join(map(bytes, x.feed(source.read_bytes()) + x.finish())))
+    assert x.warnings == ["plain video seeking of a fragmented MP4 is not supported: the whole file is sent"]
+    for stream in ("v", "a"):  # and it is: every packet of both tracks
+        r = [subprocess.run(["ffmpeg", "-v", "error", "-i", str(p), "-map", f"0:{stream}", "-c", "copy", "-f", "framemd5",
+                             "-"], capture_output=True, check=True).stdout.splitlines()[-1] for p in (path, source)]
+        assert r[0] == r[1]
+    assert packets(path) == packets(source)

@@ -296,6 +296,8 @@ def plan(ftyp: bytes, moov_data, moov: Box, seek: SeekRange | None = None, keep_
         _read_chunks(moov_data, t)
     mvex = find(moov_data, moov, b"mvex")
     replacements, warnings = {}, []
+    if seek is not None and mvex is not None and keep_video:  # (only audio is cut in fragments: fragment_cut.py)
+        warnings.append("plain video seeking of a fragmented MP4 is not supported: the whole file is sent")
     if seek is not None and mvex is None:  # (a fragmented file's samples are in its fragments: fragment_cut.py cuts them)
         movie_timescale = _movie_timescale(moov_data, moov)
         try:
