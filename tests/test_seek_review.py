@@ -23,7 +23,7 @@ from extractor import AudioExtractor, ExtractError, SeekRange
 from helpers import run
 from mp4tools import box, boxes
 from test_cenc import KEY, KID, packager
-from test_seek_fragmented import file_bytes, file_plan
+from test_seek_fragmented import file_bytes, file_plan, shaka_decrypted
 
 PIFF_SENC = bytes.fromhex("a2394f525a9b4f14a2446c427c648df4")
 TFXD = bytes.fromhex("6d1d9b0542d544e680e2141daff757b2")
@@ -107,10 +107,12 @@ def rebuild_trafs(data: bytes, traf_fn) -> bytes:
             for kk, pp, hh, ss in inner:
                 if kk == b"trun" and struct.unpack_from(">I", moof, pp + hh)[0] & 1:
                     struct.pack_into(">i", moof, pp + hh + 8, struct.unpack_from(">i", moof, pp + hh + 8)[0] + delta)
-                if kk == b"saio" and entries is not None:
+                if kk == b"saio" and entries is not None:  # (several offsets keep their distances from the first)
                     version, flags = moof[pp + hh], int.from_bytes(moof[pp + hh + 1 : pp + hh + 4], "big")
                     at = pp + hh + 8 + (8 if flags & 1 else 0)
-                    struct.pack_into(">Q" if version else ">I", moof, at, entries)
+                    code = f">{int.from_bytes(moof[at - 4 : at], 'big')}{'Q' if version else 'I'}"
+                    offsets = struct.unpack_from(code, moof, at)
+                    struct.pack_into(code, moof, at, *(entries + o - offsets[0] for o in offsets))
         out.append(bytes(moof))
     return b"".join(out)
 
@@ -167,13 +169,25 @@ def aux_by_sample(data: bytes, iv_size: int = 8) -> list[bytes]:
                 sizes = [data[at]] * samples if data[at] else list(data[at + 5 : at + 5 + samples])
                 o = inner[b"saio"][0]
                 at = o + 8 + (8 if data[o + 3] & 1 else 0)
-                position = pos + struct.unpack_from(">Q" if data[o] else ">I", data, at)[0]
+                count = int.from_bytes(data[at - 4 : at], "big")
+                offsets = struct.unpack_from(f">{count}{'Q' if data[o] else 'I'}", data, at)
+                # one offset for the traf, or one a trun (each for that trun's samples)
+                runs = [samples] if count == 1 else [int.from_bytes(data[pp + hh + 4 : pp + hh + 8], "big")
+                                                      for kk, pp, hh, ss in boxes(data, p + h, p + s) if kk == b"trun"]
+                assert len(runs) == count
+                i = 0
+                for offset, run in zip(offsets, runs):
+                    position = pos + offset
+                    for n in sizes[i : i + run]:
+                        found.append(data[position : position + n])
+                        position += n
+                    i += run
             else:
                 assert not data[senc[0] + 3] & 2
-                sizes, position = [iv_size] * samples, senc[0] + 8
-            for n in sizes:
-                found.append(data[position : position + n])
-                position += n
+                position = senc[0] + 8
+                for _ in range(samples):
+                    found.append(data[position : position + iv_size])
+                    position += iv_size
     return found
 
 
@@ -480,3 +494,102 @@ def test_plain_video_seeking_of_a_fragmented_file_says_the_whole_file_is_sent(me
                              "-"], capture_output=True, check=True).stdout.splitlines()[-1] for p in (path, source)]
         assert r[0] == r[1]
     assert packets(path) == packets(source)
+
+
+# -- 10: saiz against the subsample counts; a saio offset a trun -------------------------------------------------
+
+def with_subsamples(data: bytes, saiz_in_wrong_order: bool = False) -> bytes:
+    """Shaka's cenc (one fragment) with subsample maps: each entry the sample's IV and one or two
+    subsamples (0 clear bytes, then protected), alternately; saiz sizes each entry (or, wrong, each
+    pair of entries' sizes swapped: the same total, each sample sliced at another's size)."""
+    def traf(kids):
+        found = dict(kids)
+        trun = found[b"trun"]
+        flags, n = struct.unpack_from(">II", trun, 8)
+        fields = bin(flags & 0xF00).count("1")
+        at = 16 + (4 if flags & 1 else 0) + (4 if flags & 4 else 0) + (4 if flags & 0x100 else 0)
+        sizes = [struct.unpack_from(">I", trun, at + 4 * fields * i)[0] for i in range(n)]
+        senc = found[b"senc"]
+        assert struct.unpack_from(">I", senc, 12)[0] == n and (len(senc) - 16) == 8 * n
+        entries = []
+        for i, size in enumerate(sizes):
+            parts = [size] if i % 2 else [size // 2, size - size // 2]
+            entries.append(senc[16 + 8 * i : 24 + 8 * i] + struct.pack(">H", len(parts))
+                           + b"".join(struct.pack(">HI", 0, part) for part in parts))
+        aux = [len(e) for e in entries]
+        if saiz_in_wrong_order:
+            aux[0 : n - n % 2 : 2], aux[1 : n - n % 2 : 2] = aux[1 : n - n % 2 : 2], aux[0 : n - n % 2 : 2]
+        new = {b"senc": box(b"senc", struct.pack(">II", 2, n) + b"".join(entries)),
+               b"saiz": box(b"saiz", struct.pack(">IBI", 0, 0, n) + bytes(aux))}
+        return [(k, new.get(k, x)) for k, x in kids]
+    return rebuild_trafs(data, traf)
+
+
+def test_saiz_sizes_that_disagree_with_the_entries_subsample_counts_are_refused(media, tmp_path):
+    data = (media / "cenc_one.mp4").read_bytes()
+    good = with_subsamples(data)
+    source, path = tmp_path / "subsamples.mp4", tmp_path / "cut.mp4"
+    source.write_bytes(good)
+    path.write_bytes(both_paths(good, CUT))  # the input is what it says: ffmpeg decrypts the cut
+    clear = packets(media / "source.mp4")
+    decrypted = packets(path, DECRYPT)
+    first = clear.index(decrypted[0])
+    assert clear[first : first + len(decrypted)] == decrypted
+    bad = with_subsamples(data, saiz_in_wrong_order=True)
+    for cut in (lambda: streamed(bad, CUT), lambda: file_plan(bad, CUT)):
+        with pytest.raises(ExtractError, match="sample 0's entry is 16 bytes by saiz, its subsample count says otherwise"):
+            cut()
+
+
+def split_trun(data: bytes, at: int) -> bytes:
+    """Each traf's trun split in two at sample `at` (the second with its own data offset) and the saio
+    giving one offset a trun, each naming that trun's first entry in the senc (ISO 23001-7 allows it)."""
+    def traf(kids):
+        out = []
+        aux_sizes = None
+        for kind, x in kids:
+            if kind == b"saiz":
+                n = struct.unpack_from(">I", x, 13)[0]
+                aux_sizes = [x[12]] * n if x[12] else list(x[17 : 17 + n])
+        for kind, x in kids:
+            if kind == b"trun":
+                flags, n, offset = struct.unpack_from(">IIi", x, 8)
+                assert flags & 0xFFFFFF == 0x301  # data offset, per-sample duration and size
+                table = [struct.unpack_from(">II", x, 20 + 8 * i) for i in range(n)]
+                second = offset + sum(size for _, size in table[:at])
+                for first, count, rows in ((offset, at, table[:at]), (second, n - at, table[at:])):
+                    out.append((kind, box(b"trun", struct.pack(">IIi", flags, count, first)
+                                          + b"".join(struct.pack(">II", *row) for row in rows))))
+            elif kind == b"saio":
+                assert x[8] == 0 and not x[11] & 1  # version 0, no aux_info_type
+                out.append((kind, box(b"saio", struct.pack(">IIII", 0, 2, 0, sum(aux_sizes[:at])))))
+            else:
+                out.append((kind, x))
+        return out
+    return rebuild_trafs(data, traf)
+
+
+@pytest.mark.parametrize("at", [200, 100], ids=["runs-both-kept", "first-run-dropped"])
+def test_a_saio_with_an_offset_a_trun_is_cut_with_its_runs(media, tmp_path, at):
+    data = split_trun((media / "cenc_one.mp4").read_bytes(), at)
+    source, path = tmp_path / "split.mp4", tmp_path / "cut.mp4"
+    source.write_bytes(data)
+    out = both_paths(data, CUT)
+    path.write_bytes(out)
+    theirs, ours = aux_by_sample(data), aux_by_sample(out)
+    assert theirs == aux_by_sample((media / "cenc_one.mp4").read_bytes())  # the input is what it says
+    first = theirs.index(ours[0])
+    assert theirs[first : first + len(ours)] == ours and 3 * 44100 / 1024 < len(ours) <= 3 * 44100 / 1024 + PREROLL + 3
+    assert out.count(b"trun") == (2 if first < at else 1)
+    # decrypted by Shaka Packager (ffmpeg 5.1 reads no saio of several offsets), the cut is the clear run
+    clear = packets(media / "source.mp4")
+    assert clear[first : first + len(ours)] == packets(shaka_decrypted(path, tmp_path))
+
+
+def test_a_saio_whose_offsets_are_not_at_its_truns_first_entries_is_refused_clearly(media):
+    data = bytearray(split_trun((media / "cenc_one.mp4").read_bytes(), 200))
+    saio = data.index(b"saio")
+    struct.pack_into(">I", data, saio + 16, struct.unpack_from(">I", data, saio + 16)[0] + 8)  # the second, a sample late
+    for cut in (lambda: streamed(bytes(data), CUT), lambda: file_plan(bytes(data), CUT)):
+        with pytest.raises(ExtractError, match="has 2 offsets for 2 truns, not at their first samples' entries"):
+            cut()

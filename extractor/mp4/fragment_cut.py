@@ -187,7 +187,7 @@ class FragmentCut:
             replaced["tfdt"] = new_tfdt
         kept_runs = cut_runs(data, layout, sizes, a, b)
         n = len(durations)
-        cut_aux(data, boxes_in, n, a, b, track, replaced)
+        cut_aux(data, boxes_in, n, a, b, track, replaced, [first for _, first, _, _ in layout])
         for box in boxes_in:
             if box.type == b"sbgp":
                 replaced[box.start] = cut_sbgp(data, box, n, a, b)

@@ -75,9 +75,10 @@ def cut_runs(data, layout: list, sizes: list, a: int, b: int) -> list:
     return kept
 
 
-def cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track, replaced: dict) -> None:
-    """senc and saiz cut to samples [a, b); saio must name the senc's first entry (it then names the
-    first kept one once fragmented.py has moved it)."""
+def cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track, replaced: dict, run_firsts: list[int]) -> None:
+    """senc and saiz cut to samples [a, b); saio must name the senc's first entry, or (one offset a
+    trun, as ISO 23001-7 allows) each trun's first entry: it then names the first kept one of each run
+    kept once fragmented.py has moved it. run_firsts: the traf's first sample of each trun."""
     senc = _senc(data, boxes_in)
     saiz = next((x for x in boxes_in if x.type == b"saiz"), None)
     saio = next((x for x in boxes_in if x.type == b"saio"), None)
@@ -116,22 +117,41 @@ def cut_aux(data, boxes_in: list[Box], n: int, a: int, b: int, track, replaced: 
     if count != n:
         raise MalformedInput(f"senc at byte {senc.start} of a moof describes {count} samples, its traf has {n}")
     entries = count_at + 4
-    if sizes is None:
+    walked = sizes is None
+    if walked:
         sizes = _senc_sizes(p, entries, n, flags, iv_size, senc.start)
     ends = list(accumulate(sizes, initial=entries))
     if ends[-1] > len(p):
         raise MalformedInput(f"senc at byte {senc.start} of a moof holds {len(p)} bytes, its {n} samples' aux "
                              f"information needs {ends[-1]}")
+    if not walked and flags & _SUBSAMPLES and iv_size is not None:
+        _check_subsample_counts(p, ends, sizes, iv_size, senc.start)
     body = p[:count_at] + struct.pack(">I", b - a) + p[ends[a] : ends[b]]
     replaced[senc.start] = _same_kind(data, senc, body)
     if saio is not None:
-        _, _, offsets = tables.aux_offsets(bytes(data[saio.payload : saio.end]), f"track {track.track_id}")
-        if len(offsets) != 1:
-            raise UnsupportedInput(f"track {track.track_id}'s saio has {len(offsets)} offsets in a traf: a cut "
-                                   f"supports one (the first sample's aux information, in the senc)")
-        # where the kept entries begin in the new senc's payload (its header may be shorter than the
-        # input's: a 64-bit size is written as 32)
-        replaced["saio_at"] = entries
+        payload = bytes(data[saio.payload : saio.end])
+        code, at, offsets = tables.aux_offsets(payload, f"track {track.track_id}")
+        firsts = [0] if len(offsets) == 1 else run_firsts
+        if len(offsets) != len(firsts) or any(o - offsets[0] != ends[f] - entries for o, f in zip(offsets, firsts)):
+            raise UnsupportedInput(f"track {track.track_id}'s saio at byte {saio.start} of a moof has {len(offsets)} "
+                                   f"offsets for {len(run_firsts)} truns, not at their first samples' entries in the "
+                                   f"senc: the file is not cut (it is extracted without start/end)")
+        # Where each kept run's first kept entry begins in the new senc's payload (its header may be
+        # shorter than the input's: a 64-bit size is written as 32); the saio gets one offset a kept run.
+        kept_firsts = [max(a, f) for f, end in zip(firsts, firsts[1:] + [n]) if max(a, f) < min(b, end)]
+        replaced["saio_at"] = [entries + ends[f] - ends[a] for f in kept_firsts]
+        if len(offsets) > 1:
+            replaced[saio.start] = make_box(b"saio", payload[: at - 4] + struct.pack(f">I{len(kept_firsts)}{code}",
+                                                                                   len(kept_firsts), *[0] * len(kept_firsts)))
+
+
+def _check_subsample_counts(p: bytes, ends: list[int], sizes: list[int], iv_size: int, where: int) -> None:
+    """Each senc entry that saiz sizes holds the IV and the subsample map its own count says: a saiz
+    that disagrees would hand samples other samples' IVs."""
+    for i, (at, size) in enumerate(zip(ends, sizes)):
+        if size < iv_size + 2 or size != iv_size + 2 + 6 * int.from_bytes(p[at + iv_size : at + iv_size + 2], "big"):
+            raise MalformedInput(f"senc at byte {where} of a moof: sample {i}'s entry is {size} bytes by saiz, its "
+                                 f"subsample count says otherwise")
 
 
 def _senc_sizes(p: bytes, at: int, n: int, flags: int, iv_size: int | None, where: int) -> list[int]:

@@ -271,8 +271,8 @@ def _move_aux(new_moof: bytes, kept: list, moof_start: int) -> bytes:
         senc = _senc(out, inner)
         saio = next(b for b in inner if b.type == b"saio")
         code, at_offsets, _ = tables.aux_offsets(out[saio.payload : saio.end], "a traf")
-        if "saio_at" in replaced:  # a cut senc: the one offset names its first entry, the first kept sample's
-            moved = [senc.payload + replaced["saio_at"]]
+        if "saio_at" in replaced:  # a cut senc: each offset names a kept run's first kept entry
+            moved = [senc.payload + at for at in replaced["saio_at"]]
         else:
             moved = [senc.start + (o - (moof_start + aux.senc_start)) for o in aux.offsets]
         struct.pack_into(f">{len(moved)}{code}", out, saio.payload + at_offsets, *moved)
