@@ -259,8 +259,9 @@ def test_the_cut_starts_at_time_0_and_its_edit_lists_skip_the_pre_roll(media, tm
 # -- encrypted fragments -----------------------------------------------------------------------------------
 
 def senc_entries(data: bytes) -> list[bytes]:
-    """Every audio sample's aux information (IV, subsamples) in file order, read by the tests' walker:
-    each traf's saiz sizes slice its senc entries."""
+    """Every audio sample's aux information (IV, subsamples) in file order, read by the tests' walker
+    where a reader finds it: at saio's offset (from the moof, or tfhd's base data offset), each entry
+    saiz's size; a traf without saio, its senc's entries."""
     entries = []
     for kind, pos, header, size in boxes(data):
         if kind != b"moof":
@@ -273,6 +274,16 @@ def senc_entries(data: bytes) -> list[bytes]:
                 continue
             s, end = inner[b"senc"]
             count = int.from_bytes(data[s + 4 : s + 8], "big")
+            position = s + 8
+            if b"saio" in inner:  # (where a reader looks: a misplaced saio shows here, not in the senc)
+                o, _ = inner[b"saio"]
+                at = o + 8 + (8 if data[o + 3] & 1 else 0)
+                assert int.from_bytes(data[at - 4 : at], "big") == 1, "the walker reads one saio offset a traf"
+                t, _ = inner[b"tfhd"]
+                flags = int.from_bytes(data[t + 1 : t + 4], "big")
+                base = int.from_bytes(data[t + 8 : t + 16], "big") if flags & 1 else pos
+                assert flags & 1 or flags & 0x020000, "the walker reads trafs with a base: explicit or the moof"
+                position = base + int.from_bytes(data[at : at + (8 if data[o] else 4)], "big")
             if b"saiz" in inner:
                 a, _ = inner[b"saiz"]
                 flags = int.from_bytes(data[a + 1 : a + 4], "big")
@@ -283,7 +294,6 @@ def senc_entries(data: bytes) -> list[bytes]:
             else:  # no saiz: entries of one size, without subsamples (cbcs audio: a constant IV, empty entries)
                 assert not data[s + 3] & 2 and (end - s - 8) % max(count, 1) == 0
                 sizes = [(end - s - 8) // max(count, 1)] * count
-            position = s + 8
             for n in sizes:
                 entries.append(data[position : position + n])
                 position += n
@@ -465,7 +475,11 @@ def small_inputs(tmp_path_factory):
     run(packager(), f"in={folder / 'clear.mp4'},stream=audio,output={folder / 'cenc.mp4'}", "--enable_raw_key_encryption",
         "--keys", f"label=:key_id={KID}:key={KEY}", "--protection_scheme", "cenc", "--clear_lead", "0",
         "--fragment_duration", "0.5", "--segment_duration", "0.5").check_returncode()
-    return {name: (folder / f"{name}.mp4").read_bytes() for name in ("clear", "cenc")}
+    # PCM in fragments of a QuickTime file: truns with no per-sample field (tfhd's default duration and
+    # size), so that a damaged count claims any number of samples
+    ffmpeg("-f", "lavfi", "-i", "aevalsrc=0.5*sin(2*PI*(300+40*t)*t):s=8000:d=3", "-c:a", "pcm_s16le", "-f", "mov",
+           "-movflags", "empty_moov+default_base_moof", "-frag_duration", "300000", str(folder / "defaults.mp4"))
+    return {name: (folder / f"{name}.mp4").read_bytes() for name in ("clear", "cenc", "defaults")}
 
 
 def cut_or_error(data: bytes, seek: SeekRange, pieces: int) -> tuple[bytes | None, bytes | None]:
@@ -498,7 +512,7 @@ seeks = st.tuples(st.integers(0, 3500), st.one_of(st.none(), st.integers(0, 4000
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["clear", "cenc"]), seek=seeks,
+@given(name=st.sampled_from(["clear", "cenc", "defaults"]), seek=seeks,
        damage=st.lists(st.tuples(st.integers(0, 1 << 30), st.integers(0, 255)), min_size=1, max_size=4),
        pieces=st.sampled_from([1000, 4096, 1 << 20]))
 def test_a_damaged_fragmented_input_is_cut_or_refused_cleanly(small_inputs, name, seek, damage, pieces):
