@@ -334,6 +334,8 @@ def plan_fragmented_file(ftyp: bytes, moov: bytes, boxes_after: list[tuple[bytes
     audio_ids = result.audio_ids
     passed: list[bytes] = []  # with a cut: boxes between fragments, until a fragment of the cut comes
     for kind, offset, data in boxes_after:
+        if cut is not None and cut.past_end:
+            break  # no later sample is kept, nor the boxes between the fragments after the cut
         if kind == b"moof":
             rewritten = rewrite_moof(data, offset, audio_ids, result.trex, cut)
             held, passed = passed, []
