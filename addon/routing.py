@@ -71,7 +71,19 @@ class AudioRouter:
 
     async def to_worker(self, flow: http.HTTPFlow, job: Job) -> None:
         """To the worker the file's URL hashes to (a stable hash: a player's requests for one file meet
-        its plan there); to our server here when no worker answers."""
+        its plan there); to our server here when no worker answers. It fails closed: a request that
+        asked for audio must never reach the origin unchanged (its answer would be the whole video),
+        so any error here answers 502."""
+        try:
+            await self.send_to_worker(flow, job)
+        except Exception as e:
+            log.exception(f"audio-only: {job.url}: could not be routed to a worker: answered 502")
+            record.conclude(record.of(flow), record.FAILED, f"could not be routed to a worker: {e!r}")
+            flow.response = http.Response.make(
+                502, b"audio-only: the request could not be routed to a worker (see the proxy's log)\n",
+                {"content-type": "text/plain; charset=utf-8"})
+
+    async def send_to_worker(self, flow: http.HTTPFlow, job: Job) -> None:
         worker = await self.workers.worker_for(job.target.url)
         if worker is None or (port := worker.port) is None:
             log.warning(f"audio-only: {job.url}: no worker answers: answered in mitmdump's own process")

@@ -209,7 +209,7 @@ class WorkerPool:
         not back within READY_WAIT; None when none is."""
         if not self.workers:
             return None
-        worker = self.workers[zlib.crc32(url.encode()) % len(self.workers)]
+        worker = self.workers[url_hash(url) % len(self.workers)]
         if not worker.ready.is_set():
             try:
                 await asyncio.wait_for(worker.ready.wait(), READY_WAIT)
@@ -253,6 +253,12 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+
+
+def url_hash(url: str) -> int:
+    """A URL's stable hash, of the bytes as they came: mitmproxy keeps a byte that is not UTF-8 (legal
+    on the wire) as a lone surrogate, which a plain encode() refuses."""
+    return zlib.crc32(url.encode("utf-8", "surrogateescape"))
 
 
 _pool: WorkerPool | None = None

@@ -100,7 +100,7 @@ class Proxy:
 
     def log(self) -> str:
         self.log_file.flush()
-        return self.log_path.read_text()
+        return self.log_path.read_text(errors="replace")  # (a URL's raw bytes are logged as they came)
 
     def wait_for_log(self, text: str, timeout: float = 10, times: int = 1) -> str:
         """The log once `text` is in it `times` times (or once `timeout` has passed)."""

@@ -267,3 +267,52 @@ def test_a_new_worker_count_starts_and_retires_workers():
         assert not any(running(pid) for pid in pids)
 
     asyncio.run(main())
+
+
+def raw_get(port: int, target: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """A GET whose request target goes on the wire byte for byte (http.client would refuse a raw 0xFF)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *fields = head.split(b"\r\n")
+    return status, {k.strip().lower(): v.strip() for k, _, v in (f.partition(b":") for f in fields)}, body
+
+
+def test_a_url_with_a_byte_that_is_not_utf8_is_routed_to_a_worker_never_to_the_origin(proxy, origin):
+    """A raw 0xFF in the query is legal on the wire (mitmproxy keeps it as a lone surrogate): the router
+    hashes the URL's bytes as they came and sends it to a worker; the client never gets the video."""
+    status, headers, body = raw_get(proxy.port, f"{MP4}?ali_audio_only=1&x=".encode() + b"\xff")
+    assert not headers.get(b"content-type", b"").startswith(b"video/"), (status, headers)
+    assert body[4:8] != b"ftyp" or b"audio" in headers.get(b"content-type", b""), (status, headers)
+    log = proxy.wait_for_log(": to worker")
+    assert "UnicodeEncodeError" not in log.split(": to worker")[0], log  # (the router's hook did not fail)
+    assert re.search(r"h264_aac\.mp4\?x=.*: to worker \d", log), log
+
+
+def test_a_request_the_router_cannot_send_to_a_worker_is_refused_not_passed_to_the_origin():
+    """Should anything fail on the way to a worker, the request that asked for audio is answered 502
+    here: mitmproxy must never forward it unchanged (the origin's answer would be the whole video)."""
+    import asyncio
+
+    from mitmproxy.test import tflow
+
+    from addon import record
+    from addon.routing import AudioRouter
+    from addon.server.job import Job
+
+    class BrokenPool:
+        async def worker_for(self, url):
+            raise RuntimeError("no hash for this URL")
+
+    flow = tflow.tflow()
+    record.begin(flow, requested="audio")
+    job = Job.__new__(Job)
+    job.url, job.target = flow.request.pretty_url, type("T", (), {"url": flow.request.pretty_url})()
+    asyncio.run(AudioRouter(None, BrokenPool()).to_worker(flow, job))
+    assert flow.response is not None and flow.response.status_code == 502
+    assert record.of(flow)["outcome"] == record.FAILED and "routed to a worker" in record.of(flow)["why"]
