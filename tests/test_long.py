@@ -3,12 +3,11 @@ stays bounded, and the spool is gone afterwards, also when the client leaves hal
 
 import os
 import socket
-import subprocess
 import time
 
 import pytest
 
-from helpers import ROOT, STREAM_PATH, Proxy, audio_packets, drain, http_stream
+from helpers import STREAM_PATH, Proxy, audio_packets, drain, http_stream
 from origin import Origin
 
 pytestmark = pytest.mark.e2e
@@ -54,20 +53,25 @@ def spool_proxy(long_origin, spool_dir, tmp_path_factory):
     p.stop()
 
 
-def spool_files(pid: int, spool_dir) -> int:
-    """Open spool files of the proxy (unnamed temporary files in the spool folder)."""
+def spool_files(proxy: Proxy, spool_dir) -> int:
+    """Open spool files of the edge (unnamed temporary files in the spool folder): mitmdump's, and its
+    workers' where audio_only_workers answers there."""
     count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    for pid in proxy.pids():
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # (a worker that has just ended)
             continue
-        count += target.startswith(str(spool_dir))
+        for fd in descriptors:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            count += target.startswith(str(spool_dir))
     return count
 
 
 def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path):
-    pid = long_proxy.process.pid
     start = time.monotonic()
     status, headers, body = http_stream(long_proxy.port, "/long_moov_end.mp4?ali_audio_only=1", timeout=120)
     assert status == 200
@@ -85,7 +89,7 @@ def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path)
     path.write_bytes(out)
     assert audio_packets(path) == audio_packets(os.path.join(long_media, "long_moov_end.mp4"))
     time.sleep(0.2)
-    assert spool_files(pid, spool_dir) == 0
+    assert spool_files(long_proxy, spool_dir) == 0
     assert os.listdir(spool_dir) == []  # unnamed files: nothing is ever left in the folder
     peak = long_proxy.rss("VmHWM")
     print(f"\nmoov at the end ({long_proxy.kind}), 460 MB in, {len(out) / 1e6:.1f} MB out: first body byte after "
@@ -98,18 +102,17 @@ def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path)
 def test_client_leaving_half_way_frees_the_spool(spool_proxy, spool_dir):
     """Without the tail fetch the spool lives as long as the download (with it, milliseconds)."""
     long_proxy = spool_proxy
-    pid = long_proxy.process.pid
     sock = socket.create_connection(("127.0.0.1", long_proxy.port), timeout=30)
     sock.sendall(b"GET /long_moov_end.mp4?ali_audio_only=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     deadline = time.monotonic() + 30
-    while spool_files(pid, spool_dir) == 0 and time.monotonic() < deadline:
+    while spool_files(long_proxy, spool_dir) == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert spool_files(pid, spool_dir) == 1, "the proxy never started spooling"
+    assert spool_files(long_proxy, spool_dir) == 1, "the proxy never started spooling"
     sock.close()
     deadline = time.monotonic() + 10
-    while spool_files(pid, spool_dir) and time.monotonic() < deadline:
+    while spool_files(long_proxy, spool_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert spool_files(pid, spool_dir) == 0
+    assert spool_files(long_proxy, spool_dir) == 0
     # The proxy carries on.
     status, _, body = http_stream(long_proxy.port, "/long.mp4?ali_audio_only=1", timeout=120)
     size, clean = drain(body)
