@@ -24,8 +24,10 @@ import asyncio
 import hashlib
 import multiprocessing
 import os
+import select
 import sys
 import tempfile
+import threading
 from array import array
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,7 +61,7 @@ class Planner:
         from multiprocessing import forkserver
         forkserver.ensure_running()
         return ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context, max_tasks_per_child=1,
-                                   initializer=os.nice, initargs=(NICENESS,))
+                                   initializer=start_planning_process, initargs=(os.getpid(),))
 
     async def _pool(self) -> ProcessPoolExecutor:
         """The pool, made once however many plans ask for it at the same time (two pools would mean more
@@ -139,6 +141,26 @@ class Planner:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+
+
+def start_planning_process(owner: int) -> None:
+    """In each planning process, first: it yields the cores (NICENESS), and it exits when its owner
+    (the process whose planner made the pool) ends, however it ends. Its parent is the forkserver,
+    which stays as long as a planning process holds its end of the forkserver's "alive" pipe, so a
+    PR_SET_PDEATHSIG here would never fire: a thread waits on the owner's pidfd instead. Once the
+    planning processes are gone, the forkserver and the resource tracker see their pipes end and exit."""
+    os.nice(NICENESS)
+    if hasattr(os, "pidfd_open"):
+        try:
+            owner_fd = os.pidfd_open(owner)
+        except OSError:  # (already gone)
+            os._exit(1)
+        threading.Thread(target=exit_when_readable, args=(owner_fd,), daemon=True).start()
+
+
+def exit_when_readable(fd: int) -> None:
+    select.select([fd], [], [])
+    os._exit(1)
 
 
 def moov_digest(moov: bytes) -> bytes:

@@ -143,7 +143,8 @@ class WorkerPool:
         worker.process = subprocess.Popen(
             [sys.executable, WORKER_MAIN, str(theirs.fileno()), str(self.counts.fd), str(worker.index + 1),
              str(os.getpid())],
-            pass_fds=(theirs.fileno(), self.counts.fd), stdin=subprocess.DEVNULL)
+            pass_fds=(theirs.fileno(), self.counts.fd), stdin=subprocess.DEVNULL,
+            start_new_session=True)  # (its own process group: its planner's processes go with it, kill_group)
         theirs.close()
         worker.started, worker.port = time.monotonic(), None
         worker.ready.clear()
@@ -178,6 +179,7 @@ class WorkerPool:
         worker.port = None
         process = worker.process
         code = await asyncio.to_thread(process.wait)
+        kill_group(process)
         if not any(w.index == worker.index and w is not worker for w in self.workers):  # (not its successor's)
             self.counts.clear(worker.index + 1)
         lost = [(token, p) for token, p in self.pending.items() if p.worker is worker]
@@ -253,6 +255,16 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+            kill_group(worker.process)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """What the reaped worker leaves in its process group (its planner's forkserver, resource tracker
+    and planning processes, which a SIGKILL of the worker would leave to run under pid 1)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def url_hash(url: str) -> int:

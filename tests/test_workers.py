@@ -154,22 +154,40 @@ def test_a_reload_keeps_the_workers_answering_and_starts_no_others(origin, tmp_p
         proxy.stop()
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
-def test_no_worker_outlives_mitmdump(origin, tmp_path, how):
+@pytest.mark.parametrize("victim, how", [("mitmdump", signal.SIGTERM), ("mitmdump", signal.SIGKILL),
+                                         ("worker", signal.SIGKILL)])
+def test_no_worker_outlives_mitmdump(origin, tmp_path, victim, how):
     """Stopped (SIGTERM: mitmproxy's done hook) or killed (SIGKILL: the workers see their control
-    connection end, and the kernel's PR_SET_PDEATHSIG), mitmdump leaves no process of ours behind."""
-    proxy = Proxy(tmp_path / "stop.log", "--mode", f"reverse:{origin.url}", *WORKERS)
+    connection end, and the kernel's PR_SET_PDEATHSIG), mitmdump leaves no process of ours behind; nor
+    does a worker killed. The file's moov is above planner.PROCESS_ABOVE: the worker that plans it has
+    a forkserver, a resource tracker and a planning process of its own, which must go with it."""
+    from addon.planner import PROCESS_ABOVE
+
+    big = HostileMp4(330_000)
+    assert big.size > PROCESS_ABOVE
+    origin.virtual["/bigmoov.mp4"] = (big.size, big.pieces, "video/mp4")
+    proxy = Proxy(tmp_path / "stop.log", "--mode", f"reverse:{origin.url}", *WORKERS,
+                  "--set", "audio_only_max_header=64m", verbosity="debug")
     try:
-        assert http_get(proxy.port, f"{MP4}?ali_audio_only=1").clean
+        answer = http_get(proxy.port, "/bigmoov.mp4?ali_audio_only=1", headers={"Range": "bytes=0-1000"}, timeout=120)
+        assert answer.status in (200, 206) and answer.clean
+        index = routed_to(proxy.log(), "/bigmoov.mp4")[0]
+        planner = worker_pid(proxy.log(), index)
+        assert len(descendants(planner)) >= 2  # (the planner's processes: what this test is about)
         tree = descendants(proxy.process.pid)
         workers = {pid for pid in tree if is_worker(pid)}
         assert len(workers) == 2
-        proxy.process.send_signal(how)
-        proxy.process.wait(15)
+        if victim == "worker":
+            tree = {planner} | descendants(planner)
+            os.kill(planner, how)
+        else:
+            proxy.process.send_signal(how)
+            proxy.process.wait(15)
         assert wait_until(lambda: not any(running(pid) for pid in tree)), \
             [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in tree if running(pid)]
     finally:
         proxy.stop()
+        origin.virtual.pop("/bigmoov.mp4", None)
 
 
 def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):

@@ -131,6 +131,8 @@ async def serve(control_fd: int, counts_fd: int, slot: int) -> None:
     for name in ("tornado", "asyncio"):  # (as mitmdump sets them)
         logging.getLogger(name).setLevel(logging.WARNING)
     server = WorkerServer(OriginClient(), link, Budgets(counts=SharedCounts(counts_fd, slot)), slot - 1)
+    # mitmdump stops us (SIGTERM): the planner closed first, so that its processes end with us.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_now, server)
     retiring = False
     async for message in worker_link.lines(reader):
         if "job" in message:
@@ -152,6 +154,14 @@ async def serve(control_fd: int, counts_fd: int, slot: int) -> None:
     # mitmdump is gone, or stops us: what is in flight ends with us (mitmproxy sees the connections drop).
     server.services.planner.close()
     os._exit(0)
+
+
+def stop_now(server: WorkerServer) -> None:
+    """What is in flight ends with us (mitmproxy sees the connections drop)."""
+    try:
+        server.services.planner.close()
+    finally:
+        os._exit(0)
 
 
 async def exit_once_answered(server: WorkerServer, writer: asyncio.StreamWriter) -> None:
