@@ -14,7 +14,8 @@ their logger and level, and then the job's record once its answer has ended. The
 and error hooks wait (a bounded time) for that record before the marks read it.
 
 Budgets hold for the whole edge: the counts are in shared memory (budgets.SharedCounts), one slot a
-process; a worker that dies has its slot cleared.
+process, taken from a free list at each start; a worker's slot is cleared and freed only once its
+process is reaped (a retired worker may still answer beside its successor: never the same slot).
 
 Life: the pool is made once per mitmdump process and kept in this module, which a reload of the
 script (audio_only.py) does not execute again: the reloaded addon adopts the running workers. A
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from addon import record, worker_link
-from addon.budgets import SharedCounts
+from addon.budgets import SLOTS, SharedCounts
 from addon.record import FlowRecord
 from addon.server.job import Job
 
@@ -65,7 +66,8 @@ class Pending:
 
 @dataclass
 class Worker:
-    index: int  # its place among the workers (its slot in the shared counts is index + 1)
+    index: int  # its place among the workers
+    slot: int = 0  # its process's slot in the shared counts (budgets.SharedCounts), while it runs
     process: subprocess.Popen | None = None
     writer: asyncio.StreamWriter | None = None
     port: int | None = None
@@ -88,6 +90,7 @@ class WorkerPool:
         self.workers: list[Worker] = []  # index i: the worker for hashes i (retired ones are not listed)
         self.retired: list[Worker] = []
         self.counts: SharedCounts | None = None
+        self.free_slots = list(range(SLOTS - 1, 0, -1))  # (slot 0 is mitmdump's own server's)
         self.pending: dict[str, Pending] = {}  # by token
         self.of_flow: dict[str, Pending] = {}  # by flow id, until the router's response or error hook
         self.settings: dict | None = None  # worker_link.settings_message, sent at each start and configure
@@ -139,10 +142,11 @@ class WorkerPool:
         if self.counts is None:
             self.counts = SharedCounts.make()
         ours, theirs = socket.socketpair()
+        worker.slot = self.free_slots.pop()
         # On the loop's thread (mitmdump's main thread): PR_SET_PDEATHSIG follows the thread that forked.
         worker.process = subprocess.Popen(
-            [sys.executable, WORKER_MAIN, str(theirs.fileno()), str(self.counts.fd), str(worker.index + 1),
-             str(os.getpid())],
+            [sys.executable, WORKER_MAIN, str(theirs.fileno()), str(self.counts.fd), str(worker.slot),
+             str(os.getpid()), str(worker.index)],
             pass_fds=(theirs.fileno(), self.counts.fd), stdin=subprocess.DEVNULL,
             start_new_session=True)  # (its own process group: its planner's processes go with it, kill_group)
         theirs.close()
@@ -180,8 +184,8 @@ class WorkerPool:
         process = worker.process
         code = await asyncio.to_thread(process.wait)
         kill_group(process)
-        if not any(w.index == worker.index and w is not worker for w in self.workers):  # (not its successor's)
-            self.counts.clear(worker.index + 1)
+        self.counts.clear(worker.slot)  # (its own slot: no other process had it)
+        self.free_slots.append(worker.slot)
         lost = [(token, p) for token, p in self.pending.items() if p.worker is worker]
         for token, p in lost:
             del self.pending[token]  # (of_flow keeps it for the router's hooks)

@@ -334,3 +334,50 @@ def test_a_request_the_router_cannot_send_to_a_worker_is_refused_not_passed_to_t
     asyncio.run(AudioRouter(None, BrokenPool()).to_worker(flow, job))
     assert flow.response is not None and flow.response.status_code == 502
     assert record.of(flow)["outcome"] == record.FAILED and "routed to a worker" in record.of(flow)["why"]
+
+
+def test_a_retired_workers_budget_share_is_freed_when_it_ends_beside_its_successor():
+    """audio_only_workers lowered then raised again at once: the new worker of the retired one's place
+    starts while the retired one still runs. They never share a budget slot, and once the retired one
+    is reaped, what it held is free again (before, its share stayed spent for the whole edge: every
+    request 503 until the successor died). The pool as the addon drives it, in this process's loop."""
+    import asyncio
+    import logging
+
+    from addon import worker_link
+    from addon.budgets import METADATA, SharedCounts
+    from addon.origin_client import OriginOptions
+    from addon.workers import WorkerPool
+
+    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+
+    def slot_of(pid: int) -> int:  # (its command line: worker_main.py CONTROL_FD COUNTS_FD SLOT ...)
+        return int(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[4])
+
+    async def until(check) -> bool:
+        for _ in range(300):
+            if check():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def main():
+        pool = WorkerPool()
+        try:
+            pool.configure(2, settings)
+            assert await until(lambda: pool.alive() == 2)
+            old = pool.workers[1].pid
+            share = SharedCounts(pool.counts.fd, slot_of(old))
+            with share.locked():
+                share.add(METADATA, 700_000)  # what it holds for an answer in flight
+            pool.configure(1, settings)
+            pool.configure(2, settings)
+            assert await until(lambda: pool.alive() == 2)
+            new = pool.workers[1].pid
+            assert new != old and slot_of(new) != share.slot  # (never the slot of a process still running)
+            assert await until(lambda: not running(old) and not pool.retired)
+            assert await until(lambda: pool.counts.total(METADATA) == 0), pool.counts.total(METADATA)
+        finally:
+            pool.stop()
+
+    asyncio.run(main())

@@ -1,10 +1,11 @@
 """A worker process: our server (app.py) on its own asyncio loop and port, answering the requests
 mitmdump routes to it (addon/workers.py starts it, with the command line below).
 
-    python addon/server/worker_main.py CONTROL_FD COUNTS_FD SLOT MITMDUMP_PID
+    python addon/server/worker_main.py CONTROL_FD COUNTS_FD SLOT MITMDUMP_PID INDEX
 
 CONTROL_FD is its end of the control connection (addon/worker_link.py has what crosses it), COUNTS_FD
-the shared budgets' file (budgets.SharedCounts), SLOT its slot there. Its own origin pools, planner and
+the shared budgets' file (budgets.SharedCounts), SLOT its slot there, INDEX its place among the
+workers (its log's name). Its own origin pools, planner and
 plan cache; its log records go to mitmdump, which writes them in its own log.
 
 It never outlives mitmdump: it exits when the control connection reaches its end (mitmdump stopped,
@@ -121,7 +122,7 @@ def die_with_parent() -> None:
             pass
 
 
-async def serve(control_fd: int, counts_fd: int, slot: int) -> None:
+async def serve(control_fd: int, counts_fd: int, slot: int, index: int) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=control_fd),
                                                         limit=worker_link.LINE_LIMIT)
     link = Link(writer)
@@ -130,7 +131,7 @@ async def serve(control_fd: int, counts_fd: int, slot: int) -> None:
     root.setLevel(logging.DEBUG)
     for name in ("tornado", "asyncio"):  # (as mitmdump sets them)
         logging.getLogger(name).setLevel(logging.WARNING)
-    server = WorkerServer(OriginClient(), link, Budgets(counts=SharedCounts(counts_fd, slot)), slot - 1)
+    server = WorkerServer(OriginClient(), link, Budgets(counts=SharedCounts(counts_fd, slot)), index)
     # mitmdump stops us (SIGTERM): the planner closed first, so that its processes end with us.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_now, server)
     retiring = False
@@ -176,11 +177,11 @@ async def exit_once_answered(server: WorkerServer, writer: asyncio.StreamWriter)
 
 def main(argv: list[str]) -> None:
     die_with_parent()
-    control_fd, counts_fd, slot, parent = map(int, argv[1:5])
+    control_fd, counts_fd, slot, parent, index = map(int, argv[1:6])
     if os.getppid() != parent:  # mitmdump died before the line above: nothing to work for
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a ^C in mitmdump's terminal is mitmdump's to handle)
-    asyncio.run(serve(control_fd, counts_fd, slot))
+    asyncio.run(serve(control_fd, counts_fd, slot, index))
 
 
 if __name__ == "__main__":
