@@ -31,7 +31,7 @@ class Health:
         up = self.server.port is not None and self.server.server is not None and not self.server.retired
         state = {"answering": self.server.answering, "routed": len(self.server.jobs)}
         if self.workers is not None and self.workers.in_use():
-            alive = self.workers.alive()
+            alive = self.workers.answering_workers()
             up = up and alive > 0
             state.update(answering=len(self.workers.of_flow), workers=self.workers.size, workers_answering=alive)
         state = {"status": "ok" if up else "unavailable", **state}

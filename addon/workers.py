@@ -52,6 +52,12 @@ READY_WAIT = 15  # seconds a request waits for its worker to be (re)started befo
 QUICK_DEATH = 5  # seconds: a worker that dies this soon after its start is started again only after RESTART_PAUSE
 RESTART_PAUSE = 1.0
 STOP_WAIT = 2  # seconds a worker has to exit at SIGTERM before SIGKILL
+# A worker is pinged on its control connection every PING_EVERY seconds; one that has sent nothing for
+# HUNG_AFTER (stopped, or its loop stuck) is killed and started again, as one that died; the health
+# check counts as answering only those heard within HEARD_WITHIN.
+PING_EVERY = 1.0
+HUNG_AFTER = 10.0
+HEARD_WITHIN = 3.0
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Worker:
     started: float = 0.0
     retiring: bool = False
     task: asyncio.Task | None = None
+    heard: float = 0.0  # (monotonic) when it last sent anything
 
     @property
     def pid(self) -> int | None:
@@ -111,6 +118,11 @@ class WorkerPool:
 
     def alive(self) -> int:
         return sum(1 for w in self.workers if w.ready.is_set())
+
+    def answering_workers(self) -> int:
+        """Those that answer and were heard from lately (a hung one is not, until it is killed)."""
+        now = time.monotonic()
+        return sum(1 for w in self.workers if w.ready.is_set() and now - w.heard < HEARD_WITHIN)
 
     def configure(self, wanted: int, settings: dict) -> None:
         """The settings to every worker; as many workers as wanted (started on the running loop)."""
@@ -158,7 +170,33 @@ class WorkerPool:
         reader, worker.writer = await asyncio.open_unix_connection(sock=sock, limit=worker_link.LINE_LIMIT)
         if self.settings is not None:
             worker.send(self.settings)
+        watchdog = asyncio.get_running_loop().create_task(self.watch(worker))
+        try:
+            await self.read(worker, reader)
+        finally:
+            watchdog.cancel()
+        worker.writer.close()
+        await self.ended(worker)
+
+    async def watch(self, worker: Worker) -> None:
+        """Pings the worker once it answers; one silent for HUNG_AFTER gets SIGKILL (ended() then starts
+        it again). A stopped worker's connection stays open: without this its files would wait forever."""
+        process = worker.process
+        while process.poll() is None:
+            await asyncio.sleep(PING_EVERY)
+            if not worker.ready.is_set():
+                continue
+            silent = time.monotonic() - worker.heard
+            if silent > HUNG_AFTER:
+                log.warning(f"audio-only: worker {worker.index} (pid {process.pid}) has not answered for "
+                            f"{silent:.0f} s: killed")
+                process.kill()
+                return
+            worker.send({"ping": True})
+
+    async def read(self, worker: Worker, reader: asyncio.StreamReader) -> None:
         async for message in worker_link.lines(reader):
+            worker.heard = time.monotonic()
             if "log" in message:
                 logging.getLogger(message["name"]).log(message["log"], message["text"])
             elif "record" in message:
@@ -173,8 +211,6 @@ class WorkerPool:
                     self.announced = len(self.workers)
                     log.info(f"audio-only: {self.announced} worker processes answer (pids "
                              f"{', '.join(str(w.pid) for w in self.workers)})")
-        worker.writer.close()
-        await self.ended(worker)
 
     async def ended(self, worker: Worker) -> None:
         """The worker's control connection ended: it exited, or died. Its answers in flight are failed,

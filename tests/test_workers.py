@@ -381,3 +381,27 @@ def test_a_retired_workers_budget_share_is_freed_when_it_ends_beside_its_success
             pool.stop()
 
     asyncio.run(main())
+
+
+def test_a_hung_worker_is_killed_and_started_again(proxy, origin):
+    """A worker stopped (SIGSTOP: its control connection stays open, it answers nothing): the health
+    check soon counts it as not answering, mitmdump kills it once silent for workers.HUNG_AFTER, and
+    its files are answered again by its successor."""
+    from addon.workers import HUNG_AFTER
+
+    assert http_get(proxy.port, f"{MP4}?ali_audio_only=1").clean
+    index = routed_to(proxy.log(), f"{origin.url}{MP4}")[0]
+    pid = worker_pid(proxy.log(), index)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert wait_until(lambda: b'"workers_answering": 1' in http_get(proxy.port, "/.well-known/audio-only/health").body, 8)
+        log = proxy.wait_for_log("died (killed by SIGKILL)", timeout=HUNG_AFTER + 10)
+        assert f"worker {index} (pid {pid}) has not answered for" in log, log
+        assert not running(pid)
+        after = http_get(proxy.port, f"{MP4}?ali_audio_only=1")
+        assert after.status == 200 and after.clean
+        assert worker_pid(proxy.log(), index) != pid
+        assert routed_to(proxy.log(), f"{origin.url}{MP4}")[-1] == index
+    finally:
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)

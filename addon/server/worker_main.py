@@ -148,6 +148,8 @@ async def serve(control_fd: int, counts_fd: int, slot: int, index: int) -> None:
                 server.start()
                 warm_up("running")
                 link.send({"ready": server.port, "pid": os.getpid()})
+        elif "ping" in message:  # (mitmdump's watchdog: an answer says this loop still runs)
+            link.send({"pong": True})
         elif message.get("retire") and not retiring:
             retiring = True
             server.retire()  # (new requests go to the other workers; ours run to their end)
