@@ -170,6 +170,8 @@ class WorkerPool:
         reader, worker.writer = await asyncio.open_unix_connection(sock=sock, limit=worker_link.LINE_LIMIT)
         if self.settings is not None:
             worker.send(self.settings)
+        if worker.retiring:  # (retired before its connection was made: retire() could not tell it then)
+            worker.send({"retire": True})
         watchdog = asyncio.get_running_loop().create_task(self.watch(worker))
         try:
             await self.read(worker, reader)

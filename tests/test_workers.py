@@ -405,3 +405,38 @@ def test_a_hung_worker_is_killed_and_started_again(proxy, origin):
     finally:
         if running(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_retired_before_its_connection_is_made_exits():
+    """audio_only_workers changed twice in one turn of the loop (2 -> 3 -> 2): the third worker is
+    retired before its control connection exists; it is told once connected, and exits."""
+    import asyncio
+    import logging
+
+    from addon import worker_link
+    from addon.origin_client import OriginOptions
+    from addon.workers import WorkerPool
+
+    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+
+    async def until(check) -> bool:
+        for _ in range(300):
+            if check():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def main():
+        pool = WorkerPool()
+        try:
+            pool.configure(2, settings)
+            assert await until(lambda: pool.alive() == 2)
+            pool.configure(3, settings)
+            third = pool.workers[2].pid
+            pool.configure(2, settings)
+            assert await until(lambda: not pool.retired and not running(third)), (pool.retired, third)
+            assert pool.size == 2 and pool.alive() == 2
+        finally:
+            pool.stop()
+
+    asyncio.run(main())
