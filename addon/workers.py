@@ -222,7 +222,7 @@ class WorkerPool:
         process = worker.process
         code = await asyncio.to_thread(process.wait)
         kill_group(process)
-        self.counts.clear(worker.slot)  # (its own slot: no other process had it)
+        await asyncio.to_thread(self.counts.clear, worker.slot)  # (its own slot; a file lock: off the loop)
         self.free_slots.append(worker.slot)
         lost = [(token, p) for token, p in self.pending.items() if p.worker is worker]
         for token, p in lost:
@@ -289,11 +289,12 @@ class WorkerPool:
         for worker in everyone:
             if worker.process is not None and worker.process.poll() is None:
                 worker.process.terminate()
+        deadline = time.monotonic() + STOP_WAIT  # (one for them all: they exit at the same time)
         for worker in everyone:
             if worker.process is None:
                 continue
             try:
-                worker.process.wait(STOP_WAIT)
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()

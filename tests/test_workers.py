@@ -440,3 +440,35 @@ def test_a_worker_retired_before_its_connection_is_made_exits():
             pool.stop()
 
     asyncio.run(main())
+
+
+def test_stopping_waits_for_all_workers_together():
+    """mitmproxy stops while no worker can exit (all stopped): one STOP_WAIT for them all, then SIGKILL,
+    never one STOP_WAIT after another on mitmproxy's loop."""
+    import asyncio
+    import logging
+
+    from addon import worker_link
+    from addon.origin_client import OriginOptions
+    from addon.workers import STOP_WAIT, WorkerPool
+
+    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+
+    async def main():
+        pool = WorkerPool()
+        pool.configure(3, settings)
+        for _ in range(300):
+            if pool.alive() == 3:
+                break
+            await asyncio.sleep(0.05)
+        pids = [w.pid for w in pool.workers]
+        assert pool.alive() == 3
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # (SIGTERM waits; SIGKILL does not)
+        began = time.monotonic()
+        pool.stop()
+        took = time.monotonic() - began
+        assert not any(running(pid) for pid in pids)
+        assert took < STOP_WAIT + 1, took
+
+    asyncio.run(main())

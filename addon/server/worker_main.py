@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 if __name__ == "__main__":  # (run as a file: the checkout first on the path, not this folder)
@@ -47,10 +48,23 @@ class Link:
 
     def __init__(self, writer: asyncio.StreamWriter):
         self.writer = writer
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
 
     def send(self, message: dict) -> None:
+        """From any thread (a log record may come from a worker thread: the transport is the loop's only)."""
+        line = worker_link.encode(message)
+        if threading.get_ident() == self.loop_thread:
+            self.write(line)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(self.write, line)
+            except RuntimeError:  # (the loop is closed: we are exiting)
+                pass
+
+    def write(self, line: bytes) -> None:
         if not self.writer.is_closing():
-            self.writer.write(worker_link.encode(message))
+            self.writer.write(line)
 
 
 class LinkHandler(logging.Handler):
@@ -129,7 +143,7 @@ async def serve(control_fd: int, counts_fd: int, slot: int, index: int) -> None:
     root = logging.getLogger()
     root.addHandler(LinkHandler(link))
     root.setLevel(logging.DEBUG)
-    for name in ("tornado", "asyncio"):  # (as mitmdump sets them)
+    for name in ("tornado", "asyncio", "hpack", "quic"):  # (as mitmdump sets them)
         logging.getLogger(name).setLevel(logging.WARNING)
     server = WorkerServer(OriginClient(), link, Budgets(counts=SharedCounts(counts_fd, slot)), index)
     # mitmdump stops us (SIGTERM): the planner closed first, so that its processes end with us.
