@@ -4,8 +4,9 @@ mitmdump runs our server inside its own event loop, on one core. With audio_only
 mitmproxy keeps what only it can do (client connections, TLS, the flow, its hooks, our marks) and the
 router (addon/routing.py) sends each audio request to one of N worker processes on 127.0.0.1 (each a
 `sys.executable` running addon/server/worker_main.py: its own loop, port, origin pools, planner and
-plan cache), chosen by a stable hash of the file's URL (zlib.crc32, never Python's salted hash()), so
-that a player's requests for one file meet its plan where it was made.
+plan cache), chosen by a stable hash of the file's URL (rendezvous hashing with blake2b, never
+Python's salted hash()), so that a player's requests for one file meet its plan where it was made; a
+new worker count moves only about 1/N of the files to another worker (their plans are made again).
 
 How a request crosses (addon/worker_link.py): the job goes on the worker's control connection (a
 socketpair: JSON lines both ways) under a secret token, the request to the worker's port names the
@@ -28,6 +29,7 @@ A smaller audio_only_workers retires the extra workers (they end after their las
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
@@ -36,7 +38,6 @@ import socket
 import subprocess
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,7 +254,7 @@ class WorkerPool:
         not back within READY_WAIT; None when none is."""
         if not self.workers:
             return None
-        worker = self.workers[url_hash(url) % len(self.workers)]
+        worker = self.workers[place_of(url, len(self.workers))]
         if not worker.ready.is_set():
             try:
                 await asyncio.wait_for(worker.ready.wait(), READY_WAIT)
@@ -310,10 +311,13 @@ def kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def url_hash(url: str) -> int:
-    """A URL's stable hash, of the bytes as they came: mitmproxy keeps a byte that is not UTF-8 (legal
-    on the wire) as a lone surrogate, which a plain encode() refuses."""
-    return zlib.crc32(url.encode("utf-8", "surrogateescape"))
+def place_of(url: str, count: int) -> int:
+    """The worker (of `count`) a URL's requests go to: the place whose hash with the URL scores highest
+    (rendezvous hashing: going from N to N+1 workers moves only the files the new one wins, about 1/(N+1),
+    where a hash modulo N would move almost all). The URL's bytes as they came: mitmproxy keeps a byte
+    that is not UTF-8 (legal on the wire) as a lone surrogate, which a plain encode() refuses."""
+    key = url.encode("utf-8", "surrogateescape")
+    return max(range(count), key=lambda place: hashlib.blake2b(key, digest_size=8, salt=place.to_bytes(16, "big")).digest())
 
 
 _pool: WorkerPool | None = None

@@ -9,7 +9,6 @@ import re
 import signal
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,8 @@ import pytest
 from helpers import (MEDIA, ROOT, STREAM_PATH, Proxy, assert_same_audio, children_of, drain, extract, flv_tags,
                      http_get, http_stream, is_worker)
 from hostile import HostileMp4
+
+from addon.workers import place_of
 
 WORKERS = ("--set", "audio_only_workers=2")
 MP4 = "/h264_aac.mp4"
@@ -206,7 +207,7 @@ def test_the_budgets_hold_for_all_workers_together(origin, tmp_path):
     names = []
     for n in range(40):  # two names whose URLs hash to different workers (as the router hashes them)
         name = f"/budget{n}.mp4"
-        if not names or zlib.crc32(f"{origin.url}{name}".encode()) % 2 != zlib.crc32(f"{origin.url}{names[0]}".encode()) % 2:
+        if not names or place_of(f"{origin.url}{name}", 2) != place_of(f"{origin.url}{names[0]}", 2):
             names.append(name)
         if len(names) == 2:
             break
@@ -472,3 +473,15 @@ def test_stopping_waits_for_all_workers_together():
         assert took < STOP_WAIT + 1, took
 
     asyncio.run(main())
+
+
+def test_a_new_worker_count_moves_few_files():
+    """Rendezvous hashing: from 4 workers to 5, only the files the new worker wins move (about 1/5),
+    each to it; the others keep their worker and its plans. A hash modulo N would move about 4/5."""
+    urls = [f"http://origin.example/v/{n}.mp4" for n in range(5000)]
+    before = [place_of(url, 4) for url in urls]
+    after = [place_of(url, 5) for url in urls]
+    moved = [(a, b) for a, b in zip(before, after) if a != b]
+    assert all(b == 4 for _, b in moved)
+    assert 0.15 < len(moved) / len(urls) < 0.25, len(moved)
+    assert all(0.2 < before.count(place) / len(urls) < 0.3 for place in range(4))  # (even spread)
