@@ -300,6 +300,9 @@ class WorkerPool:
                 worker.process.kill()
                 worker.process.wait()
             kill_group(worker.process)
+        if stopped := [w.process.returncode for w in everyone if w.process is not None]:
+            log.debug(f"audio-only: {len(stopped)} worker processes stopped (exit statuses "
+                      f"{', '.join(map(str, stopped))})")
 
 
 def kill_group(process: subprocess.Popen) -> None:

@@ -186,6 +186,8 @@ def test_no_worker_outlives_mitmdump(origin, tmp_path, victim, how):
             proxy.process.wait(15)
         assert wait_until(lambda: not any(running(pid) for pid in tree)), \
             [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in tree if running(pid)]
+        if how == signal.SIGTERM:  # stopped by mitmproxy's done hook, each at its SIGTERM (not by the kernel)
+            assert "2 worker processes stopped (exit statuses 0, 0)" in proxy.log(), proxy.log()[-3000:]
     finally:
         proxy.stop()
         origin.virtual.pop("/bigmoov.mp4", None)
