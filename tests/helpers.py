@@ -57,6 +57,13 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
         return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
 
 
+def _rss_or_zero(pid: int, field: str = "VmRSS") -> float:
+    try:
+        return rss_mib(pid, field)
+    except (OSError, StopIteration):  # (a worker that has just ended)
+        return 0.0
+
+
 class Proxy:
     """mitmdump with our addon on 127.0.0.1, its log captured to a file that can be read."""
 
@@ -110,7 +117,18 @@ class Proxy:
         return log
 
     def rss(self, field: str = "VmRSS") -> float:
+        """mitmdump's own resident memory (now, or its peak: VmHWM), in MiB."""
         return rss_mib(self.process.pid, field)
+
+    def edge_rss(self) -> float:
+        """The edge's resident memory now: mitmdump's and its workers' together, in MiB (what a response
+        costs is the growth of this, wherever it is answered)."""
+        return sum(_rss_or_zero(pid) for pid in self.pids())
+
+    def peak_rss(self) -> float:
+        """The highest peak resident memory of any one process of the edge, in MiB: a response's memory
+        is in the process that answers it (mitmdump, or the worker its file's URL leads to)."""
+        return max(_rss_or_zero(pid, "VmHWM") for pid in self.pids())
 
     def stop(self) -> None:
         self.process.terminate()

@@ -37,7 +37,7 @@ def test_output_above_4_gib(origin, tmp_path):
         ffmpeg.stdin.close()
         md5 = ffmpeg.stdout.read().decode().strip()
         assert ffmpeg.wait(120) == 0
-        peak = proxy.rss("VmHWM")
+        peak = proxy.peak_rss()
     finally:
         proxy.stop()
         del origin.virtual["/big.mov"]

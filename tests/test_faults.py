@@ -11,7 +11,7 @@ import pytest
 from bigmp4 import BigMp4
 from extractor import SpoolFailed
 from extractor.spool import TempFileSpool
-from helpers import MEDIA, STREAM_PATH, Proxy, drain, extract, http_get, http_stream, rss_mib
+from helpers import MEDIA, STREAM_PATH, Proxy, drain, extract, http_get, http_stream
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +49,7 @@ def test_slow_client_holds_the_origin_back(fault_proxy, origin, query):
     audio-only response and for passthrough alike: memory does not grow with the file."""
     big = BigMp4(chunks=400)  # 400 MiB of audio among 425 MiB
     origin.virtual["/slow.mov"] = (big.size, big.pieces, "video/quicktime")
-    pid = fault_proxy.process.pid
-    before = rss_mib(pid)
+    before = fault_proxy.edge_rss()
     try:
         sock = socket.create_connection(("127.0.0.1", fault_proxy.port), timeout=30)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -59,7 +58,7 @@ def test_slow_client_holds_the_origin_back(fault_proxy, origin, query):
         grown = 0.0
         for _ in range(15):  # 1.5 s of not reading
             time.sleep(0.1)
-            grown = max(grown, rss_mib(pid) - before)
+            grown = max(grown, fault_proxy.edge_rss() - before)
         sock.close()
     finally:
         del origin.virtual["/slow.mov"]
@@ -113,7 +112,7 @@ def test_fifty_concurrent_clients(origin, tmp_path):
     paths = paths[:50]
     try:
         http_get(proxy.port, "/tiny.mp4?ali_audio_only=1")
-        baseline = rss_mib(proxy.process.pid)
+        baseline = proxy.edge_rss()
         failures, threads = [], []
 
         def client(path: str) -> None:
@@ -132,12 +131,12 @@ def test_fifty_concurrent_clients(origin, tmp_path):
             t.join(90)
         elapsed = time.monotonic() - start
         assert not failures, failures
-        peak = proxy.rss("VmHWM")
+        peak = proxy.peak_rss()
         time.sleep(0.5)
-        after = rss_mib(proxy.process.pid)
+        after = proxy.edge_rss()
     finally:
         proxy.stop()
-    print(f"\n50 concurrent clients in {elapsed:.1f} s: proxy RSS {baseline:.0f} MiB before, peak {peak:.0f}, "
+    print(f"\n50 concurrent clients in {elapsed:.1f} s: the edge's RSS {baseline:.0f} MiB before, one process's peak {peak:.0f}, "
           f"{after:.0f} after")
     assert after - baseline < 40
 

@@ -11,7 +11,6 @@ import pytest
 from extractor import SeekRange
 from helpers import MEDIA, STREAM_PATH, Proxy, assert_same_audio, audio_packets, drain, extract, http_get, http_stream
 from mp4tools import boxes
-from origin import Origin
 
 pytestmark = pytest.mark.e2e
 FILES = ["h264_aac.mp4", "moov_end.mp4", "two_audio.mp4", "wide.mp4", "quicktime.mov", "audio_only.m4a"]
@@ -242,11 +241,10 @@ def test_a_slow_client_holds_the_origin_back(origin, file_proxy):
     import socket
 
     from bigmp4 import BigMp4
-    from helpers import rss_mib
     big = BigMp4(chunks=400)
     origin.virtual["/slowfile.mov"] = (big.size, big.pieces, "video/quicktime", big.range)
     try:
-        before = file_proxy.rss()
+        before = file_proxy.edge_rss()
         sock = socket.create_connection(("127.0.0.1", file_proxy.port), timeout=30)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(b"GET /slowfile.mov?ali_audio_only=1 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -254,7 +252,7 @@ def test_a_slow_client_holds_the_origin_back(origin, file_proxy):
         grown = 0.0
         for _ in range(20):  # 2 s of not reading
             time.sleep(0.1)
-            grown = max(grown, rss_mib(file_proxy.process.pid) - before)
+            grown = max(grown, file_proxy.edge_rss() - before)
         requested = 0
         for m, p, h in list(origin.requests):
             if p.startswith("/slowfile.mov") and "Range" in h:

@@ -91,7 +91,7 @@ def test_moov_at_end_of_a_long_file(long_proxy, long_media, spool_dir, tmp_path)
     time.sleep(0.2)
     assert spool_files(long_proxy, spool_dir) == 0
     assert os.listdir(spool_dir) == []  # unnamed files: nothing is ever left in the folder
-    peak = long_proxy.rss("VmHWM")
+    peak = long_proxy.peak_rss()
     print(f"\nmoov at the end ({long_proxy.kind}), 460 MB in, {len(out) / 1e6:.1f} MB out: first body byte after "
           f"{first_byte * 1000:.0f} ms, done in {total:.2f} s; proxy peak RSS {peak:.0f} MiB")
     if long_proxy.kind == "tail":
