@@ -24,10 +24,9 @@ from addon.worker_link import Limits
 from extractor.errors import human_size
 
 
-# audio_only_workers: off unless asked, for now. The machine's cores (os.cpu_count()) is the aim; the
-# tests that look for a response's spool file or memory in mitmdump's own process (tests/test_long.py)
-# must look in its workers too first.
-DEFAULT_WORKERS = 0
+# audio_only_workers: a worker process a core, where there are worker processes (POSIX: descriptors handed
+# to them, fcntl locks); elsewhere our server answers inside mitmdump's process.
+DEFAULT_WORKERS = (os.cpu_count() or 1) if os.name == "posix" else 0
 
 
 class Option(NamedTuple):
@@ -142,8 +141,8 @@ OPTIONS = (
     ),
     Option(
         "audio_only_workers", int, DEFAULT_WORKERS,
-        "Worker processes that answer the audio-only requests, e.g. the machine's cores "
-        f"({os.cpu_count()} here), each with its own origin pools, planner and audio_only_file_cache; a "
+        "Worker processes that answer the audio-only requests (default: the machine's cores, "
+        f"{os.cpu_count()} here), each with its own origin pools, planner and audio_only_file_cache; a "
         "file's requests all go to one worker (a hash of its URL). 0: answered inside mitmdump's own "
         "process. The budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all "
         "workers together, counted in shared memory.",
