@@ -54,6 +54,26 @@ def parse_byteranges(body: bytes, boundary: bytes) -> list[tuple[int, int, int |
 PART_HEADERS = 512  # bytes of headers a part of a multipart answer may have, at most
 
 
+def first_part(body: bytes, delimiter: bytes, first_range: bytes, length: int):
+    """The first part of a multipart answer, when it is in the common form that the others are then
+    checked against: (where the first delimiter is, the part's headers from that delimiter's line end,
+    where `bytes FIRST-LAST/LENGTH` begins in them, that line); None when its headers are longer than
+    PART_HEADERS (they are made again for every part), or hold no such Content-Range, or two (the
+    careful walk then reads the answer, and takes the first)."""
+    pos = body.find(delimiter)
+    header_end = body.find(b"\r\n\r\n", pos) if pos >= 0 else -1
+    if header_end < 0:
+        return None
+    header = body[pos + len(delimiter) : header_end + 4]
+    line = b"bytes " + first_range + b"/%d\r\n" % length
+    at = header.find(line)
+    name_at = header.rfind(b"\n", 0, at) + 1
+    if (len(header) > PART_HEADERS or at < 0 or header.lower().count(b"content-range:") != 1
+            or header[name_at : name_at + 14].lower() != b"content-range:" or header[name_at + 14 : at].strip(b" \t")):
+        return None
+    return pos, header, at, line
+
+
 def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], length: int | None) -> list[bytes] | None:
     """The bytes of each span from a multipart answer in the common form: one part per span, in the
     order asked, all with the first part's headers but for a `Content-Range: bytes first-last/length`
@@ -67,19 +87,9 @@ def pieces_as_asked(body: bytes, boundary: bytes, spans: list[tuple[int, int]], 
     if length is None or not spans:
         return None
     delimiter = b"--" + boundary
-    pos = body.find(delimiter)
-    header_end = body.find(b"\r\n\r\n", pos) if pos >= 0 else -1
-    if header_end < 0:
+    if (first := first_part(body, delimiter, b"%d-%d" % (spans[0][0], spans[0][1]), length)) is None:
         return None
-    header = body[pos + len(delimiter) : header_end + 4]  # the first part's, from its delimiter's line end
-    if len(header) > PART_HEADERS:  # (made again for every part below: a long one is the careful walk's)
-        return None
-    line = b"bytes %d-%d/%d\r\n" % (spans[0][0], spans[0][1], length)
-    at = header.find(line)
-    name_at = header.rfind(b"\n", 0, at) + 1
-    if (at < 0 or header.lower().count(b"content-range:") != 1  # (two: the careful walk takes the first)
-            or header[name_at : name_at + 14].lower() != b"content-range:" or header[name_at + 14 : at].strip(b" \t")):
-        return None
+    pos, header, at, line = first
     escape = lambda text: text.replace(b"%", b"%%")  # noqa: E731
     form = escape(b"\r\n" + delimiter + header[:at]) + b"bytes %d-%d/" + b"%d" % length + b"\r\n" + escape(header[at + len(line) :])
     heads = list(map(form.__mod__, spans))
@@ -150,18 +160,10 @@ class AskedRanges:
         if length is None or not len(self.sizes):
             return None
         delimiter = b"--" + boundary
-        pos = body.find(delimiter)
-        header_end = body.find(b"\r\n\r\n", pos) if pos >= 0 else -1
-        if header_end < 0:
-            return None
-        header = body[pos + len(delimiter) : header_end + 4]  # the first part's, from its delimiter's line end
         first_range = self.spec[: self.spec.find(b",") % (len(self.spec) + 1)]
-        line = b"bytes " + first_range + b"/%d\r\n" % length
-        at = header.find(line)
-        name_at = header.rfind(b"\n", 0, at) + 1
-        if (len(header) > PART_HEADERS or at < 0 or header.lower().count(b"content-range:") != 1
-                or header[name_at : name_at + 14].lower() != b"content-range:" or header[name_at + 14 : at].strip(b" \t")):
+        if (first := first_part(body, delimiter, first_range, length)) is None:
             return None
+        pos, header, at, line = first
         before, after = header[:at] + b"bytes ", b"/%d\r\n" % length + header[at + len(line) :]
         if b"\0" in before or b"\0" in after:
             return None  # (the delimiter's mark below)
