@@ -26,6 +26,7 @@ from ..seek import SeekRange
 from .boxes import Box, children, find, make_box
 from .cut import PREROLL_MS, SeekNotPossible, edit_offset, media_header, preroll_frames
 from .fragment_tables import cut_aux, cut_runs, cut_sbgp, samples
+from .fragmented import trex_defaults
 
 
 # Smooth Streaming's tfxd (this fragment's time) and tfrf (the next ones'), uuid boxes in a traf
@@ -105,7 +106,7 @@ class FragmentCut:
         end_ms = seek.end if total_ms is None or seek.end is None else min(seek.end, total_ms)
         if end_ms is None and total_ms is not None:
             end_ms = total_ms
-        defaults = _trex_durations(head, mvex) if mvex else {}
+        defaults = trex_defaults(head, mvex, "duration") if mvex else {}
         self.tracks: dict[int, TrackCut] = {}
         lengths: dict[int, int | None] = {}  # movie units, by trak offset
         for trak in (b for b in children(head, moov.payload, moov.end) if b.type == b"trak"):
@@ -241,15 +242,6 @@ def _track_id(data, trak: Box) -> int:
     if tkhd is None or tkhd.size - tkhd.header < 24:
         raise MalformedInput(f"trak at byte {trak.start} has no usable tkhd")
     return _u32(data, tkhd.payload + (20 if data[tkhd.payload] == 1 else 12))
-
-
-def _trex_durations(data, mvex: Box) -> dict[int, int]:
-    out = {}
-    for box in children(data, mvex.payload, mvex.end):
-        if box.type == b"trex" and box.size - box.header >= 24:
-            track_id, duration = struct.unpack_from(">I4xI", data, box.payload + 4)
-            out[track_id] = duration
-    return out
 
 
 def _iv_size(data, trak: Box) -> int | None:

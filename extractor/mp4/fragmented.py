@@ -36,14 +36,16 @@ SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_CTO = 0x100, 0x200, 0x400, 0x
 _SWAP = sys.byteorder == "little"
 
 
-def trex_defaults(data, mvex: Box) -> dict[int, int]:
-    """track_ID -> default_sample_size from the moov's mvex/trex boxes."""
-    sizes = {}
+def trex_defaults(data, mvex: Box, field: str = "size") -> dict[int, int]:
+    """track_ID -> its default_sample_size (or, with field="duration", default_sample_duration) from
+    the moov's mvex/trex boxes."""
+    skipped = {"duration": 4, "size": 8}[field]  # after track_ID: the description index, the duration
+    values = {}
     for box in children(data, mvex.payload, mvex.end):
         if box.type == b"trex" and box.size - box.header >= 24:
-            track_id, size = struct.unpack_from(">I8xI", data, box.payload + 4)
-            sizes[track_id] = size
-    return sizes
+            track_id, value = struct.unpack_from(f">I{skipped}xI", data, box.payload + 4)
+            values[track_id] = value
+    return values
 
 
 @dataclass
