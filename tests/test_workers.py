@@ -53,6 +53,24 @@ def running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def pool_settings() -> dict:
+    """The settings message a WorkerPool driven by a test hands its workers."""
+    import logging
+
+    from addon import worker_link
+    from addon.origin_client import OriginOptions
+    return worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+
+
+async def settled(check, timeout: float = 15) -> bool:
+    """wait_until on the test's own event loop (where a WorkerPool runs)."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return check()
+
+
 def wait_until(check, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while not check() and time.monotonic() < deadline:
@@ -252,36 +270,23 @@ def test_a_new_worker_count_starts_and_retires_workers():
     ones exit (after their last answer: none here). The pool as the addon drives it, in this process's
     loop."""
     import asyncio
-    import logging
 
-    from addon import worker_link
-    from addon.origin_client import OriginOptions
     from addon.workers import WorkerPool
 
-    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
-
-    async def ready(pool: WorkerPool, n: int) -> bool:
-        for _ in range(300):
-            if pool.size == n and pool.alive() == n:
-                return True
-            await asyncio.sleep(0.05)
-        return False
+    settings = pool_settings()
 
     async def main():
         pool = WorkerPool()
         try:
             pool.configure(1, settings)
-            assert await ready(pool, 1)
+            assert await settled(lambda: pool.size == 1 and pool.alive() == 1)
             pool.configure(3, settings)
-            assert await ready(pool, 3)
+            assert await settled(lambda: pool.size == 3 and pool.alive() == 3)
             pids = [w.pid for w in pool.workers]
             assert all(is_worker(pid) and running(pid) for pid in pids)
             pool.configure(1, settings)
             assert pool.size == 1 and pool.workers[0].pid == pids[0]  # the first stays: its files' plans too
-            for _ in range(200):
-                if not pool.retired:
-                    break
-                await asyncio.sleep(0.05)
+            await settled(lambda: not pool.retired, 10)
             assert not pool.retired and not any(running(pid) for pid in pids[1:])
         finally:
             pool.stop()
@@ -345,41 +350,31 @@ def test_a_retired_workers_budget_share_is_freed_when_it_ends_beside_its_success
     is reaped, what it held is free again (before, its share stayed spent for the whole edge: every
     request 503 until the successor died). The pool as the addon drives it, in this process's loop."""
     import asyncio
-    import logging
 
-    from addon import worker_link
     from addon.budgets import METADATA, SharedCounts
-    from addon.origin_client import OriginOptions
     from addon.workers import WorkerPool
 
-    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+    settings = pool_settings()
 
     def slot_of(pid: int) -> int:  # (its command line: worker_main.py CONTROL_FD COUNTS_FD SLOT ...)
         return int(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[4])
-
-    async def until(check) -> bool:
-        for _ in range(300):
-            if check():
-                return True
-            await asyncio.sleep(0.05)
-        return False
 
     async def main():
         pool = WorkerPool()
         try:
             pool.configure(2, settings)
-            assert await until(lambda: pool.alive() == 2)
+            assert await settled(lambda: pool.alive() == 2)
             old = pool.workers[1].pid
             share = SharedCounts(pool.counts.fd, slot_of(old))
             with share.locked():
                 share.add(METADATA, 700_000)  # what it holds for an answer in flight
             pool.configure(1, settings)
             pool.configure(2, settings)
-            assert await until(lambda: pool.alive() == 2)
+            assert await settled(lambda: pool.alive() == 2)
             new = pool.workers[1].pid
             assert new != old and slot_of(new) != share.slot  # (never the slot of a process still running)
-            assert await until(lambda: not running(old) and not pool.retired)
-            assert await until(lambda: pool.counts.total(METADATA) == 0), pool.counts.total(METADATA)
+            assert await settled(lambda: not running(old) and not pool.retired)
+            assert await settled(lambda: pool.counts.total(METADATA) == 0), pool.counts.total(METADATA)
         finally:
             pool.stop()
 
@@ -414,30 +409,20 @@ def test_a_worker_retired_before_its_connection_is_made_exits():
     """audio_only_workers changed twice in one turn of the loop (2 -> 3 -> 2): the third worker is
     retired before its control connection exists; it is told once connected, and exits."""
     import asyncio
-    import logging
 
-    from addon import worker_link
-    from addon.origin_client import OriginOptions
     from addon.workers import WorkerPool
 
-    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
-
-    async def until(check) -> bool:
-        for _ in range(300):
-            if check():
-                return True
-            await asyncio.sleep(0.05)
-        return False
+    settings = pool_settings()
 
     async def main():
         pool = WorkerPool()
         try:
             pool.configure(2, settings)
-            assert await until(lambda: pool.alive() == 2)
+            assert await settled(lambda: pool.alive() == 2)
             pool.configure(3, settings)
             third = pool.workers[2].pid
             pool.configure(2, settings)
-            assert await until(lambda: not pool.retired and not running(third)), (pool.retired, third)
+            assert await settled(lambda: not pool.retired and not running(third)), (pool.retired, third)
             assert pool.size == 2 and pool.alive() == 2
         finally:
             pool.stop()
@@ -449,21 +434,15 @@ def test_stopping_waits_for_all_workers_together():
     """mitmproxy stops while no worker can exit (all stopped): one STOP_WAIT for them all, then SIGKILL,
     never one STOP_WAIT after another on mitmproxy's loop."""
     import asyncio
-    import logging
 
-    from addon import worker_link
-    from addon.origin_client import OriginOptions
     from addon.workers import STOP_WAIT, WorkerPool
 
-    settings = worker_link.settings_message(OriginOptions(), worker_link.Limits(64 << 20, 1 << 30, 1 << 30), logging.INFO)
+    settings = pool_settings()
 
     async def main():
         pool = WorkerPool()
         pool.configure(3, settings)
-        for _ in range(300):
-            if pool.alive() == 3:
-                break
-            await asyncio.sleep(0.05)
+        await settled(lambda: pool.alive() == 3)
         pids = [w.pid for w in pool.workers]
         assert pool.alive() == 3
         for pid in pids:
