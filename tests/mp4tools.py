@@ -31,6 +31,16 @@ def boxes(data: bytes, start: int = 0, end: int | None = None):
         pos += size
 
 
+def trafs(data: bytes):
+    """(its moof's start, then the traf's start, header, size) for every traf of every top-level moof,
+    in file order."""
+    for kind, pos, header, size in boxes(data):
+        if kind == b"moof":
+            for k, p, h, s in boxes(data, pos + header, pos + size):
+                if k == b"traf":
+                    yield pos, p, h, s
+
+
 def box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", 8 + len(payload), kind) + payload
 

@@ -23,7 +23,7 @@ from extractor import AudioExtractor, SeekPastEnd, SeekRange
 from extractor.mp4.file import plan_fragmented_file
 from extractor.mp4.toplevel import TopLevelReader
 from helpers import STREAM_PATH, Proxy, decode_errors, http_get, run, streams
-from mp4tools import boxes
+from mp4tools import boxes, trafs
 from test_cenc import KEY, KID, packager
 
 FRAME = 1024  # AAC
@@ -263,40 +263,35 @@ def senc_entries(data: bytes) -> list[bytes]:
     where a reader finds it: at saio's offset (from the moof, or tfhd's base data offset), each entry
     saiz's size; a traf without saio, its senc's entries."""
     entries = []
-    for kind, pos, header, size in boxes(data):
-        if kind != b"moof":
+    for pos, tpos, theader, tsize in trafs(data):
+        inner = {k: (p + h, p + s) for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)}
+        if b"senc" not in inner:
             continue
-        for tkind, tpos, theader, tsize in boxes(data, pos + header, pos + size):
-            if tkind != b"traf":
-                continue
-            inner = {k: (p + h, p + s) for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)}
-            if b"senc" not in inner:
-                continue
-            s, end = inner[b"senc"]
-            count = int.from_bytes(data[s + 4 : s + 8], "big")
-            position = s + 8
-            if b"saio" in inner:  # (where a reader looks: a misplaced saio shows here, not in the senc)
-                o, _ = inner[b"saio"]
-                at = o + 8 + (8 if data[o + 3] & 1 else 0)
-                assert int.from_bytes(data[at - 4 : at], "big") == 1, "the walker reads one saio offset a traf"
-                t, _ = inner[b"tfhd"]
-                flags = int.from_bytes(data[t + 1 : t + 4], "big")
-                base = int.from_bytes(data[t + 8 : t + 16], "big") if flags & 1 else pos
-                assert flags & 1 or flags & 0x020000, "the walker reads trafs with a base: explicit or the moof"
-                position = base + int.from_bytes(data[at : at + (8 if data[o] else 4)], "big")
-            if b"saiz" in inner:
-                a, _ = inner[b"saiz"]
-                flags = int.from_bytes(data[a + 1 : a + 4], "big")
-                at = a + 4 + (8 if flags & 1 else 0)
-                default = data[at]
-                assert int.from_bytes(data[at + 1 : at + 5], "big") == count
-                sizes = [default] * count if default else list(data[at + 5 : at + 5 + count])
-            else:  # no saiz: entries of one size, without subsamples (cbcs audio: a constant IV, empty entries)
-                assert not data[s + 3] & 2 and (end - s - 8) % max(count, 1) == 0
-                sizes = [(end - s - 8) // max(count, 1)] * count
-            for n in sizes:
-                entries.append(data[position : position + n])
-                position += n
+        s, end = inner[b"senc"]
+        count = int.from_bytes(data[s + 4 : s + 8], "big")
+        position = s + 8
+        if b"saio" in inner:  # (where a reader looks: a misplaced saio shows here, not in the senc)
+            o, _ = inner[b"saio"]
+            at = o + 8 + (8 if data[o + 3] & 1 else 0)
+            assert int.from_bytes(data[at - 4 : at], "big") == 1, "the walker reads one saio offset a traf"
+            t, _ = inner[b"tfhd"]
+            flags = int.from_bytes(data[t + 1 : t + 4], "big")
+            base = int.from_bytes(data[t + 8 : t + 16], "big") if flags & 1 else pos
+            assert flags & 1 or flags & 0x020000, "the walker reads trafs with a base: explicit or the moof"
+            position = base + int.from_bytes(data[at : at + (8 if data[o] else 4)], "big")
+        if b"saiz" in inner:
+            a, _ = inner[b"saiz"]
+            flags = int.from_bytes(data[a + 1 : a + 4], "big")
+            at = a + 4 + (8 if flags & 1 else 0)
+            default = data[at]
+            assert int.from_bytes(data[at + 1 : at + 5], "big") == count
+            sizes = [default] * count if default else list(data[at + 5 : at + 5 + count])
+        else:  # no saiz: entries of one size, without subsamples (cbcs audio: a constant IV, empty entries)
+            assert not data[s + 3] & 2 and (end - s - 8) % max(count, 1) == 0
+            sizes = [(end - s - 8) // max(count, 1)] * count
+        for n in sizes:
+            entries.append(data[position : position + n])
+            position += n
     return entries
 
 
@@ -350,25 +345,22 @@ def samples(data: bytes, track_id: int) -> list[tuple[str, str]]:
     tests' walker (as framemd5 gives them)."""
     import hashlib
     found = []
-    for kind, pos, header, size in boxes(data):
-        if kind != b"moof":
+    for pos, tpos, theader, tsize in trafs(data):
+        inner = {k: (p + h, p + s) for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)}
+        if b"tfhd" not in inner or struct.unpack_from(">I", data, inner[b"tfhd"][0] + 4)[0] != track_id:
             continue
-        for tkind, tpos, theader, tsize in boxes(data, pos + header, pos + size):
-            inner = {k: (p + h, p + s) for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)} if tkind == b"traf" else {}
-            if b"tfhd" not in inner or struct.unpack_from(">I", data, inner[b"tfhd"][0] + 4)[0] != track_id:
-                continue
-            tfhd_flags = struct.unpack_from(">I", data, inner[b"tfhd"][0])[0] & 0xFFFFFF
-            assert tfhd_flags & 0x020000 and not tfhd_flags & 0x01  # default-base-is-moof
-            t = inner[b"trun"][0]
-            flags, count, offset = struct.unpack_from(">IIi", data, t)
-            assert flags & 0x201 == 0x201  # a data offset and each sample's size
-            fields = bin(flags & 0xF00).count("1")
-            table = struct.unpack_from(f">{count * fields}I", data, t + 12 + (4 if flags & 4 else 0))
-            sizes = table[(1 if flags & 0x100 else 0)::fields]
-            at = pos + offset
-            for n in sizes:
-                found.append((str(n), hashlib.md5(data[at : at + n]).hexdigest()))
-                at += n
+        tfhd_flags = struct.unpack_from(">I", data, inner[b"tfhd"][0])[0] & 0xFFFFFF
+        assert tfhd_flags & 0x020000 and not tfhd_flags & 0x01  # default-base-is-moof
+        t = inner[b"trun"][0]
+        flags, count, offset = struct.unpack_from(">IIi", data, t)
+        assert flags & 0x201 == 0x201  # a data offset and each sample's size
+        fields = bin(flags & 0xF00).count("1")
+        table = struct.unpack_from(f">{count * fields}I", data, t + 12 + (4 if flags & 4 else 0))
+        sizes = table[(1 if flags & 0x100 else 0)::fields]
+        at = pos + offset
+        for n in sizes:
+            found.append((str(n), hashlib.md5(data[at : at + n]).hexdigest()))
+            at += n
     return found
 
 
@@ -560,22 +552,17 @@ def sample_groups(data: bytes) -> list[bytes]:
         return [sgpd[16 + i * length : 16 + (i + 1) * length] for i in range(count)]
 
     groups = []
-    for kind, pos, header, size in boxes(data):
-        if kind != b"moof":
-            continue
-        for tkind, tpos, theader, tsize in boxes(data, pos + header, pos + size):
-            if tkind != b"traf":
-                continue
-            inner = {k: data[p + h : p + s] for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)}
-            local = entries(inner[b"sgpd"]) if b"sgpd" in inner else []
-            sbgp = inner[b"sbgp"]
-            head = 12 if sbgp[0] == 1 else 8
-            assert sbgp[4:8] == b"seig"
-            count = int.from_bytes(sbgp[head : head + 4], "big")
-            for i in range(count):
-                run_length, index = struct.unpack_from(">II", sbgp, head + 4 + 8 * i)
-                assert index > 0x10000, "the walker reads groups described in the moof"
-                groups += [local[(index & 0xFFFF) - 1]] * run_length
+    for _, tpos, theader, tsize in trafs(data):
+        inner = {k: data[p + h : p + s] for k, p, h, s in boxes(data, tpos + theader, tpos + tsize)}
+        local = entries(inner[b"sgpd"]) if b"sgpd" in inner else []
+        sbgp = inner[b"sbgp"]
+        head = 12 if sbgp[0] == 1 else 8
+        assert sbgp[4:8] == b"seig"
+        count = int.from_bytes(sbgp[head : head + 4], "big")
+        for i in range(count):
+            run_length, index = struct.unpack_from(">II", sbgp, head + 4 + 8 * i)
+            assert index > 0x10000, "the walker reads groups described in the moof"
+            groups += [local[(index & 0xFFFF) - 1]] * run_length
     return groups
 
 

@@ -21,7 +21,7 @@ import pytest
 import extractor
 from extractor import AudioExtractor, ExtractError, SeekRange
 from helpers import run
-from mp4tools import box, boxes
+from mp4tools import box, boxes, trafs
 from test_cenc import KEY, KID, packager
 from test_seek_fragmented import file_bytes, file_plan, shaka_decrypted
 
@@ -147,47 +147,42 @@ def aux_by_sample(data: bytes, iv_size: int = 8) -> list[bytes]:
     where the traf has them (saio counts from the moof: every traf here is default-base-is-moof), else
     entry i of the senc (or PIFF's senc) for sample i; each traf's entry count checked against its trun."""
     found = []
-    for kind, pos, header, size in boxes(data):
-        if kind != b"moof":
+    for pos, p, h, s in trafs(data):
+        inner = {(kk if kk != b"uuid" else data[pp + 8 : pp + 24]): (pp + hh, pp + ss)
+                 for kk, pp, hh, ss in boxes(data, p + h, p + s)}
+        samples = sum(int.from_bytes(data[a + 4 : a + 8], "big") for kk, pp, hh, ss in boxes(data, p + h, p + s)
+                      if kk == b"trun" for a in [pp + hh])
+        senc = inner.get(b"senc") or inner.get(PIFF_SENC)
+        if senc is None:
             continue
-        for k, p, h, s in boxes(data, pos + header, pos + size):
-            if k != b"traf":
-                continue
-            inner = {(kk if kk != b"uuid" else data[pp + 8 : pp + 24]): (pp + hh, pp + ss)
-                     for kk, pp, hh, ss in boxes(data, p + h, p + s)}
-            samples = sum(int.from_bytes(data[a + 4 : a + 8], "big") for kk, pp, hh, ss in boxes(data, p + h, p + s)
-                          if kk == b"trun" for a in [pp + hh])
-            senc = inner.get(b"senc") or inner.get(PIFF_SENC)
-            if senc is None:
-                continue
-            if PIFF_SENC in inner:
-                senc = (senc[0] + 16, senc[1])
-            assert int.from_bytes(data[senc[0] + 4 : senc[0] + 8], "big") == samples
-            if b"saio" in inner:
-                a = inner[b"saiz"][0]
-                at = a + 4 + (8 if data[a + 3] & 1 else 0)
-                sizes = [data[at]] * samples if data[at] else list(data[at + 5 : at + 5 + samples])
-                o = inner[b"saio"][0]
-                at = o + 8 + (8 if data[o + 3] & 1 else 0)
-                count = int.from_bytes(data[at - 4 : at], "big")
-                offsets = struct.unpack_from(f">{count}{'Q' if data[o] else 'I'}", data, at)
-                # one offset for the traf, or one a trun (each for that trun's samples)
-                runs = [samples] if count == 1 else [int.from_bytes(data[pp + hh + 4 : pp + hh + 8], "big")
-                                                      for kk, pp, hh, ss in boxes(data, p + h, p + s) if kk == b"trun"]
-                assert len(runs) == count
-                i = 0
-                for offset, run in zip(offsets, runs):
-                    position = pos + offset
-                    for n in sizes[i : i + run]:
-                        found.append(data[position : position + n])
-                        position += n
-                    i += run
-            else:
-                assert not data[senc[0] + 3] & 2
-                position = senc[0] + 8
-                for _ in range(samples):
-                    found.append(data[position : position + iv_size])
-                    position += iv_size
+        if PIFF_SENC in inner:
+            senc = (senc[0] + 16, senc[1])
+        assert int.from_bytes(data[senc[0] + 4 : senc[0] + 8], "big") == samples
+        if b"saio" in inner:
+            a = inner[b"saiz"][0]
+            at = a + 4 + (8 if data[a + 3] & 1 else 0)
+            sizes = [data[at]] * samples if data[at] else list(data[at + 5 : at + 5 + samples])
+            o = inner[b"saio"][0]
+            at = o + 8 + (8 if data[o + 3] & 1 else 0)
+            count = int.from_bytes(data[at - 4 : at], "big")
+            offsets = struct.unpack_from(f">{count}{'Q' if data[o] else 'I'}", data, at)
+            # one offset for the traf, or one a trun (each for that trun's samples)
+            runs = [samples] if count == 1 else [int.from_bytes(data[pp + hh + 4 : pp + hh + 8], "big")
+                                                  for kk, pp, hh, ss in boxes(data, p + h, p + s) if kk == b"trun"]
+            assert len(runs) == count
+            i = 0
+            for offset, run in zip(offsets, runs):
+                position = pos + offset
+                for n in sizes[i : i + run]:
+                    found.append(data[position : position + n])
+                    position += n
+                i += run
+        else:
+            assert not data[senc[0] + 3] & 2
+            position = senc[0] + 8
+            for _ in range(samples):
+                found.append(data[position : position + iv_size])
+                position += iv_size
     return found
 
 
