@@ -25,6 +25,7 @@ from extractor.mp4.toplevel import TopLevelReader
 from helpers import STREAM_PATH, Proxy, decode_errors, http_get, run, streams
 from mp4tools import boxes, trafs
 from test_cenc import KEY, KID, packager
+from test_players import PLAY_TO_THE_END
 
 FRAME = 1024  # AAC
 SECONDS = 12
@@ -416,20 +417,6 @@ def test_start_past_the_audio_is_a_400_on_the_file_path(proxies):
     assert b"start 13 s is past the audio's duration of 12" in reply.body
 
 
-PLAY_THE_CUT = """async (url) => {
-  const el = document.createElement('audio');
-  el.muted = true;
-  el.src = url;
-  document.body.appendChild(el);
-  await new Promise((ok, bad) => { el.onloadedmetadata = ok; el.onerror = () => bad(el.error && el.error.message); });
-  const duration = el.duration;
-  el.playbackRate = 4;
-  await el.play();
-  await new Promise(ok => { el.onended = ok; setTimeout(ok, 8000); });
-  return {duration, ended: el.ended, at: el.currentTime, error: el.error && el.error.message};
-}"""
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", ["moof_base", "cmaf_track"])
 def test_chromium_plays_the_cut_for_its_duration(media, proxies, name, tmp_path):
@@ -447,7 +434,7 @@ def test_chromium_plays_the_cut_for_its_duration(media, proxies, name, tmp_path)
     assert PREROLL * FRAME / 44100 <= hidden < (PREROLL + 1) * FRAME / 44100
     with chromium() as page:
         page.set_content("<html><body></body></html>")
-        r = page.evaluate(PLAY_THE_CUT, f"http://127.0.0.1:{file_proxy.port}{query}")
+        r = page.evaluate(PLAY_TO_THE_END, [f"http://127.0.0.1:{file_proxy.port}{query}", "audio"])
     print(f"\n{name}: {r}, the edit list hides {hidden:.4f} s")
     assert r["error"] is None and r["ended"], r
     assert r["duration"] - hidden == pytest.approx(3.0, abs=2 * FRAME / 44100), r
