@@ -25,7 +25,6 @@ from extractor.mp4.toplevel import TopLevelReader
 from helpers import STREAM_PATH, Proxy, decode_errors, http_get, run, streams
 from mp4tools import boxes, trafs
 from test_cenc import KEY, KID, packager
-from test_players import PLAY_TO_THE_END
 
 FRAME = 1024  # AAC
 SECONDS = 12
@@ -425,6 +424,7 @@ def test_chromium_plays_the_cut_for_its_duration(media, proxies, name, tmp_path)
     reports that file's 12.023 s, its samples' span, where ffmpeg starts it at -0.023 s), so the
     duration it reports is the cut's samples', from 0: the 3 s plus the pre-roll that the edit list
     hides (9 frames, and the part of the first frame before start), within two frames."""
+    from test_players import PLAY_TO_THE_END  # (here: test_players needs the browser helpers on the path)
     from browser import chromium
     file_proxy, _ = proxies
     query = f"/{name}.mp4?ali_audio_only=1&start=3&end=6"
