@@ -76,6 +76,17 @@ def find(data, parent: Box, kind: bytes) -> Box | None:
     return next((b for b in children(data, parent.payload, parent.end) if b.type == kind), None)
 
 
+def versioned_value(data, box: Box, where: str) -> int:
+    """The value a full box keeps right after its version and flags, 32 bits in version 0 and 64 in
+    version 1 (tfdt's decode time, mehd's duration); MalformedInput when the box is too short for its
+    version. `where` names the box's place in the message ("of a moof")."""
+    v1 = box.size > box.header and data[box.payload] == 1
+    if box.size - box.header < (12 if v1 else 8):
+        raise MalformedInput(f"{box.type.decode('latin-1')} at byte {box.start} {where} holds {box.size - box.header} "
+                             f"bytes, its version {int(v1)} needs {12 if v1 else 8}")
+    return struct.unpack_from(">Q" if v1 else ">I", data, box.payload + 4)[0]
+
+
 def make_box(kind: bytes, payload) -> bytes:
     size = 8 + len(payload)
     if size <= U32_MAX:

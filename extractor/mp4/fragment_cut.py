@@ -23,7 +23,7 @@ from itertools import accumulate
 
 from ..errors import MalformedInput, SeekPastEnd
 from ..seek import SeekRange
-from .boxes import Box, children, find, make_box
+from .boxes import Box, children, find, make_box, versioned_value
 from .cut import PREROLL_MS, SeekNotPossible, edit_offset, media_header, preroll_frames
 from .fragment_tables import cut_aux, cut_runs, cut_sbgp, samples
 from .fragmented import trex_defaults
@@ -94,11 +94,7 @@ class FragmentCut:
         mehd = find(head, mvex, b"mehd") if mvex else None
         total_ms = None
         if mehd is not None:
-            v1 = mehd.size > mehd.header and head[mehd.payload] == 1
-            if mehd.size - mehd.header < (12 if v1 else 8):
-                raise MalformedInput(f"mehd at byte {mehd.start} of the moov holds {mehd.size - mehd.header} bytes, "
-                                     f"its version {int(v1)} needs {12 if v1 else 8}")
-            duration = struct.unpack_from(">Q" if v1 else ">I", head, mehd.payload + 4)[0]
+            duration = versioned_value(head, mehd, "of the moov")
             total_ms = duration * 1000 // self.movie_timescale if duration else None
         if total_ms is not None and seek.start >= total_ms:
             raise SeekPastEnd(f"start {seek.start / 1000:g} s is past the audio's duration of {total_ms / 1000:g} s "
@@ -158,8 +154,8 @@ class FragmentCut:
         durations, sizes, layout = samples(data, tfhd, runs, default_size, track)
         tfdt = next((b for b in boxes_in if b.type == b"tfdt"), None)
         if track.origin is None:
-            self._set_origin(track, _tfdt(data, tfdt) if tfdt is not None else 0)
-        base = _tfdt(data, tfdt) - track.origin if tfdt is not None else track.next_time
+            self._set_origin(track, versioned_value(data, tfdt, "of a moof") if tfdt is not None else 0)
+        base = versioned_value(data, tfdt, "of a moof") - track.origin if tfdt is not None else track.next_time
         starts = list(accumulate(durations, initial=base))
         track.next_time = starts[-1]
         track.media_end = max(track.media_end, starts[-1])
@@ -251,14 +247,6 @@ def _iv_size(data, trak: Box) -> int | None:
         return None
     payload = trak.start + at + 4
     return data[payload + 7] if payload + 8 <= trak.end else None
-
-
-def _tfdt(data, box: Box) -> int:
-    v1 = box.size > box.header and data[box.payload] == 1
-    if box.size - box.header < (12 if v1 else 8):
-        raise MalformedInput(f"tfdt at byte {box.start} of a moof holds {box.size - box.header} bytes, its version "
-                             f"{int(v1)} needs {12 if v1 else 8}")
-    return struct.unpack_from(">Q" if data[box.payload] == 1 else ">I", data, box.payload + 4)[0]
 
 
 def _cut_head(head: bytes, moov: Box, lengths: dict, known_end: bool, tracks: dict) -> bytes:

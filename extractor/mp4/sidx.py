@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ..errors import MalformedInput
-from .boxes import Box, children, find, make_box, parse_header
+from .boxes import Box, children, find, make_box, parse_header, versioned_value
 
 SOUND = b"soun"
 # tfhd / trun flags (as fragmented.py)
@@ -92,11 +92,7 @@ def audio_timing(moof, track_id: int, default_duration: int | None) -> tuple[int
         base = None
         tfdt = next((b for b in inner if b.type == b"tfdt"), None)
         if tfdt is not None:
-            v1 = tfdt.size > tfdt.header and moof[tfdt.payload] == 1
-            if tfdt.size - tfdt.header < (12 if v1 else 8):
-                raise MalformedInput(f"tfdt at byte {tfdt.start} of a moof holds {tfdt.size - tfdt.header} bytes, its "
-                                     f"version {int(v1)} needs {12 if v1 else 8}")
-            base = struct.unpack_from(">Q" if v1 else ">I", moof, tfdt.payload + 4)[0]
+            base = versioned_value(moof, tfdt, "of a moof")
         total = 0
         for trun in (b for b in inner if b.type == b"trun"):
             total += _trun_duration(moof, trun, duration_default, track_id)
