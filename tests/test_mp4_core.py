@@ -342,7 +342,7 @@ def test_a_chunk_of_no_samples_is_empty():
 def test_a_fragment_whose_audio_comes_before_the_previous_fragments_is_refused():
     """The stream goes by: audio before audio already planned cannot be read any more, and must not be
     taken from whatever lies there now."""
-    from extractor.mp4.progressive import Pending
+    from extractor.mp4.pending import Pending
     from extractor.mp4.ranges import Ranges
     pending = Pending()
     pending.add(Ranges.of([(1000, 1100)]))

@@ -19,7 +19,8 @@ from ..buffer import Gather
 from ..errors import LimitExceeded, NoAudio, TruncatedInput, UnsupportedInput, human_size
 from . import boxes
 from .fragmented import PASSED_ON, rewrite_moof
-from .progressive import TO_THE_END, Pending
+from .pending import Pending
+from .progressive import TO_THE_END
 from .sidx import InitInfo, Made, audio_timing, indexes_to_keep, parse_sidx, rewrite_sidx
 
 
