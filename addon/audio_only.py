@@ -5,8 +5,10 @@
 This file is what `mitmdump -s` loads: the options, and the parts whose hooks mitmproxy calls in turn
 (AudioOnly.addons). The path of one request:
 
-    request_rules.py   requestheaders: our parameter, the domains, the seek parameters; the flow's record
-    routing.py         requestheaders: the request sent to our server with a Job; responseheaders: the
+    fail_closed.py     requestheaders: the two below in one hook; a request that asked for audio and met
+                       an exception is answered 502, never sent to the origin as it is
+    request_rules.py   our parameter, the domains, the seek parameters; the flow's record
+    routing.py         the request sent to our server with a Job; responseheaders: the
                        flow put back as the client sent it, the answer streamed; error: the reason named
     server/            our server on 127.0.0.1: the answer, as a file, streamed, or relayed
     marks.py           response, error: marks and comments on flows, a summary at the end
@@ -34,6 +36,7 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [CHECKOUT]:
     sys.path.insert(0, CHECKOUT)
 from addon import contentview, internals, options, worker_link, workers  # noqa: E402
+from addon.fail_closed import FailClosed  # noqa: E402
 from addon.health import Health  # noqa: E402
 from addon.marks import Marks  # noqa: E402
 from addon.origin_client import OriginClient, OriginOptions  # noqa: E402
@@ -56,8 +59,9 @@ class AudioOnly:
         self.requests = RequestRules()
         self.marks = Marks()
         # mitmproxy calls each part's hooks after this one's, in this order (the health check is answered
-        # before anything else looks at it; the request rules decide before the router routes).
-        self.addons = [Health(self.server, self.workers), self.requests, self.router, self.server, self.origin, self.marks]
+        # before anything else looks at it; in FailClosed's hook the request rules decide, then the router routes).
+        self.addons = [Health(self.server, self.workers), self.requests, FailClosed(self.requests, self.router),
+                       self.router, self.server, self.origin, self.marks]
         self.view = None  # the content view, while loaded
 
     def load(self, loader):

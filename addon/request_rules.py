@@ -1,6 +1,6 @@
 """What the client asked for: the parameter, the domains it is on for, the seek parameters.
 
-Decided in `requestheaders`, before the request leaves for the origin: the origin never sees our
+Decided in `requestheaders` (fail_closed.py calls `decide`), before the request leaves for the origin: the origin never sees our
 parameter or the seek parameters (it would seek too). The decision begins the flow's record
 (record.py) for the router and our server:
 
@@ -99,8 +99,9 @@ class RequestRules:
             return settings is not None and settings.audio_only
         return self.in_domains(host)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Take our parameters off the request and record in the flow's metadata what was asked for."""
+    def decide(self, flow: http.HTTPFlow) -> None:
+        """Take our parameters off the request and record in the flow's metadata what was asked for.
+        (In requestheaders, by FailClosed: an exception here must not send the request on as it is.)"""
         host = client_host(flow)
         settings = self.now
         origin_host_for_reverse_mode(flow, settings.origin_host)

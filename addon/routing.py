@@ -1,6 +1,6 @@
 """The mitmproxy side of our server: a request that asks for audio goes to it, its answer comes back.
 
-requestheaders: a request that asked for audio (or for the CDN's plain seeking; request_rules.py
+requestheaders (divert, called by fail_closed.py): a request that asked for audio (or for the CDN's plain seeking; request_rules.py
 decided) is sent not to the origin but to our server on 127.0.0.1 (server/app.py), with a Job that
 says where the file is, what was asked and how to answer it; the client's headers go as they are
 (Range and conditionals are our server's to answer; the Job's Target drops them toward the origin).
@@ -46,9 +46,11 @@ class AudioRouter:
 
     # The hooks below are plain functions that return a coroutine, for mitmproxy to await, only where
     # they must wait (for a worker): without workers they stay synchronous as they were.
-    def requestheaders(self, flow: http.HTTPFlow):
+    def divert(self, flow: http.HTTPFlow):
         """A request that asked for audio (or the CDN's plain seeking): send it to us instead of the
-        origin, keeping what it asked for the handler (to a worker process, or our server here)."""
+        origin, keeping what it asked for the handler (to a worker process, or our server here). Called in
+        requestheaders, after the request rules, by FailClosed (fail_closed.py), which answers 502 when
+        this raises."""
         rec = record.of(flow)
         if not rec or not (rec.get("requested") or rec.get("plain")):
             return

@@ -79,6 +79,34 @@ def test_audio_requests_are_routed_to_our_server_and_others_are_not():
         assert other.response.headers["content-length"] == "1000" and other.response.stream is True
 
 
+@pytest.mark.parametrize("broken", ["request rules", "router"])
+def test_a_request_that_asked_for_audio_fails_closed(monkeypatch, broken):
+    """An exception on the request side (mitmproxy logs a hook's exception and goes on) must not send the
+    origin a plain request for the video, whose answer the client would take for its audio: a 502."""
+    from addon.origin_client import Target
+    from addon.request_rules import RequestRules
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+    if broken == "request rules":  # (after our parameter was taken off)
+        monkeypatch.setattr(RequestRules, "take_seek_params", boom)
+    else:
+        monkeypatch.setattr(Target, "of", boom)
+    addon = routing_addon()
+    with taddons.context(addon):
+        f = flow_for("/v.mp4?ali_audio_only=1")
+        f.response = None
+        hook(addon, HttpRequestHeadersHook(f))
+        assert f.response is not None and f.response.status_code == 502
+        assert f.request.host != "127.0.0.1" and "x-audio-only-job" not in f.request.headers
+        assert f.metadata["audio_only"]["outcome"] == record.FAILED and "boom" in f.metadata["audio_only"]["why"]
+        # A request that did not ask for audio goes on to the origin as before.
+        other = flow_for("/v.mp4?a=1")
+        other.response = None
+        hook(addon, HttpRequestHeadersHook(other))
+        assert other.response is None and other.request.path == "/v.mp4?a=1" and "audio_only" not in other.metadata
+
+
 @pytest.mark.parametrize("path,file", [("/v.mp4", True), ("/v.m4a", True), ("/v.flv", False), ("/v", False)])
 def test_only_mp4_paths_try_the_file_path(path, file):
     addon = routing_addon()
