@@ -7,6 +7,11 @@ router (addon/routing.py) sends each audio request to one of N worker processes 
 plan cache), chosen by a stable hash of the file's URL (rendezvous hashing with blake2b, never
 Python's salted hash()), so that a player's requests for one file meet its plan where it was made; a
 new worker count moves only about 1/N of the files to another worker (their plans are made again).
+The hash orders the workers; the load chooses: a file not placed lately goes to the answering worker
+with the fewest answers in flight, ties going to the first in the URL's hash order (so an idle edge
+places it where the hash says), and the file's later requests follow it there (the pool remembers where
+the last REMEMBERED files went). By the hash alone, eight files on two workers put 6 or more on one
+worker 29% of the time (a binomial draw), whose clients waited while the other worker idled.
 
 How a request crosses (addon/worker_link.py): the job goes on the worker's control connection (a
 socketpair: JSON lines both ways) under a secret token, the request to the worker's port names the
@@ -38,6 +43,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +65,7 @@ STOP_WAIT = 2  # seconds a worker has to exit at SIGTERM before SIGKILL
 PING_EVERY = 1.0
 HUNG_AFTER = 10.0
 HEARD_WITHIN = 3.0
+REMEMBERED = 10_000  # files whose worker the pool remembers (a bounded LRU: a few MB at most)
 
 
 @dataclass
@@ -101,6 +108,7 @@ class WorkerPool:
         self.free_slots = list(range(SLOTS - 1, 0, -1))  # (slot 0 is mitmdump's own server's)
         self.pending: dict[str, Pending] = {}  # by token
         self.of_flow: dict[str, Pending] = {}  # by flow id, until the router's response or error hook
+        self.placed: OrderedDict[str, Worker] = OrderedDict()  # a file's URL -> its worker (place())
         self.settings: dict | None = None  # worker_link.settings_message, sent at each start and configure
         self.stopping = False
         self.live = False  # workers were started (on a running loop): requests go to them
@@ -250,16 +258,36 @@ class WorkerPool:
         worker.send({"retire": True})
 
     async def worker_for(self, url: str) -> Worker | None:
-        """The worker that a file's requests go to (its URL's hash), once it answers; another if it is
-        not back within READY_WAIT; None when none is."""
+        """The worker that a file's requests go to (place()), once it answers; another if it is not back
+        within READY_WAIT; None when none is."""
         if not self.workers:
             return None
-        worker = self.workers[place_of(url, len(self.workers))]
+        worker = self.place(url)
         if not worker.ready.is_set():
             try:
                 await asyncio.wait_for(worker.ready.wait(), READY_WAIT)
             except asyncio.TimeoutError:
                 return next((w for w in self.workers if w.ready.is_set()), None)
+        return worker
+
+    def place(self, url: str) -> Worker:
+        """Where the file was placed, while that worker is one of ours (restarted or not: a retired one's
+        files are placed again); else the answering worker with the fewest answers in flight, the first
+        in the URL's hash order among equals (one that does not answer only when none does)."""
+        worker = self.placed.get(url)
+        if worker is not None and not worker.retiring and worker.index < len(self.workers) \
+                and self.workers[worker.index] is worker:
+            self.placed.move_to_end(url)
+            return worker
+        busy = [0] * len(self.workers)
+        for pending in self.pending.values():
+            if pending.worker.index < len(busy) and self.workers[pending.worker.index] is pending.worker:
+                busy[pending.worker.index] += 1
+        order = [self.workers[place] for place in places_of(url, len(self.workers))]
+        worker = min(order, key=lambda w: (not w.ready.is_set(), busy[w.index]))  # (min keeps the first of equals)
+        self.placed[url] = worker
+        if len(self.placed) > REMEMBERED:
+            self.placed.popitem(last=False)
         return worker
 
     def send(self, worker: Worker, job: Job, flow_id: str) -> str:
@@ -314,13 +342,19 @@ def kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def place_of(url: str, count: int) -> int:
-    """The worker (of `count`) a URL's requests go to: the place whose hash with the URL scores highest
-    (rendezvous hashing: going from N to N+1 workers moves only the files the new one wins, about 1/(N+1),
-    where a hash modulo N would move almost all). The URL's bytes as they came: mitmproxy keeps a byte
-    that is not UTF-8 (legal on the wire) as a lone surrogate, which a plain encode() refuses."""
+def places_of(url: str, count: int) -> list[int]:
+    """The workers (of `count`) in the URL's order: by the score of their hash with the URL, highest
+    first (rendezvous hashing: going from N to N+1 workers moves only the files the new one wins, about
+    1/(N+1), where a hash modulo N would move almost all). The URL's bytes as they came: mitmproxy keeps a
+    byte that is not UTF-8 (legal on the wire) as a lone surrogate, which a plain encode() refuses."""
     key = url.encode("utf-8", "surrogateescape")
-    return max(range(count), key=lambda place: hashlib.blake2b(key, digest_size=8, salt=place.to_bytes(16, "big")).digest())
+    return sorted(range(count), reverse=True,
+                  key=lambda place: hashlib.blake2b(key, digest_size=8, salt=place.to_bytes(16, "big")).digest())
+
+
+def place_of(url: str, count: int) -> int:
+    """The URL's first worker, where an idle edge sends it."""
+    return places_of(url, count)[0]
 
 
 _pool: WorkerPool | None = None
