@@ -66,6 +66,7 @@ class AudioOnly:
 
     def load(self, loader):
         self.view = contentview.register()
+        self.workers.take()  # (the done hook releases it)
         options.declare(loader)
         # Here as well as in `running`: mitmproxy opens its ports before the running hooks, so a client
         # that came at once waited for the warm-up; a script is loaded before that, in the running loop
@@ -100,7 +101,9 @@ class AudioOnly:
 
     def done(self):
         if internals.mitmproxy_is_stopping():
-            self.workers.stop()  # (a reload keeps them)
+            self.workers.stop()
+        else:  # a reload keeps them (its new addon takes them); an unload retires them
+            self.workers.release()
         if self.view is not None:
             contentview.unregister(self.view)
             self.view = None

@@ -65,6 +65,9 @@ STOP_WAIT = 2  # seconds a worker has to exit at SIGTERM before SIGKILL
 PING_EVERY = 1.0
 HUNG_AFTER = 10.0
 HEARD_WITHIN = 3.0
+# Seconds a reloaded script has to adopt the workers (its new addon's load calls take()) before they are retired:
+# a script taken off `scripts`, or whose new version fails to load, never adopts them.
+ADOPT_WAIT = 5.0
 REMEMBERED = 10_000  # files whose worker the pool remembers (a bounded LRU: a few MB at most)
 
 
@@ -113,6 +116,7 @@ class WorkerPool:
         self.stopping = False
         self.live = False  # workers were started (on a running loop): requests go to them
         self.announced = 0  # how many workers the log last said answer
+        self.owners = 0  # loaded addons that took this pool (take()) and have not released it (release())
 
     @property
     def size(self) -> int:
@@ -309,6 +313,35 @@ class WorkerPool:
             except asyncio.TimeoutError:
                 pass
         self.pending.pop(pending.token, None)
+
+    def take(self) -> None:
+        """Our addon's load hook (an addon mitmproxy loaded, not one merely made: a script's module may
+        be executed twice in one load)."""
+        self.owners += 1
+
+    def release(self) -> None:
+        """Our addon's done hook when mitmproxy is not stopping. A reload's new addon takes the pool at
+        once (take()); when none has after ADOPT_WAIT (the script taken off `scripts`, or its new version
+        failed to load), the workers are retired: they exit after their last answer, and no process of
+        ours is left idle beside mitmdump. A later load of the script then starts a new pool."""
+        self.owners -= 1
+        try:
+            asyncio.get_running_loop().call_later(ADOPT_WAIT, self.retire_unless_adopted)
+        except RuntimeError:  # (a test harness without a loop: nothing was started)
+            pass
+
+    def retire_unless_adopted(self) -> None:
+        global _pool
+        if self.owners > 0 or self.stopping:
+            return
+        if self.workers:
+            log.info(f"audio-only: the script was unloaded: its {len(self.workers)} worker processes end "
+                     f"after their last answer")
+        self.live = False
+        while self.workers:
+            self.retire(self.workers.pop())
+        if _pool is self:
+            _pool = None
 
     def stop(self) -> None:
         """mitmproxy stops: every worker with it (those retired too)."""

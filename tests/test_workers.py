@@ -173,6 +173,34 @@ def test_a_reload_keeps_the_workers_answering_and_starts_no_others(origin, tmp_p
         proxy.stop()
 
 
+def test_an_unloaded_script_leaves_no_worker_and_a_new_load_starts_them(origin, tmp_path):
+    """The script's new version fails to load (as when it is taken off `scripts`): nothing adopts the
+    workers, and they exit (after ADOPT_WAIT); mitmdump goes on. The script mended, it starts new ones."""
+    from addon.workers import ADOPT_WAIT
+
+    script = tmp_path / "audio_only_reloadable.py"
+    script.write_text(RELOADABLE.format(root=str(ROOT)))
+    proxy = Proxy(tmp_path / "unload.log", "--mode", f"reverse:{origin.url}", *WORKERS, script=script)
+    try:
+        before = set(proxy.worker_pids())
+        assert len(before) == 2
+        later = time.time() + 10
+        script.write_text("raise RuntimeError('broken on purpose')\n" + RELOADABLE.format(root=str(ROOT)))
+        os.utime(script, (later, later))
+        proxy.wait_for_log("broken on purpose")
+        assert wait_until(lambda: not any(running(pid) for pid in before), ADOPT_WAIT + 10), proxy.log()[-2000:]
+        assert "2 worker processes end after their last answer" in proxy.log()
+        assert proxy.process.poll() is None
+        script.write_text(RELOADABLE.format(root=str(ROOT)))
+        os.utime(script, (later + 10, later + 10))
+        assert wait_until(lambda: len(proxy.worker_pids()) == 2, 30)
+        assert not set(proxy.worker_pids()) & before
+        answer = http_get(proxy.port, f"{MP4}?ali_audio_only=1")
+        assert answer.status == 200 and answer.clean and int(answer.headers["content-length"]) == len(answer.body)
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize("victim, how", [("mitmdump", signal.SIGTERM), ("mitmdump", signal.SIGKILL),
                                          ("worker", signal.SIGKILL)])
 def test_no_worker_outlives_mitmdump(origin, tmp_path, victim, how):
