@@ -69,6 +69,7 @@ class FlvAudioFilter:
         self._script_rest = b""
         self._script_size = 0
         self._peeked_header = b""  # seeking: the header of the tag being peeked at
+        self._plain = seek is None and not keep_video  # whole audio and video tags take the quick path
 
     # -- the sans-IO interface ------------------------------------------------------------------
 
@@ -92,6 +93,10 @@ class FlvAudioFilter:
         view = memoryview(data)
         pos, end = 0, len(view)
         while pos < end:
+            if self._plain and self._state == "unit" and not self._gathered:
+                pos = self._whole_tags(view, pos, end, out)
+                if pos >= end:
+                    break
             if self._remaining:
                 n = min(self._remaining, end - pos)
                 if self._state == "copy":
@@ -140,6 +145,34 @@ class FlvAudioFilter:
         return []
 
     # -- states ---------------------------------------------------------------------------------
+
+    def _whole_tags(self, view: memoryview, pos: int, end: int, out: list) -> int:
+        """The audio and video tags that lie whole in the piece from `pos` on, one step each: an audio
+        tag as one slice and its PreviousTagSize, a video tag stepped over. The bytes out are the states'
+        (unit, copy, skip), in fewer pieces; a tag cut by the piece's end, or of another type (script,
+        reserved bits, an encrypted one), is left to them. Returns where it stopped.
+        (The states cost about 2 µs a tag; 36,000 tags in the 10-minute file.)"""
+        unpack, size_of = tags.UNIT.unpack_from, tags.previous_tag_size
+        audio = dropped = 0
+        last = end - tags.UNIT_SIZE
+        while pos <= last:
+            word = unpack(view, pos)[1]
+            tag_end = pos + tags.UNIT_SIZE + (word & 0xFFFFFF)
+            if tag_end > end:
+                break
+            kind = word >> 24
+            if kind == tags.VIDEO:
+                dropped += 1
+            elif kind == tags.AUDIO:
+                out.append(view[pos + tags.PREVIOUS_TAG_SIZE : tag_end])
+                out.append(size_of(tag_end - pos - tags.UNIT_SIZE))
+                audio += 1
+            else:
+                break
+            pos = tag_end
+        self.audio_tags += audio
+        self.dropped_tags += dropped
+        return pos
 
     def _on_fixed(self, buf, pos: int, input_end: int, out: list) -> None:
         """A gathering state has its bytes at buf[pos:pos+need], which end at input offset input_end."""
