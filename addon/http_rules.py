@@ -87,6 +87,13 @@ def origin_if_none_match(value: str) -> str:
     return value.replace('-audio"', '"')
 
 
+def storable(headers) -> bool:
+    """Whether a shared cache may keep the answer (RFC 9111, 5.2.2.5 and 5.2.2.7): not when the origin
+    says `no-store` or `private` (a Set-Cookie in the answer is the origin's to mark so)."""
+    directives = {d.strip().partition("=")[0].lower() for v in headers.get_list("cache-control") for d in v.split(",")}
+    return not directives & {"no-store", "private"}
+
+
 def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
     """One byte range of a client's Range header as (first, last), 'unsatisfiable', or None (several
     ranges, or not a bytes range: answered with the whole file). Ours, not tornado's: tornado's is

@@ -134,6 +134,14 @@ OPTIONS = (
         "a player's range requests read the moov from the origin once per file version.",
     ),
     Option(
+        "audio_only_output_cache", str, "256m",
+        "Disk for audio-only files as sent (the spool folder's, files that vanish with the process), "
+        "e.g. 256m for the edge, split among the workers: a file answer that sent the whole file keeps "
+        "it, and later requests for that version of it (the origin is still asked which version it "
+        "has, with the client's headers) are answered from it instead of the origin's ranges. Never an "
+        "answer the origin marks no-store or private. 0: none.",
+    ),
+    Option(
         "audio_only_range_gap", str, "16k",
         "Audio chunks closer than this in the origin's file are fetched as one range, the bytes between "
         "them read and dropped (up to 200 ranges go in one request where the origin answers several; "
@@ -143,7 +151,8 @@ OPTIONS = (
         "audio_only_workers", int, DEFAULT_WORKERS,
         "Worker processes that answer the audio-only requests (default: the machine's cores, "
         f"{os.cpu_count()} here), each with its own origin pools, planner and audio_only_file_cache; a "
-        "file's requests all go to one worker (a hash of its URL). 0: answered inside mitmdump's own "
+        "file's requests all go to one worker (the least busy when it is first asked for, ties by a hash "
+        "of its URL). 0: answered inside mitmdump's own "
         "process. The budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all "
         "workers together, counted in shared memory.",
     ),
@@ -225,7 +234,9 @@ def limits(options) -> Limits:
     """The limits shared by all responses: the plan cache, the metadata and spool budgets."""
     return Limits(file_cache=size(options, "audio_only_file_cache", minimum=0),
                   metadata_budget=size(options, "audio_only_metadata_budget", minimum=1 << 20),
-                  spool_budget=size(options, "audio_only_spool_budget", minimum=0))
+                  spool_budget=size(options, "audio_only_spool_budget", minimum=0),
+                  # (split among the worker processes: each keeps the files placed on it)
+                  output_cache=size(options, "audio_only_output_cache", minimum=0) // max(1, workers(options)))
 
 
 def limit(services: Services, options) -> None:

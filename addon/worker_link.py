@@ -31,13 +31,17 @@ LINE_LIMIT = 64 << 20  # bytes of one message at most (a job carries the client'
 
 class Limits(NamedTuple):
     """The limits shared by all answers (options.limits), in bytes: each worker gets them whole; the
-    budgets are counted for the edge (budgets.SharedCounts), the plan cache is each worker's own."""
+    budgets are counted for the edge (budgets.SharedCounts), the plan cache is each worker's own, the
+    output cache each worker's share of the edge's."""
     file_cache: int
     metadata_budget: int
     spool_budget: int
+    output_cache: int = 0
 
     def apply(self, services: Services) -> None:
         services.cache.limit = self.file_cache
+        services.outputs.limit = self.output_cache
+        services.outputs.shrink()
         services.budgets.metadata_limit = self.metadata_budget
         services.budgets.spool_limit = self.spool_budget
 

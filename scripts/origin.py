@@ -24,7 +24,7 @@ each origin behaviour through the proxy:
                connection; the server's own latency and rate otherwise)
   setcookie=V  a Set-Cookie: session=V on the answer, as an origin starting a session does
   noetag=1     no ETag; lastmod=1: a Last-Modified; cors=1: Access-Control-Allow-Origin and
-               Cache-Control, as a CDN would add
+               Cache-Control, as a CDN would add; cache=V: Cache-Control: V (no-store, private)
   replaced=F   Range requests are answered from file F, as if the file had been replaced since the
                200 began, ignoring If-Range (as sloppy origins do); replaced=same: the same bytes
                under a new ETag; replaced=shift: a range one byte later than the one asked for;
@@ -201,7 +201,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.finish_body(data, ctype, head)
 
     def send_validators(self, file: Path, etag: str, params: dict) -> None:
-        """ETag (unless noetag=1), Last-Modified (lastmod=1), and headers a CDN adds (cors=1)."""
+        """ETag (unless noetag=1), Last-Modified (lastmod=1), headers a CDN adds (cors=1), a Cache-Control
+        of the test's (cache=no-store)."""
         if "noetag" not in params:
             self.send_header("ETag", etag)
         if "lastmod" in params:
@@ -209,6 +210,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if "cors" in params:
             self.send_header("Access-Control-Allow-Origin", "*")
             self.send_header("Cache-Control", "max-age=60")
+        if "cache" in params:
+            self.send_header("Cache-Control", params["cache"])
 
     def send_file(self, file: Path, ctype: str, head: bool, ranges: bool = True, params: dict | None = None):
         """The plain case, with sendfile: the origin must not be what a benchmark measures."""

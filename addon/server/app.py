@@ -172,6 +172,7 @@ class AudioServer:
         """The planner, and the origin pools (on the loop, which goes on for a while after mitmproxy's
         done hooks)."""
         self.services.planner.close()
+        self.services.outputs.clear()  # (its files vanish once no answer reads them)
         try:
             self.closing = asyncio.get_running_loop().create_task(self.services.origin.close())
         except RuntimeError:  # no loop (a test harness): nothing was opened

@@ -28,6 +28,7 @@ from addon.formats import BY_NAME
 from addon.origin_version import FETCH_ERRORS, RangeRefused
 from addon.server.job import SERVED_HEADER, Job, Services
 from addon.server.origin_groups import WINDOW, OriginGroups
+from addon.server.output_cache import Reader
 from addon.server.plan_cache import AudioFile
 from addon.server.sink import Sink
 
@@ -74,13 +75,23 @@ async def serve(sink: Sink, services: Services, job: Job, file: AudioFile) -> No
     if job.method == "HEAD" or size == 0:
         return
     sent = 0
-    groups = OriginGroups(services, job, file)
     part = f"bytes {first}-{last}/{size}" if wanted else f"{size} bytes"
+    if (kept := services.outputs.get(file.key) if file.key else None) is not None:
+        return await serve_kept(sink, job, file, kept, first, last, part)
+    groups = OriginGroups(services, job, file)
+    # The whole output going out: kept for the next answers (output_cache.py), once all of it has gone.
+    whole = file.key is not None and file.storable and (first, last) == (0, size - 1)
+    filling = services.outputs.filling(file.key, size, job.settings.spool_dir) if whole else None
     try:
         async for piece in body(groups, first, last):
             sink.write(piece)
+            if filling is not None:
+                filling.write(piece)
             sent += len(piece)
             await sink.flush()
+        if filling is not None:
+            filling.commit()
+            filling = None
     except tornado.iostream.StreamClosedError:  # an OSError too: before the origin's errors
         # The client left (a player seeking elsewhere does so all the time).
         log.info(f"audio-only: {job.url} file: {part}: the client left after {sent} bytes")
@@ -95,6 +106,29 @@ async def serve(sink: Sink, services: Services, job: Job, file: AudioFile) -> No
         record.conclude(job.record, record.EXTRACTED, origin_read=groups.read, sent=sent,
                         file_length=file.version.length)
         log.info(f"audio-only: {job.url} file: {part}: {groups.read} bytes read from the origin, {sent} sent")
+    finally:
+        if filling is not None:
+            filling.abandon()
+
+
+async def serve_kept(sink: Sink, job: Job, file: AudioFile, kept: Reader, first: int, last: int, part: str) -> None:
+    """Bytes first..last of the output as an earlier answer sent it (output_cache.py)."""
+    sent = 0
+    try:
+        async for piece in kept.pieces(first, last):
+            sink.write(piece)
+            sent += len(piece)
+            await sink.flush()
+    except tornado.iostream.StreamClosedError:
+        log.info(f"audio-only: {job.url} file: {part}: the client left after {sent} bytes")
+    except OSError as e:
+        log.warning(f"audio-only: {job.url}: response ended uncleanly after {sent} bytes: the output cache: {e!r}")
+        sink.cut()
+    else:
+        record.conclude(job.record, record.EXTRACTED, origin_read=0, sent=sent, file_length=file.version.length)
+        log.info(f"audio-only: {job.url} file: {part}: from the output cache, {sent} sent")
+    finally:
+        kept.close()
 
 
 async def body(groups: OriginGroups, first: int, last: int):

@@ -63,9 +63,10 @@ async def audio_file(services: Services, job: Job) -> AudioFile | httpx.Response
     kept = kept_headers(response.headers)
     # The origin's date, kept beside its ETag too (caches and `wget -N` compare dates), as it is now.
     last_modified = response.headers.get("last-modified")
+    storable = http_rules.storable(response.headers)
     if (entry := services.cache.get(key)) is not None:
         await response.aclose()
-        return AudioFile(entry.plan, entry.version, entry.etag, last_modified, kept)
+        return AudioFile(entry.plan, entry.version, entry.etag, last_modified, kept, key, storable)
     try:
         head = b"".join([piece async for piece in response.aiter_raw()])
     finally:  # (an answer left open would keep a retired pool from closing until the collector finds it)
@@ -82,7 +83,7 @@ async def audio_file(services: Services, job: Job) -> AudioFile | httpx.Response
     # A file that keeps an audio sidx is not the stream's bytes (the stream cannot size one): its own ETag.
     index_part = "-sidx" if plan.index_range is not None else ""
     entry = AudioFile(plan, version, http_rules.file_etag(version.validator, version.length, part + index_part),
-                      last_modified, kept)
+                      last_modified, kept, key, storable)
     services.cache.put(key, entry)
     return entry
 

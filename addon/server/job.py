@@ -18,6 +18,7 @@ from addon.origin_client import OriginClient, Target
 from addon.origin_version import OriginVersion
 from addon.planner import Planner
 from addon.record import FlowRecord, SeekParams
+from addon.server.output_cache import OutputCache
 from addon.server.plan_cache import InitCache, PlanCache
 
 JOB_HEADER = "x-audio-only-job"  # request header naming a routed flow's job at our server
@@ -78,12 +79,13 @@ class Job:
 
 @dataclass
 class Services:
-    """What every answer of our server shares: the origin, the planner, the budgets, the plan cache,
+    """What every answer of our server shares: the origin, the planner, the budgets, the plan and output caches,
     and what has been learnt of origins (route -> the ranges it answers in one request, 1: one a request)."""
     origin: OriginClient
     planner: Planner = field(default_factory=Planner)
     budgets: Budgets = field(default_factory=Budgets)
     cache: PlanCache = field(default_factory=lambda: PlanCache(64 << 20))
+    outputs: OutputCache = field(default_factory=OutputCache)  # (its limit set at configure: Limits)
     multirange: dict = field(default_factory=dict)
     speeds: dict = field(default_factory=dict)  # route -> origin_speed.OriginSpeed, as last measured
     inits: InitCache = field(default_factory=InitCache)  # init segments' audio track IDs (manifest_answer.py)

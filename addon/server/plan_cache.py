@@ -21,6 +21,8 @@ class AudioFile:
     etag: str
     last_modified: str | None
     headers: list[tuple[str, str]] = field(default_factory=list)  # the origin's, that hold for our bytes too
+    key: tuple | None = None  # (URL, version, cut, gap): the plan cache's and the output cache's
+    storable: bool = False  # the origin's answer lets a shared cache keep it (output_cache.py)
 
 
 class PlanCache:
