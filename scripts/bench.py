@@ -17,10 +17,11 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
      model chooses (addon/server/origin_speed.py), with mitmdump's CPU per GET;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
   5. the added latency of a live FLV paced in real time (per audio tag);
-  6. 1, 4 and 8 clients at once, each a whole GET of its own copy of the MP4 (file path) or the FLV
-     (stream path), from nginx (else the test origin), with our server in mitmdump's process
-     (audio_only_workers=0) and in 2 worker processes: the audio rate of all clients together, and
-     the CPU of mitmdump and its workers for each GET (--only 6 runs just this).
+  6. 1, 4 and 8 clients at once, each a whole GET of its own copy of the MP4 (file path: first GETs,
+     and GETs of files already sent once, from the output cache) or the FLV (stream path), from nginx
+     (else the test origin), with our server in mitmdump's process (audio_only_workers=0) and in 2
+     worker processes: the audio rate of all clients together, and the CPU of mitmdump and its workers
+     for each GET (--only 6 runs just this).
 """
 
 from __future__ import annotations
@@ -334,16 +335,23 @@ def clients_at_once(media: Path, runs: int) -> None:
         print(f"   origin: {'nginx' if isinstance(origin, Nginx) else 'the test origin (Python)'}; "
               f"the machine's load average before: {os.getloadavg()[0]:.2f}")
         try:
-            for label, name, options in (("MP4, file path", "long.mp4", ()),
-                                         ("FLV, stream path", "long.flv", ("--set", "audio_only_origin_ranges=false"))):
+            # First GETs (a URL of its own each time: planned and read from the origin), and GETs of files
+            # already sent whole once (answered from the output cache: audio_only_output_cache).
+            for label, name, options, cached in (
+                    ("MP4, file path", "long.mp4", (), False),
+                    ("MP4, cached", "long.mp4", (), True),
+                    ("FLV, stream path", "long.flv", ("--set", "audio_only_origin_ranges=false"), False)):
                 for workers in (0, 2):
                     proxy = started(mitmdump(origin, "--set", f"audio_only_workers={workers}", *options))
                     try:
                         rates = {}
+                        for n in range(8 if cached else 0):  # (each file sent whole once: kept)
+                            curl(f"http://127.0.0.1:{proxy.port}/{n}_{name}?ali_audio_only=1")
                         for clients in (1, 4, 8):
                             samples = []
                             for _ in range(runs):
-                                urls = [f"http://127.0.0.1:{proxy.port}/{n}_{name}?ali_audio_only=1&run={time.monotonic_ns()}"
+                                run = "" if cached else f"&run={time.monotonic_ns()}"
+                                urls = [f"http://127.0.0.1:{proxy.port}/{n}_{name}?ali_audio_only=1{run}"
                                         for n in range(clients)]
                                 cpu, start = tree_cpu_seconds(proxy.process.pid), time.perf_counter()
                                 curls = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
