@@ -5,8 +5,8 @@
    MP4 with its moov readable this way: the whole file is asked for, and streamed (None);
 2. unless cached, the top level (the core's TopLevelReader says which bytes it needs: each box
    header, the ftyp, the moov, a fragmented file's moofs; of the media data only what follows an mdat
-   header in a read), planned off the event loop into a FilePlan, and cached by (URL, validator,
-   cut, gap), bounded in bytes.
+   header in a read), planned off the event loop into a FilePlan, and cached by (the URL we ask for,
+   its route, the Host we send, validator, cut, gap), bounded in bytes.
 """
 
 from __future__ import annotations
@@ -59,11 +59,17 @@ async def audio_file(services: Services, job: Job) -> AudioFile | httpx.Response
         return None
     cut = job.cut(MP4)
     part = http_rules.seek_part(cut)
-    key = (job.url, version, part, job.settings.gap)
+    # What the file is: where it was asked for (the route we connect to and the Host we send: the
+    # client's Host alone could name a server of its own in regular mode, and poison the caches for
+    # everyone), its version, the cut.
+    target = job.target
+    host = next((value for name, value in target.headers if name.lower() == "host"), None)
+    key = (target.url, target.route, host, version, part, job.settings.gap)
     kept = kept_headers(response.headers)
     # The origin's date, kept beside its ETag too (caches and `wget -N` compare dates), as it is now.
     last_modified = response.headers.get("last-modified")
-    storable = http_rules.storable(response.headers)
+    # The output cache keeps only what a strong ETag names (a date cannot tell two versions of one second).
+    storable = http_rules.storable(response.headers) and version.validator.startswith('"')
     if (entry := services.cache.get(key)) is not None:
         await response.aclose()
         return AudioFile(entry.plan, entry.version, entry.etag, last_modified, kept, key, storable)

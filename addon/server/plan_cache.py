@@ -21,12 +21,12 @@ class AudioFile:
     etag: str
     last_modified: str | None
     headers: list[tuple[str, str]] = field(default_factory=list)  # the origin's, that hold for our bytes too
-    key: tuple | None = None  # (URL, version, cut, gap): the plan cache's and the output cache's
+    key: tuple | None = None  # (URL asked, route, Host sent, version, cut, gap): the plan and output caches'
     storable: bool = False  # the origin's answer lets a shared cache keep it (output_cache.py)
 
 
 class PlanCache:
-    """Planned files by (URL, validator, cut, gap), least recently used first out, bounded in bytes
+    """Planned files by (URL asked, route, Host sent, validator, cut, gap), least recently used first out, bounded in bytes
     (audio_only_file_cache)."""
 
     def __init__(self, limit: int):
