@@ -135,11 +135,12 @@ OPTIONS = (
     ),
     Option(
         "audio_only_output_cache", str, "256m",
-        "Disk for audio-only files as sent (the spool folder's, files that vanish with the process), "
-        "e.g. 256m for the edge, split among the workers: a file answer that sent the whole file keeps "
-        "it, and later requests for that version of it (the origin is still asked which version it "
-        "has, with the client's headers) are answered from it instead of the origin's ranges. Never an "
-        "answer the origin marks no-store or private. 0: none.",
+        "Space in the spool folder (disk, or memory on a tmpfs) for audio-only MP4 files as sent, e.g. "
+        "256m for the edge, split among the workers; the files vanish with the process. A file answer "
+        "that sent the whole file keeps it, and later requests for that version (the origin is still "
+        "asked which version it has, with the client's headers) are answered from it instead of the "
+        "origin's ranges. Only files named by a strong ETag; never an answer the origin marks no-store "
+        "or private. 0: none.",
     ),
     Option(
         "audio_only_range_gap", str, "16k",
@@ -151,8 +152,8 @@ OPTIONS = (
         "audio_only_workers", int, DEFAULT_WORKERS,
         "Worker processes that answer the audio-only requests (default: the machine's cores, "
         f"{os.cpu_count()} here), each with its own origin pools, planner and audio_only_file_cache; a "
-        "file's requests all go to one worker (the least busy when it is first asked for, ties by a hash "
-        "of its URL). 0: answered inside mitmdump's own "
+        "file's requests all go to one worker (chosen when it is first asked for: by a hash of its URL "
+        "unless that worker is busier than another by more than one answer). 0: answered inside mitmdump's own "
         "process. The budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all "
         "workers together, counted in shared memory.",
     ),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Proxy, assert_same_audio, extract, http_get, http_stream
+from origin import Origin
 
 from addon.server.output_cache import OutputCache
 
@@ -25,6 +26,13 @@ def proxy(origin, tmp_path_factory):
               "--set", "audio_only_workers=2")
     yield p
     p.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def copies(media_root):
+    """Files of this module's own (other modules count the origin's requests for the shared ones)."""
+    for name in ("aac", "opus"):
+        shutil.copy(media_root / f"h264_{name}.mp4", media_root / f"cache_{name}.mp4")
 
 
 def asked(origin, name: str, since: int) -> list[dict]:
@@ -61,71 +69,123 @@ def test_a_whole_answer_is_kept_and_the_next_ones_are_read_from_it(proxy, origin
 
 @pytest.mark.parametrize("cache_control", ["no-store", "private, max-age=60"])
 def test_an_answer_the_origin_marks_no_store_or_private_is_never_kept(proxy, origin, cache_control):
-    path = f"/h264_aac.mp4?cache={urllib.parse.quote(cache_control)}&ali_audio_only=1"
+    path = f"/cache_aac.mp4?cache={urllib.parse.quote(cache_control)}&ali_audio_only=1"
     first = http_get(proxy.port, path)
     since = len(origin.requests)
     again = http_get(proxy.port, path)
     assert first.status == again.status == 200 and first.clean and again.clean and again.body == first.body
-    assert len(asked(origin, "h264_aac.mp4", since)) > 1  # (the probe, then the audio's ranges)
+    assert len(asked(origin, "cache_aac.mp4", since)) > 1  # (the probe, then the audio's ranges)
+
+
+def test_a_file_named_by_its_date_alone_is_never_kept(proxy, origin):
+    """No ETag, a Last-Modified: a file replaced within one second under the same length is not told
+    apart, so what was sent is not kept for others."""
+    path = "/cache_aac.mp4?noetag=1&lastmod=1&ali_audio_only=1"
+    first = http_get(proxy.port, path)
+    since = len(origin.requests)
+    again = http_get(proxy.port, path)
+    assert first.status == again.status == 200 and again.clean and again.body == first.body
+    assert len(asked(origin, "cache_aac.mp4", since)) > 1
+
+
+def test_the_key_is_the_origin_asked_not_the_clients_host(origin, media_root, tmp_path):
+    """Regular mode: the client names the server it connects to and, apart, a Host. Two servers with
+    the same file (one could be anyone's, answering the real file's ETag): what one sent is never the
+    answer for the other under the same Host."""
+    other = Origin(media_root).start()
+    proxy = Proxy(tmp_path / "regular.log", "--set", "audio_only_workers=0")
+    try:
+        for server in (origin, other):
+            url = f"http://127.0.0.1:{server.server_address[1]}/cache_aac.mp4?ali_audio_only=1&host=shared"
+            since = len(server.requests)
+            for _ in range(2):
+                reply = http_get(proxy.port, url, host="video.example")
+                assert reply.status == 200 and reply.clean
+            ranges = [h.get("Range") for _, path, h in server.requests[since:] if "host=shared" in path]
+            assert len(ranges) > 2 and ranges[-1] == "bytes=0-15", ranges  # (its own first GET read it)
+    finally:
+        proxy.stop()
+        other.shutdown()
 
 
 def test_a_range_or_a_broken_answer_keeps_nothing(proxy, origin):
     """Only an answer that sent the whole file fills the cache: not a range, nor one cut short (the
     origin answers from another file after the top level was read, test_file.py's case)."""
-    path = "/h264_opus.mp4?part=1&ali_audio_only=1"
+    path = "/cache_opus.mp4?part=1&ali_audio_only=1"
     assert http_get(proxy.port, path, headers={"Range": "bytes=0-999"}).status == 206
     since = len(origin.requests)
     assert http_get(proxy.port, path).clean
-    assert len(asked(origin, "h264_opus.mp4", since)) > 1
-    broken = "/h264_aac.mp4?ali_audio_only=1&replaced=hevc_aac.mp4&replace_after=4&for=cache"
+    assert len(asked(origin, "cache_opus.mp4", since)) > 1
+    broken = "/cache_aac.mp4?ali_audio_only=1&replaced=hevc_aac.mp4&replace_after=4"
     first = http_get(proxy.port, broken)
     assert first.status == 200 and not first.clean
     since = len(origin.requests)
     http_get(proxy.port, broken)
-    assert len(asked(origin, "h264_aac.mp4", since)) > 1
+    assert len(asked(origin, "cache_aac.mp4", since)) > 1
+
+
+def ours_open(folder: Path) -> list[str]:
+    """This process's open descriptors of files in `folder` (the cache's: unlinked, still in /proc)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{folder}/"):
+                found.append(fd)
+        except OSError:
+            pass
+    return found
 
 
 def test_the_cache_is_bounded_and_an_entry_evicted_stays_readable_to_its_reader(tmp_path):
-    cache = OutputCache(limit=10)
-    fds_before = len(os.listdir("/proc/self/fd"))
-    for key, data in (("a", b"12345"), ("b", b"67890")):
-        filling = cache.filling(key, len(data), str(tmp_path))
-        filling.write(data)
-        filling.commit()
-    assert cache.filling("c", 11, str(tmp_path)) is None  # bigger than the whole cache
-    short = cache.filling("c", 5, str(tmp_path))
-    short.write(b"123")
-    short.commit()  # (3 of 5 bytes: not whole, not kept)
-    assert "c" not in cache.entries and cache.used == 10
-    reader = cache.get("a")
-    filling = cache.filling("d", 4, str(tmp_path))
-    filling.write(b"abcd")
-    filling.commit()  # "b" goes (least recently used: "a" was just read)
-    assert "b" not in cache.entries and "a" in cache.entries
-    filling = cache.filling("e", 8, str(tmp_path))
-    filling.write(b"ABCDEFGH")
-    filling.commit()  # "a" and "d" go: "a" still readable by the reader that had it
+    """Entries and fillings under way together within the limit (room made when a filling starts),
+    one filling a key, least recently used first out; a reader keeps its entry readable; no descriptor
+    and no file is left."""
+    async def main():
+        cache = OutputCache(limit=10)
 
-    async def read(r, first, last):
-        return b"".join([piece async for piece in r.pieces(first, last)])
-    assert asyncio.run(read(reader, 1, 3)) == b"234"
-    reader.close()
-    assert "a" not in cache.entries and cache.used == 8 and not list(Path(tmp_path).iterdir())  # (unlinked files)
-    cache.clear()
-    assert cache.used == 0 and len(os.listdir("/proc/self/fd")) == fds_before
+        async def keep(key, data):
+            filling = cache.filling(key, len(data), str(tmp_path))
+            await filling.write(data)
+            await filling.commit()
+        await keep("a", b"12345")
+        await keep("b", b"67890")
+        assert cache.filling("c", 11, str(tmp_path)) is None  # bigger than the whole cache
+        short = cache.filling("c", 5, str(tmp_path))  # ("a" out to make room: the oldest)
+        assert "a" not in cache.entries and cache.filling("c", 5, str(tmp_path)) is None  # (one filling a key)
+        other = cache.filling("x", 5, str(tmp_path))  # room for it beside "c": "b" out too
+        assert other is not None and not cache.entries and cache.filling("y", 1, str(tmp_path)) is None
+        await short.write(b"123")
+        await short.commit()  # (3 of 5 bytes: not whole, not kept)
+        other.abandon()
+        assert not cache.entries and not cache.filling_keys and cache.used == 0
+        await keep("d", b"abcd")
+        reader = cache.get("d")
+        assert len(ours_open(tmp_path)) == 2  # ("d" and its reader's duplicate)
+        await keep("e", b"ABCDEFGH")  # "d" goes to make room: still readable by the reader that had it
+        assert "d" not in cache.entries and cache.used == 8
+        assert b"".join([piece async for piece in reader.pieces(1, 3)]) == b"bcd"
+        reader.close()
+        assert not list(Path(tmp_path).iterdir())  # (unlinked files)
+        cache.clear()
+        assert cache.used == 0 and not ours_open(tmp_path)
+    asyncio.run(main())
 
 
-def test_a_disk_that_fails_ends_the_filling_never_the_answer(tmp_path):
+def test_a_disk_that_fails_ends_the_filling_never_the_answer(tmp_path, monkeypatch):
     """A full disk while a file is kept: the filling is dropped (write and commit raise nothing), the
     answer goes on; a folder where no file can be made: no filling at all."""
-    cache = OutputCache(limit=100)
-    filling = cache.filling("a", 6, str(tmp_path))
+    from addon.server import output_cache
 
-    def full(data):
-        raise OSError(28, "No space left on device")
-    filling.file.write = full
-    filling.write(b"abc")
-    filling.write(b"def")
-    filling.commit()
-    assert not cache.entries and cache.used == 0
-    assert cache.filling("b", 6, str(tmp_path / "missing")) is None
+    async def main():
+        cache = OutputCache(limit=4 << 20)
+        filling = cache.filling("a", 3 << 20, str(tmp_path))
+
+        def full(descriptor, data):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(output_cache, "write_all", full)
+        for _ in range(3):
+            await filling.write(bytes(1 << 20))
+        await filling.commit()
+        assert not cache.entries and cache.used == 0 and not cache.filling_keys
+        assert cache.filling("b", 6, str(tmp_path / "missing")) is None
+    asyncio.run(main())

@@ -76,7 +76,7 @@ async def serve(sink: Sink, services: Services, job: Job, file: AudioFile) -> No
         return
     sent = 0
     part = f"bytes {first}-{last}/{size}" if wanted else f"{size} bytes"
-    if (kept := services.outputs.get(file.key) if file.key else None) is not None:
+    if (kept := services.outputs.get(file.key) if file.key and file.storable else None) is not None:
         return await serve_kept(sink, job, file, kept, first, last, part)
     groups = OriginGroups(services, job, file)
     # The whole output going out: kept for the next answers (output_cache.py), once all of it has gone.
@@ -86,11 +86,11 @@ async def serve(sink: Sink, services: Services, job: Job, file: AudioFile) -> No
         async for piece in body(groups, first, last):
             sink.write(piece)
             if filling is not None:
-                filling.write(piece)
+                await filling.write(piece)
             sent += len(piece)
             await sink.flush()
         if filling is not None:
-            filling.commit()
+            await filling.commit()
             filling = None
     except tornado.iostream.StreamClosedError:  # an OSError too: before the origin's errors
         # The client left (a player seeking elsewhere does so all the time).

@@ -1,17 +1,23 @@
-"""Audio-only files as sent, kept between requests (audio_only_output_cache): a file answer that sent
-the whole output (a GET, or a range from the first byte to the last) keeps its bytes, and later answers
+"""Audio-only files as sent, kept between requests (audio_only_output_cache): a file answer that sent the
+whole output (a GET, or a range from the first byte to the last) keeps its bytes, and later answers
 for the same file version and cut are read from them instead of the origin's ranges.
 
 What makes it safe to share: every request still asks the origin first (file_source.py's probe, with
-the client's own headers), and an entry is found only under the version that answer names (its strong
-ETag or Last-Modified, and its length): a client the origin refuses never reaches the entry, a file
-replaced at the origin is a new key. An origin's answer marked `Cache-Control: no-store` or `private`
-is never kept (RFC 9111: we are a shared cache).
+the client's own headers), and an entry is found only under what that answer names: the origin it
+came from (where we connect, and the Host we send: never the client's word alone), the version (a
+strong ETag and the length: a file replaced within one second under the same date is not told apart
+by a Last-Modified, so such files are never kept) and the cut. A client the origin refuses never
+reaches an entry, a file replaced at the origin is a new key. An answer the origin marks
+`Cache-Control: no-store` or `private` is neither kept nor answered from the cache (RFC 9111: we are
+a shared cache).
 
 Each entry is a temporary file already unlinked (tempfile.TemporaryFile), held by its descriptor:
 nothing is left on disk when the process ends, however it ends. Readers read through a duplicate of
-the descriptor, so an entry evicted meanwhile stays readable to them. Bounded in bytes, least recently
-used first out; with worker processes the option's size is split among them.
+the descriptor, so an entry evicted meanwhile stays readable to them. Bounded in bytes (the entries
+and the fillings under way together: room is made when a filling starts), one filling a key at a
+time, and in descriptors (a quarter of the process's limit). Disk is written and read in a worker
+thread, a MiB at a time: a slow disk holds back the answer that uses it, not the others. Any failure
+of the disk ends the filling, never the answer.
 """
 
 from __future__ import annotations
@@ -22,38 +28,80 @@ import os
 import tempfile
 from collections import OrderedDict
 
+try:
+    import resource
+except ImportError:  # (not POSIX)
+    resource = None
+
 log = logging.getLogger("addon.audio_only")
 
-PIECE = 1 << 20  # bytes read from an entry at a time (the memory a reader holds)
-MOST_ENTRIES = 4096  # (each holds a descriptor)
+PIECE = 1 << 20  # bytes read from an entry, or gathered before a write, at a time (the memory it holds)
+
+
+def most_entries() -> int:
+    """Entries (each a descriptor) at most: a quarter of this process's limit of open files."""
+    if resource is None:
+        return 256
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(16, (soft if soft != resource.RLIM_INFINITY else 4096) // 4)
 
 
 class OutputCache:
     def __init__(self, limit: int = 0):
         self.limit = limit
         self.entries: OrderedDict[tuple, tuple[int, int]] = OrderedDict()  # key -> (descriptor, size)
-        self.used = 0
+        self.used = 0  # bytes of the entries
+        self.filling_keys: dict[tuple, int] = {}  # key -> bytes reserved for the filling under way
+        self.most = most_entries()
+        self.warned: set[str] = set()  # folders where no file could be made (said once each)
 
     def get(self, key: tuple) -> Reader | None:
         """A reader of the entry, if there is one (the caller closes it)."""
         if (entry := self.entries.get(key)) is None:
             return None
+        try:
+            descriptor = os.dup(entry[0])
+        except OSError:  # (out of descriptors: a miss, the origin's ranges will do)
+            return None
         self.entries.move_to_end(key)
-        return Reader(os.dup(entry[0]), entry[1])
+        return Reader(descriptor, entry[1])
 
     def filling(self, key: tuple, size: int, folder: str | None) -> Filling | None:
         """Where an answer of `size` bytes for `key` writes what it sends (a file in `folder`, the spool's:
-        audio_only_spool_dir); None when it would not fit, or no file can be made there."""
-        if not 0 < size <= self.limit or key in self.entries:
+        audio_only_spool_dir); None when it cannot be kept (too big, being kept by another answer, no
+        file can be made there)."""
+        if not 0 < size <= self.limit or key in self.entries or key in self.filling_keys:
             return None
+        self.make_room(size)
+        if self.used + sum(self.filling_keys.values()) + size > self.limit:
+            return None  # (the other fillings under way hold the room)
         try:
-            return Filling(self, key, size, folder)
+            file = tempfile.TemporaryFile(dir=folder, prefix="audio-only-output-", buffering=0)
         except OSError as e:
-            log.warning(f"audio-only: the output cache cannot keep a file in {folder or 'the temporary folder'}: {e}")
+            if str(folder) not in self.warned:
+                self.warned.add(str(folder))
+                log.warning(f"audio-only: the output cache cannot keep files in {folder or 'the temporary folder'}: {e}")
             return None
+        self.filling_keys[key] = size
+        return Filling(self, key, size, file)
 
-    def put(self, key: tuple, descriptor: int, size: int) -> None:
-        if key in self.entries or size > self.limit:
+    def make_room(self, size: int) -> None:
+        """Least recently used entries out, until `size` more bytes (and one descriptor) fit."""
+        while self.entries and (self.used + sum(self.filling_keys.values()) + size > self.limit
+                                or len(self.entries) + len(self.filling_keys) + 1 > self.most):
+            self.evict_oldest()
+
+    def evict_oldest(self) -> None:
+        _, (descriptor, size) = self.entries.popitem(last=False)
+        self.used -= size
+        os.close(descriptor)
+
+    def done_filling(self, key: tuple, descriptor: int | None) -> None:
+        """A filling ended: its entry kept (its descriptor), or not (None)."""
+        size = self.filling_keys.pop(key, 0)
+        if descriptor is None:
+            return
+        if size > self.limit:  # (the limit went down meanwhile)
             os.close(descriptor)
             return
         self.entries[key] = (descriptor, size)
@@ -61,54 +109,78 @@ class OutputCache:
         self.shrink()
 
     def shrink(self) -> None:
-        while self.entries and (self.used > self.limit or len(self.entries) > MOST_ENTRIES):
-            _, (descriptor, size) = self.entries.popitem(last=False)
-            self.used -= size
-            os.close(descriptor)
+        while self.entries and (self.used > self.limit or len(self.entries) > self.most):
+            self.evict_oldest()
 
     def clear(self) -> None:
-        limit, self.limit = self.limit, 0
-        self.shrink()
-        self.limit = limit
+        while self.entries:
+            self.evict_oldest()
 
 
 class Filling:
     """An entry being written as its answer goes out; kept by commit() only when whole."""
 
-    def __init__(self, cache: OutputCache, key: tuple, size: int, folder: str | None):
+    def __init__(self, cache: OutputCache, key: tuple, size: int, file):
         self.cache, self.key, self.size = cache, key, size
-        self.file = tempfile.TemporaryFile(dir=folder, prefix="audio-only-output-")
+        self.file = file  # (unbuffered: nothing is left to write when it is closed)
+        self.gathered: list = []
+        self.gathered_bytes = 0
         self.written = 0
+        self.failed = False
 
-    def write(self, data) -> None:
-        """The next bytes sent. A failure here (a full disk) only ends the filling: never the answer."""
-        if self.file.closed:
+    async def write(self, data) -> None:
+        """The next bytes sent, gathered and written a MiB at a time (in a worker thread)."""
+        if self.failed:
             return
-        if self.written + len(data) > self.size:
+        if self.written + self.gathered_bytes + len(data) > self.size:
             return self.abandon()  # (longer than the file's size: never kept)
+        self.gathered.append(bytes(data))
+        self.gathered_bytes += len(data)
+        if self.gathered_bytes >= PIECE:
+            await self.write_gathered()
+
+    async def write_gathered(self) -> None:
+        data, self.gathered, self.gathered_bytes = b"".join(self.gathered), [], 0
         try:
-            self.file.write(data)
+            await asyncio.to_thread(write_all, self.file.fileno(), data)
         except OSError as e:
             log.warning(f"audio-only: the output cache could not keep a file: {e}")
             return self.abandon()
         self.written += len(data)
 
-    def commit(self) -> None:
+    async def commit(self) -> None:
         """The whole answer was sent: keep it (unless it is not whole)."""
-        if self.file.closed or self.written != self.size:
+        if self.failed:
+            return
+        if self.gathered:
+            await self.write_gathered()
+        if self.failed or self.written != self.size:
             return self.abandon()
         try:
-            self.file.flush()
-        except OSError as e:
-            log.warning(f"audio-only: the output cache could not keep a file: {e}")
+            descriptor = os.dup(self.file.fileno())
+        except OSError:
             return self.abandon()
-        self.file.flush()
-        descriptor = os.dup(self.file.fileno())
-        self.file.close()
-        self.cache.put(self.key, descriptor, self.size)
+        self.close()
+        self.failed = True  # (done: a later abandon() changes nothing)
+        self.cache.done_filling(self.key, descriptor)
 
     def abandon(self) -> None:
-        self.file.close()
+        if not self.failed:
+            self.failed = True
+            self.close()
+            self.cache.done_filling(self.key, None)
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+
+
+def write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 class Reader:
