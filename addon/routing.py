@@ -54,6 +54,14 @@ class AudioRouter:
         rec = record.of(flow)
         if not rec or not (rec.get("requested") or rec.get("plain")):
             return
+        if self.server.port is None and rec.get("requested"):
+            # Our server is not listening (mitmproxy opens its ports before the running hook starts it;
+            # and while it stops): the origin's answer would be the whole video. Not ready: 503.
+            record.conclude(rec, record.FAILED, "the edge was not ready (starting or stopping): answered 503")
+            flow.response = http.Response.make(
+                503, b"audio-only: the edge is starting or stopping; try again\n",
+                {"content-type": "text/plain; charset=utf-8", "retry-after": "1"})
+            return
         if self.server.port is None or flow.request.method.upper() not in ("GET", "HEAD"):
             # (plain seeking on other methods, a CORS preflight say: to the origin, for the whole file)
             ask_for_the_whole_file(flow)

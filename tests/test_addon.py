@@ -107,6 +107,18 @@ def test_a_request_that_asked_for_audio_fails_closed(monkeypatch, broken):
         assert other.response is None and other.request.path == "/v.mp4?a=1" and "audio_only" not in other.metadata
 
 
+def test_audio_asked_for_before_our_server_listens_is_a_503_not_the_video():
+    """mitmproxy opens its ports before the running hook starts our server: a request for audio then
+    must not go to the origin (whose answer is the video)."""
+    addon = AudioOnly()  # (server.port None: not listening)
+    with taddons.context(addon):
+        f = flow_for("/v.mp4?ali_audio_only=1")
+        f.response = None
+        hook(addon, HttpRequestHeadersHook(f))
+        assert f.response is not None and f.response.status_code == 503
+        assert f.response.headers["retry-after"] == "1" and f.metadata["audio_only"]["outcome"] == record.FAILED
+
+
 @pytest.mark.parametrize("path,file", [("/v.mp4", True), ("/v.m4a", True), ("/v.flv", False), ("/v", False)])
 def test_only_mp4_paths_try_the_file_path(path, file):
     addon = routing_addon()
