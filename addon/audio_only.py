@@ -65,8 +65,8 @@ class AudioOnly:
         self.view = None  # the content view, while loaded
 
     def load(self, loader):
+        self.workers.take(self)  # (first: the done hook releases it, whatever fails below)
         self.view = contentview.register()
-        self.workers.take()  # (the done hook releases it)
         options.declare(loader)
         # Here as well as in `running`: mitmproxy opens its ports before the running hooks, so a client
         # that came at once waited for the warm-up; a script is loaded before that, in the running loop
@@ -103,7 +103,7 @@ class AudioOnly:
         if internals.mitmproxy_is_stopping():
             self.workers.stop()
         else:  # a reload keeps them (its new addon takes them); an unload retires them
-            self.workers.release()
+            self.workers.release(self)
         if self.view is not None:
             contentview.unregister(self.view)
             self.view = None

@@ -4,14 +4,9 @@ mitmdump runs our server inside its own event loop, on one core. With audio_only
 mitmproxy keeps what only it can do (client connections, TLS, the flow, its hooks, our marks) and the
 router (addon/routing.py) sends each audio request to one of N worker processes on 127.0.0.1 (each a
 `sys.executable` running addon/server/worker_main.py: its own loop, port, origin pools, planner and
-plan cache), chosen by a stable hash of the file's URL (rendezvous hashing with blake2b, never
-Python's salted hash()), so that a player's requests for one file meet its plan where it was made; a
-new worker count moves only about 1/N of the files to another worker (their plans are made again).
-The hash orders the workers; the load chooses: a file not placed lately goes to the answering worker
-with the fewest answers in flight, ties going to the first in the URL's hash order (so an idle edge
-places it where the hash says), and the file's later requests follow it there (the pool remembers where
-the last REMEMBERED files went). By the hash alone, eight files on two workers put 6 or more on one
-worker 29% of the time (a binomial draw), whose clients waited while the other worker idled.
+plan cache), chosen by placement.py: the least busy worker when a file is first asked for (its URL's
+rendezvous hash breaking ties, and preferred while it is at most one answer busier), and every later
+request of the file where the first went, so that a player's requests meet its plan where it was made.
 
 How a request crosses (addon/worker_link.py): the job goes on the worker's control connection (a
 socketpair: JSON lines both ways) under a secret token, the request to the worker's port names the
@@ -28,13 +23,13 @@ script (audio_only.py) does not execute again: the reloaded addon adopts the run
 worker that dies is started again (its answers in flight end uncleanly: mitmproxy sees their
 connections drop; a warning names them). mitmproxy stopping stops them (SIGTERM); should mitmdump be
 killed, each exits at the end of its control connection, or by the kernel (PR_SET_PDEATHSIG).
-A smaller audio_only_workers retires the extra workers (they end after their last answer).
+A smaller audio_only_workers retires the extra workers (they end after their last answer), as does
+a script unloaded (take(), release()). One worker's process and connection: worker_process.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import secrets
@@ -43,18 +38,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from addon import record, worker_link
 from addon.budgets import SLOTS, SharedCounts
+from addon.placement import Placement
 from addon.record import FlowRecord
 from addon.server.job import Job
+from addon.worker_process import WORKER_MAIN, Worker, kill_group
 
 log = logging.getLogger("addon.audio_only")
 
-WORKER_MAIN = str(Path(__file__).resolve().parent / "server" / "worker_main.py")
 READY_WAIT = 15  # seconds a request waits for its worker to be (re)started before another takes it
 QUICK_DEATH = 5  # seconds: a worker that dies this soon after its start is started again only after RESTART_PAUSE
 RESTART_PAUSE = 1.0
@@ -68,7 +62,6 @@ HEARD_WITHIN = 3.0
 # Seconds a reloaded script has to adopt the workers (its new addon's load calls take()) before they are retired:
 # a script taken off `scripts`, or whose new version fails to load, never adopts them.
 ADOPT_WAIT = 5.0
-REMEMBERED = 10_000  # files whose worker the pool remembers (a bounded LRU: a few MB at most)
 
 
 @dataclass
@@ -81,28 +74,6 @@ class Pending:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass
-class Worker:
-    index: int  # its place among the workers
-    slot: int = 0  # its process's slot in the shared counts (budgets.SharedCounts), while it runs
-    process: subprocess.Popen | None = None
-    writer: asyncio.StreamWriter | None = None
-    port: int | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    started: float = 0.0
-    retiring: bool = False
-    task: asyncio.Task | None = None
-    heard: float = 0.0  # (monotonic) when it last sent anything
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def send(self, message: dict) -> None:
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(worker_link.encode(message))
-
-
 class WorkerPool:
     def __init__(self):
         self.workers: list[Worker] = []  # index i: the worker for hashes i (retired ones are not listed)
@@ -111,12 +82,13 @@ class WorkerPool:
         self.free_slots = list(range(SLOTS - 1, 0, -1))  # (slot 0 is mitmdump's own server's)
         self.pending: dict[str, Pending] = {}  # by token
         self.of_flow: dict[str, Pending] = {}  # by flow id, until the router's response or error hook
-        self.placed: OrderedDict[str, Worker] = OrderedDict()  # a file's URL -> its worker (place())
+        self.placement = Placement()
         self.settings: dict | None = None  # worker_link.settings_message, sent at each start and configure
         self.stopping = False
         self.live = False  # workers were started (on a running loop): requests go to them
         self.announced = 0  # how many workers the log last said answer
-        self.owners = 0  # loaded addons that took this pool (take()) and have not released it (release())
+        self.owners: set[int] = set()  # loaded addons that took this pool (take()) and did not release it
+        self.adopt_timer: asyncio.TimerHandle | None = None  # (release(): retires the workers unless taken)
 
     @property
     def size(self) -> int:
@@ -275,24 +247,12 @@ class WorkerPool:
         return worker
 
     def place(self, url: str) -> Worker:
-        """Where the file was placed, while that worker is one of ours (restarted or not: a retired one's
-        files are placed again); else the answering worker with the fewest answers in flight, the first
-        in the URL's hash order among equals (one that does not answer only when none does)."""
-        worker = self.placed.get(url)
-        if worker is not None and not worker.retiring and worker.index < len(self.workers) \
-                and self.workers[worker.index] is worker:
-            self.placed.move_to_end(url)
-            return worker
+        """The file's worker (placement.py), by the answers in flight of each."""
         busy = [0] * len(self.workers)
         for pending in self.pending.values():
             if pending.worker.index < len(busy) and self.workers[pending.worker.index] is pending.worker:
                 busy[pending.worker.index] += 1
-        order = [self.workers[place] for place in places_of(url, len(self.workers))]
-        worker = min(order, key=lambda w: (not w.ready.is_set(), busy[w.index]))  # (min keeps the first of equals)
-        self.placed[url] = worker
-        if len(self.placed) > REMEMBERED:
-            self.placed.popitem(last=False)
-        return worker
+        return self.placement.place(url, self.workers, busy)
 
     def send(self, worker: Worker, job: Job, flow_id: str) -> str:
         """The job to the worker; the token the request names it with."""
@@ -314,25 +274,33 @@ class WorkerPool:
                 pass
         self.pending.pop(pending.token, None)
 
-    def take(self) -> None:
+    def take(self, owner: object) -> None:
         """Our addon's load hook (an addon mitmproxy loaded, not one merely made: a script's module may
         be executed twice in one load)."""
-        self.owners += 1
+        self.owners.add(id(owner))
+        if self.adopt_timer is not None:
+            self.adopt_timer.cancel()
+            self.adopt_timer = None
 
-    def release(self) -> None:
+    def release(self, owner: object) -> None:
         """Our addon's done hook when mitmproxy is not stopping. A reload's new addon takes the pool at
         once (take()); when none has after ADOPT_WAIT (the script taken off `scripts`, or its new version
         failed to load), the workers are retired: they exit after their last answer, and no process of
         ours is left idle beside mitmdump. A later load of the script then starts a new pool."""
-        self.owners -= 1
+        self.owners.discard(id(owner))
+        if self.owners:
+            return
+        if self.adopt_timer is not None:
+            self.adopt_timer.cancel()
         try:
-            asyncio.get_running_loop().call_later(ADOPT_WAIT, self.retire_unless_adopted)
+            self.adopt_timer = asyncio.get_running_loop().call_later(ADOPT_WAIT, self.retire_unless_adopted)
         except RuntimeError:  # (a test harness without a loop: nothing was started)
             pass
 
     def retire_unless_adopted(self) -> None:
         global _pool
-        if self.owners > 0 or self.stopping:
+        self.adopt_timer = None
+        if self.owners or self.stopping:
             return
         if self.workers:
             log.info(f"audio-only: the script was unloaded: its {len(self.workers)} worker processes end "
@@ -364,30 +332,6 @@ class WorkerPool:
         if stopped := [w.process.returncode for w in everyone if w.process is not None]:
             log.debug(f"audio-only: {len(stopped)} worker processes stopped (exit statuses "
                       f"{', '.join(map(str, stopped))})")
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    """What the reaped worker leaves in its process group (its planner's forkserver, resource tracker
-    and planning processes, which a SIGKILL of the worker would leave to run under pid 1)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def places_of(url: str, count: int) -> list[int]:
-    """The workers (of `count`) in the URL's order: by the score of their hash with the URL, highest
-    first (rendezvous hashing: going from N to N+1 workers moves only the files the new one wins, about
-    1/(N+1), where a hash modulo N would move almost all). The URL's bytes as they came: mitmproxy keeps a
-    byte that is not UTF-8 (legal on the wire) as a lone surrogate, which a plain encode() refuses."""
-    key = url.encode("utf-8", "surrogateescape")
-    return sorted(range(count), reverse=True,
-                  key=lambda place: hashlib.blake2b(key, digest_size=8, salt=place.to_bytes(16, "big")).digest())
-
-
-def place_of(url: str, count: int) -> int:
-    """The URL's first worker, where an idle edge sends it."""
-    return places_of(url, count)[0]
 
 
 _pool: WorkerPool | None = None
