@@ -97,7 +97,16 @@ class Target(NamedTuple):
     @property
     def url(self) -> str:
         r = self.route
-        return f"{r.scheme}://{url.hostport(r.scheme, r.host, r.port)}{self.path}"
+        return f"{r.scheme}://{url.hostport(r.scheme, r.host, r.port)}{ascii_path(self.path)}"
+
+
+def ascii_path(path: str) -> str:
+    """The path in ASCII, as httpx takes it: each byte of a non-ASCII character percent-encoded, and so
+    a byte that is not UTF-8 (legal on the wire; mitmproxy keeps it as a lone surrogate, which httpx
+    cannot encode: our answer was a 500) goes to the origin as %XX."""
+    if path.isascii():
+        return path
+    return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in path.encode("utf-8", "surrogateescape"))
 
 
 def no_cookie_jar() -> CookieJar:
