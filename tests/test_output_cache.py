@@ -181,6 +181,7 @@ def test_a_disk_that_fails_ends_the_filling_never_the_answer(tmp_path, monkeypat
         filling = cache.filling("a", 3 << 20, str(tmp_path))
 
         def full(descriptor, data):
+            os.close(descriptor)  # (as write_all does: the descriptor is its own)
             raise OSError(28, "No space left on device")
         monkeypatch.setattr(output_cache, "write_all", full)
         for _ in range(3):
@@ -188,4 +189,42 @@ def test_a_disk_that_fails_ends_the_filling_never_the_answer(tmp_path, monkeypat
         await filling.commit()
         assert not cache.entries and cache.used == 0 and not cache.filling_keys
         assert cache.filling("b", 6, str(tmp_path / "missing")) is None
+    asyncio.run(main())
+
+
+def test_an_answer_cancelled_mid_write_leaves_the_thread_a_descriptor_of_its_own(tmp_path, monkeypatch):
+    """The answer's task cancelled (the client gone) while a worker thread writes: abandon() closes the
+    file at once, and the thread, whose descriptor is its own, writes into the same (unlinked) file, never
+    into whatever reuses the file's number; nothing is left open after."""
+    import threading
+
+    from addon.server import output_cache
+
+    started, go_on, seen = threading.Event(), threading.Event(), []
+    real = output_cache.write_all
+
+    def slow(descriptor, data):
+        seen.append(descriptor)
+        started.set()
+        go_on.wait(5)
+        real(descriptor, data)
+    monkeypatch.setattr(output_cache, "write_all", slow)
+
+    async def main():
+        cache = OutputCache(limit=8 << 20)
+        filling = cache.filling("k", 2 << 20, str(tmp_path))
+        own = filling.file.fileno()
+        task = asyncio.create_task(filling.write(bytes(1 << 20)))
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        filling.abandon()
+        assert seen and seen[0] != own and not cache.filling_keys
+        go_on.set()
+        for _ in range(50):
+            if not ours_open(tmp_path):
+                break
+            await asyncio.sleep(0.02)
+        assert not ours_open(tmp_path)
     asyncio.run(main())

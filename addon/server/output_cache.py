@@ -142,7 +142,10 @@ class Filling:
     async def write_gathered(self) -> None:
         data, self.gathered, self.gathered_bytes = b"".join(self.gathered), [], 0
         try:
-            await asyncio.to_thread(write_all, self.file.fileno(), data)
+            # The thread gets a descriptor of its own, which it closes: the answer may be cancelled (and
+            # abandon() close the file) while the thread still writes; with the file's own number, reused
+            # meanwhile by another open, the bytes could land in another file, or a client's socket.
+            await asyncio.to_thread(write_all, os.dup(self.file.fileno()), data)
         except OSError as e:
             log.warning(f"audio-only: the output cache could not keep a file: {e}")
             return self.abandon()
@@ -178,9 +181,21 @@ class Filling:
 
 
 def write_all(descriptor: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view):]
+    """All of `data` to `descriptor`, which is then closed (it is the calling thread's own)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
+
+
+def read_at(descriptor: int, size: int, at: int) -> bytes:
+    """os.pread of a descriptor of the calling thread's own, which is then closed (see write_all)."""
+    try:
+        return os.pread(descriptor, size, at)
+    finally:
+        os.close(descriptor)
 
 
 class Reader:
@@ -193,7 +208,7 @@ class Reader:
         """Bytes first..last, PIECE at a time (read in a worker thread: a disk may be slow)."""
         at = first
         while at <= last:
-            piece = await asyncio.to_thread(os.pread, self.descriptor, min(PIECE, last + 1 - at), at)
+            piece = await asyncio.to_thread(read_at, os.dup(self.descriptor), min(PIECE, last + 1 - at), at)
             if not piece:
                 raise OSError(f"the output cache's entry ends at {at} of {self.size} bytes")
             yield piece
