@@ -137,9 +137,9 @@ def ours_open(folder: Path) -> list[str]:
 
 
 def test_the_cache_is_bounded_and_an_entry_evicted_stays_readable_to_its_reader(tmp_path):
-    """Entries and fillings under way together within the limit (room made when a filling starts),
-    one filling a key, least recently used first out; a reader keeps its entry readable; no descriptor
-    and no file is left."""
+    """Entries and fillings under way together within the limit (room taken as a filling writes, the
+    least recently used entries out for it; never for a filling the others leave no room to), one
+    filling a key; a reader keeps its entry readable; no descriptor and no file is left."""
     async def main():
         cache = OutputCache(limit=10)
 
@@ -150,24 +150,49 @@ def test_the_cache_is_bounded_and_an_entry_evicted_stays_readable_to_its_reader(
         await keep("a", b"12345")
         await keep("b", b"67890")
         assert cache.filling("c", 11, str(tmp_path)) is None  # bigger than the whole cache
-        short = cache.filling("c", 5, str(tmp_path))  # ("a" out to make room: the oldest)
-        assert "a" not in cache.entries and cache.filling("c", 5, str(tmp_path)) is None  # (one filling a key)
-        other = cache.filling("x", 5, str(tmp_path))  # room for it beside "c": "b" out too
-        assert other is not None and not cache.entries and cache.filling("y", 1, str(tmp_path)) is None
+        short = cache.filling("c", 5, str(tmp_path))
+        assert cache.filling("c", 5, str(tmp_path)) is None  # (one filling a key)
+        assert list(cache.entries) == ["a", "b"]  # (no room taken before a byte is written)
         await short.write(b"123")
-        await short.commit()  # (3 of 5 bytes: not whole, not kept)
-        other.abandon()
-        assert not cache.entries and not cache.filling_keys and cache.used == 0
-        await keep("d", b"abcd")
-        reader = cache.get("d")
-        assert len(ours_open(tmp_path)) == 2  # ("d" and its reader's duplicate)
-        await keep("e", b"ABCDEFGH")  # "d" goes to make room: still readable by the reader that had it
-        assert "d" not in cache.entries and cache.used == 8
+        await short.commit()  # its 3 bytes take room ("a" out: the oldest); 3 of 5: not whole, not kept
+        assert list(cache.entries) == ["b"] and not cache.filling_keys and cache.used == 5
+        first, second = cache.filling("x", 8, str(tmp_path)), cache.filling("y", 8, str(tmp_path))
+        await first.write(b"abcdefgh")
+        await first.write_gathered()  # (in flight: its 8 bytes reserved, "b" out for them)
+        await second.write(b"ABCDEFGH")
+        await second.write_gathered()  # no room beside x's: y is dropped
+        await first.commit()
+        await second.commit()
+        assert list(cache.entries) == ["x"] and cache.used == 8 and not cache.filling_keys
+        reader = cache.get("x")
+        assert len(ours_open(tmp_path)) == 2  # ("x" and its reader's duplicate)
+        await keep("d", b"1234")  # "x" goes to make room: still readable by the reader that had it
+        assert list(cache.entries) == ["d"] and cache.used == 4
         assert b"".join([piece async for piece in reader.pieces(1, 3)]) == b"bcd"
         reader.close()
         assert not list(Path(tmp_path).iterdir())  # (unlinked files)
         cache.clear()
-        assert cache.used == 0 and not ours_open(tmp_path)
+        assert cache.used == 0 and not ours_open(tmp_path) and cache.filling("e", 1, str(tmp_path)) is None
+    asyncio.run(main())
+
+
+def test_fillings_that_hold_the_room_evict_nothing(tmp_path):
+    """A filling the others under way leave no room to is dropped, and empties nothing for it."""
+    async def main():
+        cache = OutputCache(limit=100)
+        for key in ("a", "b"):
+            filling = cache.filling(key, 10, str(tmp_path))
+            await filling.write(bytes(10))
+            await filling.commit()
+        big = cache.filling("A", 70, str(tmp_path))
+        await big.write(bytes(70))
+        await big.write_gathered()  # (70 bytes reserved, as a MiB gathered would be)
+        other = cache.filling("B", 40, str(tmp_path))
+        await other.write(bytes(40))
+        await other.write_gathered()
+        assert list(cache.entries) == ["a", "b"] and "B" not in cache.filling_keys
+        big.abandon()
+        assert not cache.filling_keys and cache.used == 20
     asyncio.run(main())
 
 

@@ -14,15 +14,17 @@ a shared cache).
 Each entry is a temporary file already unlinked (tempfile.TemporaryFile), held by its descriptor:
 nothing is left on disk when the process ends, however it ends. Readers read through a duplicate of
 the descriptor, so an entry evicted meanwhile stays readable to them. Bounded in bytes (the entries
-and the fillings under way together: room is made when a filling starts), one filling a key at a
-time, and in descriptors (a quarter of the process's limit). Disk is written and read in a worker
-thread, a MiB at a time: a slow disk holds back the answer that uses it, not the others. Any failure
-of the disk ends the filling, never the answer.
+and the fillings under way together: room is made as a filling writes), one filling a key at a
+time, and in descriptors (a quarter of the process's limit). Disk is written and read in threads of
+its own, a MiB at a time: a slow disk holds back the answers that use the cache, not the others. Any
+failure of the disk ends the filling, never the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import errno
 import logging
 import os
 import tempfile
@@ -36,6 +38,9 @@ except ImportError:  # (not POSIX)
 log = logging.getLogger("addon.audio_only")
 
 PIECE = 1 << 20  # bytes read from an entry, or gathered before a write, at a time (the memory it holds)
+# The cache's disk reads and writes: threads of their own, so that a slow disk holds back the answers
+# that use the cache, not the planning and the manifests (asyncio's default executor).
+DISK = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="audio-only-output")
 
 
 def most_entries() -> int:
@@ -54,6 +59,7 @@ class OutputCache:
         self.filling_keys: dict[tuple, int] = {}  # key -> bytes reserved for the filling under way
         self.most = most_entries()
         self.warned: set[str] = set()  # folders where no file could be made (said once each)
+        self.closed = False
 
     def get(self, key: tuple) -> Reader | None:
         """A reader of the entry, if there is one (the caller closes it)."""
@@ -68,28 +74,34 @@ class OutputCache:
 
     def filling(self, key: tuple, size: int, folder: str | None) -> Filling | None:
         """Where an answer of `size` bytes for `key` writes what it sends (a file in `folder`, the spool's:
-        audio_only_spool_dir); None when it cannot be kept (too big, being kept by another answer, no
-        file can be made there)."""
-        if not 0 < size <= self.limit or key in self.entries or key in self.filling_keys:
+        audio_only_spool_dir); None when it cannot be kept (bigger than the cache, being kept by another
+        answer, too many files, no file can be made there). Its room is taken as its bytes are written
+        (a player's `bytes=0-` at playback pace holds only what it has sent)."""
+        if self.closed or not 0 < size <= self.limit or key in self.entries or key in self.filling_keys \
+                or len(self.filling_keys) + 1 > self.most // 2:
             return None
-        self.make_room(size)
-        if self.used + sum(self.filling_keys.values()) + size > self.limit:
-            return None  # (the other fillings under way hold the room)
         try:
             file = tempfile.TemporaryFile(dir=folder, prefix="audio-only-output-", buffering=0)
         except OSError as e:
-            if str(folder) not in self.warned:
+            if e.errno not in (errno.EMFILE, errno.ENFILE) and str(folder) not in self.warned:
                 self.warned.add(str(folder))
                 log.warning(f"audio-only: the output cache cannot keep files in {folder or 'the temporary folder'}: {e}")
             return None
-        self.filling_keys[key] = size
+        self.filling_keys[key] = 0
         return Filling(self, key, size, file)
 
-    def make_room(self, size: int) -> None:
-        """Least recently used entries out, until `size` more bytes (and one descriptor) fit."""
-        while self.entries and (self.used + sum(self.filling_keys.values()) + size > self.limit
-                                or len(self.entries) + len(self.filling_keys) + 1 > self.most):
+    def reserve(self, key: tuple, size: int) -> bool:
+        """Room for `size` more bytes of the filling for `key`: least recently used entries out until
+        they fit beside the entries and the fillings under way (False, nothing evicted, when the other
+        fillings alone hold too much)."""
+        reserved = sum(self.filling_keys.values())
+        if reserved + size > self.limit:
+            return False
+        while self.entries and (self.used + reserved + size > self.limit
+                                or len(self.entries) + len(self.filling_keys) > self.most):
             self.evict_oldest()
+        self.filling_keys[key] += size
+        return True
 
     def evict_oldest(self) -> None:
         _, (descriptor, size) = self.entries.popitem(last=False)
@@ -101,7 +113,7 @@ class OutputCache:
         size = self.filling_keys.pop(key, 0)
         if descriptor is None:
             return
-        if size > self.limit:  # (the limit went down meanwhile)
+        if self.closed or size > self.limit:  # (the server stopped, or the limit went down, meanwhile)
             os.close(descriptor)
             return
         self.entries[key] = (descriptor, size)
@@ -113,6 +125,8 @@ class OutputCache:
             self.evict_oldest()
 
     def clear(self) -> None:
+        """Our server stops: every entry goes, and no filling still under way is kept."""
+        self.closed = True
         while self.entries:
             self.evict_oldest()
 
@@ -141,11 +155,13 @@ class Filling:
 
     async def write_gathered(self) -> None:
         data, self.gathered, self.gathered_bytes = b"".join(self.gathered), [], 0
+        if not self.cache.reserve(self.key, len(data)):
+            return self.abandon()  # (the other fillings under way hold the room)
         try:
             # The thread gets a descriptor of its own, which it closes: the answer may be cancelled (and
             # abandon() close the file) while the thread still writes; with the file's own number, reused
             # meanwhile by another open, the bytes could land in another file, or a client's socket.
-            await asyncio.to_thread(write_all, os.dup(self.file.fileno()), data)
+            await asyncio.get_running_loop().run_in_executor(DISK, write_all, os.dup(self.file.fileno()), data)
         except OSError as e:
             log.warning(f"audio-only: the output cache could not keep a file: {e}")
             return self.abandon()
@@ -208,7 +224,8 @@ class Reader:
         """Bytes first..last, PIECE at a time (read in a worker thread: a disk may be slow)."""
         at = first
         while at <= last:
-            piece = await asyncio.to_thread(read_at, os.dup(self.descriptor), min(PIECE, last + 1 - at), at)
+            piece = await asyncio.get_running_loop().run_in_executor(
+                DISK, read_at, os.dup(self.descriptor), min(PIECE, last + 1 - at), at)
             if not piece:
                 raise OSError(f"the output cache's entry ends at {at} of {self.size} bytes")
             yield piece
