@@ -136,7 +136,8 @@ OPTIONS = (
     Option(
         "audio_only_output_cache", str, "256m",
         "Space in the spool folder (disk, or memory on a tmpfs) for audio-only MP4 files as sent, e.g. "
-        "256m for the edge, split among the workers; the files vanish with the process. A file answer "
+        "256m for the edge, split among the workers (mitmdump's own server, answering while no worker "
+        "does, has a share too); the files vanish with the process. A file answer "
         "that sent the whole file keeps it, and later requests for that version (the origin is still "
         "asked which version it has, with the client's headers) are answered from it instead of the "
         "origin's ranges. Only files named by a strong ETag; never an answer the origin marks no-store "

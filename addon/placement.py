@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Protocol, Sequence
 
 SLACK = 1  # answers in flight a file's first worker may have above the least busy and still take it
-REMEMBERED = 50_000  # files whose worker is kept (a bounded LRU: a few MB)
+REMEMBERED = 50_000  # files whose worker is kept (a bounded LRU: 10-30 MB with long signed URLs)
 
 
 class Place(Protocol):

@@ -55,11 +55,12 @@ class AudioRouter:
         if not rec or not (rec.get("requested") or rec.get("plain")):
             return
         if self.server.port is None and rec.get("requested"):
-            # Our server is not listening (mitmproxy opens its ports before the running hook starts it;
-            # and while it stops): the origin's answer would be the whole video. Not ready: 503.
-            record.conclude(rec, record.FAILED, "the edge was not ready (starting or stopping): answered 503")
+            # Our server is not listening yet (mitmproxy opens its ports before the running hook starts
+            # it): the origin's answer would be the whole video. Not ready: 503.
+            log.warning(f"audio-only: {flow.request.pretty_url}: our server is not listening yet: answered 503")
+            record.conclude(rec, record.FAILED, "our server was not listening yet: answered 503")
             flow.response = http.Response.make(
-                503, b"audio-only: the edge is starting or stopping; try again\n",
+                503, b"audio-only: the edge is starting; try again\n",
                 {"content-type": "text/plain; charset=utf-8", "retry-after": "1"})
             return
         if self.server.port is None or flow.request.method.upper() not in ("GET", "HEAD"):
