@@ -1,9 +1,10 @@
 """The mitmproxy side of our server: a request that asks for audio goes to it, its answer comes back.
 
-requestheaders (divert, called by fail_closed.py): a request that asked for audio (or for the CDN's plain seeking; request_rules.py
-decided) is sent not to the origin but to our server on 127.0.0.1 (server/app.py), with a Job that
-says where the file is, what was asked and how to answer it; the client's headers go as they are
-(Range and conditionals are our server's to answer; the Job's Target drops them toward the origin).
+requestheaders (divert, which fail_closed.py calls): a request that asked for audio (or for the CDN's
+plain seeking; request_rules.py decided) is sent not to the origin but to our server on 127.0.0.1
+(server/app.py), with a Job that says where the file is, what was asked and how to answer it; the
+client's headers go as they are (Range and conditionals are our server's to answer; the Job's Target
+drops them toward the origin).
 
 responseheaders: our server's answer is already the client's answer: the flow's target is put back
 as the client sent it (ClientTarget, for mitmweb and the log), the framing fitted to the client's
