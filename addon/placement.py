@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 SLACK = 1  # answers in flight a file's first worker may have above the least busy and still take it
 REMEMBERED = 50_000  # files whose worker is kept (a bounded LRU: 10-30 MB with long signed URLs)
@@ -31,16 +31,17 @@ class Placement:
     def __init__(self):
         self.placed: OrderedDict[str, Place] = OrderedDict()  # a file's URL -> its worker
 
-    def place(self, url: str, workers: Sequence[Place], busy: Sequence[int]) -> Place:
-        """The worker for the file at `url`, among `workers` (busy[i]: worker i's answers in flight):
-        where it was placed, while that worker is one of them (restarted or not: a retired one's files
-        are placed again); else by its hash order and the load, among those that answer (all of them
-        when none does)."""
+    def place(self, url: str, workers: Sequence[Place], load: Callable[[], Sequence[int]]) -> Place:
+        """The worker for the file at `url`, among `workers`: where it was placed, while that worker is
+        one of them (restarted or not: a retired one's files are placed again); else by its hash order
+        and the load (load()[i]: worker i's answers in flight, counted only then: not for every request
+        of a file already placed), among those that answer (all of them when none does)."""
         worker = self.placed.get(url)
         if worker is not None and not worker.retiring and worker.index < len(workers) \
                 and workers[worker.index] is worker:
             self.placed.move_to_end(url)
             return worker
+        busy = load()
         order = [workers[place] for place in places_of(url, len(workers))]
         ready = [w for w in order if w.answers()] or order
         least = min(busy[w.index] for w in ready)

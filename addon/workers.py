@@ -248,11 +248,15 @@ class WorkerPool:
 
     def place(self, url: str) -> Worker:
         """The file's worker (placement.py), by the answers in flight of each."""
+        return self.placement.place(url, self.workers, self.answers_in_flight)
+
+    def answers_in_flight(self) -> list[int]:
+        """Each worker's answers in flight (a retired worker's not counted for its successor)."""
         busy = [0] * len(self.workers)
         for pending in self.pending.values():
             if pending.worker.index < len(busy) and self.workers[pending.worker.index] is pending.worker:
                 busy[pending.worker.index] += 1
-        return self.placement.place(url, self.workers, busy)
+        return busy
 
     def send(self, worker: Worker, job: Job, flow_id: str) -> str:
         """The job to the worker; the token the request names it with."""
