@@ -85,7 +85,8 @@ class OutputCache:
         except OSError as e:
             if e.errno not in (errno.EMFILE, errno.ENFILE) and str(folder) not in self.warned:
                 self.warned.add(str(folder))
-                log.warning(f"audio-only: the output cache cannot keep files in {folder or 'the temporary folder'}: {e}")
+                where = folder or "the temporary folder"
+                log.warning(f"audio-only: the output cache cannot keep files in {where}: {e}")
             return None
         self.filling_keys[key] = 0
         return Filling(self, key, size, file)
@@ -140,11 +141,11 @@ class Filling:
         self.gathered: list = []
         self.gathered_bytes = 0
         self.written = 0
-        self.failed = False
+        self.ended = False  # (kept, or dropped: nothing more is written, nothing is undone)
 
     async def write(self, data) -> None:
         """The next bytes sent, gathered and written a MiB at a time (in a worker thread)."""
-        if self.failed:
+        if self.ended:
             return
         if self.written + self.gathered_bytes + len(data) > self.size:
             return self.abandon()  # (longer than the file's size: never kept)
@@ -169,23 +170,23 @@ class Filling:
 
     async def commit(self) -> None:
         """The whole answer was sent: keep it (unless it is not whole)."""
-        if self.failed:
+        if self.ended:
             return
         if self.gathered:
             await self.write_gathered()
-        if self.failed or self.written != self.size:
+        if self.ended or self.written != self.size:
             return self.abandon()
         try:
             descriptor = os.dup(self.file.fileno())
         except OSError:
             return self.abandon()
         self.close()
-        self.failed = True  # (done: a later abandon() changes nothing)
+        self.ended = True
         self.cache.done_filling(self.key, descriptor)
 
     def abandon(self) -> None:
-        if not self.failed:
-            self.failed = True
+        if not self.ended:
+            self.ended = True
             self.close()
             self.cache.done_filling(self.key, None)
 
