@@ -137,8 +137,8 @@ OPTIONS = (
         "audio_only_output_cache", str, "256m",
         "Space in the spool folder (disk, or memory on a tmpfs) for audio-only MP4 files as sent, e.g. "
         "256m for the edge, split among the workers (mitmdump's own server, answering while no worker "
-        "does, has a share too); the files vanish with the process. A file answer "
-        "that sent the whole file keeps it, and later requests for that version (the origin is still "
+        "does, has a share too); the files vanish with the process. A file answer that sent the whole "
+        "file keeps it, and later requests for that version (the origin is still "
         "asked which version it has, with the client's headers) are answered from it instead of the "
         "origin's ranges. Only files named by a strong ETag; never an answer the origin marks no-store "
         "or private. 0: none.",
@@ -154,8 +154,8 @@ OPTIONS = (
         "Worker processes that answer the audio-only requests (default: the machine's cores, "
         f"{os.cpu_count()} here), each with its own origin pools, planner and audio_only_file_cache; a "
         "file's requests all go to one worker (chosen when it is first asked for: by a hash of its URL "
-        "unless that worker is busier than another by more than one answer). 0: answered inside mitmdump's own "
-        "process. The budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all "
+        "unless that worker is busier than another by more than one answer). 0: answered inside "
+        "mitmdump's own process. The budgets (audio_only_metadata_budget, audio_only_spool_budget) hold for all "
         "workers together, counted in shared memory.",
     ),
     Option(

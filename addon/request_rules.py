@@ -1,8 +1,8 @@
 """What the client asked for: the parameter, the domains it is on for, the seek parameters.
 
-Decided in `requestheaders` (fail_closed.py calls `decide`), before the request leaves for the origin: the origin never sees our
-parameter or the seek parameters (it would seek too). The decision begins the flow's record
-(record.py) for the router and our server:
+Decided in `requestheaders` (fail_closed.py calls `decide`), before the request leaves for the
+origin: the origin never sees our parameter or the seek parameters (it would seek too). The decision
+begins the flow's record (record.py) for the router and our server:
 
     requested=True, seek={"values": {"mp4_seek_start": "12.5", ...}, "by_time": False} or None
     plain=True, seek=...                 the CDN's plain video seeking, no audio extraction

@@ -26,8 +26,8 @@ class AudioFile:
 
 
 class PlanCache:
-    """Planned files by (URL asked, route, Host sent, validator, cut, gap), least recently used first out, bounded in bytes
-    (audio_only_file_cache)."""
+    """Planned files by (URL asked, route, Host sent, validator, cut, gap), least recently used first
+    out, bounded in bytes (audio_only_file_cache)."""
 
     def __init__(self, limit: int):
         self.limit = limit
