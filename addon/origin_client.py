@@ -16,6 +16,7 @@ answers to several ranges are read in multipart.py; an MP4's top level by the co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -24,12 +25,14 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import NamedTuple
 
 import certifi
+import h11
 import httpcore  # noqa: F401 (httpx imports it at its first client: 20-40 ms a tail fetch should not wait)
 import httpx
 from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 
 from addon import http_rules
+from addon.h11_pool import H11Pool
 from addon.multipart import PART_HEADERS, AskedRanges, parse_byteranges, pieces_as_asked, spans_from_parts
 from addon.origin_version import MultiRangeRefused, OriginVersion, RangeRefused
 from extractor.mp4.toplevel import TopLevel, TopLevelReader
@@ -154,6 +157,23 @@ class Use:
         return self.sending > 0 or any(not answer.is_closed for answer in list(self.answers))
 
 
+class WholeAnswer:
+    """An httpx answer whose body is read whole, at most `limit` bytes (as h11_pool.Answer)."""
+
+    def __init__(self, response: httpx.Response, limit: int):
+        self.response, self.limit = response, limit
+        self.status_code, self.headers = response.status_code, response.headers
+
+    async def read(self) -> bytes:
+        received, got = [], 0
+        async for piece in self.response.aiter_raw():
+            received.append(piece)
+            got += len(piece)
+            if got > self.limit:
+                raise httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} bytes expected")
+        return b"".join(received)
+
+
 class OriginClient:
     """Pools of keep-alive connections to origins, made on first use and closed when mitmproxy stops
     (or, once what reads from them is done, when the TLS or upstream options they were made with change,
@@ -164,6 +184,7 @@ class OriginClient:
 
     def __init__(self):
         self.pools: dict[Route, httpx.AsyncClient] = {}
+        self.h11_pools: dict[Route, H11Pool] = {}  # plain HTTP origins reached directly: whole()
         self.uses: weakref.WeakKeyDictionary[httpx.AsyncClient, Use] = weakref.WeakKeyDictionary()
         self.closing: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()  # set by close(): the retired pools close at once
@@ -231,12 +252,49 @@ class OriginClient:
     async def close(self) -> None:
         """mitmproxy stops: every pool's connections are closed, the retired ones' too, read or not."""
         self.stopping.set()  # the retired pools' tasks close them now
+        for lane in self.h11_pools.values():
+            lane.close()
+        self.h11_pools = {}
         pools, self.pools = list(self.pools.values()), {}
         for client in pools:
             await client.aclose()
         while self.closing:  # (those retired meanwhile too)
             await asyncio.gather(*self.closing, return_exceptions=True)
         self.stopping.clear()
+
+    def h11_pool(self, route: Route) -> H11Pool | None:
+        """The h11 pool of a plain HTTP origin reached directly (h11_pool.py), else None (httpx's)."""
+        if route.scheme != "http" or route.proxy:
+            return None
+        if (pool := self.h11_pools.pop(route, None)) is None:
+            if len(self.h11_pools) >= MAX_POOLS:
+                self.h11_pools.pop(next(iter(self.h11_pools))).close()
+            pool = H11Pool(route.host, route.port, LIMITS.max_connections, LIMITS.max_keepalive_connections,
+                           LIMITS.keepalive_expiry, TIMEOUT)
+        self.h11_pools[route] = pool  # the most recently used last: eviction takes the first
+        return pool
+
+    @contextlib.asynccontextmanager
+    async def whole(self, target: Target, headers: list, limit: int):
+        """A GET of the target with `headers` added, whose answer's body is then read whole (`await
+        answer.read()`, at most `limit` bytes): on h11 from a plain HTTP origin reached directly (the file
+        path's many requests cost a third of httpx's CPU that way: h11_pool.py), else on httpx."""
+        pool, request = self.h11_pool(target.route), None
+        if pool is not None:
+            try:
+                request = h11.Request(method="GET", target=ascii_path(target.path),
+                                      headers=[*target.headers, *headers, ("Accept-Encoding", "identity")])
+            except (h11.LocalProtocolError, UnicodeError):  # (a header httpx encodes its own way, if at all)
+                pool = None
+        if pool is not None:
+            async with pool.get(request, limit) as answer:
+                yield answer
+            return
+        response = await self.open(target, headers=headers)
+        try:
+            yield WholeAnswer(response, limit)
+        finally:
+            await response.aclose()
 
     async def open(self, target: Target, method: str = "GET", headers=(), read_timeout: float | None = None) -> httpx.Response:
         """A request for the target with `headers` added; the answer's body is not read yet (the caller
@@ -286,9 +344,9 @@ class OriginClient:
         (the spans laid out in advance, `spans` then None), of each of its ranges."""
         asked = asked or AskedRanges(*zip(*spans))
         count = len(asked)
-        response = await self.open(target, headers=[("Range", b"bytes=" + asked.spec), ("If-Range", version.validator),
-                                                    *MULTI_RANGE_HEADERS])
-        try:
+        limit = asked.wanted + PART_HEADERS * count + 4096  # the parts' own headers, at most
+        headers = [("Range", b"bytes=" + asked.spec), ("If-Range", version.validator), *MULTI_RANGE_HEADERS]
+        async with self.whole(target, headers, limit) as response:
             ctype = response.headers.get("content-type", "")
             status = response.status_code
             if status == 200 and (problem := version.replaced(response.headers)):
@@ -303,16 +361,8 @@ class OriginClient:
                 raise MultiRangeRefused("the origin's multipart answer names no boundary", count=False)
             if problem := version.replaced(response.headers):
                 raise RangeRefused(problem)
-            limit = asked.wanted + PART_HEADERS * count + 4096  # the parts' own headers, at most
-            received, got = [], 0
-            async for piece in response.aiter_raw():
-                received.append(piece)
-                got += len(piece)
-                if got > limit:
-                    raise RangeRefused(f"the origin's multipart answer is longer than the {limit} bytes expected")
-        finally:
-            await response.aclose()
-        body, boundary = b"".join(received), m[1].encode()
+            body = await response.read()
+        boundary = m[1].encode()
         if (pieces := asked.pieces(body, boundary, version.length)) is not None:
             return pieces
         spans = spans or [tuple(map(int, span.split(b"-"))) for span in asked.spec.split(b",")]

@@ -1,0 +1,275 @@
+"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for the file path's many requests.
+
+A first GET of the 10-minute MP4 from nginx makes about 90 requests of 200 ranges each. Through httpx
+each costs about 1.3 ms of CPU (httpx, httpcore's pool, anyio's locks and cancel scopes, sniffio, reads
+of 64 KiB), 0.12 s a GET, more than half the GET's CPU; the same requests here (h11, the protocol library
+httpx itself speaks HTTP/1.1 with, over an asyncio BufferedProtocol of our own reading 256 KiB at a
+time) cost a third of it (docs/speed.md). Only plain HTTP origins reached directly are asked this way:
+TLS origins may speak HTTP/2, and upstream proxies, TLS and every other request stay with httpx.
+
+Failures are httpx's, as the callers expect them (origin_version.FETCH_ERRORS): ConnectError,
+ConnectTimeout, ReadTimeout (the origin silent for the read timeout), RemoteProtocolError (h11's
+words: a malformed answer, a body ended early), ReadError (the connection broken). A request sent on a
+kept connection that the origin had closed meanwhile (its keep-alive timeout) is sent again once on a
+new one, as httpcore does: a GET is safe to repeat, and nothing of the answer had come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+
+import h11
+import httpx
+
+BUFFER = 256 << 10  # bytes a socket read takes at most (asyncio's own transports read 256 KiB too)
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One connection: h11's state, and the answer being read (its events until EndOfMessage)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.buffer = bytearray(BUFFER)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.last_read = loop.time()
+        self.response: h11.Response | None = None
+        self.body: list[bytes] = []
+        self.received = 0  # body bytes of the answer so far
+        self.limit = 0  # body bytes the answer may have
+        self.ended = True  # the answer's EndOfMessage came (or, between requests, no answer is awaited)
+        self.failure: Exception | None = None
+        self.waiter: asyncio.Future | None = None  # woken at the answer's head, its end, and a failure
+        self.idle_since = loop.time()
+
+    # asyncio's side
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int):
+        return self.buffer
+
+    def buffer_updated(self, n: int) -> None:
+        self.last_read = self.loop.time()
+        self.feed(self.buffer[:n])
+
+    def eof_received(self) -> None:
+        self.feed(b"")  # h11 says whether the answer was complete (a body read to the close is)
+        return None  # (the transport closes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.ended and self.failure is None:
+            self.failure = httpx.ReadError(str(exc) if exc else "the origin closed the connection")
+        self.wake()
+
+    # h11's side
+    def feed(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        if self.ended:  # bytes no request asked for (or the close of an idle connection): not used again
+            self.close()
+            return
+        try:
+            self.h11.receive_data(data)
+            while True:
+                event = self.h11.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return
+                kind = type(event)
+                if kind is h11.Data:
+                    self.body.append(event.data)
+                    self.received += len(event.data)
+                    if self.received > self.limit:
+                        self.fail(httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} "
+                                                            f"bytes expected"))
+                        return
+                elif kind is h11.Response:
+                    self.response = event
+                    self.wake()
+                elif kind is h11.EndOfMessage:
+                    self.ended = True
+                    self.wake()
+                    return
+                elif kind is h11.ConnectionClosed:
+                    self.fail(httpx.RemoteProtocolError("the origin closed the connection before answering"))
+                    return
+                # (InformationalResponse, a 100 Continue: the final answer follows)
+        except h11.RemoteProtocolError as e:
+            self.fail(httpx.RemoteProtocolError(str(e)))
+
+    def fail(self, failure: Exception) -> None:
+        self.failure = failure
+        self.wake()
+        self.close()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # the request's side
+    def start(self, request: bytes, limit: int) -> None:
+        if self.closed or self.transport.is_closing():  # (closed by the origin since it was kept)
+            raise httpx.ReadError("the origin closed the connection")
+        self.response, self.body, self.received, self.ended, self.failure = None, [], 0, False, None
+        self.limit = limit
+        self.last_read = self.loop.time()
+        self.transport.write(request)
+
+    async def wait(self, until, timeout: float) -> None:
+        """Until until() is true, a failure, or `timeout` seconds without a byte from the origin."""
+        while not until():
+            if self.failure is not None:
+                raise self.failure
+            self.waiter = self.loop.create_future()
+            try:
+                async with asyncio.timeout_at(self.last_read + timeout):
+                    await self.waiter
+            except TimeoutError:
+                if self.loop.time() >= self.last_read + timeout:
+                    self.close()
+                    raise httpx.ReadTimeout(f"the origin sent nothing for {timeout} s") from None
+            finally:
+                self.waiter = None
+
+    def reusable(self) -> bool:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        # (bytes past the answer's end would be taken for the next answer's: never used again then)
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE and not self.h11.trailing_data[0]:
+            self.h11.start_next_cycle()
+            return True
+        return False
+
+
+class Answer:
+    """An answer's status and headers (as httpx.Headers, which the version checks read); its body
+    read() whole, at most `limit` bytes."""
+
+    def __init__(self, connection: Connection, timeout: float):
+        self.connection, self.timeout = connection, timeout
+        response = connection.response
+        self.status_code = response.status_code
+        self.headers = httpx.Headers(response.headers.raw_items())
+
+    async def read(self) -> bytes:
+        connection = self.connection
+        await connection.wait(lambda: connection.ended, self.timeout)
+        return b"".join(connection.body)
+
+
+class H11Pool:
+    """Keep-alive connections to host:port: at most `most` open, `keep` of them kept idle for at most
+    `expiry` seconds."""
+
+    def __init__(self, host: str, port: int, most: int, keep: int, expiry: float, timeout: float):
+        self.host, self.port = host, port
+        self.most, self.keep, self.expiry, self.timeout = most, keep, expiry, timeout
+        self.idle: collections.deque[Connection] = collections.deque()  # the most recently used last
+        self.open = 0  # connections made and not yet given up
+        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.closed = False
+
+    @contextlib.asynccontextmanager
+    async def get(self, request: h11.Request, limit: int, read_timeout: float | None = None):
+        """The Answer to `request` (a GET, Host among its headers) once its head has come, whose body
+        may be read (at most `limit` bytes). The connection is kept for others only when the answer was
+        read to its end; else it is closed (an answer not wanted whole: a 200 of the whole file)."""
+        read_timeout = read_timeout or self.timeout
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            connection, kept = await self.take(loop)
+            try:
+                connection.start(connection.h11.send(request) + connection.h11.send(h11.EndOfMessage()), limit)
+                await connection.wait(lambda: connection.response is not None, read_timeout)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                self.give_back(connection, False)
+                # A kept connection the origin closed meanwhile: nothing came; once more on a new one.
+                if kept and attempt == 1 and connection.response is None and not connection.received:
+                    continue
+                raise
+            except BaseException:
+                self.give_back(connection, False)
+                raise
+            break
+        reusable = False
+        try:
+            yield Answer(connection, read_timeout)
+            reusable = connection.ended and connection.failure is None
+        finally:
+            self.give_back(connection, reusable)
+
+    async def take(self, loop) -> tuple[Connection, bool]:
+        """A connection, and whether it was kept from an earlier request."""
+        if self.closed:
+            raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.closed and loop.time() - connection.idle_since < self.expiry:
+                return connection, True
+            self.give_back(connection, False)
+        while self.open >= self.most:
+            if self.closed:
+                raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
+            waiter = loop.create_future()
+            self.waiting.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self.waiting.remove(waiter)
+            if self.idle:
+                connection = self.idle.pop()
+                if not connection.closed:
+                    return connection, True
+                self.give_back(connection, False)
+        self.open += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, connection = await loop.create_connection(lambda: Connection(loop), self.host, self.port)
+        except TimeoutError:
+            self.open -= 1
+            self.next_waiter()
+            raise httpx.ConnectTimeout(f"no connection to {self.host}:{self.port} in {self.timeout} s") from None
+        except OSError as e:
+            self.open -= 1
+            self.next_waiter()
+            raise httpx.ConnectError(str(e)) from None
+        except BaseException:
+            self.open -= 1
+            self.next_waiter()
+            raise
+        return connection, False
+
+    def give_back(self, connection: Connection, reusable: bool) -> None:
+        if reusable and not self.closed and len(self.idle) < self.keep and connection.reusable():
+            connection.idle_since = connection.loop.time()
+            self.idle.append(connection)
+        else:
+            connection.close()
+            self.open -= 1
+        self.next_waiter()
+
+    def next_waiter(self) -> None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        """No new requests; the idle connections closed now, those in use when their answer is done."""
+        self.closed = True
+        while self.idle:
+            self.give_back(self.idle.pop(), False)
+        for waiter in self.waiting:
+            if not waiter.done():
+                waiter.set_result(None)
