@@ -1,17 +1,19 @@
-"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for the file path's many requests.
+"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for the file path's many Range requests.
 
-A first GET of the 10-minute MP4 from nginx makes about 90 requests of 200 ranges each. Through httpx
-each costs about 1.3 ms of CPU (httpx, httpcore's pool, anyio's locks and cancel scopes, sniffio, reads
-of 64 KiB), 0.12 s a GET, more than half the GET's CPU; the same requests here (h11, the protocol library
-httpx itself speaks HTTP/1.1 with, over an asyncio BufferedProtocol of our own reading 256 KiB at a
-time) cost a third of it (docs/speed.md). Only plain HTTP origins reached directly are asked this way:
-TLS origins may speak HTTP/2, and upstream proxies, TLS and every other request stay with httpx.
+A GET of the 10-minute MP4 from nginx makes about 90 requests of 200 ranges each. Through httpx they
+cost 0.24 s of CPU in one process (httpx, httpcore's pool, anyio's locks and cancel scopes, sniffio,
+reads of 64 KiB: 2.6 ms a request of 110 KB); here (h11, the protocol library httpx itself speaks
+HTTP/1.1 with, over an asyncio BufferedProtocol of our own reading 256 KiB at a time) 0.08 s
+(docs/speed.md). Only plain HTTP origins reached directly are asked this way:
+TLS origins may speak HTTP/2, and upstream proxies, TLS and every other request stay with httpx. An
+answer is read whole (several ranges: multipart, bounded by the ranges asked) or as it comes, the socket
+left unread while HELD bytes wait for their reader (one range a request: spans of up to 4 MiB).
 
 Failures are httpx's, as the callers expect them (origin_version.FETCH_ERRORS): ConnectError,
 ConnectTimeout, ReadTimeout (the origin silent for the read timeout), RemoteProtocolError (h11's
 words: a malformed answer, a body ended early), ReadError (the connection broken). A request sent on a
 kept connection that the origin had closed meanwhile (its keep-alive timeout) is sent again once on a
-new one, as httpcore does: a GET is safe to repeat, and nothing of the answer had come.
+new one, as browsers do: a GET is safe to repeat, and nothing of the answer had come.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import h11
 import httpx
 
 BUFFER = 256 << 10  # bytes a socket read takes at most (asyncio's own transports read 256 KiB too)
+HELD = 1 << 20  # body bytes received and not yet taken by a streaming reader, past which the socket waits
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -39,6 +42,9 @@ class Connection(asyncio.BufferedProtocol):
         self.response: h11.Response | None = None
         self.body: list[bytes] = []
         self.received = 0  # body bytes of the answer so far
+        self.held = 0  # of them, in `body` (not yet taken by a streaming reader)
+        self.streaming = False  # a reader takes the body as it comes (woken at each piece)
+        self.paused = False
         self.limit = 0  # body bytes the answer may have
         self.ended = True  # the answer's EndOfMessage came (or, between requests, no answer is awaited)
         self.failure: Exception | None = None
@@ -83,6 +89,12 @@ class Connection(asyncio.BufferedProtocol):
                 if kind is h11.Data:
                     self.body.append(event.data)
                     self.received += len(event.data)
+                    self.held += len(event.data)
+                    if self.streaming:
+                        self.wake()
+                        if self.held >= HELD and not self.paused:
+                            self.paused = True  # (backpressure: a reader that waits keeps the origin waiting)
+                            self.transport.pause_reading()
                     if self.received > self.limit:
                         self.fail(httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} "
                                                             f"bytes expected"))
@@ -119,7 +131,8 @@ class Connection(asyncio.BufferedProtocol):
     def start(self, request: bytes, limit: int) -> None:
         if self.closed or self.transport.is_closing():  # (closed by the origin since it was kept)
             raise httpx.ReadError("the origin closed the connection")
-        self.response, self.body, self.received, self.ended, self.failure = None, [], 0, False, None
+        self.response, self.body, self.received, self.held, self.ended, self.failure = None, [], 0, 0, False, None
+        self.streaming = False
         self.limit = limit
         self.last_read = self.loop.time()
         self.transport.write(request)
@@ -140,6 +153,15 @@ class Connection(asyncio.BufferedProtocol):
             finally:
                 self.waiter = None
 
+    def take(self) -> list[bytes]:
+        """The body's pieces received since the last take; the socket read again if it waited."""
+        pieces, self.body, self.held = self.body, [], 0
+        if self.paused and not self.closed:
+            self.paused = False
+            self.last_read = self.loop.time()  # (the silence was ours: the origin's is timed from now)
+            self.transport.resume_reading()
+        return pieces
+
     def reusable(self) -> bool:
         if self.closed or self.transport is None or self.transport.is_closing():
             return False
@@ -152,7 +174,7 @@ class Connection(asyncio.BufferedProtocol):
 
 class Answer:
     """An answer's status and headers (as httpx.Headers, which the version checks read); its body
-    read() whole, at most `limit` bytes."""
+    read() whole or taken as it comes (pieces()), at most `limit` bytes."""
 
     def __init__(self, connection: Connection, timeout: float):
         self.connection, self.timeout = connection, timeout
@@ -161,9 +183,21 @@ class Answer:
         self.headers = httpx.Headers(response.headers.raw_items())
 
     async def read(self) -> bytes:
+        """The whole body."""
         connection = self.connection
         await connection.wait(lambda: connection.ended, self.timeout)
-        return b"".join(connection.body)
+        return b"".join(connection.take())
+
+    async def pieces(self):
+        """The body as it arrives, in the pieces received since the last (at most HELD held at once)."""
+        connection = self.connection
+        connection.streaming = True
+        while True:
+            await connection.wait(lambda: connection.body or connection.ended, self.timeout)
+            if not connection.body:
+                return
+            for piece in connection.take():
+                yield piece
 
 
 class H11Pool:

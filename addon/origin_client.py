@@ -3,9 +3,11 @@
 The whole file for a streamed answer, and Range requests: the moov and audio of a file answer, the
 moov of an MP4 whose moov comes after its media data (fetched from the tail so that audio starts at
 once), and the moov before the headers leave (a seek start past the audio is a 400). On httpx: one
-pool of keep-alive connections per origin (and route), HTTP/1.1 or HTTP/2 as TLS negotiates, TLS verified as mitmproxy verifies its own upstream connections
-(`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/`_confdir`, else certifi's roots), and through the
-upstream proxy when mitmproxy runs in upstream mode (with `upstream_auth`).
+pool of keep-alive connections per origin (and route), HTTP/1.1 or HTTP/2 as TLS negotiates, TLS verified
+as mitmproxy verifies its own upstream connections (`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/
+`_confdir`, else certifi's roots), and through the upstream proxy when mitmproxy runs in upstream mode
+(with `upstream_auth`). The Range requests to a plain HTTP origin reached directly, a file answer's
+many, go on h11 instead (h11_pool.py: a third of httpx's CPU).
 
 Every answer to a Range request is checked before use (origin_version.py): many origins ignore
 If-Range, and bytes of another version of the file must never complete a response. The multipart
@@ -157,21 +159,23 @@ class Use:
         return self.sending > 0 or any(not answer.is_closed for answer in list(self.answers))
 
 
-class WholeAnswer:
-    """An httpx answer whose body is read whole, at most `limit` bytes (as h11_pool.Answer)."""
+class HttpxAnswer:
+    """An httpx answer whose body is read whole or as it comes, at most `limit` bytes (as h11_pool.Answer)."""
 
     def __init__(self, response: httpx.Response, limit: int):
         self.response, self.limit = response, limit
         self.status_code, self.headers = response.status_code, response.headers
 
     async def read(self) -> bytes:
-        received, got = [], 0
+        return b"".join([piece async for piece in self.pieces()])
+
+    async def pieces(self):
+        got = 0
         async for piece in self.response.aiter_raw():
-            received.append(piece)
             got += len(piece)
             if got > self.limit:
                 raise httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} bytes expected")
-        return b"".join(received)
+            yield piece
 
 
 class OriginClient:
@@ -184,7 +188,7 @@ class OriginClient:
 
     def __init__(self):
         self.pools: dict[Route, httpx.AsyncClient] = {}
-        self.h11_pools: dict[Route, H11Pool] = {}  # plain HTTP origins reached directly: whole()
+        self.h11_pools: dict[Route, H11Pool] = {}  # plain HTTP origins reached directly: ranged()
         self.uses: weakref.WeakKeyDictionary[httpx.AsyncClient, Use] = weakref.WeakKeyDictionary()
         self.closing: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()  # set by close(): the retired pools close at once
@@ -275,10 +279,11 @@ class OriginClient:
         return pool
 
     @contextlib.asynccontextmanager
-    async def whole(self, target: Target, headers: list, limit: int):
-        """A GET of the target with `headers` added, whose answer's body is then read whole (`await
-        answer.read()`, at most `limit` bytes): on h11 from a plain HTTP origin reached directly (the file
-        path's many requests cost a third of httpx's CPU that way: h11_pool.py), else on httpx."""
+    async def ranged(self, target: Target, headers: list, limit: int):
+        """A GET of the target with `headers` added (a Range among them), whose answer's body is then read
+        whole (`await answer.read()`) or as it comes (`answer.pieces()`), at most `limit` bytes: on h11
+        from a plain HTTP origin reached directly (the file path's many requests cost a third of httpx's
+        CPU that way: h11_pool.py), else on httpx."""
         pool, request = self.h11_pool(target.route), None
         if pool is not None:
             try:
@@ -292,7 +297,7 @@ class OriginClient:
             return
         response = await self.open(target, headers=headers)
         try:
-            yield WholeAnswer(response, limit)
+            yield HttpxAnswer(response, limit)
         finally:
             await response.aclose()
 
@@ -321,21 +326,20 @@ class OriginClient:
         """Bytes first..last of the target file, piece by piece as they arrive, only if they come from
         `version` of it (RangeRefused otherwise, before any piece, or after the last if the origin sent
         fewer bytes than it announced)."""
-        response = await self.open(target, headers=[("Range", f"bytes={first}-{last}"), ("If-Range", version.validator)])
-        try:
+        expected = (last if version.length is None else min(last, version.length - 1)) + 1 - first
+        headers = [("Range", f"bytes={first}-{last}"), ("If-Range", version.validator)]
+        # (a limit past the bytes asked for: more is refused below, in our words, not the pool's)
+        async with self.ranged(target, headers, expected + 1) as response:
             if problem := version.problem_with(response.status_code, response.headers, first, last):
                 raise RangeRefused(problem)
-            expected = (last if version.length is None else min(last, version.length - 1)) + 1 - first
             got = 0
-            async for piece in response.aiter_raw():
+            async for piece in response.pieces():
                 got += len(piece)
                 if got > expected:
                     raise RangeRefused(f"the origin sent more than the {expected} bytes asked for")
                 yield piece
             if got < expected:
                 raise RangeRefused(f"the origin sent {got} of the {expected} bytes asked for")
-        finally:
-            await response.aclose()
 
     async def fetch_spans(self, target: Target, spans: list[tuple[int, int]] | None, version: OriginVersion,
                           asked: AskedRanges | None = None) -> list[bytes]:
@@ -346,7 +350,7 @@ class OriginClient:
         count = len(asked)
         limit = asked.wanted + PART_HEADERS * count + 4096  # the parts' own headers, at most
         headers = [("Range", b"bytes=" + asked.spec), ("If-Range", version.validator), *MULTI_RANGE_HEADERS]
-        async with self.whole(target, headers, limit) as response:
+        async with self.ranged(target, headers, limit) as response:
             ctype = response.headers.get("content-type", "")
             status = response.status_code
             if status == 200 and (problem := version.replaced(response.headers)):

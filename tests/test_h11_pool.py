@@ -255,3 +255,35 @@ def test_only_plain_http_origins_reached_directly_go_through_it():
     assert client.h11_pool(Route("http", "o", 80, None)) is not None
     assert client.h11_pool(Route("https", "o", 443, None, "o")) is None  # (HTTP/2 maybe, TLS: httpx)
     assert client.h11_pool(Route("http", "o", 80, "http://proxy:3128")) is None  # (upstream mode: httpx)
+
+
+def test_a_body_taken_as_it_comes_holds_the_origin_back_while_its_reader_waits():
+    """pieces(): the bytes as sent; while the reader does not take them, the socket is not read (the
+    origin's writes wait) and at most HELD bytes, and a socket read, are held; the time the reader
+    took is not the origin's silence."""
+    from addon import h11_pool
+    big = os.urandom(32 << 20)
+    sent = []
+
+    async def answer(n, writer):
+        writer.write(head(len(big)))
+        for at in range(0, len(big), 1 << 20):
+            writer.write(big[at : at + (1 << 20)])
+            await writer.drain()
+            sent.append(at + (1 << 20))
+
+    async def body(pool, port, limit):
+        got, held = [], []
+        async with pool.get(request(port), len(big)) as answer:
+            async for piece in answer.pieces():
+                got.append(piece)
+                if len(got) == 2:
+                    await asyncio.sleep(0.6)  # a reader that waits, twice the read timeout
+                    held.append(answer.connection.held)
+                    at_pause = sent[-1] if sent else 0
+                    await asyncio.sleep(0.3)
+                    assert (sent[-1] if sent else 0) == at_pause  # the origin waits for us
+        assert b"".join(got) == big
+        assert held[0] <= h11_pool.HELD + h11_pool.BUFFER
+        assert sent[-1] == len(big)
+    run(answer, body, timeout=0.3)
