@@ -9,12 +9,12 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
   3. GETs through mitmdump on 127.0.0.1, by path: streamed passthrough (stream_large_bodies=1m),
      audio-only as a file (two range gaps) and as a stream, against the origin direct: wall time
      (curl) of the first GET of the file (in a proxy that is up) and of the next ones, time to the
-     first body byte, bytes sent and bytes asked of the origin, mitmdump's CPU for each GET; 3b. the same from an origin limited
+     first body byte, bytes sent and bytes asked of the origin, mitmdump's CPU (its workers' included) for each GET; 3b. the same from an origin limited
      to 40 MB/s per connection; 3c. with nginx as the origin, when it is installed; 3d. from an
      origin whose answers start 20 ms late; 3e. from origins that answer one range a request (S3,
      GCS, Azure), near and 20 ms away at 50 MB/s a connection, for the file as ffmpeg makes it (audio
      every frame) and muxed in 1 s chunks: by audio ranges, whole in big spans, and as the cost
-     model chooses (addon/server/origin_speed.py), with mitmdump's CPU per GET;
+     model chooses (addon/server/origin_speed.py), with mitmdump's CPU (and its workers') per GET;
   4. the proxy's RSS added by 4 concurrent audio-only responses;
   5. the added latency of a live FLV paced in real time (per audio tag);
   6. 1, 4 and 8 clients at once, each a whole GET of its own copy of the MP4 (file path: first GETs,
@@ -148,10 +148,10 @@ def through_proxy(origin, name: str, runs: int, paths=PATHS, suffix: str = "") -
             path = f"/{name}{query}{suffix}"
             since = len(origin.requests) if hasattr(origin, "requests") else None
             samples, cpus = [], []
-            for _ in range(runs + 1):  # mitmdump's CPU for each GET too (/proc: utime + stime)
-                cpu = cpu_seconds(proxy.process.pid)
+            for _ in range(runs + 1):  # mitmdump's CPU for each GET too, its workers' included (/proc: utime + stime)
+                cpu = tree_cpu_seconds(proxy.process.pid)
                 samples.append(curl(f"http://127.0.0.1:{proxy.port}{path}"))
-                cpus.append(cpu_seconds(proxy.process.pid) - cpu)
+                cpus.append(tree_cpu_seconds(proxy.process.pid) - cpu)
             asked = origin_bytes(origin, since, name) // (runs + 1) if since is not None else None
             first = median(first_body_byte(proxy.port, path) for _ in range(runs))
             results[label] = (first, samples[0][1], median(s[1] for s in samples[1:]), samples[0][2], asked,
@@ -184,7 +184,7 @@ SPANS = {"by audio ranges": "ranges", "whole, big spans": "whole", "cost model":
 def one_range_origins(media: Path, runs: int) -> None:
     """3e: the file path from an origin that answers one range a request, each way of choosing the
     spans against passthrough: time of a GET (the plan cached, the output not: the origin read as at a
-    first GET), bytes asked of the origin, mitmdump's CPU for that GET."""
+    first GET), bytes asked of the origin, mitmdump's CPU (and its workers') for that GET."""
     origin = Origin(media).start()
     try:
         for name, layout in (("long.mp4", "audio every frame (ffmpeg)"), (one_chunked(media), "1 s chunks")):
@@ -207,9 +207,9 @@ def one_range_origins(media: Path, runs: int) -> None:
                         # (one run of the slow rows: passthrough from far, a request per chunk of a frame)
                         slow = (spans is None and shaping) or (spans == "ranges" and name == "long.mp4")
                         for _ in range(1 if slow else runs):
-                            since, cpu = len(origin.requests), cpu_seconds(proxy.process.pid)
+                            since, cpu = len(origin.requests), tree_cpu_seconds(proxy.process.pid)
                             times.append(curl(url)[1])
-                            cpus.append(cpu_seconds(proxy.process.pid) - cpu)
+                            cpus.append(tree_cpu_seconds(proxy.process.pid) - cpu)
                             asked.append(origin_bytes(origin, since, name))
                         rows[label] = (median(times), median(cpus), median(asked))
                     finally:
