@@ -1,10 +1,10 @@
-"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for the file path's many Range requests.
+"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for our Range requests (the file path's many).
 
 A GET of the 10-minute MP4 from nginx makes about 90 requests of 200 ranges each. Through httpx they
 cost 0.24 s of CPU in one process (httpx, httpcore's pool, anyio's locks and cancel scopes, sniffio,
 reads of 64 KiB: 2.6 ms a request of 110 KB); here (h11, the protocol library httpx itself speaks
-HTTP/1.1 with, over an asyncio BufferedProtocol of our own reading 256 KiB at a time) 0.08 s
-(docs/speed.md). Only plain HTTP origins reached directly are asked this way:
+HTTP/1.1 with, over an asyncio BufferedProtocol of our own reading 256 KiB at a time) 0.08 s. One
+range a request: 2.2-2.5 ms a request through httpx, 0.21-0.28 ms here (docs/speed.md). Only plain HTTP origins reached directly are asked this way:
 TLS origins may speak HTTP/2, and upstream proxies, TLS and every other request stay with httpx. An
 answer is read whole (several ranges: multipart, bounded by the ranges asked) or as it comes, the socket
 left unread while HELD bytes wait for their reader (one range a request: spans of up to 4 MiB).
@@ -27,15 +27,17 @@ import httpx
 
 BUFFER = 256 << 10  # bytes a socket read takes at most (asyncio's own transports read 256 KiB too)
 HELD = 1 << 20  # body bytes received and not yet taken by a streaming reader, past which the socket waits
+HEAD = 100 << 10  # the most an answer's head may take (httpcore's; h11's own default is 16 KiB)
+HAPPY_EYEBALLS = 0.25  # seconds before the next address of a host is tried too (as httpcore's anyio does)
 
 
 class Connection(asyncio.BufferedProtocol):
     """One connection: h11's state, and the answer being read (its events until EndOfMessage)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, buffer: bytearray):
         self.loop = loop
-        self.h11 = h11.Connection(h11.CLIENT)
-        self.buffer = bytearray(BUFFER)
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD)
+        self.buffer = buffer  # the pool's: each read is taken out of it at once (feed), before the next
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.last_read = loop.time()
@@ -45,7 +47,7 @@ class Connection(asyncio.BufferedProtocol):
         self.held = 0  # of them, in `body` (not yet taken by a streaming reader)
         self.streaming = False  # a reader takes the body as it comes (woken at each piece)
         self.paused = False
-        self.limit = 0  # body bytes the answer may have
+        self.limit: int | None = None  # body bytes the answer may have (None: any)
         self.ended = True  # the answer's EndOfMessage came (or, between requests, no answer is awaited)
         self.failure: Exception | None = None
         self.waiter: asyncio.Future | None = None  # woken at the answer's head, its end, and a failure
@@ -95,7 +97,7 @@ class Connection(asyncio.BufferedProtocol):
                         if self.held >= HELD and not self.paused:
                             self.paused = True  # (backpressure: a reader that waits keeps the origin waiting)
                             self.transport.pause_reading()
-                    if self.received > self.limit:
+                    if self.limit is not None and self.received > self.limit:
                         self.fail(httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} "
                                                             f"bytes expected"))
                         return
@@ -128,7 +130,7 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.close()
 
     # the request's side
-    def start(self, request: bytes, limit: int) -> None:
+    def start(self, request: bytes, limit: int | None) -> None:
         if self.closed or self.transport.is_closing():  # (closed by the origin since it was kept)
             raise httpx.ReadError("the origin closed the connection")
         self.response, self.body, self.received, self.held, self.ended, self.failure = None, [], 0, 0, False, None
@@ -174,7 +176,8 @@ class Connection(asyncio.BufferedProtocol):
 
 class Answer:
     """An answer's status and headers (as httpx.Headers, which the version checks read); its body
-    read() whole or taken as it comes (pieces()), at most `limit` bytes."""
+    read() whole or taken as it comes (pieces()), at most the request's `limit` bytes (a longer body
+    is an error once `limit` bytes have come)."""
 
     def __init__(self, connection: Connection, timeout: float):
         self.connection, self.timeout = connection, timeout
@@ -210,12 +213,14 @@ class H11Pool:
         self.idle: collections.deque[Connection] = collections.deque()  # the most recently used last
         self.open = 0  # connections made and not yet given up
         self.waiting: collections.deque[asyncio.Future] = collections.deque()
-        self.closed = False
+        self.buffer = bytearray(BUFFER)  # every connection's socket reads (one loop: one read at a time)
+        self.retired = False  # nothing kept any more (retire()); the requests made still go on
+        self.closed = False  # nor any new request (close())
 
     @contextlib.asynccontextmanager
-    async def get(self, request: h11.Request, limit: int, read_timeout: float | None = None):
+    async def get(self, request: h11.Request, limit: int | None, read_timeout: float | None = None):
         """The Answer to `request` (a GET, Host among its headers) once its head has come, whose body
-        may be read (at most `limit` bytes). The connection is kept for others only when the answer was
+        may be read (at most `limit` bytes; None: the caller counts). The connection is kept for others only when the answer was
         read to its end; else it is closed (an answer not wanted whole: a 200 of the whole file)."""
         read_timeout = read_timeout or self.timeout
         loop = asyncio.get_running_loop()
@@ -250,16 +255,23 @@ class H11Pool:
             if not connection.closed and loop.time() - connection.idle_since < self.expiry:
                 return connection, True
             self.give_back(connection, False)
+        deadline = loop.time() + self.timeout
         while self.open >= self.most:
-            if self.closed:
-                raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
             waiter = loop.create_future()
             self.waiting.append(waiter)
             try:
-                await waiter
-            finally:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException as e:
                 with contextlib.suppress(ValueError):
                     self.waiting.remove(waiter)
+                if waiter.done() and not waiter.cancelled():
+                    self.next_waiter()  # (woken as we left: the turn goes to the next, never lost)
+                if isinstance(e, TimeoutError):
+                    raise httpx.PoolTimeout(f"no connection to {self.host}:{self.port} free in {self.timeout} s") from None
+                raise
+            if self.closed:
+                raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
             if self.idle:
                 connection = self.idle.pop()
                 if not connection.closed:
@@ -268,7 +280,9 @@ class H11Pool:
         self.open += 1
         try:
             async with asyncio.timeout(self.timeout):
-                _, connection = await loop.create_connection(lambda: Connection(loop), self.host, self.port)
+                _, connection = await loop.create_connection(lambda: Connection(loop, self.buffer), self.host,
+                                                             self.port, happy_eyeballs_delay=HAPPY_EYEBALLS,
+                                                             interleave=1)
         except TimeoutError:
             self.open -= 1
             self.next_waiter()
@@ -284,7 +298,7 @@ class H11Pool:
         return connection, False
 
     def give_back(self, connection: Connection, reusable: bool) -> None:
-        if reusable and not self.closed and len(self.idle) < self.keep and connection.reusable():
+        if reusable and not self.retired and len(self.idle) < self.keep and connection.reusable():
             connection.idle_since = connection.loop.time()
             self.idle.append(connection)
         else:
@@ -299,11 +313,17 @@ class H11Pool:
                 waiter.set_result(None)
                 return
 
-    def close(self) -> None:
-        """No new requests; the idle connections closed now, those in use when their answer is done."""
-        self.closed = True
+    def retire(self) -> None:
+        """The idle connections closed now, those in use when their answer is done; the requests waiting
+        for a connection still made (a pool of an origin no longer among the most recently used)."""
+        self.retired = True
         while self.idle:
             self.give_back(self.idle.pop(), False)
+
+    def close(self) -> None:
+        """As retire(), and no new requests (mitmproxy stops): those waiting for a connection fail."""
+        self.closed = True
+        self.retire()
         for waiter in self.waiting:
             if not waiter.done():
                 waiter.set_result(None)

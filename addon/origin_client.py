@@ -6,8 +6,9 @@ once), and the moov before the headers leave (a seek start past the audio is a 4
 pool of keep-alive connections per origin (and route), HTTP/1.1 or HTTP/2 as TLS negotiates, TLS verified
 as mitmproxy verifies its own upstream connections (`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/
 `_confdir`, else certifi's roots), and through the upstream proxy when mitmproxy runs in upstream mode
-(with `upstream_auth`). The Range requests to a plain HTTP origin reached directly, a file answer's
-many, go on h11 instead (h11_pool.py: a third of httpx's CPU).
+(with `upstream_auth`). The Range requests to a plain HTTP origin reached directly (a file answer's
+many, a top level's, a moov at the end) go on h11 instead (h11_pool.py: a third of httpx's CPU, and a
+tenth for one range a request), in a pool of their own beside httpx's (up to LIMITS each).
 
 Every answer to a Range request is checked before use (origin_version.py): many origins ignore
 If-Range, and bytes of another version of the file must never complete a response. The multipart
@@ -30,12 +31,11 @@ import certifi
 import h11
 import httpcore  # noqa: F401 (httpx imports it at its first client: 20-40 ms a tail fetch should not wait)
 import httpx
-from mitmproxy import ctx, http
-from mitmproxy.net.http import url
+from mitmproxy import ctx
 
-from addon import http_rules
 from addon.h11_pool import H11Pool
 from addon.multipart import PART_HEADERS, AskedRanges, parse_byteranges, pieces_as_asked, spans_from_parts
+from addon.origin_target import Route, Target, ascii_path, asks_on_h11
 from addon.origin_version import MultiRangeRefused, OriginVersion, RangeRefused
 from extractor.mp4.toplevel import TopLevel, TopLevelReader
 
@@ -45,73 +45,15 @@ from extractor.mp4.toplevel import TopLevel, TopLevelReader
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-# Request headers not carried over to our requests (hop-by-hop, conditionals, ranges, encodings): the
-# client's conditionals are our server's to answer; our own requests carry ours.
 # Alibaba OSS answers several ranges in one request only when asked this way (else 416); other origins
 # ignore a header they do not know (RFC 9110, 5.1), so every request of several ranges carries it.
 MULTI_RANGE_HEADERS = (("x-oss-multi-range-behavior", "multi-range"),)
-DROPPED_HEADERS = http_rules.HOP_BY_HOP | {"range", "if-range", "if-none-match", "if-modified-since", "if-match",
-                                           "if-unmodified-since", "accept-encoding", "content-length", "host"}
 TIMEOUT = 10  # seconds for a connection, and between two reads of an answer
 # Kept alive: as many as one response has requests in flight (origin_groups.WINDOW); fewer made the
 # window close and open connections all along from an origin that answers one range a request.
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30)
 MAX_POOLS = 64  # origins we keep pools for; the least recently used is retired past this
 IDLE_POLL = 0.5  # seconds between two looks at whether a retired pool's answers are all read
-
-
-class Route(NamedTuple):
-    """What a pool of connections is for: the origin, and how it is reached."""
-    scheme: str
-    host: str
-    port: int
-    proxy: str | None  # the upstream proxy's URL in upstream mode
-    # The TLS server name: sites on one address (a CDN's) get pools of their own, so that a connection
-    # whose certificate was checked for one name never carries another's requests.
-    sni: str | None = None
-
-
-def route_of(flow: http.HTTPFlow) -> Route:
-    """Where mitmproxy sends (or sent) the flow's request: its own server connection's address when it
-    has one, else the request's target; through the upstream proxy in upstream mode."""
-    host, port = flow.server_conn.address or (flow.request.host, flow.request.port)
-    proxy = None
-    if flow.server_conn.via:  # upstream mode: ("http" or "https", (host, port))
-        scheme, (proxy_host, proxy_port) = flow.server_conn.via
-        proxy = f"{scheme}://{url.hostport(scheme, proxy_host, proxy_port)}"
-    sni = (flow.server_conn.sni or flow.request.host) if flow.request.scheme == "https" else None
-    return Route(flow.request.scheme, host, port, proxy, sni)
-
-
-class Target(NamedTuple):
-    """One file at the origin, as our own requests ask for it: the route, the path, the Host, the
-    client's end-to-end headers (cookies, authorization, user agent...) and the TLS server name."""
-    route: Route
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    sni: str | None
-
-    @classmethod
-    def of(cls, flow: http.HTTPFlow) -> Target:
-        route = route_of(flow)
-        headers = [(k, v) for k, v in flow.request.headers.items(multi=True)
-                   if k.lower() not in DROPPED_HEADERS and not k.startswith(":")]
-        headers.append(("Host", flow.request.host_header or url.hostport(route.scheme, route.host, route.port)))
-        return cls(route, flow.request.path, tuple(headers), route.sni)
-
-    @property
-    def url(self) -> str:
-        r = self.route
-        return f"{r.scheme}://{url.hostport(r.scheme, r.host, r.port)}{ascii_path(self.path)}"
-
-
-def ascii_path(path: str) -> str:
-    """The path in ASCII, as httpx takes it: each byte of a non-ASCII character percent-encoded, and so
-    a byte that is not UTF-8 (legal on the wire; mitmproxy keeps it as a lone surrogate, which httpx
-    cannot encode: our answer was a 500) goes to the origin as %XX."""
-    if path.isascii():
-        return path
-    return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in path.encode("utf-8", "surrogateescape"))
 
 
 def no_cookie_jar() -> CookieJar:
@@ -162,7 +104,7 @@ class Use:
 class HttpxAnswer:
     """An httpx answer whose body is read whole or as it comes, at most `limit` bytes (as h11_pool.Answer)."""
 
-    def __init__(self, response: httpx.Response, limit: int):
+    def __init__(self, response: httpx.Response, limit: int | None):
         self.response, self.limit = response, limit
         self.status_code, self.headers = response.status_code, response.headers
 
@@ -173,7 +115,7 @@ class HttpxAnswer:
         got = 0
         async for piece in self.response.aiter_raw():
             got += len(piece)
-            if got > self.limit:
+            if self.limit is not None and got > self.limit:
                 raise httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} bytes expected")
             yield piece
 
@@ -254,10 +196,12 @@ class OriginClient:
         return client
 
     async def close(self) -> None:
-        """mitmproxy stops: every pool's connections are closed, the retired ones' too, read or not."""
+        """mitmproxy stops: every httpx pool's connections are closed, the retired ones' too, read or not;
+        the h11 pools' idle ones, and those in use once their answer ends (mitmproxy cancels what reads
+        them)."""
         self.stopping.set()  # the retired pools' tasks close them now
-        for lane in self.h11_pools.values():
-            lane.close()
+        for h11_pool in self.h11_pools.values():
+            h11_pool.close()  # (its connections in use close when their answer is done or cancelled)
         self.h11_pools = {}
         pools, self.pools = list(self.pools.values()), {}
         for client in pools:
@@ -268,22 +212,22 @@ class OriginClient:
 
     def h11_pool(self, route: Route) -> H11Pool | None:
         """The h11 pool of a plain HTTP origin reached directly (h11_pool.py), else None (httpx's)."""
-        if route.scheme != "http" or route.proxy:
+        if not asks_on_h11(route):
             return None
         if (pool := self.h11_pools.pop(route, None)) is None:
             if len(self.h11_pools) >= MAX_POOLS:
-                self.h11_pools.pop(next(iter(self.h11_pools))).close()
+                self.h11_pools.pop(next(iter(self.h11_pools))).retire()
             pool = H11Pool(route.host, route.port, LIMITS.max_connections, LIMITS.max_keepalive_connections,
                            LIMITS.keepalive_expiry, TIMEOUT)
         self.h11_pools[route] = pool  # the most recently used last: eviction takes the first
         return pool
 
     @contextlib.asynccontextmanager
-    async def ranged(self, target: Target, headers: list, limit: int):
+    async def ranged(self, target: Target, headers: list, limit: int | None):
         """A GET of the target with `headers` added (a Range among them), whose answer's body is then read
-        whole (`await answer.read()`) or as it comes (`answer.pieces()`), at most `limit` bytes: on h11
-        from a plain HTTP origin reached directly (the file path's many requests cost a third of httpx's
-        CPU that way: h11_pool.py), else on httpx."""
+        whole (`await answer.read()`) or as it comes (`answer.pieces()`), at most `limit` bytes (None:
+        the caller counts them): on h11
+        from a plain HTTP origin reached directly (h11_pool.py), else on httpx."""
         pool, request = self.h11_pool(target.route), None
         if pool is not None:
             try:
@@ -328,8 +272,7 @@ class OriginClient:
         fewer bytes than it announced)."""
         expected = (last if version.length is None else min(last, version.length - 1)) + 1 - first
         headers = [("Range", f"bytes={first}-{last}"), ("If-Range", version.validator)]
-        # (a limit past the bytes asked for: more is refused below, in our words, not the pool's)
-        async with self.ranged(target, headers, expected + 1) as response:
+        async with self.ranged(target, headers, None) as response:  # (the bytes are counted here)
             if problem := version.problem_with(response.status_code, response.headers, first, last):
                 raise RangeRefused(problem)
             got = 0

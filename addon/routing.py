@@ -22,7 +22,7 @@ import logging
 from mitmproxy import connection, ctx, http
 
 from addon import formats, internals, options, record
-from addon.origin_client import Target
+from addon.origin_target import Target
 from addon.request_rules import ask_for_the_whole_file
 from addon.server.app import AudioServer
 from addon.server.job import JOB_HEADER, SERVED_HEADER, Job, Settings

@@ -23,7 +23,8 @@ import json
 from dataclasses import asdict
 from typing import NamedTuple
 
-from addon.origin_client import OriginOptions, Route, Target
+from addon.origin_client import OriginOptions
+from addon.origin_target import Route, Target
 from addon.server.job import Job, Services, Settings
 
 LINE_LIMIT = 64 << 20  # bytes of one message at most (a job carries the client's headers)

@@ -8,9 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from addon.origin_target import Route
 from extractor import Batch, FilePlan, Run
 from extractor.mp4.ranges import Ranges
 from helpers import MEDIA, Proxy, extract, http_get
+
+ROUTE = Route("http", "origin.example", 80, None)  # (a plain HTTP origin: our Range requests on h11)
 
 
 def random_plan(seed: int, count: int = 3000) -> FilePlan:
@@ -39,8 +42,8 @@ def spans_of(plan: FilePlan, group: list) -> list[tuple[int, int]]:
 def origin_groups(plan: FilePlan, multirange: dict):
     from addon.server.origin_groups import OriginGroups
     from addon.server.origin_speed import OriginSpeed
-    services = SimpleNamespace(multirange=multirange, speeds={"r": OriginSpeed(0.001, rate=10e6)})
-    job = SimpleNamespace(target=SimpleNamespace(route="r"), latency=0.001)
+    services = SimpleNamespace(multirange=multirange, speeds={ROUTE: OriginSpeed(0.001, rate=10e6)})
+    job = SimpleNamespace(target=SimpleNamespace(route=ROUTE), latency=0.001)
     return OriginGroups(services, job, SimpleNamespace(plan=plan))
 
 
@@ -73,19 +76,19 @@ def test_kept_requests_are_the_groups_the_plans_batches_give(seed):
     assert all(a is b for a, b in zip(again, made)) and len(again) == len(made)
     assert list(plan.kept) == [(first, last, 200)]
     # Another count of ranges a request is other requests; at most KEPT answers' requests are kept.
-    list(origin_groups(plan, {"r": 50}).requests(first, last))
+    list(origin_groups(plan, {ROUTE: 50}).requests(first, last))
     list(origin_groups(plan, {}).requests(0, 10))
     assert list(plan.kept) == [(first, last, 50), (0, 10, 200)][-kept_groups.KEPT :]
 
 
 def test_nothing_is_kept_for_one_range_a_request_or_when_the_count_changes_midway():
     plan = random_plan(7)
-    list(origin_groups(plan, {"r": 1}).requests(0, plan.size - 1))
+    list(origin_groups(plan, {ROUTE: 1}).requests(0, plan.size - 1))
     assert not plan.kept
     multirange = {}
     made = origin_groups(plan, multirange).requests(0, plan.size - 1)
     next(made)
-    multirange["r"] = 100  # an origin refused a count meanwhile
+    multirange[ROUTE] = 100  # an origin refused a count meanwhile
     list(made)
     assert not plan.kept
 

@@ -59,6 +59,7 @@ def run(answer, body, most=4, timeout=5.0, limit=len(BODY) + 100):
         pool = H11Pool("127.0.0.1", port, most=most, keep=most, expiry=30, timeout=timeout)
         try:
             await body(pool, port, limit)
+            assert pool.open == len(pool.idle)  # every connection given back, once
         finally:
             pool.close()
             origin.server.close()
@@ -90,10 +91,9 @@ def test_answers_are_read_whole_on_one_kept_connection():
     assert origin.requests == 4 and origin.connections == 1
 
 
-def test_a_kept_connection_the_origin_closed_is_replaced_once():
+def test_a_kept_connection_the_origin_closed_is_not_used_again():
     """An origin that closes each connection after its answer (its keep-alive timeout, or
-    `Connection: close` left out): each request after the first finds its kept connection closed
-    and is sent again on a new one."""
+    `Connection: close` left out): each request after the first goes on a new connection."""
     async def answer(n, writer):
         writer.write(head(len(BODY)) + BODY)
         await writer.drain()
@@ -287,3 +287,80 @@ def test_a_body_taken_as_it_comes_holds_the_origin_back_while_its_reader_waits()
         assert held[0] <= h11_pool.HELD + h11_pool.BUFFER
         assert sent[-1] == len(big)
     run(answer, body, timeout=0.3)
+
+
+def test_bytes_on_an_idle_connection_close_it():
+    async def answer(n, writer):
+        writer.write(head(len(BODY)) + BODY)
+        if n == 0:
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(head(5) + b"VIDEO")  # while the connection waits in the pool
+
+    async def body(pool, port, limit):
+        assert await get(pool, port, limit) == BODY
+        await asyncio.sleep(0.2)
+        assert await get(pool, port, limit) == BODY
+    origin = run(answer, body)
+    assert origin.connections == 2
+
+
+def test_a_turn_given_to_a_request_cancelled_meanwhile_goes_to_the_next():
+    """One connection at most: A holds it, B and C wait. A gives it back, which wakes B, and B is
+    cancelled before it runs (its client left): C gets the connection, not a wait for the timeout."""
+    async def answer(n, writer):
+        await asyncio.sleep(0.1)
+        writer.write(head(len(BODY)) + BODY)
+
+    async def body(pool, port, limit):
+        waiting = []
+
+        async def first():
+            got = await get(pool, port, limit)
+            waiting[0].cancel()  # (B was woken by the give-back just now, and has not run)
+            return got
+        a = asyncio.create_task(first())
+        await asyncio.sleep(0.02)
+        waiting.append(asyncio.create_task(get(pool, port, limit)))
+        await asyncio.sleep(0.02)
+        c = asyncio.create_task(get(pool, port, limit))
+        started = asyncio.get_running_loop().time()
+        assert await a == BODY and await c == BODY
+        assert asyncio.get_running_loop().time() - started < 1.5
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[0]
+    run(answer, body, most=1, timeout=3)
+
+
+def test_a_request_that_finds_no_free_connection_in_time_is_a_pool_timeout():
+    async def answer(n, writer):  # 1.5 s, never silent for the timeout
+        writer.write(head(len(BODY)))
+        for at in range(0, len(BODY), len(BODY) // 15):
+            writer.write(BODY[at : at + len(BODY) // 15])
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    async def body(pool, port, limit):
+        held = asyncio.create_task(get(pool, port, limit))
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.PoolTimeout):
+            await get(pool, port, limit)
+        assert 0.4 < asyncio.get_running_loop().time() - started < 1.2
+        assert await held == BODY
+    run(answer, body, most=1, timeout=0.5)
+
+
+def test_a_retired_pool_keeps_nothing_and_still_answers_what_was_asked():
+    async def answer(n, writer):
+        await asyncio.sleep(0.1)
+        writer.write(head(len(BODY)) + BODY)
+
+    async def body(pool, port, limit):
+        asked = [asyncio.create_task(get(pool, port, limit)) for _ in range(3)]  # (one waits: most=2)
+        await asyncio.sleep(0.02)
+        pool.retire()
+        assert await asyncio.gather(*asked) == [BODY] * 3
+        assert not pool.idle and pool.open == 0
+    origin = run(answer, body, most=2)
+    assert origin.connections == 3

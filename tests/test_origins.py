@@ -133,6 +133,11 @@ def test_the_cost_model_reads_through_short_gaps_and_not_long_runs_of_video():
     assert slow.join_gap(16, 4 << 20) < far.join_gap(16, 4 << 20)
     assert very_far.join_gap(16, 1 << 20) == 1 << 20
     assert far.join_gap(16, 4 << 20) < 2_000_000  # minutes of video between chunks: by ranges
+    # Requests that cost less CPU (h11's) are worth making for less video between
+    from addon.server.origin_speed import H11_CPU
+    near_h11 = OriginSpeed(0.0005, rate=1e9, cpu=H11_CPU)
+    assert 100_000 < near_h11.join_gap(16, 4 << 20) < 0.75 * near.join_gap(16, 4 << 20)
+    assert near_h11.join_gap(16, 4 << 20) < 700_000  # 1 s chunks (730 KB of video between): by ranges
 
 
 def test_speed_follows_what_is_measured():

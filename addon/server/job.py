@@ -14,7 +14,8 @@ from typing import NamedTuple
 import extractor
 from addon.budgets import Budgets
 from addon.formats import Format
-from addon.origin_client import OriginClient, Target
+from addon.origin_client import OriginClient
+from addon.origin_target import Target
 from addon.origin_version import OriginVersion
 from addon.planner import Planner
 from addon.record import FlowRecord, SeekParams

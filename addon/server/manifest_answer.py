@@ -24,7 +24,7 @@ import httpx
 
 import extractor
 from addon import formats, http_rules, record
-from addon.origin_client import Route, Target
+from addon.origin_target import Route, Target
 from addon.origin_version import FETCH_ERRORS, describe
 from addon.request_rules import split_param
 from addon.server import file_source

@@ -24,10 +24,11 @@ from itertools import islice
 
 import extractor
 from addon.multipart import AskedRanges
+from addon.origin_target import asks_on_h11
 from addon.origin_version import MultiRangeRefused, RangeRefused
 from addon.server import kept_groups
 from addon.server.job import Job, Services
-from addon.server.origin_speed import speed_of
+from addon.server.origin_speed import H11_CPU, HTTPX_CPU, speed_of
 from addon.server.plan_cache import AudioFile
 
 log = logging.getLogger("addon.audio_only")
@@ -57,7 +58,8 @@ class OriginGroups:
     def __init__(self, services: Services, job: Job, file: AudioFile):
         self.services, self.job, self.file = services, job, file
         self.read = 0
-        self.speed = speed_of(services.speeds, job.target.route, job.latency)
+        route = job.target.route
+        self.speed = speed_of(services.speeds, route, job.latency, H11_CPU if asks_on_h11(route) else HTTPX_CPU)
         self.gap = self.speed.join_gap(WINDOW, MAX_REQUEST)  # for one-range requests: origin_speed.py
 
     def most(self) -> int:

@@ -7,7 +7,7 @@ costs a round trip, shared by the requests in flight, and our CPU for a request.
 flight, an origin `latency` seconds away sending `rate` bytes a second on each connection, neighbours
 are joined while
 
-    gap * (1 / (W * rate) + BYTE_CPU)  <  latency / W + REQUEST_CPU
+    gap * (1 / (W * rate) + byte CPU)  <  latency / W + request CPU
 
 so that a file whose audio lies between short runs of video, from a near origin, is read whole in
 large spans, and one with long runs of video, or a far origin with slow connections, by its audio
@@ -21,8 +21,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-REQUEST_CPU = 0.0016  # seconds of our CPU a one-range request costs (httpx, the pool, the cut) (scripts/bench 3e)
-BYTE_CPU = 2.5e-9  # seconds of our CPU a byte read through costs (the socket, httpx, the cutter) (scripts/bench 3e)
+# Seconds of our CPU a one-range request costs (the request, the answer, the cut), and a byte read
+# through (the socket, the client, the cutter), by what asks the origin (scripts/bench 3e, evening of
+# 2026-12-07: 6.15 s of CPU for the 18,001 requests of the 10-minute MP4 by ranges, 0.47 s for its 457 MB
+# read whole): h11 (a plain HTTP origin reached directly: addon/h11_pool.py), else httpx (TLS, an
+# upstream proxy; 29-39 s for the same requests, 1.0-1.3 s for the same bytes).
+H11_CPU = (0.00034, 1.0e-9)
+HTTPX_CPU = (0.0016, 2.5e-9)
 FIRST_RATE = 50e6  # bytes a second a connection is taken to bring before one is measured
 MEASURED_FROM = 256 << 10  # bytes of an answer from which its rate is a measure (less: its latency only)
 WEIGHT = 0.3  # of a new measure in the running one
@@ -36,6 +41,7 @@ class OriginSpeed:
     """What one route's origin was last measured at."""
     latency: float  # seconds from a request to its first bytes
     rate: float = FIRST_RATE  # bytes a second on one connection, after the first bytes
+    cpu: tuple[float, float] = HTTPX_CPU  # our CPU a request and a byte (H11_CPU or HTTPX_CPU)
 
     def observe(self, latency: float, size: int, transfer: float) -> None:
         """A request's time to its first bytes, and its `size` bytes' time after them."""
@@ -49,13 +55,15 @@ class OriginSpeed:
             return 0
         if FORCED == "whole":
             return most
-        per_request = self.latency / in_flight + REQUEST_CPU
-        per_byte = 1 / (in_flight * max(self.rate, 1.0)) + BYTE_CPU
+        request_cpu, byte_cpu = self.cpu
+        per_request = self.latency / in_flight + request_cpu
+        per_byte = 1 / (in_flight * max(self.rate, 1.0)) + byte_cpu
         return min(most, int(per_request / per_byte))
 
 
-def speed_of(speeds: dict, route, probe_latency: float) -> OriginSpeed:
-    """The route's speed as last measured (a new one from the probe's latency at first)."""
+def speed_of(speeds: dict, route, probe_latency: float, cpu: tuple[float, float] = HTTPX_CPU) -> OriginSpeed:
+    """The route's speed as last measured (a new one from the probe's latency at first), our CPU's
+    costs being `cpu`."""
     if (speed := speeds.get(route)) is None:
-        speed = speeds[route] = OriginSpeed(probe_latency)
+        speed = speeds[route] = OriginSpeed(probe_latency, cpu=cpu)
     return speed
