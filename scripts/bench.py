@@ -1,6 +1,6 @@
 """The benchmark: the product as its users feel it, against what they would use instead, in one run.
 
-    scripts/bench [--quick] [--runs N] [--only 3|3e]
+    scripts/bench [--quick] [--runs N] [--only 3|3c|3e|6]
 
 On the 10-minute 1280x720 30 fps H.264+AAC file (scripts/make-long-media) as moov-first MP4,
 moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
@@ -9,8 +9,9 @@ moov-last MP4, FLV and MPEG-TS, prints the median of N runs of:
   3. GETs through mitmdump on 127.0.0.1, by path: streamed passthrough (stream_large_bodies=1m),
      audio-only as a file (two range gaps) and as a stream, against the origin direct: wall time
      (curl) of the first GET of the file (in a proxy that is up) and of the next ones, time to the
-     first body byte, bytes sent and bytes asked of the origin, mitmdump's CPU (its workers' included) for each GET; 3b. the same from an origin limited
-     to 40 MB/s per connection; 3c. with nginx as the origin, when it is installed; 3d. from an
+     first body byte, bytes sent and bytes asked of the origin, mitmdump's CPU (its workers' included) for each GET;
+     3b. the same from an origin limited to 40 MB/s per connection; 3c. with nginx as the origin (MP4
+     and FLV), when it is installed; 3d. from an
      origin whose answers start 20 ms late; 3e. from origins that answer one range a request (S3,
      GCS, Azure), near and 20 ms away at 50 MB/s a connection, for the file as ffmpeg makes it (audio
      every frame) and muxed in 1 s chunks: by audio ranges, whole in big spans, and as the cost
@@ -268,6 +269,23 @@ http {{
         self.process.wait(10)
 
 
+def with_nginx(media: Path, runs: int) -> None:
+    """3c: section 3 with nginx as the origin, the MP4 moov first and the FLV."""
+    if not shutil.which("nginx"):
+        print("3c. (nginx is not installed: `apt-get install nginx-light` adds the same with nginx as the origin)")
+        return
+    nginx = Nginx(media)
+    try:
+        print("3c. The same with nginx as the origin (what the origin was asked: not recorded)")
+        print("   MP4 moov first:")
+        # (nginx answers several ranges whatever the query: no "one by one" row)
+        print_table(through_proxy(nginx, "long.mp4", runs, {k: v for k, v in PATHS.items() if k != "file, one by one"}))
+        print("   FLV:")
+        print_table(through_proxy(nginx, "long.flv", runs, {k: PATHS[k] for k in ("passthrough", "stream")}))
+    finally:
+        nginx.shutdown()
+
+
 def concurrent_rss(origin: Origin, name: str, query: str = "") -> tuple[float, float]:
     """(baseline RSS after one small response, peak RSS while 4 audio-only responses run) in MiB."""
     proxy = mitmdump(origin)
@@ -380,7 +398,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run of each, no concurrency or live run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--media", default=None, help="folder of the long files (default: make-long-media's)")
-    parser.add_argument("--only", choices=["3", "3e", "6"], help="only this part (3: the MP4 moov first only)")
+    parser.add_argument("--only", choices=["3", "3c", "3e", "6"], help="only this part (3: the MP4 moov first only)")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     media = Path(args.media or subprocess.run([str(ROOT / "scripts" / "make-long-media")], capture_output=True,
@@ -392,6 +410,8 @@ def main() -> None:
     if args.only == "6":
         print("6. Clients at once, each its own copy of the file; our server in mitmdump and in 2 workers")
         return clients_at_once(media, runs)
+    if args.only == "3c":
+        return with_nginx(media, runs)
     if args.only == "3e":
         print("3e. Origins that answer one range a request (S3, GCS, Azure)")
         return one_range_origins(media, runs)
@@ -434,16 +454,8 @@ def main() -> None:
             paths = PATHS if name.endswith(".mp4") else {k: PATHS[k] for k in ("passthrough", "stream")}
             print(f"   {label}:")
             print_table(through_proxy(origin, name, runs, paths))
-        if shutil.which("nginx"):
-            nginx = Nginx(media)
-            try:
-                print("\n3c. The same with nginx as the origin, MP4 moov first (what the origin was asked: not recorded)")
-                # (nginx answers several ranges whatever the query: no "one by one" row)
-                print_table(through_proxy(nginx, "long.mp4", runs, {k: v for k, v in PATHS.items() if k != "file, one by one"}))
-            finally:
-                nginx.shutdown()
-        else:
-            print("\n3c. (nginx is not installed: `apt-get install nginx-light` adds the same with nginx as the origin)")
+        print()
+        with_nginx(media, runs)
         for title, shaped in (("3b. The same from an origin sending 40 MB/s per connection", {"rate": 40e6}),
                               ("3d. The same from an origin 20 ms away (each answer starts 20 ms late)", {"latency": 0.02})):
             distant = Origin(media, **shaped).start()
