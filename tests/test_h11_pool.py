@@ -364,3 +364,15 @@ def test_a_retired_pool_keeps_nothing_and_still_answers_what_was_asked():
         assert not pool.idle and pool.open == 0
     origin = run(answer, body, most=2)
     assert origin.connections == 3
+
+
+def test_bytes_past_a_small_answer_in_the_same_read_are_never_taken_for_the_next():
+    async def answer(n, writer):
+        extra = head(5) + b"VIDEO" if n == 0 else b""  # all in one read with the answer
+        writer.write(head(5) + b"AUDIO" + extra)
+
+    async def body(pool, port, limit):
+        assert await get(pool, port, limit) == b"AUDIO"
+        assert await get(pool, port, limit) == b"AUDIO"
+    origin = run(answer, body)
+    assert origin.connections == 2 and origin.requests == 2
