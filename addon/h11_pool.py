@@ -1,17 +1,19 @@
-"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for our Range requests (the file path's many).
+"""Keep-alive HTTP/1.1 connections to one plain-HTTP origin, on h11, for the file path's Range requests.
 
 A GET of the 10-minute MP4 from nginx makes about 90 requests of 200 ranges each. Through httpx they
 cost 0.24 s of CPU in one process (httpx, httpcore's pool, anyio's locks and cancel scopes, sniffio,
 reads of 64 KiB: 2.6 ms a request of 110 KB); here (h11, the protocol library httpx itself speaks
 HTTP/1.1 with, over an asyncio BufferedProtocol of our own reading 256 KiB at a time) 0.08 s. One
-range a request: 2.2-2.5 ms a request through httpx, 0.21-0.28 ms here (docs/speed.md). Only plain HTTP origins reached directly are asked this way:
-TLS origins may speak HTTP/2, and upstream proxies, TLS and every other request stay with httpx. An
-answer is read whole (several ranges: multipart, bounded by the ranges asked) or as it comes, the socket
-left unread while HELD bytes wait for their reader (one range a request: spans of up to 4 MiB).
+range a request: 2.2-2.5 ms a request through httpx, 0.21-0.28 ms here (docs/speed.md). Only plain
+HTTP origins reached directly are asked this way: TLS origins may speak HTTP/2, and upstream proxies,
+TLS and every other request (the probe, a relayed answer, a manifest's) stay with httpx. An answer is
+read whole (several ranges: multipart, bounded by the ranges asked) or as it comes, the socket left
+unread while HELD bytes wait for their reader (one range a request: spans of up to 4 MiB).
 
 Failures are httpx's, as the callers expect them (origin_version.FETCH_ERRORS): ConnectError,
-ConnectTimeout, ReadTimeout (the origin silent for the read timeout), RemoteProtocolError (h11's
-words: a malformed answer, a body ended early), ReadError (the connection broken). A request sent on a
+ConnectTimeout, PoolTimeout (no connection free for the timeout), ReadTimeout (the origin silent for
+the read timeout), RemoteProtocolError (h11's words: a malformed answer, a body ended early),
+ReadError (the connection broken). A request sent on a
 kept connection that the origin had closed meanwhile (its keep-alive timeout) is sent again once on a
 new one, as browsers do: a GET is safe to repeat, and nothing of the answer had come.
 """
@@ -155,7 +157,7 @@ class Connection(asyncio.BufferedProtocol):
             finally:
                 self.waiter = None
 
-    def take(self) -> list[bytes]:
+    def take_body(self) -> list[bytes]:
         """The body's pieces received since the last take; the socket read again if it waited."""
         pieces, self.body, self.held = self.body, [], 0
         if self.paused and not self.closed:
@@ -164,7 +166,8 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.resume_reading()
         return pieces
 
-    def reusable(self) -> bool:
+    def ready_for_next(self) -> bool:
+        """Whether the connection can carry another request, made ready for it if so (h11's next cycle)."""
         if self.closed or self.transport is None or self.transport.is_closing():
             return False
         # (bytes past the answer's end would be taken for the next answer's: never used again then)
@@ -189,17 +192,18 @@ class Answer:
         """The whole body."""
         connection = self.connection
         await connection.wait(lambda: connection.ended, self.timeout)
-        return b"".join(connection.take())
+        return b"".join(connection.take_body())
 
     async def pieces(self):
-        """The body as it arrives, in the pieces received since the last (at most HELD held at once)."""
+        """The body as it arrives, in the pieces received since the last (at most HELD held at once);
+        bytes-like (h11 gives bytearrays: joined or cut by the callers, as httpcore would copy them)."""
         connection = self.connection
         connection.streaming = True
         while True:
             await connection.wait(lambda: connection.body or connection.ended, self.timeout)
             if not connection.body:
                 return
-            for piece in connection.take():
+            for piece in connection.take_body():
                 yield piece
 
 
@@ -218,17 +222,17 @@ class H11Pool:
         self.closed = False  # nor any new request (close())
 
     @contextlib.asynccontextmanager
-    async def get(self, request: h11.Request, limit: int | None, read_timeout: float | None = None):
+    async def get(self, request: h11.Request, limit: int | None):
         """The Answer to `request` (a GET, Host among its headers) once its head has come, whose body
-        may be read (at most `limit` bytes; None: the caller counts). The connection is kept for others only when the answer was
-        read to its end; else it is closed (an answer not wanted whole: a 200 of the whole file)."""
-        read_timeout = read_timeout or self.timeout
+        may be read (at most `limit` bytes; None: the caller counts). The connection is kept for others
+        only when the answer was read to its end; else it is closed (an answer not wanted whole: a 200
+        of the whole file)."""
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
-            connection, kept = await self.take(loop)
+            connection, kept = await self.acquire(loop)
             try:
                 connection.start(connection.h11.send(request) + connection.h11.send(h11.EndOfMessage()), limit)
-                await connection.wait(lambda: connection.response is not None, read_timeout)
+                await connection.wait(lambda: connection.response is not None, self.timeout)
             except (httpx.ReadError, httpx.RemoteProtocolError):
                 self.give_back(connection, False)
                 # A kept connection the origin closed meanwhile: nothing came; once more on a new one.
@@ -241,12 +245,12 @@ class H11Pool:
             break
         reusable = False
         try:
-            yield Answer(connection, read_timeout)
+            yield Answer(connection, self.timeout)
             reusable = connection.ended and connection.failure is None
         finally:
             self.give_back(connection, reusable)
 
-    async def take(self, loop) -> tuple[Connection, bool]:
+    async def acquire(self, loop) -> tuple[Connection, bool]:
         """A connection, and whether it was kept from an earlier request."""
         if self.closed:
             raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
@@ -268,7 +272,8 @@ class H11Pool:
                 if waiter.done() and not waiter.cancelled():
                     self.next_waiter()  # (woken as we left: the turn goes to the next, never lost)
                 if isinstance(e, TimeoutError):
-                    raise httpx.PoolTimeout(f"no connection to {self.host}:{self.port} free in {self.timeout} s") from None
+                    raise httpx.PoolTimeout(f"no connection to {self.host}:{self.port} free in {self.timeout} s") \
+                        from None
                 raise
             if self.closed:
                 raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
@@ -298,7 +303,7 @@ class H11Pool:
         return connection, False
 
     def give_back(self, connection: Connection, reusable: bool) -> None:
-        if reusable and not self.retired and len(self.idle) < self.keep and connection.reusable():
+        if reusable and not self.retired and len(self.idle) < self.keep and connection.ready_for_next():
             connection.idle_since = connection.loop.time()
             self.idle.append(connection)
         else:

@@ -6,9 +6,10 @@ once), and the moov before the headers leave (a seek start past the audio is a 4
 pool of keep-alive connections per origin (and route), HTTP/1.1 or HTTP/2 as TLS negotiates, TLS verified
 as mitmproxy verifies its own upstream connections (`ssl_insecure`, `ssl_verify_upstream_trusted_ca`/
 `_confdir`, else certifi's roots), and through the upstream proxy when mitmproxy runs in upstream mode
-(with `upstream_auth`). The Range requests to a plain HTTP origin reached directly (a file answer's
-many, a top level's, a moov at the end) go on h11 instead (h11_pool.py: a third of httpx's CPU, and a
-tenth for one range a request), in a pool of their own beside httpx's (up to LIMITS each).
+(with `upstream_auth`). The file path's Range requests to a plain HTTP origin reached directly (a
+file answer's many, a top level's, a moov at the end; not the probe) go on h11 instead (h11_pool.py: a
+third of httpx's CPU, and a tenth for one range a request), in a pool of their own beside httpx's (up to
+LIMITS each).
 
 Every answer to a Range request is checked before use (origin_version.py): many origins ignore
 If-Range, and bytes of another version of the file must never complete a response. The multipart
@@ -200,8 +201,8 @@ class OriginClient:
         the h11 pools' idle ones, and those in use once their answer ends (mitmproxy cancels what reads
         them)."""
         self.stopping.set()  # the retired pools' tasks close them now
-        for h11_pool in self.h11_pools.values():
-            h11_pool.close()  # (its connections in use close when their answer is done or cancelled)
+        for pool in self.h11_pools.values():
+            pool.close()  # (its connections in use close when their answer is done or cancelled)
         self.h11_pools = {}
         pools, self.pools = list(self.pools.values()), {}
         for client in pools:
@@ -226,8 +227,8 @@ class OriginClient:
     async def ranged(self, target: Target, headers: list, limit: int | None):
         """A GET of the target with `headers` added (a Range among them), whose answer's body is then read
         whole (`await answer.read()`) or as it comes (`answer.pieces()`), at most `limit` bytes (None:
-        the caller counts them): on h11
-        from a plain HTTP origin reached directly (h11_pool.py), else on httpx."""
+        the caller counts them): on h11 from a plain HTTP origin reached directly (h11_pool.py), unless
+        a header is one h11 refuses; else on httpx."""
         pool, request = self.h11_pool(target.route), None
         if pool is not None:
             try:

@@ -13,7 +13,7 @@ from extractor import SeekRange
 from helpers import MEDIA, STREAM_PATH, Proxy, assert_same_audio, audio_packets, drain, extract, http_get, http_stream
 from mp4tools import boxes
 
-ROUTE = Route("http", "origin.example", 80, None)  # (a plain HTTP origin: our Range requests on h11)
+ROUTE = Route("http", "origin.example", 80, None)  # (a plain HTTP origin reached directly)
 
 pytestmark = pytest.mark.e2e
 FILES = ["h264_aac.mp4", "moov_end.mp4", "two_audio.mp4", "wide.mp4", "quicktime.mov", "audio_only.m4a"]

@@ -13,7 +13,7 @@ from extractor import Batch, FilePlan, Run
 from extractor.mp4.ranges import Ranges
 from helpers import MEDIA, Proxy, extract, http_get
 
-ROUTE = Route("http", "origin.example", 80, None)  # (a plain HTTP origin: our Range requests on h11)
+ROUTE = Route("http", "origin.example", 80, None)  # (a plain HTTP origin reached directly)
 
 
 def random_plan(seed: int, count: int = 3000) -> FilePlan:

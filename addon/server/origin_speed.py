@@ -25,7 +25,8 @@ from dataclasses import dataclass
 # through (the socket, the client, the cutter), by what asks the origin (scripts/bench 3e, evening of
 # 2026-12-07: 6.15 s of CPU for the 18,001 requests of the 10-minute MP4 by ranges, 0.47 s for its 457 MB
 # read whole): h11 (a plain HTTP origin reached directly: addon/h11_pool.py), else httpx (TLS, an
-# upstream proxy; 29-39 s for the same requests, 1.0-1.3 s for the same bytes).
+# upstream proxy; 29-41 s for the same requests, 1.0-1.3 s for the same bytes, in mitmdump, the relay
+# and the cut included).
 H11_CPU = (0.00034, 1.0e-9)
 HTTPX_CPU = (0.0016, 2.5e-9)
 FIRST_RATE = 50e6  # bytes a second a connection is taken to bring before one is measured
