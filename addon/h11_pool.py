@@ -30,7 +30,10 @@ import httpx
 BUFFER = 256 << 10  # bytes a socket read takes at most (asyncio's own transports read 256 KiB too)
 HELD = 1 << 20  # body bytes received and not yet taken by a streaming reader, past which the socket waits
 HEAD = 100 << 10  # the most an answer's head may take (httpcore's; h11's own default is 16 KiB)
-HAPPY_EYEBALLS = 0.25  # seconds before the next address of a host is tried too (as httpcore's anyio does)
+HAPPY_EYEBALLS = 0.25  # seconds before the next address of a host is tried too (as httpcore's anyio does)...
+# ...but not under a task factory of the loop's own (mitmproxy 12 sets asyncio's eager one): asyncio's happy
+# eyeballs (staggered_race) then fails with an AssertionError on Python 3.13.0 (python/cpython#124309, seen
+# here), whatever the address; addresses are then tried one after another, as asyncio does by default.
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -285,9 +288,9 @@ class H11Pool:
         self.open += 1
         try:
             async with asyncio.timeout(self.timeout):
+                eyeballs = {} if loop.get_task_factory() else {"happy_eyeballs_delay": HAPPY_EYEBALLS, "interleave": 1}
                 _, connection = await loop.create_connection(lambda: Connection(loop, self.buffer), self.host,
-                                                             self.port, happy_eyeballs_delay=HAPPY_EYEBALLS,
-                                                             interleave=1)
+                                                             self.port, **eyeballs)
         except TimeoutError:
             self.open -= 1
             self.next_waiter()

@@ -359,3 +359,13 @@ def test_bytes_no_request_asked_for_are_never_taken_for_the_next_answer(when):
         assert await get(pool, port, limit) == wanted
     origin = run(answer, body)
     assert origin.connections == 2 and origin.requests == 2
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="no eager tasks before Python 3.12")
+def test_connections_are_made_under_mitmproxy_12s_eager_task_factory():
+    """mitmproxy 12 runs its loop with asyncio's eager task factory, under which asyncio's own happy
+    eyeballs failed (an AssertionError on Python 3.13.0): every request of a file answer was a 500."""
+    async def body(pool, port, limit):
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+        assert await get(pool, port, limit) == BODY
+    run(whole_answer, body)
