@@ -236,14 +236,12 @@ class H11Pool:
             try:
                 connection.start(connection.h11.send(request) + connection.h11.send(h11.EndOfMessage()), limit)
                 await connection.wait(lambda: connection.response is not None, self.timeout)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
+            except BaseException as e:
                 self.give_back(connection, False)
                 # A kept connection the origin closed meanwhile: nothing came; once more on a new one.
-                if kept and attempt == 1 and connection.response is None and not connection.received:
+                if kept and attempt == 1 and connection.response is None \
+                        and isinstance(e, (httpx.ReadError, httpx.RemoteProtocolError)):
                     continue
-                raise
-            except BaseException:
-                self.give_back(connection, False)
                 raise
             break
         reusable = False
@@ -254,56 +252,60 @@ class H11Pool:
             self.give_back(connection, reusable)
 
     async def acquire(self, loop) -> tuple[Connection, bool]:
-        """A connection, and whether it was kept from an earlier request."""
-        if self.closed:
-            raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
+        """A connection, and whether it was kept from an earlier request: a kept one, else a new one while
+        fewer than `most` are open, else the next turn (at most the timeout: PoolTimeout)."""
+        deadline = loop.time() + self.timeout
+        while True:
+            if self.closed:
+                raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
+            if (connection := self.kept(loop)) is not None:
+                return connection, True
+            if self.open < self.most:
+                return await self.connect(loop), False
+            await self.next_turn(loop, deadline)
+
+    def kept(self, loop) -> Connection | None:
+        """The most recently used idle connection still open and not expired (those that are, closed)."""
         while self.idle:
             connection = self.idle.pop()
             if not connection.closed and loop.time() - connection.idle_since < self.expiry:
-                return connection, True
+                return connection
             self.give_back(connection, False)
-        deadline = loop.time() + self.timeout
-        while self.open >= self.most:
-            waiter = loop.create_future()
-            self.waiting.append(waiter)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
-            except BaseException as e:
-                with contextlib.suppress(ValueError):
-                    self.waiting.remove(waiter)
-                if waiter.done() and not waiter.cancelled():
-                    self.next_waiter()  # (woken as we left: the turn goes to the next, never lost)
-                if isinstance(e, TimeoutError):
-                    raise httpx.PoolTimeout(f"no connection to {self.host}:{self.port} free in {self.timeout} s") \
-                        from None
-                raise
-            if self.closed:
-                raise httpx.ConnectError("the pool is closed (mitmproxy is stopping)")
-            if self.idle:
-                connection = self.idle.pop()
-                if not connection.closed:
-                    return connection, True
-                self.give_back(connection, False)
+        return None
+
+    async def next_turn(self, loop, deadline: float) -> None:
+        """Until a connection is given back (or closed), at most until `deadline`."""
+        waiter = loop.create_future()
+        self.waiting.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException as e:
+            with contextlib.suppress(ValueError):
+                self.waiting.remove(waiter)
+            if waiter.done() and not waiter.cancelled():
+                self.next_waiter()  # (woken as we left: the turn goes to the next, never lost)
+            if isinstance(e, TimeoutError):
+                raise httpx.PoolTimeout(f"no connection to {self.host}:{self.port} free in {self.timeout} s") \
+                    from None
+            raise
+
+    async def connect(self, loop) -> Connection:
         self.open += 1
         try:
             async with asyncio.timeout(self.timeout):
                 eyeballs = {} if loop.get_task_factory() else {"happy_eyeballs_delay": HAPPY_EYEBALLS, "interleave": 1}
                 _, connection = await loop.create_connection(lambda: Connection(loop, self.buffer), self.host,
                                                              self.port, **eyeballs)
-        except TimeoutError:
+            return connection
+        except BaseException as e:
             self.open -= 1
             self.next_waiter()
-            raise httpx.ConnectTimeout(f"no connection to {self.host}:{self.port} in {self.timeout} s") from None
-        except OSError as e:
-            self.open -= 1
-            self.next_waiter()
-            raise httpx.ConnectError(str(e)) from None
-        except BaseException:
-            self.open -= 1
-            self.next_waiter()
+            if isinstance(e, TimeoutError):  # (an OSError too: first)
+                raise httpx.ConnectTimeout(f"no connection to {self.host}:{self.port} in {self.timeout} s") from None
+            if isinstance(e, OSError):
+                raise httpx.ConnectError(str(e)) from None
             raise
-        return connection, False
 
     def give_back(self, connection: Connection, reusable: bool) -> None:
         if reusable and not self.retired and len(self.idle) < self.keep and connection.ready_for_next():
