@@ -103,7 +103,8 @@ class Use:
 
 
 class HttpxAnswer:
-    """An httpx answer whose body is read whole or as it comes, at most `limit` bytes (as h11_pool.Answer)."""
+    """An httpx answer whose body is read whole or as it comes, at most `limit` bytes (as
+    h11_pool.Answer)."""
 
     def __init__(self, response: httpx.Response, limit: int | None):
         self.response, self.limit = response, limit
@@ -119,6 +120,17 @@ class HttpxAnswer:
             if self.limit is not None and got > self.limit:
                 raise httpx.RemoteProtocolError(f"the origin's answer is longer than the {self.limit} bytes expected")
             yield piece
+
+
+def most_recent(pools: dict, route: Route, make, retire):
+    """pools[route], made by make() the first time, now the most recently used (last); past MAX_POOLS
+    the least recently used (first) is taken out and retire()d."""
+    if (pool := pools.pop(route, None)) is None:
+        if len(pools) >= MAX_POOLS:
+            retire(pools.pop(next(iter(pools))))
+        pool = make()
+    pools[route] = pool
+    return pool
 
 
 class OriginClient:
@@ -173,27 +185,24 @@ class OriginClient:
         await client.aclose()
 
     def pool(self, route: Route) -> httpx.AsyncClient:
-        if (client := self.pools.pop(route, None)) is not None:
-            self.pools[route] = client  # the most recently used last: eviction takes the first
-        else:
-            if len(self.pools) >= MAX_POOLS:
-                self._close_later(self.pools.pop(next(iter(self.pools))))
-            proxy = None
-            if route.proxy:
-                auth = None
-                if self.options.upstream_auth and ":" in self.options.upstream_auth:
-                    user, _, password = self.options.upstream_auth.partition(":")
-                    auth = (user, password)
-                proxy = httpx.Proxy(route.proxy, auth=auth)
-            client = httpx.AsyncClient(verify=self.tls or tls_context(), http2=True, limits=LIMITS, proxy=proxy,
-                                       timeout=httpx.Timeout(TIMEOUT), trust_env=False, follow_redirects=False,
-                                       cookies=no_cookie_jar())
-            # httpx's own defaults: a client that sent no User-Agent or Accept would reach the origin as
-            # python-httpx (which some origins' firewalls refuse) asking for */*; mitmproxy relays a
-            # request's headers as the client sent them, and so do we (Target.headers).
-            for name in ("User-Agent", "Accept"):
-                client.headers.pop(name, None)
-            self.pools[route] = client
+        return most_recent(self.pools, route, lambda: self._new_client(route), self._close_later)
+
+    def _new_client(self, route: Route) -> httpx.AsyncClient:
+        proxy = None
+        if route.proxy:
+            auth = None
+            if self.options.upstream_auth and ":" in self.options.upstream_auth:
+                user, _, password = self.options.upstream_auth.partition(":")
+                auth = (user, password)
+            proxy = httpx.Proxy(route.proxy, auth=auth)
+        client = httpx.AsyncClient(verify=self.tls or tls_context(), http2=True, limits=LIMITS, proxy=proxy,
+                                   timeout=httpx.Timeout(TIMEOUT), trust_env=False, follow_redirects=False,
+                                   cookies=no_cookie_jar())
+        # httpx's own defaults: a client that sent no User-Agent or Accept would reach the origin as
+        # python-httpx (which some origins' firewalls refuse) asking for */*; mitmproxy relays a
+        # request's headers as the client sent them, and so do we (Target.headers).
+        for name in ("User-Agent", "Accept"):
+            client.headers.pop(name, None)
         return client
 
     async def close(self) -> None:
@@ -215,13 +224,10 @@ class OriginClient:
         """The h11 pool of a plain HTTP origin reached directly (h11_pool.py), else None (httpx's)."""
         if not asks_on_h11(route):
             return None
-        if (pool := self.h11_pools.pop(route, None)) is None:
-            if len(self.h11_pools) >= MAX_POOLS:
-                self.h11_pools.pop(next(iter(self.h11_pools))).retire()
-            pool = H11Pool(route.host, route.port, LIMITS.max_connections, LIMITS.max_keepalive_connections,
-                           LIMITS.keepalive_expiry, TIMEOUT)
-        self.h11_pools[route] = pool  # the most recently used last: eviction takes the first
-        return pool
+        return most_recent(self.h11_pools, route,
+                           lambda: H11Pool(route.host, route.port, LIMITS.max_connections,
+                                           LIMITS.max_keepalive_connections, LIMITS.keepalive_expiry, TIMEOUT),
+                           H11Pool.retire)
 
     @contextlib.asynccontextmanager
     async def ranged(self, target: Target, headers: list, limit: int | None):
